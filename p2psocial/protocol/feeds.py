@@ -1,0 +1,148 @@
+"""Feed rules: hash-linked chains, batch verification, and fork proofs.
+
+Theory (spec/protocol.md §6). A feed is the sequence of an author's entries
+with seq 1, 2, 3, ...; entry n > 1 names entry n-1 by id in ``prev``. Because
+an id is the SHA-256 of the whole entry (signature included), a valid signature
+on entry b authenticates b, and with it the exact bytes of b-1 (through
+``prev``), and so on down the run. So a contiguous run a..b whose links all hold
+is authentic if the signature of b alone verifies: one signature check plus one
+hash per entry, instead of one signature check per entry.
+
+Every entry's signature must still be *well-formed* (strict encoding checks,
+which cost no curve arithmetic), so no stored signature is malleable.
+
+A fork is two entries with the same (author, seq) and different ids, each with
+a valid signature: the author signed two histories. The pair itself is the
+proof; any node can check it with no other context.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from . import encoding
+from .encoding import Limits
+from .entries import MAX_ENTRY_SIZE, Entry, decode_entry_untrusted
+from .errors import ChainError, DecodeError, ForkError, InvalidSignature
+from .identity import check_signature_encoding
+
+__all__ = [
+    "ForkProof",
+    "check_link",
+    "decode_fork_proof_untrusted",
+    "detect_fork",
+    "verify_run",
+]
+
+
+def check_link(prev: Entry, entry: Entry) -> None:
+    """Check that ``entry`` directly follows ``prev`` in the same feed.
+
+    Raises:
+        ForkError: same author and seq but a different id (call
+            :func:`detect_fork` to get the proof once both are verified).
+        ChainError: different author, seq not prev.seq + 1, or prev id mismatch.
+    """
+    if entry.author != prev.author:
+        raise ChainError("entries are from different authors", reason="wrong_author")
+    if entry.seq != prev.seq + 1:
+        if entry.seq == prev.seq and entry.id != prev.id:
+            raise ForkError(f"two different entries claim seq {entry.seq}")
+        raise ChainError(f"seq {entry.seq} does not follow {prev.seq}", reason="seq_gap")
+    if entry.prev != prev.id:
+        raise ChainError(
+            f"seq {entry.seq} names a different previous entry than the one held",
+            reason="prev_mismatch",
+        )
+
+
+def verify_run(run: Sequence[Entry], anchor: Entry | None = None) -> None:
+    """Authenticate a contiguous run of one feed with one signature check.
+
+    Args:
+        run: entries of one author with consecutive seqs, oldest first.
+        anchor: the already-authenticated entry just below ``run[0]``, if any.
+            Without one, ``run[0]`` must be seq 1 or the caller accepts the run
+            as a detached segment (spec §6.3) authenticated by its top entry.
+
+    Raises:
+        ChainError: a link, seq or author is wrong anywhere in the run.
+        InvalidSignature: a malformed signature anywhere, or the top entry's
+            signature does not verify.
+    """
+    if not run:
+        return
+    prev = anchor
+    for entry in run:
+        if prev is not None:
+            check_link(prev, entry)
+        check_signature_encoding(entry.signature)
+        prev = entry
+    run[-1].verify()
+
+
+#: Limits for the two entries of a fork proof.
+_FORK_LIMITS = Limits(
+    max_size=2 * MAX_ENTRY_SIZE + 16,
+    max_depth=1,
+    max_container_len=2,
+    max_str_len=0,
+    max_bin_len=MAX_ENTRY_SIZE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ForkProof:
+    """Two validly signed entries with the same author and seq but different ids."""
+
+    first: Entry
+    second: Entry
+
+    @property
+    def author(self) -> bytes:
+        return self.first.author
+
+    @property
+    def seq(self) -> int:
+        return self.first.seq
+
+    def to_bytes(self) -> bytes:
+        """Canonical msgpack array of the two entries' bytes, ordered by id."""
+        return encoding.encode([self.first.to_bytes(), self.second.to_bytes()])
+
+
+def detect_fork(a: Entry, b: Entry) -> ForkProof | None:
+    """Return a fork proof if ``a`` and ``b`` (both already verified) conflict."""
+    if a.author != b.author or a.seq != b.seq or a.id == b.id:
+        return None
+    first, second = (a, b) if a.id < b.id else (b, a)
+    return ForkProof(first, second)
+
+
+def decode_fork_proof_untrusted(data: bytes) -> ForkProof:
+    """Decode and fully verify a fork proof received from a peer.
+
+    Raises:
+        DecodeError: malformed bytes or entries, or entries not in id order.
+        InvalidSignature: either entry's signature fails.
+        ChainError: the two entries do not conflict (different author or seq,
+            or identical).
+    """
+    value = encoding.decode_untrusted(data, _FORK_LIMITS)
+    if type(value) is not list or len(value) != 2 or any(type(v) is not bytes for v in value):
+        raise DecodeError("fork proof must be an array of two entries", reason="bad_fork_proof")
+    a = decode_entry_untrusted(value[0])
+    b = decode_entry_untrusted(value[1])
+    if not a.id < b.id:
+        raise DecodeError("fork proof entries are not ordered by id", reason="non_canonical")
+    if a.author != b.author or a.seq != b.seq:
+        raise ChainError(
+            "fork proof entries are not for the same author and seq", reason="not_a_fork"
+        )
+    try:
+        a.verify()
+        b.verify()
+    except InvalidSignature:
+        raise
+    return ForkProof(a, b)
