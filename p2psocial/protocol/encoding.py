@@ -117,6 +117,10 @@ def _check_profile(value: Any, depth: int, max_depth: int) -> None:
     if t is dict:
         prev = None
         for k, v in value.items():
+            # msgpack's strict_map_key still lets bin keys through; the profile
+            # allows only str keys (and comparing bytes with str would raise).
+            if type(k) is not str:
+                raise DecodeError("map keys must be strings", reason="bad_type")
             # Strictly increasing keys: sorted and without duplicates. (A
             # duplicate collapses in the dict and is caught by re-encoding.)
             if prev is not None and k <= prev:

@@ -133,6 +133,10 @@ def decode_entry_untrusted(data: bytes) -> Entry:
         raise _field_error("is not a map")
     keys = list(env)
     if keys != _ORDER_WITH_PREV and keys != _ORDER_WITHOUT_PREV:
+        if any(type(k) is not str for k in keys):
+            # msgpack lets bin keys through; sorting them with str keys below
+            # would raise TypeError.
+            raise _field_error("has a non-text key")
         if set(keys) <= _ALL and set(keys) >= _REQUIRED:
             raise DecodeError("envelope keys are not in canonical order", reason="non_canonical")
         missing = sorted(_REQUIRED - set(keys))
@@ -148,7 +152,8 @@ def decode_entry_untrusted(data: bytes) -> Entry:
         raise _field_error("seq must be an integer from 1")
     prev = env.get("prev")
     if seq == 1:
-        if prev is not None:
+        # Test the key, not the value: an explicit nil prev is still a field.
+        if "prev" in env:
             raise _field_error("seq 1 must not have prev")
     elif type(prev) is not bytes or len(prev) != 32:
         raise _field_error("prev must be a 32-byte id when seq > 1")

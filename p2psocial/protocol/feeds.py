@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from . import encoding
 from .encoding import Limits
 from .entries import MAX_ENTRY_SIZE, Entry, decode_entry_untrusted
-from .errors import ChainError, DecodeError, ForkError, InvalidSignature
+from .errors import ChainError, DecodeError, ForkError
 from .identity import check_signature_encoding
 
 __all__ = [
@@ -134,15 +134,14 @@ def decode_fork_proof_untrusted(data: bytes) -> ForkProof:
         raise DecodeError("fork proof must be an array of two entries", reason="bad_fork_proof")
     a = decode_entry_untrusted(value[0])
     b = decode_entry_untrusted(value[1])
+    if a.id == b.id:
+        raise ChainError("fork proof holds the same entry twice", reason="not_a_fork")
     if not a.id < b.id:
         raise DecodeError("fork proof entries are not ordered by id", reason="non_canonical")
     if a.author != b.author or a.seq != b.seq:
         raise ChainError(
             "fork proof entries are not for the same author and seq", reason="not_a_fork"
         )
-    try:
-        a.verify()
-        b.verify()
-    except InvalidSignature:
-        raise
+    a.verify()
+    b.verify()
     return ForkProof(a, b)
