@@ -1,0 +1,268 @@
+"""The local API server: a Unix socket in the data dir, mode 0600.
+
+Each connection: handshake (version check), then requests handled
+concurrently (at most MAX_INFLIGHT at a time per connection), responses and
+watch events written by one writer task from a bounded channel. A malformed
+frame gets an error reply and the connection is closed; it never affects the
+daemon or other clients.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from ..errors import NodeError, StorageError
+from ..protocol.errors import DecodeError, LocalUsageError, P2PSocialError
+from .methods import METHODS, check_params
+from .protocol import (
+    API_NAME,
+    API_VERSION,
+    FrameBuffer,
+    decode_frame_payload_untrusted,
+    encode_frame,
+)
+
+__all__ = ["APIServer"]
+
+log = logging.getLogger("p2psocial.api")
+
+MAX_INFLIGHT = 16
+MAX_WATCHES = 8
+#: Frames (responses and events) queued for one client before it is too slow.
+OUT_BUFFER = 512
+HANDSHAKE_TIMEOUT = 10
+
+
+def error_reply(req_id: Any, code: str, message: str, reason: str | None = None) -> dict[str, Any]:
+    err: dict[str, Any] = {"code": code, "message": message}
+    if reason:
+        err["reason"] = reason
+    return {"id": req_id, "error": err}
+
+
+def _error_from_exception(req_id: Any, exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, LocalUsageError):
+        return error_reply(req_id, "invalid_argument", exc.message, exc.reason)
+    if isinstance(exc, StorageError):
+        return error_reply(req_id, "storage_error", exc.message, exc.reason)
+    if isinstance(exc, NodeError):
+        return error_reply(req_id, "node_error", exc.message, exc.reason)
+    if isinstance(exc, P2PSocialError):
+        return error_reply(req_id, "invalid_argument", exc.message, exc.reason)
+    return error_reply(req_id, "internal", f"internal error: {type(exc).__name__}")
+
+
+class APIServer:
+    """Serves one Node over a Unix socket."""
+
+    def __init__(self, node: Any, path: Path) -> None:
+        self.node = node
+        self.path = Path(path)
+        self.stats = {"connections": 0, "requests": 0, "errors": 0, "malformed": 0}
+
+    async def run(self, *, task_status: trio.TaskStatus[Path] = trio.TASK_STATUS_IGNORED) -> None:
+        sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+        with contextlib.suppress(FileNotFoundError):
+            # A stale socket from a crashed daemon; the daemon lock proves that
+            # no live daemon owns it.
+            os.unlink(self.path)
+        # Created 0600 from the start: the umask applies at bind time.
+        old = os.umask(0o177)
+        try:
+            await sock.bind(str(self.path))
+        finally:
+            os.umask(old)
+        os.chmod(self.path, 0o600)
+        sock.listen(64)
+        listener = trio.SocketListener(sock)
+        try:
+            async with trio.open_nursery() as nursery:
+                task_status.started(self.path)
+                while True:
+                    stream = await listener.accept()
+                    nursery.start_soon(self._serve_connection, stream)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+            sock.close()
+
+    async def _serve_connection(self, stream: trio.SocketStream) -> None:
+        self.stats["connections"] += 1
+        buf = FrameBuffer()
+        send, recv = trio.open_memory_channel[dict[str, Any]](OUT_BUFFER)
+        try:
+            async with stream, trio.open_nursery() as nursery:
+                nursery.start_soon(self._writer, stream, recv)
+                # Every task that replies holds its own clone of ``send``; the
+                # writer drains and stops once all of them are closed.
+                async with send:
+                    with trio.move_on_after(HANDSHAKE_TIMEOUT):
+                        hello = await self._read_message(stream, buf, send)
+                        if hello is not None and self._handshake_ok(hello):
+                            await send.send(
+                                {
+                                    "api": API_NAME,
+                                    "version": API_VERSION,
+                                    "identity": self.node.identity_text,
+                                }
+                            )
+                        elif hello is not None:
+                            await send.send(
+                                error_reply(
+                                    None,
+                                    "version_mismatch",
+                                    f"this daemon speaks {API_NAME} API version {API_VERSION}; the client "
+                                    f"sent api={hello.get('api')!r} version={hello.get('version')!r}",
+                                )
+                            )
+                            return
+                        else:
+                            return
+                    await self._request_loop(stream, buf, send, nursery)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+    @staticmethod
+    def _handshake_ok(hello: dict[str, Any]) -> bool:
+        return hello.get("api") == API_NAME and hello.get("version") == API_VERSION
+
+    async def _read_message(
+        self,
+        stream: trio.SocketStream,
+        buf: FrameBuffer,
+        send: trio.MemorySendChannel[dict[str, Any]],
+    ) -> dict[str, Any] | None:
+        """The next message, or None at EOF or after a malformed frame (reply sent)."""
+        while True:
+            try:
+                body = buf.next_frame()
+                if body is not None:
+                    return decode_frame_payload_untrusted(body)
+            except DecodeError as exc:
+                self.stats["malformed"] += 1
+                await send.send(error_reply(None, "malformed_frame", exc.message))
+                return None
+            data = await stream.receive_some(65536)
+            if not data:
+                return None
+            buf.feed(data)
+
+    async def _request_loop(
+        self,
+        stream: trio.SocketStream,
+        buf: FrameBuffer,
+        send: trio.MemorySendChannel[dict[str, Any]],
+        nursery: trio.Nursery,
+    ) -> None:
+        inflight = trio.Semaphore(MAX_INFLIGHT)
+        watches: dict[int, trio.CancelScope] = {}
+        while True:
+            msg = await self._read_message(stream, buf, send)
+            if msg is None:
+                # EOF or a malformed frame: stop streaming; requests already
+                # running still get their replies before the writer finishes.
+                for scope in list(watches.values()):
+                    scope.cancel()
+                return
+            self.stats["requests"] += 1
+            req_id = msg.get("id")
+            method = msg.get("method")
+            params = msg.get("params", {})
+            if not isinstance(req_id, int) or isinstance(req_id, bool):
+                await send.send(error_reply(None, "invalid_request", "request needs an integer id"))
+                continue
+            if method not in METHODS:
+                await send.send(error_reply(req_id, "unknown_method", f"no method {method!r}"))
+                continue
+            problem = check_params(method, params)
+            if problem:
+                await send.send(error_reply(req_id, "invalid_params", problem))
+                continue
+            params = {k: v for k, v in params.items() if v is not None}
+            if method == "watch":
+                if len(watches) >= MAX_WATCHES:
+                    await send.send(
+                        error_reply(req_id, "too_many_watches", f"at most {MAX_WATCHES}")
+                    )
+                    continue
+                scope = trio.CancelScope()
+                watches[req_id] = scope
+                nursery.start_soon(self._watch, req_id, params, send.clone(), scope, watches)
+                continue
+            if method == "unwatch":
+                scope = watches.pop(params["subscription"], None)
+                if scope is not None:
+                    scope.cancel()
+                await send.send({"id": req_id, "result": {"unwatched": scope is not None}})
+                continue
+            await inflight.acquire()
+            nursery.start_soon(self._call, req_id, method, params, send.clone(), inflight)
+
+    async def _call(
+        self,
+        req_id: int,
+        method: str,
+        params: dict[str, Any],
+        send: trio.MemorySendChannel[dict[str, Any]],
+        inflight: trio.Semaphore,
+    ) -> None:
+        async with send:
+            try:
+                try:
+                    result = await getattr(self.node, method)(**params)
+                    reply: dict[str, Any] = {"id": req_id, "result": result}
+                except Exception as exc:
+                    self.stats["errors"] += 1
+                    if not isinstance(exc, P2PSocialError):
+                        log.exception("API method %s failed", method)
+                    reply = _error_from_exception(req_id, exc)
+                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                    await send.send(reply)
+            finally:
+                inflight.release()
+
+    async def _watch(
+        self,
+        req_id: int,
+        params: dict[str, Any],
+        send: trio.MemorySendChannel[dict[str, Any]],
+        scope: trio.CancelScope,
+        watches: dict[int, trio.CancelScope],
+    ) -> None:
+        from ..node.node import WatchFilter
+
+        try:
+            async with send:
+                with scope:
+                    try:
+                        flt = WatchFilter.from_params(params)
+                    except P2PSocialError as exc:
+                        await send.send(_error_from_exception(req_id, exc))
+                        return
+                    async with self.node._subscribe(flt) as events:
+                        await send.send({"id": req_id, "result": {"subscription": req_id}})
+                        async for event in events:
+                            await send.send({"id": req_id, "event": event})
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            watches.pop(req_id, None)
+
+    async def _writer(
+        self, stream: trio.SocketStream, recv: trio.MemoryReceiveChannel[dict[str, Any]]
+    ) -> None:
+        async for msg in recv:
+            try:
+                await stream.send_all(encode_frame(msg))
+            except ValueError:
+                await stream.send_all(
+                    encode_frame(
+                        error_reply(msg.get("id"), "internal", "reply exceeds the frame limit")
+                    )
+                )

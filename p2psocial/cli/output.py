@@ -1,0 +1,131 @@
+"""How the command prints: JSON lines for scripts, readable text for people.
+
+JSON mode prints exactly one object per line and nothing else on stdout.
+Text mode uses rich when stdout is a terminal and plain lines otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+
+__all__ = ["Printer", "format_peer", "format_profile", "format_status", "short_identity"]
+
+
+def short_identity(text: str | None) -> str:
+    if not text:
+        return "?"
+    return f"{text[:10]}…{text[-4:]}"
+
+
+def _when(ms: int | None) -> str:
+    if not ms:
+        return "?"
+    return datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M")
+
+
+def format_status(st: dict[str, Any]) -> str:
+    return "\n".join(
+        [
+            f"identity  {st.get('identity')}",
+            f"node id   {st.get('node_id')}",
+            f"dht       {st.get('dht_addr')}",
+            f"peers at  {st.get('peer_addr')}",
+            f"api       {st.get('api')}",
+            f"peers     {st.get('peers')}",
+            f"feeds     {st.get('feeds')}",
+        ]
+    )
+
+
+def format_profile(p: dict[str, Any]) -> str:
+    lines = [p.get("identity", "")]
+    if p.get("name"):
+        lines.append(f"name       {p['name']}")
+    if p.get("bio"):
+        lines.append(f"bio        {p['bio']}")
+    lines.append(f"following  {p.get('following', 0)}   followers {p.get('followers', 0)}")
+    flags = [f for f in ("blocked", "muted") if p.get(f)]
+    if flags:
+        lines.append("(" + ", ".join(flags) + " by you)")
+    return "\n".join(lines)
+
+
+def format_peer(p: dict[str, Any]) -> str:
+    return f"{p.get('host')}:{p.get('port')}  {p.get('direction', '')}  node {str(p.get('node_id', ''))[:16]}"
+
+
+def _entry_body(e: dict[str, Any]) -> str:
+    kind = e.get("kind")
+    if e.get("deleted"):
+        return "[deleted]"
+    if kind == "post":
+        return e.get("text") or "[payload not held]"
+    target = e.get("target")
+    short = target[:12] if isinstance(target, str) and len(target) == 64 else short_identity(target)
+    if kind == "react":
+        return f"reacted {e.get('emoji', '')} to {short}"
+    if kind in ("follow", "unfollow", "block", "unblock", "repost", "delete"):
+        return f"{kind} {short}"
+    if kind == "profile":
+        return "updated their profile"
+    return f"[{kind}]"
+
+
+class Printer:
+    def __init__(self, *, json_mode: bool, color: bool) -> None:
+        self.json = json_mode
+        tty = sys.stdout.isatty()
+        self.console = Console(
+            no_color=not color, highlight=False, force_terminal=tty and color, soft_wrap=True
+        )
+        self.rich = tty
+
+    def record(self, obj: dict[str, Any], human: Callable[[dict[str, Any]], str]) -> None:
+        if self.json:
+            print(json.dumps(obj, ensure_ascii=False), flush=True)
+        else:
+            print(human(obj))
+
+    def note(self, text: str) -> None:
+        if not self.json:
+            print(text, file=sys.stderr)
+
+    def entries(self, items: list[dict[str, Any]], *, tree: bool = False) -> None:
+        if self.json:
+            for e in items:
+                print(json.dumps(e, ensure_ascii=False), flush=True)
+            return
+        if not items:
+            self.note("nothing to show")
+            return
+        for e in items:
+            indent = "  " * int(e.get("depth") or 0) if tree else ""
+            head = (
+                f"{_when(e.get('timestamp'))}  {short_identity(e.get('author'))}  #{e.get('seq')}"
+            )
+            extras = []
+            if e.get("reply_to"):
+                extras.append(f"reply to {str(e['reply_to'])[:12]}")
+            reactions = e.get("reactions") or {}
+            if reactions:
+                extras.append(" ".join(f"{k}{v}" for k, v in reactions.items()))
+            if e.get("replies"):
+                extras.append(f"{e['replies']} replies")
+            body = _entry_body(e)
+            if self.rich:
+                self.console.print(
+                    f"{indent}[bold cyan]{escape(head)}[/]  [dim]{escape(' · '.join(extras))}[/]"
+                )
+                self.console.print(f"{indent}  {escape(body)}")
+                self.console.print(f"{indent}  [dim]{e.get('id')}[/]")
+            else:
+                print(f"{indent}{head}  {' · '.join(extras)}".rstrip())
+                print(f"{indent}  {body}")
+                print(f"{indent}  {e.get('id')}")

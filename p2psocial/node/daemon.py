@@ -1,0 +1,104 @@
+"""``p2psocial daemon``: one node in the foreground, logging to stderr.
+
+* One daemon per data dir, enforced by an flock on ``daemon.lock``.
+* Prints one ready line on stderr once every service listens.
+* SIGINT or SIGTERM shuts down gracefully (well within 2 s); a second signal
+  exits at once.
+* On exit, the API socket and the lock file are removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from typing import TextIO
+
+import trio
+
+from ..errors import NodeError
+from .config import NodeConfig
+from .node import open_node
+
+__all__ = ["READY_PREFIX", "daemon_lock", "run_daemon"]
+
+log = logging.getLogger("p2psocial.daemon")
+
+#: The ready line starts with this; tools (and `p2psocial demo`) parse the rest
+#: as space-separated key=value pairs.
+READY_PREFIX = "p2psocial ready"
+
+
+@contextlib.contextmanager
+def daemon_lock(config: NodeConfig) -> Iterator[None]:
+    """Hold the data dir's daemon lock, or raise NodeError naming the holder."""
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    path = config.lock_path
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise NodeError(
+                f"another p2psocial daemon (pid {holder}) is already running on {config.data_dir}",
+                reason="locked",
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+    finally:
+        os.close(fd)
+
+
+async def _serve(config: NodeConfig, out: TextIO) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            node_scope = trio.CancelScope()
+
+            async def watch_signals() -> None:
+                count = 0
+                async for signum in signals:
+                    count += 1
+                    if count == 1:
+                        log.info("%s received, shutting down", signal.Signals(signum).name)
+                        node_scope.cancel()
+                    else:
+                        log.warning("second signal: exiting immediately")
+                        os._exit(128 + signum)
+
+            nursery.start_soon(watch_signals)
+            with node_scope:
+                async with open_node(config) as node:
+                    st = await node.status()
+                    print(
+                        f"{READY_PREFIX} identity={st['identity']} node_id={st['node_id']} "
+                        f"dht={st['dht_addr']} peer={st['peer_addr']} api={st['api']}",
+                        file=out,
+                        flush=True,
+                    )
+                    await trio.sleep_forever()
+            nursery.cancel_scope.cancel()
+    log.info("stopped")
+
+
+def run_daemon(config: NodeConfig, *, out: TextIO = sys.stderr) -> None:
+    """Run a node until SIGINT/SIGTERM.
+
+    Raises:
+        NodeError: the data dir is locked by another daemon, the identity is
+            missing, or a service cannot start (e.g. a port in use).
+    """
+    with daemon_lock(config):
+        try:
+            trio.run(_serve, config, out)
+        except OSError as exc:
+            raise NodeError(f"cannot start: {exc}", reason="os_error") from None

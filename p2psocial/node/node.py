@@ -1,0 +1,622 @@
+"""The Node: storage, DHT, replication and the local API, composed.
+
+    async with p2psocial.open_node(config) as node:
+        await node.post("hello")
+        async for event in node.watch():
+            ...
+
+Each service owns its nursery (``run(*, task_status)``); ``open_node`` starts
+them in order (store, DHT, replication, API) inside one nursery and cancels
+them in reverse on exit. Every public method returns JSON-friendly values
+(ids as hex, identities in text form), the same shapes the local API sends.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from ..errors import NodeError
+from ..protocol.entries import Entry
+from ..protocol.errors import DecodeError, LocalUsageError
+from ..protocol.identity import SigningKey, identity_from_text, identity_to_text
+from ..storage import AsyncStore, open_async_store
+from ..storage.keyfile import read_key_file
+from .config import NodeConfig
+
+__all__ = ["Node", "WatchFilter", "open_node"]
+
+log = logging.getLogger("p2psocial.node")
+
+#: Events buffered per watcher before the slowest watcher starts missing events.
+WATCH_BUFFER = 256
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def parse_identity(value: str | bytes) -> bytes:
+    """An identity from its text form (or raw 32 bytes).
+
+    Raises:
+        LocalUsageError: saying what is wrong with the text.
+    """
+    if isinstance(value, bytes):
+        if len(value) != 32:
+            raise LocalUsageError("an identity is 32 bytes")
+        return value
+    try:
+        return identity_from_text(value)
+    except DecodeError as exc:
+        raise LocalUsageError(exc.message, reason="bad_identity") from None
+
+
+def parse_entry_id(value: str | bytes) -> bytes:
+    """An entry id from 64 hex characters (or raw 32 bytes).
+
+    Raises:
+        LocalUsageError: not a valid id.
+    """
+    if isinstance(value, bytes):
+        if len(value) != 32:
+            raise LocalUsageError("an entry id is 32 bytes")
+        return value
+    text = value.strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{64}", text):
+        raise LocalUsageError(
+            f"not a valid entry id: expected 64 hex characters, got {len(text)} characters",
+            reason="bad_id",
+        )
+    return bytes.fromhex(text)
+
+
+@dataclass
+class WatchFilter:
+    """Which new entries a watcher wants. Empty sets mean "any"."""
+
+    kinds: set[str] = field(default_factory=set)
+    authors: set[bytes] = field(default_factory=set)
+    #: Only entries that mention or reply to this node's identity.
+    mentions_me: bool = False
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> WatchFilter:
+        kinds = params.get("kinds") or []
+        authors = params.get("authors") or []
+        if not isinstance(kinds, list) or not all(isinstance(k, str) for k in kinds):
+            raise LocalUsageError("kinds must be a list of kind names")
+        if not isinstance(authors, list):
+            raise LocalUsageError("authors must be a list of identities")
+        return cls(
+            kinds=set(kinds),
+            authors={parse_identity(a) for a in authors},
+            mentions_me=bool(params.get("mentions_me", False)),
+        )
+
+    def matches(self, view: dict[str, Any], me: str) -> bool:
+        if self.kinds and view.get("kind") not in self.kinds:
+            return False
+        if self.authors and parse_identity(view["author"]) not in self.authors:
+            return False
+        if self.mentions_me:
+            mentioned = me in (view.get("mentions") or [])
+            return mentioned or view.get("reply_to_author") == me
+        return True
+
+
+class Node:
+    """A running p2psocial node. Create it with :func:`open_node`."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        identity_key: SigningKey,
+        node_key: SigningKey,
+        store: AsyncStore,
+    ) -> None:
+        self.config = config
+        self._key = identity_key
+        self.node_key = node_key
+        self.store = store
+        #: The user identity this node publishes as (32 bytes).
+        self.identity: bytes = identity_key.public_key
+        self.identity_text = identity_to_text(self.identity)
+        self.dht: Any = None
+        self.replicator: Any = None
+        self.api_server: Any = None
+        self.dht_addr: tuple[str, int] | None = None
+        self.peer_addr: tuple[str, int] | None = None
+        self._watchers: list[tuple[trio.MemorySendChannel[dict[str, Any]], WatchFilter]] = []
+        self._stored_send, self._stored_recv = trio.open_memory_channel[list[bytes]](1024)
+        self._publish_lock = trio.Lock()
+        self._stats = {"watch_events_dropped": 0, "stored_notifications_dropped": 0}
+        self._started = now_ms()
+
+    # -- publishing ---------------------------------------------------------
+
+    async def _publish(self, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+        async with self._publish_lock:
+            entry: Entry = await self.store.append_local(self._key, kind, payload, now_ms=now_ms())
+        payload_bytes = await self._payload_of(entry)
+        if self.replicator is not None:
+            self.replicator.notify_local(entry, payload_bytes)
+        self._on_stored([entry])
+        return {"id": entry.id.hex(), "seq": entry.seq}
+
+    async def _payload_of(self, entry: Entry) -> bytes:
+        rows = await self.store.entries_after(entry.author, entry.seq - 1, 1)
+        if not rows or rows[0][1] is None:  # pragma: no cover - just written
+            raise NodeError("entry vanished after publishing", reason="internal")
+        return rows[0][1]  # type: ignore[no-any-return]
+
+    async def post(
+        self,
+        text: str,
+        *,
+        reply_to: str | bytes | None = None,
+        mentions: Iterable[str | bytes] = (),
+        tags: Iterable[str] = (),
+        lang: str | None = None,
+    ) -> dict[str, Any]:
+        """Publish a post, optionally as a reply, with mentions and tags.
+
+        Returns:
+            ``{"id": hex, "seq": int}``.
+
+        Raises:
+            LocalUsageError: text too long (the message gives the limit), an
+                unknown reply target, or a malformed identity.
+        """
+        payload: dict[str, Any] = {"text": text}
+        mention_keys = [parse_identity(m) for m in mentions]
+        if reply_to is not None:
+            parent_id = parse_entry_id(reply_to)
+            parent = await self.store.get_entry(parent_id)
+            if parent is None:
+                raise LocalUsageError(
+                    f"cannot reply to {parent_id.hex()}: this node does not hold that entry",
+                    reason="not_found",
+                )
+            root = parent.reply_root or parent.id
+            payload["reply"] = {"root": root, "parent": parent.id}
+            # The parent's author hears about the reply through its swarm.
+            if parent.author != self.identity and parent.author not in mention_keys:
+                mention_keys.append(parent.author)
+        if mention_keys:
+            payload["mentions"] = list(dict.fromkeys(mention_keys))
+        tag_list = list(dict.fromkeys(t.lstrip("#") for t in tags))
+        if tag_list:
+            payload["tags"] = tag_list
+        if lang:
+            payload["lang"] = lang
+        return await self._publish("post", payload)
+
+    async def react(self, target: str | bytes, emoji: str) -> dict[str, Any]:
+        """React to an entry with an emoji."""
+        return await self._publish("react", {"target": parse_entry_id(target), "emoji": emoji})
+
+    async def repost(self, target: str | bytes) -> dict[str, Any]:
+        """Repost an entry to this identity's followers."""
+        return await self._publish("repost", {"target": parse_entry_id(target)})
+
+    async def delete(self, target: str | bytes) -> dict[str, Any]:
+        """Delete one of this identity's own entries, on every conforming node.
+
+        Raises:
+            LocalUsageError: the entry is unknown here or is somebody else's.
+        """
+        target_id = parse_entry_id(target)
+        entry = await self.store.get_entry(target_id)
+        if entry is None:
+            raise LocalUsageError(f"no entry {target_id.hex()} on this node", reason="not_found")
+        if entry.author != self.identity:
+            raise LocalUsageError("only the author can delete an entry", reason="not_author")
+        return await self._publish("delete", {"target": target_id})
+
+    async def set_profile(
+        self, *, name: str | None = None, bio: str | None = None
+    ) -> dict[str, Any]:
+        """Publish a new profile; fields left None keep their previous value."""
+        current = await self.store.profile(self.identity) or {}
+        payload: dict[str, Any] = {}
+        for key, value in (("name", name), ("bio", bio)):
+            if value is not None:
+                payload[key] = value
+            elif isinstance(current.get(key), str):
+                payload[key] = current[key]
+        return await self._publish("profile", payload)
+
+    # -- graph and policy ---------------------------------------------------
+
+    async def follow(self, identity: str | bytes) -> dict[str, Any]:
+        """Follow an identity: publish a follow entry and start replicating its feed."""
+        target = parse_identity(identity)
+        if target == self.identity:
+            raise LocalUsageError("you cannot follow yourself", reason="self")
+        result = await self._publish("follow", {"target": target})
+        await self.store.set_interest(target, "follow")
+        if self.replicator is not None:
+            self.replicator.interest_changed()
+        return result
+
+    async def unfollow(self, identity: str | bytes) -> dict[str, Any]:
+        """Stop following an identity (its entries already held are kept)."""
+        target = parse_identity(identity)
+        result = await self._publish("unfollow", {"target": target})
+        await self.store.clear_interest(target, "follow")
+        if self.replicator is not None:
+            self.replicator.interest_changed()
+        return result
+
+    async def block(
+        self, identity: str | bytes, *, public: bool = True, reason: str | None = None
+    ) -> dict[str, Any]:
+        """Block an identity: purge and refuse its payloads on this node.
+
+        Args:
+            public: also publish a ``block`` entry, so that subscribers of this
+                identity's blocklist adopt it; False keeps it in local policy only.
+        """
+        target = parse_identity(identity)
+        if target == self.identity:
+            raise LocalUsageError("you cannot block yourself", reason="self")
+        await self.store.block_local(target)
+        self._policy_list_add("blocked", target)
+        result: dict[str, Any] = {"blocked": identity_to_text(target), "public": public}
+        if public:
+            payload: dict[str, Any] = {"target": target}
+            if reason:
+                payload["reason"] = reason
+            result.update(await self._publish("block", payload))
+        return result
+
+    async def unblock(self, identity: str | bytes) -> dict[str, Any]:
+        """Lift a block (public blocks get an ``unblock`` entry)."""
+        target = parse_identity(identity)
+        await self.store.unblock_local(target)
+        self._policy_list_remove("blocked", target)
+        result: dict[str, Any] = {"unblocked": identity_to_text(target)}
+        result.update(await self._publish("unblock", {"target": target}))
+        return result
+
+    async def mute(self, identity: str | bytes) -> dict[str, Any]:
+        """Hide an identity from this owner's timelines (still stored and relayed)."""
+        target = parse_identity(identity)
+        self._policy_list_add("muted", target)
+        return {"muted": identity_to_text(target)}
+
+    async def unmute(self, identity: str | bytes) -> dict[str, Any]:
+        """Show a muted identity again."""
+        target = parse_identity(identity)
+        self._policy_list_remove("muted", target)
+        return {"unmuted": identity_to_text(target)}
+
+    def _policy_list_add(self, name: str, key: bytes) -> None:
+        values: list[str] = getattr(self.config.policy, name)
+        text = identity_to_text(key)
+        if text not in values:
+            values.append(text)
+            self._save_config()
+
+    def _policy_list_remove(self, name: str, key: bytes) -> None:
+        values: list[str] = getattr(self.config.policy, name)
+        text = identity_to_text(key)
+        if text in values:
+            values.remove(text)
+            self._save_config()
+
+    def _save_config(self) -> None:
+        try:
+            self.config.save()
+        except OSError as exc:  # the change holds for this run; say why it won't persist
+            log.warning("could not save %s: %s", self.config.config_path, exc)
+
+    def _muted(self) -> set[str]:
+        return set(self.config.policy.muted)
+
+    # -- reading ------------------------------------------------------------
+
+    def _visible(self, view: dict[str, Any]) -> bool:
+        if view["author"] in self._muted():
+            return False
+        text = view.get("text")
+        if text:
+            for pattern in self.config.policy.hide_patterns:
+                try:
+                    if re.search(pattern, text, re.IGNORECASE):
+                        return False
+                except re.error:
+                    continue
+        return True
+
+    def _page(self, page: Any, *, filter_visible: bool) -> dict[str, Any]:
+        items = [v.to_json() for v in page.items]
+        if filter_visible:
+            items = [v for v in items if self._visible(v)]
+        return {"items": items, "next": page.next_cursor}
+
+    async def timeline(self, *, limit: int = 50, before: str | None = None) -> dict[str, Any]:
+        """Own and followed authors' entries, newest first (muted authors hidden)."""
+        page = await self.store.timeline(self.identity, limit=_limit(limit), before=before)
+        return self._page(page, filter_visible=True)
+
+    async def feed(
+        self, identity: str | bytes | None = None, *, limit: int = 50, before: str | None = None
+    ) -> dict[str, Any]:
+        """One author's entries, newest first. Peeks at the network when not followed."""
+        author = self.identity if identity is None else parse_identity(identity)
+        page = await self.store.feed(author, limit=_limit(limit), before=before)
+        if (
+            not page.items
+            and before is None
+            and self.replicator is not None
+            and author != self.identity
+        ):
+            with trio.move_on_after(5):
+                await self.replicator.peek(author, limit=_limit(limit))
+            page = await self.store.feed(author, limit=_limit(limit), before=before)
+        return self._page(page, filter_visible=False)
+
+    async def thread(self, id: str | bytes) -> dict[str, Any]:
+        """A post with its nested replies, in tree order (each item has a depth)."""
+        views = await self.store.thread(parse_entry_id(id))
+        return {"items": [v.to_json() for v in views]}
+
+    async def mentions(self, *, limit: int = 50, before: str | None = None) -> dict[str, Any]:
+        """Replies to this identity's posts and posts mentioning it, newest first."""
+        page = await self.store.mentions(self.identity, limit=_limit(limit), before=before)
+        return self._page(page, filter_visible=True)
+
+    async def search(
+        self,
+        query: str,
+        *,
+        author: str | bytes | None = None,
+        limit: int = 50,
+        before: str | None = None,
+    ) -> dict[str, Any]:
+        """Full-text search over held posts (words and "phrases")."""
+        key = None if author is None else parse_identity(author)
+        page = await self.store.search(query, author=key, limit=_limit(limit), before=before)
+        return self._page(page, filter_visible=True)
+
+    async def profile(self, identity: str | bytes | None = None) -> dict[str, Any]:
+        """An identity's latest profile, with follow counts as seen by this node."""
+        author = self.identity if identity is None else parse_identity(identity)
+        prof = await self.store.profile(author) or {}
+        following = await self.store.following(author)
+        followers = await self.store.followers(author)
+        return {
+            "identity": identity_to_text(author),
+            "name": prof.get("name"),
+            "bio": prof.get("bio"),
+            "following": len(following),
+            "followers": len(followers),
+            "blocked": identity_to_text(author) in self.config.policy.blocked,
+            "muted": identity_to_text(author) in self._muted(),
+        }
+
+    async def following(self, identity: str | bytes | None = None) -> dict[str, Any]:
+        """Identities this identity follows (from the follow entries held here)."""
+        author = self.identity if identity is None else parse_identity(identity)
+        return {"items": [identity_to_text(k) for k in await self.store.following(author)]}
+
+    async def followers(self, identity: str | bytes | None = None) -> dict[str, Any]:
+        """Identities seen following this identity."""
+        author = self.identity if identity is None else parse_identity(identity)
+        return {"items": [identity_to_text(k) for k in await self.store.followers(author)]}
+
+    async def peers(self) -> dict[str, Any]:
+        """Connected peers."""
+        items = self.replicator.peers() if self.replicator is not None else []
+        return {"items": items}
+
+    async def connect(self, host: str, port: int) -> dict[str, Any]:
+        """Open a peer link to host:port now (besides DHT discovery)."""
+        if self.replicator is None:
+            raise NodeError("replication is not running", reason="unavailable")
+        await self.replicator.connect(host, int(port))
+        return {"connected": f"{host}:{port}"}
+
+    # -- status ---------------------------------------------------------------
+
+    async def status(self) -> dict[str, Any]:
+        """Identity, addresses and counts (the shape ``p2psocial status --json`` prints)."""
+        interests = await self.store.interests()
+        return {
+            "identity": self.identity_text,
+            "node_id": self.node_key_id.hex(),
+            "dht_addr": _fmt_addr(self.dht_addr),
+            "peer_addr": _fmt_addr(self.peer_addr),
+            "api": str(self.config.api_path) if self.config.serve_api else None,
+            "peers": len(self.replicator.peers()) if self.replicator is not None else 0,
+            "feeds": len(interests),
+            "uptime_s": (now_ms() - self._started) // 1000,
+        }
+
+    @property
+    def node_key_id(self) -> bytes:
+        from ..protocol.identity import node_id_from_public_key
+
+        return node_id_from_public_key(self.node_key.public_key)
+
+    async def statistics(self) -> dict[str, Any]:
+        """Counters of every service (drops, rejections, traffic)."""
+        stats: dict[str, Any] = {"node": dict(self._stats), "store": await self.store.statistics()}
+        if self.dht is not None:
+            stats["dht"] = self.dht.statistics()
+        if self.replicator is not None:
+            stats["replication"] = self.replicator.statistics()
+        return stats
+
+    # -- watching -------------------------------------------------------------
+
+    def _on_stored(self, entries: list[Entry]) -> None:
+        """Called (synchronously) whenever entries are stored; fans out to watchers."""
+        if not self._watchers:
+            return
+        try:
+            self._stored_send.send_nowait([e.id for e in entries])
+        except trio.WouldBlock:
+            self._stats["stored_notifications_dropped"] += 1
+
+    async def _fanout(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        task_status.started()
+        async for ids in self._stored_recv:
+            if not self._watchers:
+                continue
+            for entry_id in ids:
+                view = await self.store.get_entry(entry_id)
+                if view is None:
+                    continue
+                event = view.to_json()
+                for send, flt in list(self._watchers):
+                    if flt.matches(event, self.identity_text):
+                        try:
+                            send.send_nowait(event)
+                        except (
+                            trio.WouldBlock,
+                            trio.BrokenResourceError,
+                            trio.ClosedResourceError,
+                        ):
+                            self._stats["watch_events_dropped"] += 1
+
+    @asynccontextmanager
+    async def _subscribe(
+        self, flt: WatchFilter
+    ) -> AsyncIterator[trio.MemoryReceiveChannel[dict[str, Any]]]:
+        send, recv = trio.open_memory_channel[dict[str, Any]](WATCH_BUFFER)
+        item = (send, flt)
+        self._watchers.append(item)
+        try:
+            yield recv
+        finally:
+            self._watchers.remove(item)
+            send.close()
+
+    async def watch(self, flt: WatchFilter | None = None) -> AsyncIterator[dict[str, Any]]:
+        """New entries as they are stored (own and replicated), matching ``flt``.
+
+        A watcher that falls more than WATCH_BUFFER events behind misses
+        events rather than slowing the node down (counted in statistics()).
+        """
+        async with self._subscribe(flt or WatchFilter()) as recv:
+            async for event in recv:
+                yield event
+
+
+def _limit(limit: int) -> int:
+    if not isinstance(limit, int) or not 1 <= limit <= 500:
+        raise LocalUsageError("limit must be between 1 and 500")
+    return limit
+
+
+def _fmt_addr(addr: tuple[str, int] | None) -> str | None:
+    return None if addr is None else f"{addr[0]}:{addr[1]}"
+
+
+def load_keys(config: NodeConfig) -> tuple[SigningKey, SigningKey]:
+    """Read the identity and node keys from the data dir.
+
+    Raises:
+        NodeError: a key is missing or unreadable; the message names ``p2psocial init``.
+    """
+    keys = []
+    for path in (config.identity_path, config.node_key_path):
+        try:
+            keys.append(
+                read_key_file(path, config.passphrase if path == config.identity_path else None)
+            )
+        except FileNotFoundError:
+            raise NodeError(
+                f"no identity in {config.data_dir} ({path.name} is missing); "
+                f"create one with: p2psocial --data-dir {config.data_dir} init",
+                reason="no_identity",
+            ) from None
+        except DecodeError as exc:
+            raise NodeError(
+                f"cannot read {path}: {exc.message} (set P2PSOCIAL_PASSPHRASE or recreate it with "
+                f"p2psocial init --force)",
+                reason="bad_identity",
+            ) from None
+    return keys[0], keys[1]
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise NodeError(f"{text!r} is not HOST:PORT", reason="bad_address")
+    return host.strip("[]"), int(port)
+
+
+@asynccontextmanager
+async def open_node(
+    config: NodeConfig,
+    *,
+    identity_key: SigningKey | None = None,
+    node_key: SigningKey | None = None,
+) -> AsyncIterator[Node]:
+    """Start a node (store, DHT, replication, local API) and stop it on exit.
+
+    Args:
+        config: where the data lives and how to listen; see :class:`NodeConfig`.
+        identity_key, node_key: keys to use instead of the data dir's key files.
+
+    Raises:
+        NodeError: missing identity, unusable address, or a service failing to start.
+    """
+    if identity_key is None or node_key is None:
+        loaded = load_keys(config)
+        identity_key = identity_key or loaded[0]
+        node_key = node_key or loaded[1]
+    bootstrap = [_host_port(b) for b in config.bootstrap]
+    explicit_peers = [_host_port(p) for p in config.peers]
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    async with open_async_store(config.db_path) as store:
+        node = Node(config, identity_key, node_key, store)
+        await store.set_interest(node.identity, "self")
+        for text in config.policy.blocked:
+            await store.block_local(parse_identity(text))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(node._fanout)
+            from .dht import DHTNode
+            from .replication import Replicator
+
+            node.dht = DHTNode(
+                node_key, host=config.listen, port=config.dht_port, contact_store=store
+            )
+            node.dht_addr = await nursery.start(node.dht.run)
+            node.replicator = Replicator(
+                store,
+                node_key,
+                dht=node.dht,
+                host=config.listen,
+                port=config.port,
+                identity=node.identity,
+                on_stored=node._on_stored,
+                hops=config.policy.hops,
+            )
+            node.peer_addr = await nursery.start(node.replicator.run)
+            if bootstrap:
+                nursery.start_soon(node.dht.bootstrap, bootstrap)
+            for host, port in explicit_peers:
+                nursery.start_soon(node.replicator.connect, host, port)
+            if config.serve_api:
+                from ..api.server import APIServer
+
+                node.api_server = APIServer(node, config.api_path)
+                await nursery.start(node.api_server.run)
+            try:
+                yield node
+            finally:
+                nursery.cancel_scope.cancel()
