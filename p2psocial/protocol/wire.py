@@ -1,0 +1,424 @@
+"""Peer-link wire format: frames and the messages of the sync protocol.
+
+Theory (spec/sync.md §2-§4). A peer link is a byte stream cut into *frames*::
+
+    frame = length (u32, big-endian) || body (length bytes)
+
+A length above the link's maximum (1 MiB by default) ends the link before a
+single body byte is buffered, so a hostile peer cannot make us allocate. Each
+body is one canonical msgpack map with a ``t`` field naming the message type;
+the other fields depend on the type and are all required unless marked
+optional. Unknown types and unknown or missing fields are refused: two
+implementations must never disagree about what a message means.
+
+Entries travel as opaque bytes here. This layer checks only their sizes; the
+store decodes and verifies them (batch-verified runs), so no entry is decoded
+twice on the catch-up hot path.
+
+Everything here is pure: bytes in, values out. :func:`decode_message_untrusted`
+and :meth:`FrameDecoder.feed` may raise only :class:`DecodeError`.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+
+from . import encoding
+from .encoding import Limits
+from .entries import MAX_ENTRY_SIZE, MAX_PAYLOAD_SIZE
+from .errors import DecodeError, LocalUsageError
+
+__all__ = [
+    "DEFAULT_WIRE_LIMITS",
+    "HELLO_TAG",
+    "NONCE_SIZE",
+    "WIRE_VERSION",
+    "Auth",
+    "Bye",
+    "Clock",
+    "Entries",
+    "ForkProofMessage",
+    "FrameDecoder",
+    "Hello",
+    "Item",
+    "Message",
+    "Push",
+    "Want",
+    "WireLimits",
+    "decode_message_untrusted",
+    "encode_frame",
+    "encode_message",
+    "hello_signed_bytes",
+]
+
+WIRE_VERSION = 1
+NONCE_SIZE = 32
+#: Domain tag of the hello proof: a node signs HELLO_TAG || peer nonce || own key.
+HELLO_TAG = b"p2psocial/hello/v1\x00"
+_LEN = struct.Struct(">I")
+_MAX_SEQ = 2**53 - 1
+_MAX_REASON = 64
+
+
+@dataclass(frozen=True, slots=True)
+class WireLimits:
+    """Per-link bounds, applied to every frame a peer sends.
+
+    Defaults: a frame of 1 MiB holds a full catch-up batch of small posts (500
+    entries of ~600 bytes with payloads) yet bounds memory per link; a batch
+    of 1,000 items caps decode work per frame; 4,096 feeds per clock message
+    covers a node following thousands of authors in a handful of messages.
+    """
+
+    max_frame: int = 1024 * 1024
+    max_batch: int = 1000
+    max_clock: int = 4096
+    max_peek: int = 500
+
+
+DEFAULT_WIRE_LIMITS = WireLimits()
+
+#: One replicated item: entry bytes and the payload bytes, or None when the
+#: payload was deleted or dropped (the envelope alone keeps the chain valid).
+Item: TypeAlias = tuple[bytes, bytes | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """First message each side sends: its node key, a fresh nonce, its listen port."""
+
+    key: bytes
+    nonce: bytes
+    port: int
+    version: int = WIRE_VERSION
+
+
+@dataclass(frozen=True, slots=True)
+class Auth:
+    """Second message: Ed25519 over ``hello_signed_bytes(peer_nonce, own_key)``."""
+
+    sig: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Clock:
+    """Heads of the feeds the sender wants: ``(author, seq, head id or None)``.
+
+    ``seq`` 0 means "wanted, nothing held"; -1 withdraws interest. The first
+    clock states the sender's whole interest; later ones are deltas.
+    """
+
+    feeds: tuple[tuple[bytes, int, bytes | None], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Want:
+    """Ask for ``author``'s entries from seq ``from_seq`` (inclusive).
+
+    With ``limit`` it is a one-shot *peek*: ``from_seq`` 0 asks for the latest
+    ``limit`` entries; otherwise at most ``limit`` entries from ``from_seq``.
+    """
+
+    author: bytes
+    from_seq: int
+    limit: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Entries:
+    """A batch of consecutive entries of one feed, oldest first.
+
+    ``start`` is the seq of the first item; ``head`` the sender's head for the
+    feed when it sent the batch (a receiver knows it is complete when the last
+    item reaches it). An empty batch says "nothing (more) to send".
+    """
+
+    author: bytes
+    start: int
+    head: int
+    items: tuple[Item, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class Push:
+    """One new entry, sent live to a peer whose clock is behind."""
+
+    author: bytes
+    seq: int
+    item: Item
+
+
+@dataclass(frozen=True, slots=True)
+class ForkProofMessage:
+    """A fork proof's canonical bytes (``feeds.ForkProof.to_bytes``), gossiped."""
+
+    proof: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Bye:
+    """Polite end of the link, with a short snake_case reason."""
+
+    reason: str
+
+
+Message: TypeAlias = Hello | Auth | Clock | Want | Entries | Push | ForkProofMessage | Bye
+
+
+def hello_signed_bytes(peer_nonce: bytes, own_key: bytes) -> bytes:
+    """The bytes a node signs to prove its key on a link (tag || nonce || key)."""
+    return HELLO_TAG + peer_nonce + own_key
+
+
+def _item_value(item: Item) -> list[bytes]:
+    entry, payload = item
+    return [entry] if payload is None else [entry, payload]
+
+
+def _message_value(msg: Message) -> dict[str, Any]:
+    if isinstance(msg, Entries):
+        return {
+            "t": "entries",
+            "author": msg.author,
+            "start": msg.start,
+            "head": msg.head,
+            "items": [_item_value(i) for i in msg.items],
+        }
+    if isinstance(msg, Push):
+        return {"t": "push", "author": msg.author, "seq": msg.seq, "item": _item_value(msg.item)}
+    if isinstance(msg, Clock):
+        feeds = [[a, s] if i is None else [a, s, i] for a, s, i in msg.feeds]
+        return {"t": "clock", "feeds": feeds}
+    if isinstance(msg, Want):
+        v: dict[str, Any] = {"t": "want", "author": msg.author, "from_seq": msg.from_seq}
+        if msg.limit is not None:
+            v["limit"] = msg.limit
+        return v
+    if isinstance(msg, Hello):
+        return {
+            "t": "hello",
+            "v": msg.version,
+            "key": msg.key,
+            "nonce": msg.nonce,
+            "port": msg.port,
+        }
+    if isinstance(msg, Auth):
+        return {"t": "auth", "sig": msg.sig}
+    if isinstance(msg, ForkProofMessage):
+        return {"t": "fork_proof", "proof": msg.proof}
+    if isinstance(msg, Bye):
+        return {"t": "bye", "reason": msg.reason}
+    raise LocalUsageError(f"not a wire message: {type(msg).__name__}")
+
+
+def encode_message(msg: Message) -> bytes:
+    """Encode a message as a canonical msgpack body (no length prefix).
+
+    Raises:
+        LocalUsageError: ``msg`` is not a message or holds out-of-profile values.
+    """
+    return encoding.encode(_message_value(msg))
+
+
+def encode_frame(body: bytes, limits: WireLimits = DEFAULT_WIRE_LIMITS) -> bytes:
+    """Prefix ``body`` with its u32 big-endian length.
+
+    Raises:
+        LocalUsageError: the body exceeds ``limits.max_frame`` (a sender bug:
+            batches must be cut below the limit).
+    """
+    if len(body) > limits.max_frame:
+        raise LocalUsageError(f"frame of {len(body)} bytes exceeds {limits.max_frame}")
+    return _LEN.pack(len(body)) + body
+
+
+class FrameDecoder:
+    """Incremental frame splitter: feed received bytes, get complete bodies.
+
+    It buffers at most one partial frame, and refuses a length prefix above
+    the limit as soon as the four length bytes are in.
+    """
+
+    def __init__(self, limits: WireLimits = DEFAULT_WIRE_LIMITS) -> None:
+        self._limits = limits
+        self._buf = bytearray()
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held that do not yet form a complete frame."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Add received bytes; return the bodies of all frames now complete.
+
+        Raises:
+            DecodeError: a length prefix exceeds the frame limit (reason
+                ``frame_too_large``). The link must be closed; the decoder is
+                left unusable.
+        """
+        self._buf += data
+        out: list[bytes] = []
+        while len(self._buf) >= 4:
+            (n,) = _LEN.unpack_from(self._buf)
+            if n > self._limits.max_frame:
+                raise DecodeError(
+                    f"frame of {n} bytes exceeds {self._limits.max_frame}",
+                    reason="frame_too_large",
+                )
+            if len(self._buf) < 4 + n:
+                break
+            out.append(bytes(self._buf[4 : 4 + n]))
+            del self._buf[: 4 + n]
+        return out
+
+
+# --- decoding -------------------------------------------------------------
+
+
+def _bad(msg: str, reason: str = "bad_message") -> DecodeError:
+    return DecodeError(msg, reason=reason)
+
+
+def _fields(
+    v: dict[str, Any], t: str, required: set[str], optional: frozenset[str] = frozenset()
+) -> None:
+    keys = set(v) - {"t"}
+    missing = required - keys
+    extra = keys - required - optional
+    if missing or extra:
+        raise _bad(f"{t}: missing fields {sorted(missing)}, unknown fields {sorted(extra)}")
+
+
+def _bytes(v: Any, name: str, size: int | None = None, max_size: int | None = None) -> bytes:
+    if type(v) is not bytes:
+        raise _bad(f"{name} must be bytes")
+    if size is not None and len(v) != size:
+        raise _bad(f"{name} must be {size} bytes")
+    if max_size is not None and len(v) > max_size:
+        raise _bad(f"{name} is {len(v)} bytes, over {max_size}", reason="too_large")
+    return v
+
+
+def _int(v: Any, name: str, lo: int, hi: int = _MAX_SEQ) -> int:
+    if type(v) is not int or not lo <= v <= hi:
+        raise _bad(f"{name} must be an integer in {lo}..{hi}")
+    return v
+
+
+def _item(v: Any) -> Item:
+    if type(v) is not list or not 1 <= len(v) <= 2:
+        raise _bad("an item must be [entry] or [entry, payload]")
+    entry = _bytes(v[0], "entry", max_size=MAX_ENTRY_SIZE)
+    payload = _bytes(v[1], "payload", max_size=MAX_PAYLOAD_SIZE) if len(v) == 2 else None
+    return (entry, payload)
+
+
+def _decode_value(v: Any, limits: WireLimits) -> Message:
+    if type(v) is not dict or type(v.get("t")) is not str:
+        raise _bad("a message must be a map with a text field 't'")
+    t = v["t"]
+    if t == "entries":
+        _fields(v, t, {"author", "start", "head", "items"})
+        items = v["items"]
+        if type(items) is not list:
+            raise _bad("entries.items must be a list")
+        if len(items) > limits.max_batch:
+            raise _bad(
+                f"batch of {len(items)} exceeds {limits.max_batch}", reason="batch_too_large"
+            )
+        start = _int(v["start"], "start", 0)
+        if items and start == 0:
+            raise _bad("a non-empty batch starts at seq 1 or later")
+        if start + len(items) - 1 > _MAX_SEQ:
+            raise _bad("batch runs past the largest seq")
+        return Entries(
+            author=_bytes(v["author"], "author", 32),
+            start=start,
+            head=_int(v["head"], "head", 0),
+            items=tuple(_item(i) for i in items),
+        )
+    if t == "push":
+        _fields(v, t, {"author", "seq", "item"})
+        return Push(_bytes(v["author"], "author", 32), _int(v["seq"], "seq", 1), _item(v["item"]))
+    if t == "clock":
+        _fields(v, t, {"feeds"})
+        feeds = v["feeds"]
+        if type(feeds) is not list:
+            raise _bad("clock.feeds must be a list")
+        if len(feeds) > limits.max_clock:
+            raise _bad(
+                f"clock of {len(feeds)} feeds exceeds {limits.max_clock}", reason="clock_too_large"
+            )
+        out: list[tuple[bytes, int, bytes | None]] = []
+        seen: set[bytes] = set()
+        for f in feeds:
+            if type(f) is not list or not 2 <= len(f) <= 3:
+                raise _bad("a clock entry must be [author, seq] or [author, seq, head id]")
+            author = _bytes(f[0], "author", 32)
+            if author in seen:
+                raise _bad("a clock names a feed twice")
+            seen.add(author)
+            seq = _int(f[1], "seq", -1)
+            hid = _bytes(f[2], "head id", 32) if len(f) == 3 else None
+            if hid is not None and seq < 1:
+                raise _bad("a head id needs a seq of 1 or more")
+            out.append((author, seq, hid))
+        return Clock(tuple(out))
+    if t == "want":
+        _fields(v, t, {"author", "from_seq"}, frozenset({"limit"}))
+        limit = _int(v["limit"], "limit", 1, limits.max_peek) if "limit" in v else None
+        from_seq = _int(v["from_seq"], "from_seq", 0 if limit is not None else 1)
+        return Want(_bytes(v["author"], "author", 32), from_seq, limit)
+    if t == "hello":
+        _fields(v, t, {"v", "key", "nonce", "port"})
+        version = _int(v["v"], "v", 0, 2**16)
+        if version != WIRE_VERSION:
+            raise _bad(f"wire version {version} is not supported", reason="bad_version")
+        return Hello(
+            key=_bytes(v["key"], "key", 32),
+            nonce=_bytes(v["nonce"], "nonce", NONCE_SIZE),
+            port=_int(v["port"], "port", 0, 65535),
+            version=version,
+        )
+    if t == "auth":
+        _fields(v, t, {"sig"})
+        return Auth(_bytes(v["sig"], "sig", 64))
+    if t == "fork_proof":
+        _fields(v, t, {"proof"})
+        return ForkProofMessage(_bytes(v["proof"], "proof", max_size=2 * MAX_ENTRY_SIZE + 16))
+    if t == "bye":
+        _fields(v, t, {"reason"})
+        reason = v["reason"]
+        if type(reason) is not str or len(reason) > _MAX_REASON:
+            raise _bad(f"bye.reason must be text of at most {_MAX_REASON} characters")
+        return Bye(reason)
+    raise _bad(f"unknown message type {t[:32]!r}", reason="unknown_message")
+
+
+def decode_message_untrusted(body: bytes, limits: WireLimits = DEFAULT_WIRE_LIMITS) -> Message:
+    """Decode one frame body received from a peer.
+
+    Args:
+        body: the exact frame body (without the length prefix).
+        limits: the link's bounds.
+
+    Returns:
+        The message; its fields have the types, sizes and ranges spec/sync.md
+        gives. Entry and payload bytes are only size-checked.
+
+    Raises:
+        DecodeError: for every invalid input. Any other exception is a bug.
+    """
+    value = encoding.decode_untrusted(
+        body,
+        Limits(
+            max_size=limits.max_frame,
+            max_depth=3,
+            max_container_len=max(limits.max_batch, limits.max_clock, 8),
+            max_str_len=256,
+            max_bin_len=max(MAX_PAYLOAD_SIZE, 2 * MAX_ENTRY_SIZE + 16),
+        ),
+    )
+    return _decode_value(value, limits)
