@@ -137,7 +137,7 @@ def _check_profile(value: Any, depth: int, max_depth: int) -> None:
 
 # What msgpack's parser may raise on hostile input. Everything is turned into
 # DecodeError; anything else escaping decode_untrusted is a bug (fuzzed in tests).
-_UNPACK_ERRORS = (
+UNPACK_ERRORS = (
     ValueError,  # includes ExtraData, FormatError, StackError, UnicodeDecodeError
     TypeError,  # unhashable or non-str map keys under strict_map_key
     OverflowError,
@@ -175,7 +175,7 @@ def unpack_limited(data: bytes, limits: Limits) -> Any:
             max_map_len=min(limits.max_container_len, n // 2),
             max_ext_len=0,
         )
-    except _UNPACK_ERRORS as exc:
+    except UNPACK_ERRORS as exc:
         raise DecodeError(f"malformed msgpack: {exc}", reason="malformed") from None
 
 

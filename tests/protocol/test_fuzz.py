@@ -208,6 +208,33 @@ def test_decode_entry_envelope_byte_substitution(
     feed(decode_entry_untrusted, mangled, (DecodeError,), _entry_ok)
 
 
+_ENV_FIELDS = ["author", "kind", "payload_hash", "payload_size", "prev", "seq", "timestamp", "v"]
+# Any msgpack value at all, including types outside the profile, to hit
+# every type-confusion path of the field checks.
+_any_msgpack = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats()
+    | st.text(max_size=40) | st.binary(max_size=40),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    max_leaves=6,
+)  # fmt: skip
+
+
+@FUZZ
+@given(st.sampled_from(ENTRIES), st.sampled_from(_ENV_FIELDS), _any_msgpack, st.booleans())
+def test_decode_entry_field_type_confusion(
+    pair: tuple[Entry, bytes], field: str, value: Any, drop: bool
+) -> None:
+    import msgpack
+
+    env = msgpack.unpackb(pair[0].envelope)
+    if drop:
+        env.pop(field, None)
+    else:
+        env[field] = value
+    envelope = msgpack.packb(dict(sorted(env.items())), use_bin_type=True)
+    feed(decode_entry_untrusted, bytes(64) + envelope, (DecodeError,), _entry_ok)
+
+
 # ------------------------------------------------------------ payloads
 
 PAYLOAD_SAMPLES = [data for _, data in ENTRIES]
