@@ -1,0 +1,210 @@
+"""The trio façade of the store: the sync core on a trio-managed worker thread.
+
+Why not aiosqlite: it bridges sqlite3 to *asyncio* futures, and ``trio.run``
+rejects asyncio futures, so it cannot run under trio. This module is the same
+bridge done the trio way: every call runs the synchronous :class:`Store`
+method via ``trio.to_thread.run_sync`` behind one ``CapacityLimiter(1)``, so
+the single sqlite3 connection is used by one worker thread at a time, and the
+trio loop never blocks on disk.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import trio
+
+from ..protocol.entries import Entry
+from ..protocol.identity import SigningKey
+from .model import EntryView, Outcome, Page
+from .store import Store
+
+__all__ = ["AsyncStore", "open_async_store", "open_store"]
+
+T = TypeVar("T")
+
+
+class AsyncStore:
+    """Async wrapper of a :class:`Store`; method names and arguments are the same.
+
+    Calls are serialised by one ``trio.CapacityLimiter(1)``. A cancelled call
+    is abandoned by trio only after its thread finishes (``abandon_on_cancel``
+    is off), so a write transaction is never left half-done.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._limiter = trio.CapacityLimiter(1)
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await trio.to_thread.run_sync(
+            functools.partial(fn, *args, **kwargs), limiter=self._limiter
+        )
+
+    @property
+    def limiter(self) -> trio.CapacityLimiter:
+        """The limiter guarding the connection (for statistics)."""
+        return self._limiter
+
+    async def aclose(self) -> None:
+        """Close the underlying store."""
+        await self._run(self.store.close)
+
+    async def __aenter__(self) -> AsyncStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # Writes -------------------------------------------------------------------
+    async def ingest(
+        self, items: Sequence[tuple[bytes, bytes | None]], *, now_ms: int
+    ) -> list[Outcome]:
+        """See :meth:`Store.ingest`."""
+        return await self._run(self.store.ingest, list(items), now_ms=now_ms)
+
+    async def append_local(
+        self, key: SigningKey, kind: str, payload: dict[str, Any], *, now_ms: int
+    ) -> Entry:
+        """See :meth:`Store.append_local`."""
+        return await self._run(self.store.append_local, key, kind, payload, now_ms=now_ms)
+
+    async def block_local(self, author: bytes) -> None:
+        await self._run(self.store.block_local, author)
+
+    async def unblock_local(self, author: bytes) -> None:
+        await self._run(self.store.unblock_local, author)
+
+    async def blocked(self) -> set[bytes]:
+        return await self._run(self.store.blocked)
+
+    async def drop_payload(self, id_: bytes) -> bool:
+        return await self._run(self.store.drop_payload, id_)
+
+    async def set_interest(self, author: bytes, reason: str) -> None:
+        await self._run(self.store.set_interest, author, reason)
+
+    async def clear_interest(self, author: bytes, reason: str) -> None:
+        await self._run(self.store.clear_interest, author, reason)
+
+    async def save_dht_contacts(self, contacts: Iterable[tuple[bytes, str, int]]) -> None:
+        await self._run(self.store.save_dht_contacts, list(contacts))
+
+    async def set_setting(self, key: str, value: Any) -> None:
+        await self._run(self.store.set_setting, key, value)
+
+    # Reads --------------------------------------------------------------------
+    async def head(self, author: bytes) -> tuple[int, bytes] | None:
+        return await self._run(self.store.head, author)
+
+    async def heads(self, authors: Iterable[bytes] | None = None) -> dict[bytes, int]:
+        return await self._run(self.store.heads, None if authors is None else list(authors))
+
+    async def entries_after(
+        self, author: bytes, seq: int, limit: int
+    ) -> list[tuple[bytes, bytes | None]]:
+        return await self._run(self.store.entries_after, author, seq, limit)
+
+    async def get_entry(self, id_: bytes) -> EntryView | None:
+        return await self._run(self.store.get_entry, id_)
+
+    async def get_raw(self, id_: bytes) -> tuple[bytes, bytes | None] | None:
+        return await self._run(self.store.get_raw, id_)
+
+    async def interests(self) -> dict[bytes, set[str]]:
+        return await self._run(self.store.interests)
+
+    async def feed_status(self, author: bytes) -> str:
+        return await self._run(self.store.feed_status, author)
+
+    async def fork_proofs(self, author: bytes) -> list[bytes]:
+        return await self._run(self.store.fork_proofs, author)
+
+    async def following(self, author: bytes) -> list[bytes]:
+        return await self._run(self.store.following, author)
+
+    async def followers(self, author: bytes) -> list[bytes]:
+        return await self._run(self.store.followers, author)
+
+    async def blocks_of(self, author: bytes) -> list[bytes]:
+        return await self._run(self.store.blocks_of, author)
+
+    async def blocked_by(self, author: bytes) -> list[bytes]:
+        return await self._run(self.store.blocked_by, author)
+
+    async def profile(self, author: bytes) -> dict[str, Any] | None:
+        return await self._run(self.store.profile, author)
+
+    async def reaction_counts(self, id_: bytes) -> dict[str, int]:
+        return await self._run(self.store.reaction_counts, id_)
+
+    async def timeline(self, me: bytes, *, limit: int = 50, before: str | None = None) -> Page:
+        return await self._run(self.store.timeline, me, limit=limit, before=before)
+
+    async def feed(
+        self,
+        author: bytes,
+        *,
+        limit: int = 50,
+        before: str | None = None,
+        kinds: Iterable[str] | None = ("post", "repost"),
+    ) -> Page:
+        return await self._run(
+            self.store.feed,
+            author,
+            limit=limit,
+            before=before,
+            kinds=None if kinds is None else list(kinds),
+        )
+
+    async def thread(self, id_: bytes) -> list[EntryView]:
+        return await self._run(self.store.thread, id_)
+
+    async def mentions(self, me: bytes, *, limit: int = 50, before: str | None = None) -> Page:
+        return await self._run(self.store.mentions, me, limit=limit, before=before)
+
+    async def tagged(self, tag: str, *, limit: int = 50, before: str | None = None) -> Page:
+        return await self._run(self.store.tagged, tag, limit=limit, before=before)
+
+    async def search(
+        self, query: str, *, author: bytes | None = None, limit: int = 50, before: str | None = None
+    ) -> Page:
+        return await self._run(self.store.search, query, author=author, limit=limit, before=before)
+
+    async def load_dht_contacts(self) -> list[tuple[bytes, str, int]]:
+        return await self._run(self.store.load_dht_contacts)
+
+    async def get_setting(self, key: str, default: Any = None) -> Any:
+        return await self._run(self.store.get_setting, key, default)
+
+    async def statistics(self) -> dict[str, Any]:
+        stats = await self._run(self.store.statistics)
+        stats["limiter_waiting"] = self._limiter.statistics().tasks_waiting
+        return stats
+
+
+async def open_store(path: str | os.PathLike[str], **kwargs: Any) -> AsyncStore:
+    """Open a store on a worker thread; the caller must ``await aclose()`` it.
+
+    Raises:
+        StorageError: see :meth:`Store.open`.
+    """
+    store = await trio.to_thread.run_sync(functools.partial(Store.open, path, **kwargs))
+    return AsyncStore(store)
+
+
+@asynccontextmanager
+async def open_async_store(
+    path: str | os.PathLike[str], **kwargs: Any
+) -> AsyncIterator[AsyncStore]:
+    """``async with open_async_store(path) as store:`` opens, then closes on exit."""
+    astore = await open_store(path, **kwargs)
+    try:
+        yield astore
+    finally:
+        with trio.CancelScope(shield=True):
+            await astore.aclose()

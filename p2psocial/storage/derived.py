@@ -1,0 +1,234 @@
+"""Social state derived from entries: maintained on store, undone on purge.
+
+Theory. Every derived row can be recomputed from the entries whose payload
+is present, and each rule is order-independent, because entries arrive in
+any order (sync, gossip, a delete before its target):
+
+* follows/blocks/profiles keep, per (author, target), the state of the
+  entry with the highest seq; a purge recomputes that one row from the
+  remaining entries;
+* reactions, reposts and reply counts are not stored at all: they are counts
+  over ``entries.target`` (cleared on purge);
+* a delete is remembered in ``deletions`` whatever arrives first, and a
+  target arriving later from the same author is stored without its payload;
+* notifications (replies and mentions) are rows keyed by the notified author,
+  added whichever of reply and parent arrives second.
+
+All functions run inside the caller's write transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import msgpack
+
+from .schema import PSTATE
+
+__all__ = ["apply_payload", "derived_columns", "notify_waiting_replies", "purge_payload"]
+
+TIMELINE_KINDS = ("post", "repost")
+_ENTRY_TARGET = frozenset({"react", "repost", "delete"})
+_AUTHOR_TARGET = frozenset({"follow", "unfollow", "block", "unblock"})
+_RELATION = {
+    "follow": ("follows", 1),
+    "unfollow": ("follows", 0),
+    "block": ("blocks", 1),
+    "unblock": ("blocks", 0),
+}
+_RELATION_KINDS = {"follows": ("follow", "unfollow"), "blocks": ("block", "unblock")}
+
+
+def decode_stored_payload(data: bytes) -> dict[str, Any]:
+    """Decode a payload from our own database (validated when it was stored)."""
+    value = msgpack.unpackb(data, raw=False)
+    assert isinstance(value, dict)
+    return value
+
+
+def derived_columns(
+    kind: str, value: dict[str, Any] | None
+) -> tuple[bytes | None, bytes | None, str | None]:
+    """(target, root, aux) columns of an entry with decoded payload ``value``."""
+    if value is None:
+        return None, None, None
+    if kind == "post":
+        reply = value.get("reply")
+        if reply is not None:
+            return reply["parent"], reply["root"], None
+        return None, None, None
+    if kind in _ENTRY_TARGET or kind in _AUTHOR_TARGET:
+        return value["target"], None, value.get("emoji") if kind == "react" else None
+    return None, None, None
+
+
+def _author_of(conn: sqlite3.Connection, entry_id: bytes) -> bytes | None:
+    row = conn.execute(
+        "SELECT f.author FROM entries e JOIN feeds f ON f.fid = e.fid WHERE e.id = ?", (entry_id,)
+    ).fetchone()
+    return row[0] if row else None
+
+
+def _notify(
+    conn: sqlite3.Connection, author: bytes, ts: int, id_: bytes, eid: int, why: str
+) -> None:
+    conn.execute(
+        "INSERT OR IGNORE INTO notify(author, ts, id, eid, why) VALUES (?, ?, ?, ?, ?)",
+        (author, ts, id_, eid, why),
+    )
+
+
+def apply_payload(
+    conn: sqlite3.Connection,
+    *,
+    eid: int,
+    fid: int,
+    author: bytes,
+    seq: int,
+    id_: bytes,
+    ts: int,
+    kind: str,
+    value: dict[str, Any],
+) -> list[int]:
+    """Record what a newly present payload means.
+
+    Returns:
+        eids of entries this payload deleted (a ``delete``); the caller
+        purges them, since a purge needs the store's counters.
+    """
+    if kind == "post":
+        conn.execute("INSERT INTO post_fts(rowid, text) VALUES (?, ?)", (eid, value["text"]))
+        for tag in value.get("tags", ()):
+            conn.execute(
+                "INSERT OR IGNORE INTO tags(tag, ts, id, eid) VALUES (?, ?, ?, ?)",
+                (tag.casefold(), ts, id_, eid),
+            )
+        for mentioned in value.get("mentions", ()):
+            if mentioned != author:
+                _notify(conn, mentioned, ts, id_, eid, "mention")
+        reply = value.get("reply")
+        if reply is not None:
+            parent_author = _author_of(conn, reply["parent"])
+            if parent_author is not None and parent_author != author:
+                _notify(conn, parent_author, ts, id_, eid, "reply")
+    elif kind == "profile":
+        conn.execute(
+            "INSERT INTO profiles(author, seq, eid) VALUES (?, ?, ?) "
+            "ON CONFLICT(author) DO UPDATE SET seq = excluded.seq, eid = excluded.eid "
+            "WHERE excluded.seq > profiles.seq",
+            (author, seq, eid),
+        )
+    elif kind in _RELATION:
+        table, active = _RELATION[kind]
+        conn.execute(
+            f"INSERT INTO {table}(src, dst, seq, active) VALUES (?, ?, ?, ?) "
+            f"ON CONFLICT(src, dst) DO UPDATE SET seq = excluded.seq, active = excluded.active "
+            f"WHERE excluded.seq > {table}.seq",
+            (author, value["target"], seq, active),
+        )
+    elif kind == "delete":
+        target = value["target"]
+        conn.execute(
+            "INSERT OR IGNORE INTO deletions(target, author) VALUES (?, ?)", (target, author)
+        )
+        row = conn.execute(
+            "SELECT eid, fid, pstate FROM entries WHERE id = ?", (target,)
+        ).fetchone()
+        if row is not None and row[1] == fid and row[0] != eid:
+            return [row[0]]
+    return []
+
+
+def notify_waiting_replies(
+    conn: sqlite3.Connection, *, author: bytes, fid: int, id_: bytes
+) -> None:
+    """A new entry may be the parent of replies that arrived before it."""
+    for r_eid, r_ts, r_id, r_fid in conn.execute(
+        "SELECT eid, ts, id, fid FROM entries WHERE target = ? AND kind = 'post'", (id_,)
+    ).fetchall():
+        if r_fid != fid:
+            _notify(conn, author, r_ts, r_id, r_eid, "reply")
+
+
+def _recompute_relation(
+    conn: sqlite3.Connection, table: str, fid: int, src: bytes, dst: bytes
+) -> None:
+    on, off = _RELATION_KINDS[table]
+    row = conn.execute(
+        "SELECT seq, kind FROM entries WHERE target = ? AND kind IN (?, ?) AND fid = ? "
+        "AND pstate = 1 ORDER BY seq DESC LIMIT 1",
+        (dst, on, off, fid),
+    ).fetchone()
+    if row is None:
+        conn.execute(f"DELETE FROM {table} WHERE src = ? AND dst = ?", (src, dst))
+    else:
+        conn.execute(
+            f"UPDATE {table} SET seq = ?, active = ? WHERE src = ? AND dst = ?",
+            (row[0], 1 if row[1] == on else 0, src, dst),
+        )
+
+
+def purge_payload(conn: sqlite3.Connection, eid: int, new_state: str) -> int:
+    """Remove an entry's payload and everything derived from it; keep the envelope.
+
+    Args:
+        eid: the entry's row id.
+        new_state: ``deleted`` or ``dropped``.
+
+    Returns:
+        The number of payload bytes removed (0 if there was no payload).
+    """
+    row = conn.execute(
+        "SELECT e.fid, e.seq, e.kind, e.pstate, e.payload, f.author "
+        "FROM entries e JOIN feeds f ON f.fid = e.fid WHERE e.eid = ?",
+        (eid,),
+    ).fetchone()
+    if row is None:
+        return 0
+    fid, _seq, kind, pstate, payload, author = row
+    state = PSTATE[new_state]
+    if pstate != PSTATE["present"]:
+        if pstate != state and pstate != PSTATE["deleted"]:
+            conn.execute("UPDATE entries SET pstate = ? WHERE eid = ?", (state, eid))
+        return 0
+    value = decode_stored_payload(payload)
+    if kind == "post" and new_state == "deleted":
+        # A deleted reply keeps its place in the thread (shown as deleted);
+        # only its content and what was derived from the content go.
+        conn.execute(
+            "UPDATE entries SET pstate = ?, payload = NULL, aux = NULL WHERE eid = ?", (state, eid)
+        )
+    else:
+        conn.execute(
+            "UPDATE entries SET pstate = ?, payload = NULL, target = NULL, root = NULL, "
+            "aux = NULL WHERE eid = ?",
+            (state, eid),
+        )
+    if kind == "post":
+        # A contentless FTS5 table forgets a row only when given its text again.
+        conn.execute(
+            "INSERT INTO post_fts(post_fts, rowid, text) VALUES ('delete', ?, ?)",
+            (eid, value["text"]),
+        )
+        conn.execute("DELETE FROM tags WHERE eid = ?", (eid,))
+        conn.execute("DELETE FROM notify WHERE eid = ?", (eid,))
+    elif kind == "profile":
+        current = conn.execute("SELECT eid FROM profiles WHERE author = ?", (author,)).fetchone()
+        if current is not None and current[0] == eid:
+            nxt = conn.execute(
+                "SELECT eid, seq FROM entries WHERE fid = ? AND kind = 'profile' AND pstate = 1 "
+                "ORDER BY seq DESC LIMIT 1",
+                (fid,),
+            ).fetchone()
+            if nxt is None:
+                conn.execute("DELETE FROM profiles WHERE author = ?", (author,))
+            else:
+                conn.execute(
+                    "UPDATE profiles SET eid = ?, seq = ? WHERE author = ?",
+                    (nxt[0], nxt[1], author),
+                )
+    elif kind in _RELATION:
+        table, _ = _RELATION[kind]
+        _recompute_relation(conn, table, fid, author, value["target"])
+    return len(payload)

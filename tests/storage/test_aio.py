@@ -1,0 +1,50 @@
+"""The trio façade runs the store on a worker thread behind one limiter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+
+from p2psocial.errors import StorageError
+from p2psocial.storage import open_async_store, open_store
+
+from .helpers import NOW, FeedBuilder, key
+
+
+async def test_facade_under_trio(tmp_path: Path) -> None:
+    with trio.fail_after(20):
+        async with open_async_store(tmp_path / "n.db") as store:
+            k = key(1)
+            feeds = [FeedBuilder(key(10 + i)) for i in range(8)]
+            for f in feeds:
+                for i in range(5):
+                    f.post(f"hello {i}")
+
+            async def ingest(f: FeedBuilder) -> None:
+                out = await store.ingest(f.items(), now_ms=NOW)
+                assert {o.status for o in out} == {"stored"}
+
+            async def follow(f: FeedBuilder) -> None:
+                await store.append_local(k, "follow", {"target": f.author}, now_ms=NOW)
+
+            async with trio.open_nursery() as nursery:
+                for f in feeds:
+                    nursery.start_soon(ingest, f)
+                    nursery.start_soon(follow, f)
+            assert await store.heads() == {**{f.author: 5 for f in feeds}, k.public_key: 8}
+            page = await store.timeline(k.public_key, limit=10)
+            assert len(page.items) == 10 and page.next_cursor is not None
+            assert len((await store.search("hello")).items) == 40
+            assert (await store.statistics())["entries"] == 48
+            assert store.limiter.total_tokens == 1
+
+
+async def test_open_store_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"x" * 4096)
+    with pytest.raises(StorageError):
+        await open_store(bad)
+    store = await open_store(tmp_path / "ok.db")
+    await store.aclose()

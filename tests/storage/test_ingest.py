@@ -1,0 +1,251 @@
+"""Ingest outcomes: stored, duplicate, rejected with each reason, nothing partial."""
+
+from __future__ import annotations
+
+import pytest
+
+from p2psocial.protocol import encoding
+from p2psocial.protocol.entries import ENTRY_TAG, MAX_FUTURE_MS, create_entry
+from p2psocial.protocol.feeds import decode_fork_proof_untrusted
+from p2psocial.storage import Store
+
+from .helpers import NOW, FeedBuilder, key
+
+
+def rows(store: Store) -> dict[str, int]:
+    conn = store.connection
+    return {
+        t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+        for t in ("entries", "notify", "tags", "follows", "profiles", "deletions", "fork_proofs")
+    }
+
+
+def test_run_is_stored_and_idempotent(store: Store) -> None:
+    a = FeedBuilder(key(1))
+    for i in range(20):
+        a.post(f"post {i}")
+    out = store.ingest(a.items(), now_ms=NOW)
+    assert [o.status for o in out] == ["stored"] * 20
+    assert [o.seq for o in out] == list(range(1, 21))
+    assert store.head(a.author) == (20, a.id(20))
+    before = rows(store)
+    again = store.ingest(a.items(), now_ms=NOW)
+    assert {o.status for o in again} == {"duplicate"}
+    assert rows(store) == before
+    assert store.statistics()["entries"] == 20
+
+
+def test_duplicate_within_one_batch(store: Store) -> None:
+    a = FeedBuilder(key(1))
+    a.post("x")
+    out = store.ingest([a.item(1), a.item(1)], now_ms=NOW)
+    assert [o.status for o in out] == ["stored", "duplicate"]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (lambda raw, pl: (b"\x00" * 10, pl), "truncated"),
+        (lambda raw, pl: (raw[:64] + b"\x81\xa1x\x01", pl), "bad_envelope"),
+        (lambda raw, pl: (raw, pl + b"\x00"), "payload_size"),
+        (lambda raw, pl: (raw, pl[:-1] + bytes([pl[-1] ^ 1])), "payload_hash"),
+    ],
+)
+def test_rejections_leave_nothing(store: Store, mutate, reason: str) -> None:
+    a = FeedBuilder(key(1))
+    raw, pl = a.post("hello there")
+    out = store.ingest([mutate(raw, pl)], now_ms=NOW)
+    assert out[0].status == "rejected"
+    assert out[0].reason == reason
+    assert rows(store)["entries"] == 0
+    assert store.feed_status(a.author) == "unknown"
+
+
+def test_bad_signature_single_and_in_run(store: Store) -> None:
+    a = FeedBuilder(key(1))
+    other = key(2)
+    for i in range(5):
+        a.post(f"p{i}")
+    # Re-sign seq 3's envelope with another key: well-formed, does not verify.
+    e3 = a.entries[2]
+    forged = other.sign(ENTRY_TAG + e3.envelope) + e3.envelope
+    items = a.items()
+    items[2] = (forged, a.payloads[2])
+    out = store.ingest(items, now_ms=NOW)
+    assert [o.status for o in out] == ["stored", "stored", "rejected", "rejected", "rejected"]
+    assert out[2].reason == "mismatch"
+    # Entries above a rejected one cannot be authenticated by this batch.
+    assert out[3].reason == out[4].reason == "no_prev"
+    assert store.head(a.author) == (2, a.id(2))
+    assert rows(store)["entries"] == 2
+    # The genuine entries still go in afterwards.
+    out = store.ingest(a.items(3, 5), now_ms=NOW)
+    assert [o.status for o in out] == ["stored"] * 3
+    assert store.head(a.author) == (5, a.id(5))
+
+
+def test_single_forged_entry(store: Store) -> None:
+    a = FeedBuilder(key(1))
+    raw, pl = a.post("x")
+    forged = key(3).sign(ENTRY_TAG + raw[64:]) + raw[64:]
+    out = store.ingest([(forged, pl)], now_ms=NOW)
+    assert (out[0].status, out[0].reason) == ("rejected", "mismatch")
+    assert rows(store)["entries"] == 0
+
+
+def test_from_future(store: Store) -> None:
+    a = FeedBuilder(key(1))
+    a.post("late", ts=NOW + MAX_FUTURE_MS + 1)
+    out = store.ingest(a.items(), now_ms=NOW)
+    assert (out[0].status, out[0].reason) == ("rejected", "from_future")
+    out = store.ingest(a.items(), now_ms=NOW + 2 * MAX_FUTURE_MS)
+    assert out[0].status == "stored"
+
+
+def test_schema_violation_in_payload(store: Store) -> None:
+    a = FeedBuilder(key(1))
+    raw, _ = a.post("ok")
+    # A payload matching a different envelope: hash mismatch, nothing stored.
+    bad = encoding.encode({"text": "x" * 3000})
+    out = store.ingest([(raw, bad)], now_ms=NOW)
+    assert out[0].status == "rejected"
+    assert rows(store)["entries"] == 0
+
+
+def test_segments_fill_in_later(store: Store) -> None:
+    a = FeedBuilder(key(1))
+    for i in range(30):
+        a.post(f"p{i}")
+    out = store.ingest(a.items(21, 30), now_ms=NOW)  # detached segment
+    assert {o.status for o in out} == {"stored"}
+    assert store.head(a.author) is None
+    assert store.heads([a.author]) == {a.author: 0}
+    out = store.ingest(a.items(11, 15), now_ms=NOW)  # another segment
+    assert {o.status for o in out} == {"stored"}
+    assert store.entries_after(a.author, 0, 100) == []
+    out = store.ingest(a.items(1, 10) + a.items(16, 20), now_ms=NOW)
+    assert {o.status for o in out} == {"stored"}
+    assert store.head(a.author) == (30, a.id(30))
+    assert [r[0] for r in store.entries_after(a.author, 0, 100)] == [
+        e.to_bytes() for e in a.entries
+    ]
+
+
+def test_segment_that_conflicts_above(store: Store) -> None:
+    a = FeedBuilder(key(1))
+    for i in range(4):
+        a.post(f"p{i}")
+    store.ingest(a.items(3, 4), now_ms=NOW)
+    # A validly signed seq 2 that seq 3 does not name as prev.
+    e1 = a.entries[0]
+    alt, alt_pl = create_entry(
+        a.key, seq=2, prev=e1.id, timestamp=NOW, kind="post", payload={"text": "alt"}
+    )
+    out = store.ingest([(alt.to_bytes(), alt_pl)], now_ms=NOW)
+    assert (out[0].status, out[0].reason) == ("rejected", "prev_mismatch")
+
+
+def test_no_segments_policy(tmp_path) -> None:
+    s = Store.open(tmp_path / "n.db", allow_segments=False)
+    try:
+        a = FeedBuilder(key(1))
+        for i in range(5):
+            a.post(f"p{i}")
+        out = s.ingest(a.items(3, 5), now_ms=NOW)
+        assert {(o.status, o.reason) for o in out} == {("rejected", "no_prev")}
+        assert {o.status for o in s.ingest(a.items(), now_ms=NOW)} == {"stored"}
+    finally:
+        s.close()
+
+
+def test_fork_proof_and_frozen_feed(store: Store) -> None:
+    a = FeedBuilder(key(1))
+    for i in range(5):
+        a.post(f"p{i}")
+    store.ingest(a.items(1, 3), now_ms=NOW)
+    alt, alt_pl = create_entry(
+        a.key, seq=3, prev=a.id(2), timestamp=NOW, kind="post", payload={"text": "other history"}
+    )
+    out = store.ingest([(alt.to_bytes(), alt_pl)], now_ms=NOW)
+    assert (out[0].status, out[0].reason) == ("rejected", "fork")
+    assert store.feed_status(a.author) == "forked"
+    proofs = store.fork_proofs(a.author)
+    assert len(proofs) == 1
+    proof = decode_fork_proof_untrusted(proofs[0])
+    assert {proof.first.id, proof.second.id} == {alt.id, a.id(3)}
+    # Frozen: nothing beyond the fork is accepted.
+    out = store.ingest(a.items(4, 5), now_ms=NOW)
+    assert {(o.status, o.reason) for o in out} == {("rejected", "forked")}
+    # Idempotent: the same fork again adds no second proof.
+    store.ingest([(alt.to_bytes(), alt_pl)], now_ms=NOW)
+    assert len(store.fork_proofs(a.author)) == 1
+    with pytest.raises(Exception, match="forked"):
+        store.append_local(a.key, "post", {"text": "more"}, now_ms=NOW)
+
+
+def test_fork_within_one_batch(store: Store) -> None:
+    a = FeedBuilder(key(1))
+    a.post("one")
+    alt, alt_pl = create_entry(
+        a.key, seq=1, prev=None, timestamp=NOW, kind="post", payload={"text": "two"}
+    )
+    out = store.ingest([a.item(1), (alt.to_bytes(), alt_pl)], now_ms=NOW)
+    assert [o.status for o in out] == ["stored", "rejected"]
+    assert out[1].reason == "fork"
+    assert store.feed_status(a.author) == "forked"
+
+
+def test_payload_fill_in(store: Store) -> None:
+    a = FeedBuilder(key(1))
+    a.post("later #tag", tags=["tag"])
+    out = store.ingest([a.item(1, with_payload=False)], now_ms=NOW)
+    assert out[0].status == "stored"
+    view = store.get_entry(a.id(1))
+    assert view is not None and view.payload_state == "absent" and view.text is None
+    assert store.search("later").items == []
+    out = store.ingest([a.item(1)], now_ms=NOW)
+    assert out[0].status == "stored"
+    view = store.get_entry(a.id(1))
+    assert view is not None and view.text == "later #tag"
+    assert [v.id for v in store.search("later").items] == [a.id(1)]
+    assert store.ingest([a.item(1)], now_ms=NOW)[0].status == "duplicate"
+
+
+def test_many_single_entries_use_the_pool(store: Store) -> None:
+    feeds = [FeedBuilder(key(100 + i)) for i in range(40)]
+    items = [f.post("hi") for f in feeds]
+    # One bad entry among them.
+    bad_raw = key(999).sign(ENTRY_TAG + items[7][0][64:]) + items[7][0][64:]
+    items[7] = (bad_raw, items[7][1])
+    out = store.ingest(items, now_ms=NOW)
+    assert [o.status for o in out].count("stored") == 39
+    assert (out[7].status, out[7].reason) == ("rejected", "mismatch")
+    assert store.statistics()["rejected_by_reason"] == {"mismatch": 1}
+
+
+def test_local_append_chain(store: Store) -> None:
+    k = key(5)
+    e1 = store.append_local(k, "post", {"text": "first"}, now_ms=NOW)
+    e2 = store.append_local(k, "post", {"text": "second"}, now_ms=NOW + 1)
+    assert (e1.seq, e2.seq, e2.prev) == (1, 2, e1.id)
+    assert store.head(k.public_key) == (2, e2.id)
+    with pytest.raises(Exception, match="2000") as info:
+        store.append_local(k, "post", {"text": "x" * 2001}, now_ms=NOW)
+    assert type(info.value).__name__ == "LocalUsageError"
+    assert store.head(k.public_key) == (2, e2.id)
+    # A peer relaying our own entries back changes nothing.
+    again = store.ingest(store.entries_after(k.public_key, 0, 10), now_ms=NOW)
+    assert {o.status for o in again} == {"duplicate"}
+
+
+def test_integrity_after_mixed_batches(store: Store) -> None:
+    a, b = FeedBuilder(key(1)), FeedBuilder(key(2))
+    for i in range(10):
+        a.post(f"a{i}")
+        b.post(f"b{i}")
+    store.ingest(a.items()[::2] + b.items()[1::2], now_ms=NOW)
+    store.ingest(a.items()[1::2] + b.items()[::2], now_ms=NOW)
+    assert store.head(a.author) == (10, a.id(10))
+    assert store.head(b.author) == (10, b.id(10))
+    assert store.connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert store.connection.execute("INSERT INTO post_fts(post_fts) VALUES ('integrity-check')")
