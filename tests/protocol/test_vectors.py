@@ -1,0 +1,235 @@
+"""spec/vectors: no drift from the generator, and every vector checked by the decoders.
+
+The drift test re-runs spec/generate_vectors.py in memory and compares with the
+committed files. The other tests read only the JSON (as another implementation
+would) and check it with our decoders plus independent recomputations (plain
+msgpack and cryptography, not our encoder or verifier) where that is possible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import itertools
+import json
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import msgpack
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from p2psocial.protocol import errors
+from p2psocial.protocol.entries import (
+    ENTRY_TAG,
+    Entry,
+    check_timestamp,
+    decode_entry_untrusted,
+    decode_payload_untrusted,
+)
+from p2psocial.protocol.feeds import check_link, decode_fork_proof_untrusted, verify_run
+from p2psocial.protocol.identity import (
+    SigningKey,
+    identity_from_text,
+    identity_to_text,
+    node_id_from_public_key,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+VECTORS = REPO / "spec" / "vectors"
+FILES = ["keys.json", "entries.json", "feed.json", "fork.json", "invalid.json"]
+
+
+def _generator() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "generate_vectors", REPO / "spec" / "generate_vectors.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+GEN = _generator()
+
+
+def load(name: str) -> Any:
+    return json.loads((VECTORS / name).read_text(encoding="utf-8"))
+
+
+# ------------------------------------------------------------ drift
+
+
+def test_vector_files_are_exactly_the_generated_ones() -> None:
+    assert sorted(p.name for p in VECTORS.glob("*.json")) == sorted(FILES)
+    assert sorted(GEN.build_all()) == sorted(FILES)
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_no_drift(name: str) -> None:
+    regenerated = GEN.render(GEN.build_all()[name])
+    committed = (VECTORS / name).read_text(encoding="utf-8")
+    assert committed == regenerated, (
+        f"spec/vectors/{name} differs from what spec/generate_vectors.py produces: a protocol "
+        "change broke compatibility, or the vectors need regenerating deliberately"
+    )
+
+
+def test_generation_is_deterministic() -> None:
+    assert GEN.render(GEN.build_all()) == GEN.render(GEN.build_all())
+
+
+# ------------------------------------------------------------ keys
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_keys(index: int) -> None:
+    rec = load("keys.json")["keys"][index]
+    seed = bytes.fromhex(rec["seed"])
+    assert seed == hashlib.sha256(f"p2psocial test vector seed {index}".encode()).digest()
+    pk = bytes.fromhex(rec["public_key"])
+    assert SigningKey.from_seed(seed).public_key == pk
+    assert identity_to_text(pk) == rec["text"]
+    assert identity_from_text(rec["text"]) == pk
+    assert rec["text"].startswith("p2ps1")
+    assert node_id_from_public_key(pk).hex() == rec["node_id"]
+    assert hashlib.sha256(pk).digest()[:20].hex() == rec["node_id"]
+
+
+# ------------------------------------------------------------ valid entries
+
+
+def check_entry_record(rec: dict[str, Any]) -> Entry:
+    """Check one valid entry record every way we can; return the decoded entry."""
+    data = bytes.fromhex(rec["entry_hex"])
+    envelope = bytes.fromhex(rec["envelope_hex"])
+    signature = bytes.fromhex(rec["signature"])
+    payload = bytes.fromhex(rec["payload_hex"])
+    author = bytes.fromhex(rec["author"])
+    # Byte layout: signature || envelope; id = SHA-256 of both.
+    assert data == signature + envelope
+    assert hashlib.sha256(data).hexdigest() == rec["id"]
+    assert bytes.fromhex(rec["signing_input_hex"]) == ENTRY_TAG + envelope
+    # Independent: plain msgpack of the sorted envelope map gives the same bytes.
+    env: dict[str, Any] = {
+        "author": author,
+        "kind": rec["kind"],
+        "payload_hash": bytes.fromhex(rec["payload_hash"]),
+        "payload_size": rec["payload_size"],
+        "seq": rec["seq"],
+        "timestamp": rec["timestamp"],
+        "v": 1,
+    }
+    if rec["prev"] is not None:
+        env["prev"] = bytes.fromhex(rec["prev"])
+    assert msgpack.packb(dict(sorted(env.items())), use_bin_type=True) == envelope
+    # Independent: cryptography verifies the signature over tag || envelope.
+    Ed25519PublicKey.from_public_bytes(author).verify(signature, ENTRY_TAG + envelope)
+    assert hashlib.sha256(payload).hexdigest() == rec["payload_hash"]
+    assert len(payload) == rec["payload_size"]
+    value = GEN.from_json(rec["payload"])
+    assert msgpack.packb(_sorted(value), use_bin_type=True) == payload
+    # Ours.
+    entry = decode_entry_untrusted(data)
+    entry.verify()
+    assert (entry.author, entry.seq, entry.timestamp, entry.kind) == (
+        author,
+        rec["seq"],
+        rec["timestamp"],
+        rec["kind"],
+    )
+    assert entry.id.hex() == rec["id"]
+    assert decode_payload_untrusted(entry, payload) == value
+    return entry
+
+
+def _sorted(v: Any) -> Any:
+    if type(v) is dict:
+        return {k: _sorted(v[k]) for k in sorted(v)}
+    if type(v) is list:
+        return [_sorted(x) for x in v]
+    return v
+
+
+def test_entries_cover_every_kind() -> None:
+    from p2psocial.protocol.kinds import KINDS
+
+    kinds = {rec["kind"] for rec in load("entries.json")["entries"]}
+    assert kinds >= set(KINDS)
+    assert kinds - set(KINDS), "an unknown kind is included too"
+
+
+@pytest.mark.parametrize("index", range(11))
+def test_entry_vectors(index: int) -> None:
+    recs = load("entries.json")["entries"]
+    assert len(recs) == 11
+    entry = check_entry_record(recs[index])
+    if index:
+        check_link(decode_entry_untrusted(bytes.fromhex(recs[index - 1]["entry_hex"])), entry)
+
+
+def test_feed_vector() -> None:
+    recs = load("feed.json")["entries"]
+    assert [r["seq"] for r in recs] == [1, 2, 3, 4, 5]
+    run = [check_entry_record(r) for r in recs]
+    for a, b in itertools.pairwise(run):
+        assert b.prev == a.id
+    verify_run(run)
+    for i in range(1, 5):
+        verify_run(run[i:], anchor=run[i - 1])
+
+
+def test_fork_vector() -> None:
+    rec = load("fork.json")
+    first = check_entry_record(rec["first"])
+    second = check_entry_record(rec["second"])
+    assert first.id < second.id
+    assert first.seq == second.seq == rec["seq"]
+    assert first.author.hex() == second.author.hex() == rec["author"]
+    proof_bytes = bytes.fromhex(rec["proof_hex"])
+    assert proof_bytes == msgpack.packb([first.to_bytes(), second.to_bytes()], use_bin_type=True)
+    proof = decode_fork_proof_untrusted(proof_bytes)
+    assert (proof.first, proof.second) == (first, second)
+
+
+# ------------------------------------------------------------ invalid entries
+
+
+def _invalid_names() -> list[str]:
+    return [c["name"] for c in load("invalid.json")["cases"]]
+
+
+@pytest.mark.parametrize("name", _invalid_names())
+def test_invalid_vectors(name: str) -> None:
+    case = next(c for c in load("invalid.json")["cases"] if c["name"] == name)
+    expected: type[Exception] = getattr(errors, case["error"])
+    data = bytes.fromhex(case["entry_hex"])
+    stage = case["stage"]
+    stages = ["decode", "verify", "payload", "timestamp", "link"]
+    assert stage in stages
+
+    def run(step: str) -> None:
+        nonlocal entry
+        if step == "decode":
+            entry = decode_entry_untrusted(data)
+        elif step == "verify":
+            entry.verify()
+        elif step == "payload":
+            if "payload_hex" in case:
+                decode_payload_untrusted(entry, bytes.fromhex(case["payload_hex"]))
+        elif step == "timestamp":
+            check_timestamp(entry, case.get("now_ms", entry.timestamp))
+        elif step == "link" and "prev_entry_hex" in case:
+            prev = decode_entry_untrusted(bytes.fromhex(case["prev_entry_hex"]))
+            prev.verify()
+            check_link(prev, entry)
+
+    entry: Any = None
+    # Every stage before the stated one passes ...
+    for step in stages[: stages.index(stage)]:
+        run(step)
+    # ... and the stated one refuses with the stated class and reason.
+    with pytest.raises(expected) as info:
+        run(stage)
+    assert info.value.reason == case["reason"]  # type: ignore[attr-defined]
