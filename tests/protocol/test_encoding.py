@@ -214,8 +214,8 @@ def test_huge_length_headers_do_not_allocate(header: str) -> None:
 
 def test_accepts_bytearray_and_memoryview() -> None:
     data = encode({"a": [1, b"x"]})
-    assert decode_untrusted(bytearray(data)) == {"a": [1, b"x"]}
-    assert decode_untrusted(memoryview(data)) == {"a": [1, b"x"]}
+    assert decode_untrusted(bytearray(data)) == {"a": [1, b"x"]}  # type: ignore[arg-type]
+    assert decode_untrusted(memoryview(data)) == {"a": [1, b"x"]}  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- round trip

@@ -258,6 +258,9 @@ def _env(**over: Any) -> bytes:
 
 
 _DROP = object()
+# A map with a bin key next to the text keys (msgpack itself allows that).
+_BIN_KEY_ENV: dict[Any, Any] = {k: v for k, v in GOOD_ENV.items() if k != "prev"}
+_BIN_KEY_ENV[b"x"] = 1
 
 # (id, entry bytes, reason, message needle)
 BAD_ENVELOPES: list[tuple[str, bytes, str, str]] = [
@@ -302,7 +305,7 @@ BAD_ENVELOPES: list[tuple[str, bytes, str, str]] = [
     ),
     # seq 2 as uint16 instead of a fixint.
     ("seq_not_shortest", _signed(_env().replace(b"\xa3seq\x02", b"\xa3seq\xcd\x00\x02")), "non_canonical", "canonical"),
-    ("bin_key", _signed(msgpack.packb({**{k: v for k, v in GOOD_ENV.items() if k != "prev"}, b"x": 1}, use_bin_type=True)), "bad_envelope", "key"),
+    ("bin_key", _signed(msgpack.packb(_BIN_KEY_ENV, use_bin_type=True)), "bad_envelope", "key"),
     ("nil_prev_at_seq1", _signed(msgpack.packb({**GOOD_ENV, "prev": None, "seq": 1})), "bad_envelope", "prev"),
 ]  # fmt: skip
 

@@ -184,6 +184,16 @@ def test_malformed_signature_anywhere(reason: str, position: int) -> None:
     assert info.value.reason == reason
 
 
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 20), data=st.data(), reason=st.sampled_from(sorted(MALFORMED)))
+def test_malformed_signature_at_any_position(n: int, data: st.DataObject, reason: str) -> None:
+    position = data.draw(st.integers(0, n - 1), label="position")
+    run = chain(n, mangles={position: MALFORMED[reason]})
+    with pytest.raises(InvalidSignature) as info:
+        verify_run(run)
+    assert info.value.reason == reason
+
+
 def test_invalid_but_well_formed_inner_signature_is_covered_by_the_top() -> None:
     # Documented property (spec §6.2): an inner signature is checked for strict
     # encoding only; its author is accountable for it through the signed top.

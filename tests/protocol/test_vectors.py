@@ -208,6 +208,7 @@ def test_invalid_vectors(name: str) -> None:
     stage = case["stage"]
     stages = ["decode", "verify", "payload", "timestamp", "link"]
     assert stage in stages
+    entry: Any = None
 
     def run(step: str) -> None:
         nonlocal entry
@@ -225,7 +226,6 @@ def test_invalid_vectors(name: str) -> None:
             prev.verify()
             check_link(prev, entry)
 
-    entry: Any = None
     # Every stage before the stated one passes ...
     for step in stages[: stages.index(stage)]:
         run(step)
