@@ -1,0 +1,238 @@
+"""The iterative Kademlia lookup as a pure state machine.
+
+Theory: the lookup keeps every candidate it has heard of, ordered by XOR
+distance to the target, each in one state::
+
+    NOT_CONTACTED --next()--> WAITING --on_response()--> SUCCEEDED
+                                  \\--on_failure() / deadline passed--> FAILED
+
+``next(now)`` hands out the closest NOT_CONTACTED candidate among the ``k``
+closest non-failed ones while fewer than ``alpha`` requests are in flight. A
+new request goes out as soon as any one returns: there are no lockstep rounds
+(compare rust-libp2p ``ClosestPeersIter``). A late response from a candidate
+already counted as failed is still accepted, since the node did answer.
+
+The lookup is *finished* when the ``k`` closest non-failed candidates have all
+answered, when nothing is left to ask and nothing is in flight, or (value
+lookups) when ``quorum`` answers carried a value. Its result is the ``k``
+closest candidates that answered, nearest first, and the values seen.
+
+Timeouts are the caller's, but ``next`` also takes ``now`` and counts a
+request whose deadline passed as failed, so a lost callback cannot stall a
+lookup.
+"""
+
+from __future__ import annotations
+
+import bisect
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import LocalUsageError
+from .routing import Contact
+
+__all__ = ["Finished", "Lookup", "Query", "Waiting"]
+
+
+class _State(enum.Enum):
+    NOT_CONTACTED = 0
+    WAITING = 1
+    SUCCEEDED = 2
+    FAILED = 3
+
+
+@dataclass(slots=True)
+class _Candidate:
+    contact: Contact
+    dist: int
+    state: _State = _State.NOT_CONTACTED
+    deadline: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """Ask ``contact`` now (send the RPC), then report with on_response/on_failure."""
+
+    contact: Contact
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """Nothing to send; call ``next`` again when a reply comes or at ``until``."""
+
+    until: float
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """The lookup is over."""
+
+    #: Up to k contacts that answered, nearest to the target first.
+    closest: list[Contact]
+    #: (contact, value) for every answer that carried a value, in arrival order.
+    values: list[tuple[Contact, Any]] = field(default_factory=list)
+
+
+class Lookup:
+    """One iterative lookup for ``target`` (see the module docstring).
+
+    Args:
+        own_id: our id, never queried.
+        target: the 20-byte id or key sought.
+        seeds: the contacts to start from (usually the table's k closest).
+        k: how many closest nodes the lookup establishes.
+        alpha: requests in flight at most.
+        timeout: seconds after which an unanswered request counts as failed.
+        quorum: for value lookups, stop after this many answers with a value;
+            None for a node lookup that always runs to completion.
+        max_candidates: bound on remembered candidates (the farthest
+            not-contacted ones are forgotten first).
+    """
+
+    def __init__(
+        self,
+        own_id: bytes,
+        target: bytes,
+        seeds: Iterable[Contact],
+        *,
+        k: int = 20,
+        alpha: int = 3,
+        timeout: float = 2.0,
+        quorum: int | None = None,
+        max_candidates: int = 200,
+    ) -> None:
+        if k < 1 or alpha < 1 or (quorum is not None and quorum < 1):
+            raise LocalUsageError("k, alpha and quorum must be positive")
+        self.own_id = own_id
+        self.target = target
+        self._t = int.from_bytes(target, "big")
+        self.k = k
+        self.alpha = alpha
+        self.timeout = timeout
+        self.quorum = quorum
+        self.max_candidates = max(max_candidates, k)
+        self._order: list[tuple[int, bytes]] = []
+        self._cands: dict[bytes, _Candidate] = {}
+        self._in_flight = 0
+        self._values: list[tuple[Contact, Any]] = []
+        self._result: Finished | None = None
+        #: Requests handed out so far (a measure of lookup cost).
+        self.queries = 0
+        self._add_all(seeds)
+
+    # -- candidates ------------------------------------------------------------
+
+    def _add_all(self, contacts: Iterable[Contact]) -> None:
+        for c in contacts:
+            if c.node_id == self.own_id or c.node_id in self._cands or len(c.node_id) != 20:
+                continue
+            d = int.from_bytes(c.node_id, "big") ^ self._t
+            self._cands[c.node_id] = _Candidate(c, d)
+            bisect.insort(self._order, (d, c.node_id))
+        while len(self._order) > self.max_candidates:
+            # Forget the farthest candidate nobody is waiting on.
+            for i in range(len(self._order) - 1, -1, -1):
+                cand = self._cands[self._order[i][1]]
+                if cand.state is not _State.WAITING:
+                    del self._cands[self._order[i][1]]
+                    del self._order[i]
+                    break
+            else:  # pragma: no cover - needs more than max_candidates in flight
+                break
+
+    def _set(self, cand: _Candidate, state: _State) -> None:
+        if cand.state is _State.WAITING:
+            self._in_flight -= 1
+        cand.state = state
+
+    # -- the iterator ----------------------------------------------------------
+
+    @property
+    def finished(self) -> bool:
+        """Whether ``next`` would return :class:`Finished`."""
+        return self._result is not None
+
+    @property
+    def in_flight(self) -> int:
+        """Requests handed out and not yet answered or failed."""
+        return self._in_flight
+
+    def next(self, now: float) -> Query | Waiting | Finished:
+        """The next thing to do: ask a contact, wait, or stop.
+
+        Args:
+            now: the current time, in the same clock as the timeout.
+        """
+        if self._result is not None:
+            return self._result
+        if self._in_flight:
+            for cand in self._cands.values():
+                if cand.state is _State.WAITING and cand.deadline <= now:
+                    self._set(cand, _State.FAILED)
+        if self.quorum is not None and len(self._values) >= self.quorum:
+            return self._finish()
+        seen = 0
+        pick: _Candidate | None = None
+        all_done = True
+        for _, node_id in self._order:
+            cand = self._cands[node_id]
+            if cand.state is _State.FAILED:
+                continue
+            seen += 1
+            if cand.state is not _State.SUCCEEDED:
+                all_done = False
+                if pick is None and cand.state is _State.NOT_CONTACTED:
+                    pick = cand
+            if seen >= self.k:
+                break
+        if all_done:
+            return self._finish()
+        if pick is not None and self._in_flight < self.alpha:
+            pick.state = _State.WAITING
+            pick.deadline = now + self.timeout
+            self._in_flight += 1
+            self.queries += 1
+            return Query(pick.contact)
+        if self._in_flight == 0:
+            return self._finish()
+        until = min(c.deadline for c in self._cands.values() if c.state is _State.WAITING)
+        return Waiting(until)
+
+    def on_response(
+        self,
+        node_id: bytes,
+        contacts: Iterable[Contact] = (),
+        *,
+        value: Any = None,
+        has_value: bool = False,
+    ) -> None:
+        """``node_id`` answered, naming ``contacts`` closer to the target.
+
+        Args:
+            has_value: the answer carried ``value`` (value lookups).
+        """
+        cand = self._cands.get(node_id)
+        if cand is None or self._result is not None:
+            return
+        self._set(cand, _State.SUCCEEDED)
+        if has_value:
+            self._values.append((cand.contact, value))
+        self._add_all(contacts)
+
+    def on_failure(self, node_id: bytes) -> None:
+        """``node_id`` did not answer (or answered garbage)."""
+        cand = self._cands.get(node_id)
+        if cand is None or self._result is not None or cand.state is _State.SUCCEEDED:
+            return
+        self._set(cand, _State.FAILED)
+
+    def _finish(self) -> Finished:
+        closest = [
+            self._cands[nid].contact
+            for _, nid in self._order
+            if self._cands[nid].state is _State.SUCCEEDED
+        ][: self.k]
+        self._result = Finished(closest, list(self._values))
+        return self._result

@@ -1,0 +1,378 @@
+"""The DHT datagram codec: rpcudp framing, argument and reply shapes, hello.
+
+Framing (identical to the ``rpcudp`` package used by ``kademlia``)::
+
+    datagram = type (1 byte: 0x00 request, 0x01 response)
+               || msg id (20 random bytes, echoed by the response)
+               || msgpack body
+    request body  = [method name (str), [args ...]]
+    response body = the bare result value
+
+The envelope is plain msgpack as the stock package writes it (``umsgpack``),
+so it is *not* held to our canonical profile: floats and nil may appear in
+``kademlia`` values. Our own record values inside it are canonical, and are
+checked where they are used.
+
+Every ``*_untrusted`` / ``parse_*`` function here raises only
+:class:`~p2psocial.protocol.errors.DecodeError` (or InvalidSignature for
+``verify_hello``); anything else is a bug, and the datagram decoder is fuzzed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from ..encoding import Limits, unpack_limited
+from ..errors import DecodeError, InvalidSignature, LocalUsageError
+from ..identity import node_id_from_public_key, verify_strict
+from .routing import Contact
+
+__all__ = [
+    "HELLO_TAG",
+    "MAX_DATAGRAM",
+    "MAX_NODES",
+    "METHODS",
+    "NONCE_SIZE",
+    "REQUEST",
+    "RESPONSE",
+    "Request",
+    "Response",
+    "decode_datagram_untrusted",
+    "encode_request",
+    "encode_response",
+    "encode_response_fitting",
+    "hello_message",
+    "parse_find_value_reply",
+    "parse_get_peers_reply",
+    "parse_get_record_reply",
+    "parse_hello_reply",
+    "parse_node_list",
+    "parse_ping_reply",
+    "parse_request_args",
+    "parse_status_reply",
+    "verify_hello",
+]
+
+REQUEST = 0x00
+RESPONSE = 0x01
+MSG_ID_SIZE = 20
+#: IPv6 minimum MTU: a datagram never needs fragmenting.
+MAX_DATAGRAM = 1280
+#: Contacts in one reply at most (k).
+MAX_NODES = 20
+MAX_HOST_LEN = 64
+NONCE_SIZE = 32
+#: Domain tag of the hello signature: tag || requester nonce || requester id.
+HELLO_TAG = b"p2psocial/dht-hello/v1\x00"
+
+_HEADER = 1 + MSG_ID_SIZE
+_BODY_LIMITS = Limits(
+    max_size=MAX_DATAGRAM - _HEADER,
+    max_depth=4,
+    max_container_len=64,
+    max_str_len=MAX_DATAGRAM,
+    max_bin_len=MAX_DATAGRAM,
+)
+_MAX_DEPTH = 4
+
+#: Methods and their argument count (the requester's node id comes first).
+METHODS: dict[str, int] = {
+    "ping": 1,  # [sender_id]
+    "store": 3,  # [sender_id, key, value]
+    "find_node": 2,  # [sender_id, key]
+    "find_value": 2,  # [sender_id, key]
+    "hello": 2,  # [sender_id, nonce]
+    "put_record": 4,  # [sender_id, key, kind, record]
+    "get_record": 3,  # [sender_id, key, kind]
+    "announce": 4,  # [sender_id, key, tcp_port, token]
+    "get_peers": 2,  # [sender_id, key]
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A decoded request: ``args`` still need :func:`parse_request_args`."""
+
+    msg_id: bytes
+    method: str
+    args: list[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A decoded response; ``value`` is checked by the matching ``parse_*_reply``."""
+
+    msg_id: bytes
+    value: Any
+
+
+def _depth_ok(value: Any, depth: int) -> bool:
+    if depth > _MAX_DEPTH:
+        return False
+    if type(value) is list:
+        return all(_depth_ok(v, depth + 1) for v in value)
+    if type(value) is dict:
+        return all(_depth_ok(v, depth + 1) for v in value.values())
+    return True
+
+
+def decode_datagram_untrusted(data: bytes) -> Request | Response:
+    """Decode one received datagram.
+
+    Args:
+        data: the exact bytes received.
+
+    Returns:
+        A :class:`Request` (method known or not; the caller ignores unknown
+        methods as rpcudp does) or a :class:`Response`.
+
+    Raises:
+        DecodeError: reasons ``too_large``, ``truncated``, ``bad_type``,
+            ``malformed``, ``too_deep``, ``bad_request``. Nothing else.
+    """
+    if type(data) is not bytes:
+        data = bytes(data)
+    if len(data) > MAX_DATAGRAM:
+        raise DecodeError(
+            f"datagram of {len(data)} bytes exceeds {MAX_DATAGRAM}", reason="too_large"
+        )
+    if len(data) <= _HEADER:
+        raise DecodeError("datagram shorter than its header", reason="truncated")
+    kind = data[0]
+    if kind not in (REQUEST, RESPONSE):
+        raise DecodeError(f"unknown datagram type {kind:#x}", reason="bad_type")
+    msg_id = data[1:_HEADER]
+    body = unpack_limited(data[_HEADER:], _BODY_LIMITS)
+    if not _depth_ok(body, 0):
+        raise DecodeError("datagram nests too deep", reason="too_deep")
+    if kind == RESPONSE:
+        return Response(msg_id, body)
+    if (
+        type(body) is not list
+        or len(body) != 2
+        or type(body[0]) is not str
+        or type(body[1]) is not list
+        or not 0 < len(body[0]) <= 32
+    ):
+        raise DecodeError("request is not [method, [args]]", reason="bad_request")
+    return Request(msg_id, body[0], body[1])
+
+
+def _pack(kind: int, msg_id: bytes, body: Any) -> bytes:
+    if len(msg_id) != MSG_ID_SIZE:
+        raise LocalUsageError("a message id is 20 bytes")
+    try:
+        packed: bytes = msgpack.packb(body, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise LocalUsageError(f"cannot encode datagram: {exc}") from None
+    out = bytes([kind]) + msg_id + packed
+    if len(out) > MAX_DATAGRAM:
+        raise LocalUsageError(f"datagram of {len(out)} bytes exceeds {MAX_DATAGRAM}")
+    return out
+
+
+def encode_request(msg_id: bytes, method: str, args: list[Any]) -> bytes:
+    """Frame a request. Raises LocalUsageError if it would exceed 1,280 bytes."""
+    return _pack(REQUEST, msg_id, [method, args])
+
+
+def encode_response(msg_id: bytes, value: Any) -> bytes:
+    """Frame a response. Raises LocalUsageError if it would exceed 1,280 bytes."""
+    return _pack(RESPONSE, msg_id, value)
+
+
+def encode_response_fitting(
+    msg_id: bytes, build: Callable[[list[list[Any]]], Any], nodes: list[Contact]
+) -> bytes:
+    """Frame ``build(node triples)``, dropping the farthest contacts until it fits."""
+    triples: list[list[Any]] = [[c.node_id, c.host, c.port] for c in nodes[:MAX_NODES]]
+    while True:
+        try:
+            return encode_response(msg_id, build(triples))
+        except LocalUsageError:
+            if not triples:
+                raise
+            triples.pop()
+
+
+# -- argument shapes -------------------------------------------------------------
+
+
+def _bad(msg: str) -> DecodeError:
+    return DecodeError(msg, reason="bad_args")
+
+
+def _id(v: Any, what: str) -> bytes:
+    if type(v) is not bytes or len(v) != 20:
+        raise _bad(f"{what} must be 20 bytes")
+    return v
+
+
+def parse_request_args(method: str, args: list[Any]) -> tuple[Any, ...]:
+    """Check a known method's arguments and return them as a tuple.
+
+    ``args[0]`` is always the requester's 20-byte node id. The rest:
+    ``store`` (key: 20 bytes, value: any scalar), ``find_node``/``find_value``
+    /``get_peers`` (key), ``hello`` (nonce: 32 bytes), ``put_record`` (key,
+    kind: str, record: bytes), ``get_record`` (key, kind), ``announce`` (key,
+    tcp_port: 1..65535, token: bytes).
+
+    Raises:
+        DecodeError: unknown method (``unknown_method``) or wrong arguments
+            (``bad_args``).
+    """
+    n = METHODS.get(method)
+    if n is None:
+        raise DecodeError(f"unknown method {method!r}", reason="unknown_method")
+    if len(args) != n:
+        raise _bad(f"{method} takes {n} arguments, got {len(args)}")
+    sender = _id(args[0], "sender id")
+    if method == "ping":
+        return (sender,)
+    key = _id(args[1], "key") if method != "hello" else None
+    if method == "store":
+        return (sender, key, args[2])
+    if method in ("find_node", "find_value", "get_peers"):
+        return (sender, key)
+    if method == "hello":
+        if type(args[1]) is not bytes or len(args[1]) != NONCE_SIZE:
+            raise _bad("hello nonce must be 32 bytes")
+        return (sender, args[1])
+    if method in ("put_record", "get_record"):
+        if type(args[2]) is not str or len(args[2]) > 16:
+            raise _bad("record kind must be a short str")
+        if method == "get_record":
+            return (sender, key, args[2])
+        if type(args[3]) is not bytes:
+            raise _bad("record must be bytes")
+        return (sender, key, args[2], args[3])
+    # announce
+    port, token = args[2], args[3]
+    if type(port) is not int or not 0 < port < 65536:
+        raise _bad("announce port must be 1..65535")
+    if type(token) is not bytes or len(token) > 64:
+        raise _bad("announce token must be bytes")
+    return (sender, key, port, token)
+
+
+# -- reply shapes ----------------------------------------------------------------
+
+
+def parse_node_list(value: Any) -> list[Contact]:
+    """A list of ``[id, host, port]`` triples, as ``find_node`` returns.
+
+    Raises:
+        DecodeError: ``bad_reply``.
+    """
+    if type(value) is not list or len(value) > MAX_NODES:
+        raise DecodeError("node list must be a list of at most 20", reason="bad_reply")
+    out = []
+    for item in value:
+        if type(item) is not list or len(item) != 3:
+            raise DecodeError("node must be [id, host, port]", reason="bad_reply")
+        nid, host, port = item
+        if (
+            type(nid) is not bytes
+            or len(nid) != 20
+            or type(host) is not str
+            or not 0 < len(host) <= MAX_HOST_LEN
+            or type(port) is not int
+            or not 0 < port < 65536
+        ):
+            raise DecodeError("node has a bad id, host or port", reason="bad_reply")
+        out.append(Contact(nid, host, port))
+    return out
+
+
+def parse_ping_reply(value: Any) -> bytes:
+    """The responder's node id. Raises DecodeError ``bad_reply``."""
+    if type(value) is not bytes or len(value) != 20:
+        raise DecodeError("ping reply must be a 20-byte id", reason="bad_reply")
+    return value
+
+
+def parse_find_value_reply(value: Any) -> tuple[bool, Any, list[Contact]]:
+    """``(True, value, [])`` for ``{"value": v}``, else ``(False, None, nodes)``."""
+    if type(value) is dict:
+        if set(value) != {"value"}:
+            raise DecodeError("find_value reply map must be {value}", reason="bad_reply")
+        return True, value["value"], []
+    return False, None, parse_node_list(value)
+
+
+def parse_hello_reply(value: Any) -> tuple[bytes, bytes]:
+    """``(public_key, signature)`` from ``[public_key, signature]``."""
+    if (
+        type(value) is not list
+        or len(value) != 2
+        or type(value[0]) is not bytes
+        or len(value[0]) != 32
+        or type(value[1]) is not bytes
+        or len(value[1]) != 64
+    ):
+        raise DecodeError(
+            "hello reply must be [32-byte key, 64-byte signature]", reason="bad_reply"
+        )
+    return value[0], value[1]
+
+
+def _reply_map(value: Any, allowed: set[str]) -> dict[str, Any]:
+    if type(value) is not dict or not set(value) <= allowed:
+        raise DecodeError(f"reply must be a map of {sorted(allowed)}", reason="bad_reply")
+    return value
+
+
+def parse_get_record_reply(value: Any) -> tuple[bytes | None, list[Contact]]:
+    """``{"nodes": [...], "record"?: bytes}`` → (record or None, contacts)."""
+    m = _reply_map(value, {"nodes", "record"})
+    rec = m.get("record")
+    if rec is not None and type(rec) is not bytes:
+        raise DecodeError("record must be bytes", reason="bad_reply")
+    return rec, parse_node_list(m.get("nodes", []))
+
+
+def parse_get_peers_reply(
+    value: Any,
+) -> tuple[list[tuple[bytes, str, int]], bytes, list[Contact]]:
+    """``{"nodes", "peers", "token"}`` → (peers, token, contacts)."""
+    m = _reply_map(value, {"nodes", "peers", "token"})
+    token = m.get("token", b"")
+    if type(token) is not bytes or len(token) > 64:
+        raise DecodeError("token must be bytes", reason="bad_reply")
+    peers = [(c.node_id, c.host, c.port) for c in parse_node_list(m.get("peers", []))]
+    return peers, token, parse_node_list(m.get("nodes", []))
+
+
+def parse_status_reply(value: Any) -> tuple[bool, str]:
+    """``{"ok": True}`` or ``{"rejected": reason}`` → (ok, reason)."""
+    m = _reply_map(value, {"ok", "rejected"})
+    if m.get("ok") is True:
+        return True, ""
+    reason = m.get("rejected")
+    if type(reason) is not str or len(reason) > 64:
+        raise DecodeError(
+            "status reply must be {ok: true} or {rejected: reason}", reason="bad_reply"
+        )
+    return False, reason
+
+
+def hello_message(nonce: bytes, requester_id: bytes) -> bytes:
+    """What a hello signature covers: HELLO_TAG ‖ nonce ‖ requester id."""
+    return HELLO_TAG + nonce + requester_id
+
+
+def verify_hello(
+    expected_id: bytes, nonce: bytes, requester_id: bytes, public_key: bytes, signature: bytes
+) -> None:
+    """Check a hello reply: the key hashes to ``expected_id`` and signed our nonce.
+
+    Raises:
+        InvalidSignature: ``wrong_id`` or a strict-verification reason.
+    """
+    if node_id_from_public_key(public_key) != expected_id:
+        raise InvalidSignature("node key does not hash to the node id", reason="wrong_id")
+    verify_strict(public_key, signature, hello_message(nonce, requester_id))

@@ -1,0 +1,269 @@
+"""DHTNode over real UDP sockets on 127.0.0.1 (the testnet fixture of STYLE.md §15)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import msgpack
+import pytest
+import trio
+
+from p2psocial.node.dht import DHTConfig, DHTNode
+from p2psocial.protocol.dht import head_key, swarm_key
+from p2psocial.protocol.dht.wire import decode_datagram_untrusted, encode_request
+from p2psocial.protocol.entries import create_entry
+from p2psocial.protocol.identity import SigningKey
+
+NOW_MS = int(time.time() * 1000)
+
+
+@asynccontextmanager
+async def dht_testnet(
+    n: int, config: DHTConfig | None = None, **kw: object
+) -> AsyncIterator[list[DHTNode]]:
+    """n real nodes on 127.0.0.1 (port 0), all bootstrapped from the first."""
+    cfg = config or DHTConfig(rpc_timeout=0.3, rpc_attempts=3)
+    nodes = [DHTNode(SigningKey.generate(), "127.0.0.1", 0, config=cfg, **kw) for _ in range(n)]  # type: ignore[arg-type]
+    async with trio.open_nursery() as nursery:
+        for x in nodes:
+            await nursery.start(x.run)
+        await nodes[1].bootstrap([nodes[0].address])
+        async with trio.open_nursery() as boot:
+            for x in nodes[2:]:
+                boot.start_soon(x.bootstrap, [nodes[0].address])
+        # Early joiners learn of later ones on their first refresh; do it now.
+        async with trio.open_nursery() as boot:
+            for x in nodes:
+                boot.start_soon(x.find_node, x.node_id)
+        yield nodes
+        nursery.cancel_scope.cancel()
+
+
+def entries(key: SigningKey, n: int) -> list[bytes]:
+    out, prev = [], None
+    for seq in range(1, n + 1):
+        e, _ = create_entry(
+            key, seq=seq, prev=prev, timestamp=NOW_MS, kind="post", payload={"text": str(seq)}
+        )
+        out.append(e.to_bytes())
+        prev = e.id
+    return out
+
+
+class Raw:
+    """A bare UDP client to poke a node with hand-made datagrams."""
+
+    def __init__(self) -> None:
+        self.sock = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+    async def __aenter__(self) -> Raw:
+        await self.sock.bind(("127.0.0.1", 0))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.sock.close()
+
+    async def call(self, addr: tuple[str, int], method: str, args: list[object]) -> object:
+        mid = os.urandom(20)
+        await self.sock.sendto(encode_request(mid, method, args), addr)
+        with trio.fail_after(2):
+            while True:
+                data, _ = await self.sock.recvfrom(2048)
+                msg = decode_datagram_untrusted(data)
+                if msg.msg_id == mid:
+                    return msg.value  # type: ignore[union-attr]
+
+
+async def test_testnet_of_50_nodes() -> None:
+    with trio.fail_after(45):
+        async with dht_testnet(50) as nodes:
+            ids = sorted(x.node_id for x in nodes)
+            # Every node knows a good part of the network.
+            assert min(len(x.table) for x in nodes) >= 20
+            author = SigningKey.generate()
+            chain = entries(author, 3)
+            for i, e in enumerate(chain):
+                assert await nodes[i + 3].put_head(e) >= 15
+            for x in nodes[10:30]:
+                got = await x.get_head(author.public_key)
+                if got != chain[-1]:
+                    from p2psocial.protocol.dht import distance
+
+                    hk = head_key(author.public_key)
+                    order = sorted(nodes, key=lambda y: distance(y.node_id, hk))
+                    hold = [
+                        (
+                            y.records.get("head", hk, trio.current_time())
+                            or type("z", (), {"seq": 0})
+                        ).seq
+                        for y in order
+                    ]
+                    raise AssertionError(
+                        f"{hold} getter={order.index(x)} putters={[order.index(nodes[i]) for i in (3, 4, 5)]} {x.statistics()}"
+                    )
+            assert await nodes[5].set("k", b"plain") >= 15
+            assert await nodes[40].get("k") == b"plain"
+            assert await nodes[7].announce(author.public_key, 4242) >= 15
+            peers = await nodes[30].get_peers(author.public_key)
+            assert (nodes[7].node_id, "127.0.0.1", 4242) in peers
+            pe, pp = create_entry(
+                author,
+                seq=4,
+                prev=os.urandom(32),
+                timestamp=NOW_MS,
+                kind="profile",
+                payload={"name": "ann"},
+            )
+            assert await nodes[8].put_profile(pe.to_bytes(), pp) >= 15
+            assert await nodes[44].get_profile(author.public_key) == (pe.to_bytes(), pp)
+            found = await nodes[0].find_node(ids[0])
+            assert len(found) == 20
+            st = nodes[0].statistics()
+            assert st["contacts"] >= 20 and st["proven"] >= 20
+            # Only late answers to requests already settled (retried or cancelled).
+            assert set(st["dropped"]) <= {"unexpected_response"}
+
+
+async def test_record_rejections_over_the_wire() -> None:
+    with trio.fail_after(20):
+        async with dht_testnet(3) as nodes, Raw() as raw:
+            target = nodes[0]
+            author = SigningKey.generate()
+            chain = entries(author, 3)
+            hk = head_key(author.public_key)
+            me = os.urandom(20)
+            ok = await raw.call(target.address, "put_record", [me, hk, "head", chain[1]])
+            assert ok == {"ok": True}
+            bad_sig = chain[2][:5] + bytes([chain[2][5] ^ 1]) + chain[2][6:]
+            cases = [
+                ([me, hk, "head", chain[0]], "stale"),
+                ([me, hk, "head", chain[1]], "replayed"),
+                ([me, hk, "head", bad_sig], "bad_signature"),
+                ([me, head_key(os.urandom(32)), "head", chain[2]], "wrong_key"),
+                ([me, hk, "head", b"\x01" * 1100], "too_large"),
+            ]
+            for args, reason in cases:
+                assert await raw.call(target.address, "put_record", args) == {"rejected": reason}
+            got = await raw.call(target.address, "get_record", [me, hk, "head"])
+            assert got["record"] == chain[1]  # type: ignore[index]
+            # Tokens: a foreign token (issued to another address) and a forged one.
+            sk = swarm_key(author.public_key)
+            reply = await raw.call(target.address, "get_peers", [me, sk])
+            token = reply["token"]  # type: ignore[index]
+            async with Raw() as other:
+                assert await other.call(target.address, "announce", [me, sk, 4000, token]) == {
+                    "rejected": "bad_token"
+                }
+            assert await raw.call(target.address, "announce", [me, sk, 4000, b"\x00" * 16]) == {
+                "rejected": "bad_token"
+            }
+            assert target.swarms.peers(sk, trio.current_time()) == []
+            # An expired token: two rotations later.
+            target.tokens.rotate(os.urandom(32), trio.current_time())
+            target.tokens.rotate(os.urandom(32), trio.current_time())
+            assert await raw.call(target.address, "announce", [me, sk, 4000, token]) == {
+                "rejected": "bad_token"
+            }
+            fresh = (await raw.call(target.address, "get_peers", [me, sk]))["token"]  # type: ignore[index]
+            assert await raw.call(target.address, "announce", [me, sk, 4000, fresh]) == {"ok": True}
+            assert target.swarms.peers(sk, trio.current_time()) == [(me, "127.0.0.1", 4000)]
+            rec = target.records.get("head", hk, trio.current_time())
+            assert rec is not None and rec.data == chain[1]
+            assert target.statistics()["record_rejected_stale"] == 1
+
+
+async def test_malformed_datagrams_are_dropped_and_counted() -> None:
+    with trio.fail_after(20):
+        async with dht_testnet(2) as nodes, Raw() as raw:
+            target = nodes[0]
+            addr = target.address
+            junk = [
+                b"",
+                b"\x00",
+                b"\x07" + b"x" * 30,
+                b"\x00" + b"m" * 20 + b"\xc1",
+                b"\x00" + b"m" * 20 + msgpack.packb(["ping", [b"short"]]),
+                b"\x00" + b"m" * 20 + msgpack.packb(["no_such_rpc", [os.urandom(20)]]),
+                b"\x01" + b"m" * 20 + msgpack.packb("unsolicited"),
+                b"\x00" + b"m" * 20 + b"\x00" * 2000,
+            ]
+            for d in junk:
+                await raw.sock.sendto(d, addr)
+            # The node still answers afterwards.
+            assert await raw.call(addr, "ping", [os.urandom(20)]) == target.node_id
+            dropped = target.statistics()["dropped"]
+            assert sum(dropped.values()) == len(junk), dropped
+            assert dropped["unexpected_response"] == 1 and dropped["too_large"] == 1
+            assert dropped["unknown_method"] == 1 and dropped["bad_args"] == 1
+
+
+async def test_rate_limit_per_address() -> None:
+    cfg = DHTConfig(rate_per_s=1.0, rate_burst=5.0)
+    with trio.fail_after(20):
+        async with dht_testnet(2, config=cfg) as nodes, Raw() as raw:
+            for _ in range(20):
+                await raw.sock.sendto(
+                    encode_request(os.urandom(20), "ping", [os.urandom(20)]), nodes[0].address
+                )
+            answered = 0
+            with trio.move_on_after(0.5):
+                while answered < 20:
+                    data, _ = await raw.sock.recvfrom(2048)
+                    # (The node also sends us hello requests: it met new ids.)
+                    answered += data[0] == 1
+            assert answered <= 6  # the burst, plus what refilled meanwhile
+            assert nodes[0].statistics()["dropped"]["rate_limited"] >= 14
+            # Another address is unaffected.
+            async with Raw() as other:
+                assert (
+                    await other.call(nodes[0].address, "ping", [os.urandom(20)]) == nodes[0].node_id
+                )
+
+
+class MemoryContactStore:
+    def __init__(self) -> None:
+        self.saved: list[tuple[bytes, str, int]] = []
+
+    async def save_dht_contacts(self, contacts: list[tuple[bytes, str, int]]) -> None:
+        self.saved = list(contacts)
+
+    async def load_dht_contacts(self) -> list[tuple[bytes, str, int]]:
+        return list(self.saved)
+
+
+async def test_routing_table_persists_and_reloads() -> None:
+    store = MemoryContactStore()
+    with trio.fail_after(20):
+        async with dht_testnet(6) as nodes:
+            key = SigningKey.generate()
+            node = DHTNode(
+                key, "127.0.0.1", 0, contact_store=store, config=DHTConfig(rpc_timeout=0.3)
+            )
+            async with trio.open_nursery() as nursery:
+                await nursery.start(node.run)
+                assert await node.bootstrap([nodes[0].address]) >= 5
+                nursery.cancel_scope.cancel()
+            assert len(store.saved) >= 5  # saved on shutdown
+            again = DHTNode(key, "127.0.0.1", 0, contact_store=store)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(again.run)
+                assert set(again.routing_table_contacts()) == set(store.saved)
+                assert again.statistics()["contacts_loaded"] == len(store.saved)
+                nursery.cancel_scope.cancel()
+
+
+async def test_local_misuse_raises_local_usage_error() -> None:
+    from p2psocial.protocol.errors import LocalUsageError
+
+    with trio.fail_after(10):
+        async with dht_testnet(2) as nodes:
+            with pytest.raises(LocalUsageError):
+                await nodes[0].put_head(b"not an entry")
+            with pytest.raises(LocalUsageError):
+                await nodes[0].announce(os.urandom(32), 0)
+            with pytest.raises(LocalUsageError):
+                await nodes[0].set("k", [1, 2])

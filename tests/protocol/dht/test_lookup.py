@@ -1,0 +1,117 @@
+"""The lookup iterator against a simulated network: α in flight, no rounds, true k closest."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from p2psocial.protocol.dht import Contact, Finished, Lookup, Query, RoutingTable, Waiting, distance
+
+
+def make_net(rng: random.Random, n: int) -> dict[bytes, RoutingTable]:
+    ids = [rng.randbytes(20) for _ in range(n)]
+    tables = {i: RoutingTable(i, k=20) for i in ids}
+    for i in ids:
+        for j in rng.sample(ids, min(n, 60)):
+            tables[i].add(Contact(j, "127.0.0.1", 1), 0.0)
+    return tables
+
+
+def run(
+    lookup: Lookup, tables: dict[bytes, RoutingTable], dead: set[bytes], rng: random.Random
+) -> Finished:
+    """Answer queries in random order, several outstanding at a time."""
+    in_flight: list[Contact] = []
+    now = 0.0
+    max_seen = 0
+    while True:
+        act = lookup.next(now)
+        if isinstance(act, Finished):
+            return act
+        if isinstance(act, Query):
+            in_flight.append(act.contact)
+            max_seen = max(max_seen, len(in_flight))
+            assert lookup.in_flight <= lookup.alpha
+            continue
+        assert isinstance(act, Waiting)
+        assert in_flight, "waiting with nothing in flight"
+        c = in_flight.pop(rng.randrange(len(in_flight)))
+        if c.node_id in dead:
+            lookup.on_failure(c.node_id)
+        else:
+            lookup.on_response(c.node_id, tables[c.node_id].closest(lookup.target))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**32), st.integers(25, 200))
+def test_lookup_finds_true_k_closest(seed: int, n: int) -> None:
+    rng = random.Random(seed)
+    tables = make_net(rng, n)
+    ids = list(tables)
+    me = ids[0]
+    target = rng.randbytes(20)
+    lookup = Lookup(me, target, tables[me].closest(target), k=20, alpha=3)
+    res = run(lookup, tables, set(), rng)
+    others = [i for i in ids if i != me]
+    expect = sorted(others, key=lambda i: distance(i, target))[:20]
+    assert [c.node_id for c in res.closest] == expect
+
+
+def test_dead_nodes_are_skipped_and_lookup_terminates() -> None:
+    rng = random.Random(7)
+    tables = make_net(rng, 120)
+    ids = list(tables)
+    dead = set(rng.sample(ids[1:], 36))
+    target = rng.randbytes(20)
+    lookup = Lookup(ids[0], target, tables[ids[0]].closest(target))
+    res = run(lookup, tables, dead, rng)
+    alive = [i for i in ids[1:] if i not in dead]
+    assert [c.node_id for c in res.closest] == sorted(alive, key=lambda i: distance(i, target))[:20]
+
+
+def test_alpha_in_flight_without_rounds() -> None:
+    seeds = [Contact(bytes([i]) * 20, "h", i + 1) for i in range(1, 10)]
+    lookup = Lookup(bytes(20), bytes(20), seeds, k=5, alpha=3)
+    asked = [lookup.next(0.0) for _ in range(3)]
+    assert all(isinstance(a, Query) for a in asked)
+    assert isinstance(lookup.next(0.0), Waiting)
+    # One answer frees one slot at once: no waiting for the others (no lockstep).
+    first = asked[0]
+    assert isinstance(first, Query)
+    lookup.on_response(first.contact.node_id)
+    assert isinstance(lookup.next(0.0), Query)
+
+
+def test_deadline_counts_as_failure() -> None:
+    seeds = [Contact(bytes([1]) * 20, "h", 1)]
+    lookup = Lookup(bytes(20), bytes(20), seeds, timeout=2.0)
+    assert isinstance(lookup.next(0.0), Query)
+    w = lookup.next(1.0)
+    assert isinstance(w, Waiting) and w.until == 2.0
+    res = lookup.next(2.0)
+    assert isinstance(res, Finished) and res.closest == []
+
+
+def test_value_lookup_stops_at_quorum() -> None:
+    seeds = [Contact(bytes([i]) * 20, "h", i) for i in range(1, 30)]
+    lookup = Lookup(bytes(20), bytes(20), seeds, quorum=1)
+    q = lookup.next(0.0)
+    assert isinstance(q, Query)
+    lookup.on_response(q.contact.node_id, value=b"v", has_value=True)
+    res = lookup.next(0.0)
+    assert isinstance(res, Finished) and res.values == [(q.contact, b"v")]
+
+
+def test_no_seeds_finishes_empty() -> None:
+    res = Lookup(bytes(20), bytes(20), []).next(0.0)
+    assert isinstance(res, Finished) and res.closest == []
+
+
+def test_bad_parameters() -> None:
+    from p2psocial.protocol.errors import LocalUsageError
+
+    with pytest.raises(LocalUsageError):
+        Lookup(bytes(20), bytes(20), [], alpha=0)

@@ -1,0 +1,215 @@
+"""Datagram codec: rpcudp framing, argument checks, and fuzzing of the untrusted decoder."""
+
+from __future__ import annotations
+
+import contextlib
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from p2psocial.protocol.dht.routing import Contact
+from p2psocial.protocol.dht.wire import (
+    MAX_DATAGRAM,
+    Request,
+    Response,
+    decode_datagram_untrusted,
+    encode_request,
+    encode_response,
+    encode_response_fitting,
+    hello_message,
+    parse_find_value_reply,
+    parse_get_peers_reply,
+    parse_get_record_reply,
+    parse_hello_reply,
+    parse_node_list,
+    parse_request_args,
+    parse_status_reply,
+    verify_hello,
+)
+from p2psocial.protocol.errors import DecodeError, InvalidSignature, LocalUsageError
+from p2psocial.protocol.identity import SigningKey, node_id_from_public_key
+
+MID = b"m" * 20
+NID = b"n" * 20
+
+
+def test_framing_matches_rpcudp() -> None:
+    # rpcudp: b"\x00" + msg_id + umsgpack.packb([name, args]); response b"\x01" + id + packb(result).
+    import umsgpack
+
+    args = (NID, b"k" * 20)
+    assert encode_request(MID, "find_node", list(args)) == b"\x00" + MID + umsgpack.packb(
+        ["find_node", args]
+    )
+    assert encode_response(MID, [(NID, "127.0.0.1", 5)]) == b"\x01" + MID + umsgpack.packb(
+        [(NID, "127.0.0.1", 5)]
+    )
+    req = decode_datagram_untrusted(
+        b"\x00" + MID + umsgpack.packb(["store", (NID, b"k" * 20, 1.5)])
+    )
+    assert req == Request(MID, "store", [NID, b"k" * 20, 1.5])
+    assert decode_datagram_untrusted(b"\x01" + MID + umsgpack.packb({"value": "v"})) == Response(
+        MID, {"value": "v"}
+    )
+
+
+BAD = [
+    (b"", "truncated"),
+    (b"\x00" + MID, "truncated"),
+    (b"\x02" + MID + b"\x90", "bad_type"),
+    (b"\x00" + MID + b"\xc1", "malformed"),
+    (b"\x00" + MID + msgpack.packb([1, []]), "bad_request"),
+    (b"\x00" + MID + msgpack.packb(["ping"]), "bad_request"),
+    (b"\x00" + MID + msgpack.packb(["ping", [NID], 3]), "bad_request"),
+    (b"\x00" + MID + b"\x91" * 30 + b"\x90", "too_deep"),
+    (b"\x00" + MID + msgpack.packb(b"x" * 1300), "too_large"),
+    (b"\x01" + MID + b"\xdd\xff\xff\xff\xff", "malformed"),  # array32 of 4 billion
+]
+
+
+@pytest.mark.parametrize(("data", "reason"), BAD)
+def test_bad_datagrams(data: bytes, reason: str) -> None:
+    with pytest.raises(DecodeError) as info:
+        decode_datagram_untrusted(data)
+    assert info.value.reason == reason
+
+
+def test_encoder_enforces_the_size_limit() -> None:
+    with pytest.raises(LocalUsageError):
+        encode_request(MID, "store", [NID, NID, b"x" * MAX_DATAGRAM])
+    nodes = [Contact(bytes([i]) * 20, "255.255.255.255", 65535) for i in range(20)]
+    out = encode_response_fitting(MID, lambda t: {"nodes": t, "record": b"r" * 600}, nodes)
+    assert len(out) <= MAX_DATAGRAM
+    rec, got = parse_get_record_reply(decode_datagram_untrusted(out).value)  # type: ignore[union-attr]
+    assert rec == b"r" * 600 and 0 < len(got) < 20 and got == nodes[: len(got)]
+
+
+ARGS_OK = [
+    ("ping", [NID]),
+    ("store", [NID, NID, "v"]),
+    ("find_node", [NID, NID]),
+    ("find_value", [NID, NID]),
+    ("hello", [NID, b"x" * 32]),
+    ("put_record", [NID, NID, "head", b"r"]),
+    ("get_record", [NID, NID, "head"]),
+    ("announce", [NID, NID, 4000, b"t" * 16]),
+    ("get_peers", [NID, NID]),
+]
+
+
+@pytest.mark.parametrize(("method", "args"), ARGS_OK)
+def test_args_ok_and_every_wrong_arg_refused(method: str, args: list[object]) -> None:
+    assert parse_request_args(method, args) == tuple(args)
+    with pytest.raises(DecodeError):
+        parse_request_args(method, [*args, 1])
+    for i in range(len(args)):
+        if method == "store" and i == 2:
+            continue  # plain values are opaque here; the store checks them
+        bad = list(args)
+        bad[i] = 12345678901 if isinstance(args[i], (bytes, str)) else "x"
+        with pytest.raises(DecodeError):
+            parse_request_args(method, bad)
+    with pytest.raises(DecodeError) as info:
+        parse_request_args("rpc_evil", args)
+    assert info.value.reason == "unknown_method"
+
+
+def test_reply_parsers() -> None:
+    triple = [NID, "127.0.0.1", 9]
+    assert parse_node_list([triple]) == [Contact(NID, "127.0.0.1", 9)]
+    assert parse_find_value_reply({"value": 3}) == (True, 3, [])
+    assert parse_find_value_reply([triple])[2] == [Contact(NID, "127.0.0.1", 9)]
+    assert parse_get_peers_reply({"nodes": [], "peers": [triple], "token": b"t"}) == (
+        [(NID, "127.0.0.1", 9)],
+        b"t",
+        [],
+    )
+    assert parse_status_reply({"ok": True}) == (True, "")
+    assert parse_status_reply({"rejected": "stale"}) == (False, "stale")
+    for bad in (None, [[NID, "h", 0]], [[NID, "h"]], [[b"x", "h", 1]], [triple] * 21, {"nodes": 1}):
+        with pytest.raises(DecodeError):
+            parse_node_list(bad)
+    for parser in (
+        parse_get_record_reply,
+        parse_get_peers_reply,
+        parse_status_reply,
+        parse_hello_reply,
+    ):
+        with pytest.raises(DecodeError):
+            parser({"evil": 1})
+
+
+def test_hello_proves_the_node_key() -> None:
+    key = SigningKey.from_seed(b"k" * 32)
+    nid = node_id_from_public_key(key.public_key)
+    nonce = b"N" * 32
+    sig = key.sign(hello_message(nonce, NID))
+    pk, s = parse_hello_reply([key.public_key, sig])
+    verify_hello(nid, nonce, NID, pk, s)
+    with pytest.raises(InvalidSignature) as info:
+        verify_hello(NID, nonce, NID, pk, s)
+    assert info.value.reason == "wrong_id"
+    with pytest.raises(InvalidSignature):
+        verify_hello(nid, b"O" * 32, NID, pk, s)  # replay for another nonce
+    with pytest.raises(InvalidSignature):
+        verify_hello(nid, nonce, b"m" * 20, pk, s)  # signed for another requester
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.binary(max_size=1400))
+def test_decoder_raises_only_decode_error_on_random_bytes(data: bytes) -> None:
+    for prefix in (b"", b"\x00" + MID, b"\x01" + MID):
+        with contextlib.suppress(DecodeError):
+            decode_datagram_untrusted(prefix + data)
+
+
+_leaf = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**64), 2**64),
+    st.floats(),
+    st.text(max_size=20),
+    st.binary(max_size=40),
+)
+_values = st.recursive(
+    _leaf,
+    lambda c: st.lists(c, max_size=5) | st.dictionaries(st.text(max_size=5), c, max_size=4),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.sampled_from(
+        ["ping", "store", "find_node", "hello", "put_record", "announce", "get_peers", "x"]
+    ),
+    st.lists(_values, max_size=5),
+)
+def test_structured_fuzz_decode_and_parse(method: str, args: list[object]) -> None:
+    try:
+        body = msgpack.packb([method, args], use_bin_type=True)
+    except (OverflowError, ValueError, TypeError):
+        return
+    data = b"\x00" + MID + body
+    try:
+        msg = decode_datagram_untrusted(data)
+    except DecodeError:
+        return
+    assert isinstance(msg, Request)
+    for cut in (len(data) // 2, len(data) - 1):
+        with contextlib.suppress(DecodeError):
+            decode_datagram_untrusted(data[:cut])
+    with contextlib.suppress(DecodeError):
+        parse_request_args(msg.method, msg.args)
+    for parser in (
+        parse_node_list,
+        parse_find_value_reply,
+        parse_get_record_reply,
+        parse_get_peers_reply,
+        parse_status_reply,
+        parse_hello_reply,
+    ):
+        with contextlib.suppress(DecodeError):
+            parser(args)
