@@ -1,0 +1,186 @@
+"""A hostile peer: garbage, oversize frames, invalid entries, endless wants.
+
+The attacker speaks the real hello (it has a valid node key) and then
+misbehaves on a raw TCP link. Each case must end with the link dropped and
+counted, nothing stored from the attacker, and the victim still serving an
+honest peer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import struct
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+import trio
+
+from p2psocial.node.links import LinkClosed, TCPFramedStream, handshake
+from p2psocial.protocol.encoding import encode
+from p2psocial.protocol.identity import SigningKey
+from p2psocial.protocol.wire import Clock, Entries, Push, Want, encode_message
+
+from .test_replication_helpers import TNode, make_feed, open_testnet
+
+Attack = Callable[[TCPFramedStream, bytes], Awaitable[None]]
+
+
+async def send_garbage(link: TCPFramedStream, _author: bytes) -> None:
+    await link.send_frame(b"\xc1\x00garbage")
+
+
+async def send_oversize(link: TCPFramedStream, _author: bytes) -> None:
+    # Only the length prefix: the victim must refuse it before any body.
+    await link.stream.send_all(struct.pack(">I", 64 * 1024 * 1024))
+
+
+async def send_non_canonical(link: TCPFramedStream, _author: bytes) -> None:
+    await link.send_frame(b"\x82\xa1t\xa3bye\xa6reason\xa0")
+
+
+async def send_unknown_message(link: TCPFramedStream, _author: bytes) -> None:
+    await link.send_frame(encode({"t": "gimme"}))
+
+
+async def send_invalid_entries(link: TCPFramedStream, author: bytes) -> None:
+    # Claim to hold the feed, then send a batch whose signatures are wrong.
+    await link.send_frame(encode_message(Clock(((author, 5, None),))))
+    forger = SigningKey.generate()
+    items = make_feed(forger, 5)
+    # Re-label the forger's entries as the victim's followed author: the
+    # envelope author no longer matches the signature key.
+    bad = [
+        (raw[:64] + raw[64:].replace(forger.public_key, author), payload) for raw, payload in items
+    ]
+    await link.send_frame(encode_message(Entries(author, 1, 5, tuple(bad))))
+
+
+async def send_tampered_push(link: TCPFramedStream, author: bytes) -> None:
+    await link.send_frame(encode_message(Clock(((author, 0, None),))))
+    raw, payload = make_feed(SigningKey.generate(), 1)[0]
+    await link.send_frame(encode_message(Push(author, 1, (raw[:64] + raw[64:], payload + b"x"))))
+
+
+async def send_unsolicited(link: TCPFramedStream, _author: bytes) -> None:
+    stranger = SigningKey.generate()
+    items = make_feed(stranger, 3)
+    await link.send_frame(encode_message(Entries(stranger.public_key, 1, 3, tuple(items))))
+
+
+async def send_endless_want(link: TCPFramedStream, author: bytes) -> None:
+    for _ in range(10_000):
+        await link.send_frame(encode_message(Want(author, 1)))
+
+
+async def send_clock_flood(link: TCPFramedStream, _author: bytes) -> None:
+    for i in range(100):
+        feeds = tuple(
+            (i.to_bytes(2, "big") + j.to_bytes(2, "big") + bytes(28), 0, None) for j in range(4096)
+        )
+        await link.send_frame(encode_message(Clock(feeds)))
+
+
+ATTACKS: dict[str, tuple[Attack, str]] = {
+    "garbage": (send_garbage, "protocol_malformed"),
+    "oversize": (send_oversize, "protocol_frame_too_large"),
+    "non_canonical": (send_non_canonical, "protocol_non_canonical"),
+    "unknown_message": (send_unknown_message, "protocol_unknown_message"),
+    "invalid_entries": (send_invalid_entries, "invalid_entry_"),
+    "tampered_push": (send_tampered_push, "invalid_entry_"),
+    "unsolicited": (send_unsolicited, "protocol_unsolicited"),
+    "endless_want": (send_endless_want, "protocol_want_flood"),
+    "clock_flood": (send_clock_flood, "protocol_too_many_feeds"),
+}
+
+
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+async def test_hostile_peer_is_dropped_and_node_keeps_serving(tmp_path: Path, attack: str) -> None:
+    fn, reason = ATTACKS[attack]
+    with trio.fail_after(30):
+        async with open_testnet(tmp_path, 2) as net:
+            victim, honest = net.nodes
+            followed = SigningKey.generate().public_key
+            await victim.follow(followed, honest)
+            await honest.connect(victim)
+
+            attacker_key = SigningKey.generate()
+            sock = await trio.open_tcp_stream(*victim.addr)
+            link = TCPFramedStream(sock)
+            await handshake(link, attacker_key, 0)
+            # The victim's clock arrives first; drain it in the background.
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_drain, link)
+                with contextlib.suppress(LinkClosed):  # dropped mid-attack: fine
+                    await fn(link, followed)
+                await net.wait_for(lambda: _dropped(victim, reason))
+                nursery.cancel_scope.cancel()
+            await link.aclose()
+
+            stats = victim.rep.statistics()
+            assert sum(v for k, v in stats["links_dropped"].items() if k.startswith(reason)) == 1
+            assert "internal_error" not in stats["links_dropped"]
+            assert await victim.seq_of(followed) == 0
+            assert (await victim.store.heads()).keys() <= {
+                victim.identity,
+                honest.identity,
+                followed,
+            }
+            # Still serving: an honest post arrives after the attack.
+            await honest.post("still here")
+            await net.wait_for(lambda: _seq(victim, honest, 1))
+
+
+async def _drain(link: TCPFramedStream) -> None:
+    try:
+        while True:
+            await link.receive_frame()
+    except (LinkClosed, Exception):
+        return
+
+
+async def _dropped(node: TNode, reason: str) -> bool:
+    return any(k.startswith(reason) for k in node.rep.statistics()["links_dropped"])
+
+
+async def _seq(node: TNode, author: TNode, seq: int) -> bool:
+    return await node.seq_of(author) == seq
+
+
+async def test_handshake_with_a_bad_signature_is_refused(tmp_path: Path) -> None:
+    with trio.fail_after(20):
+        async with open_testnet(tmp_path, 1) as net:
+            (victim,) = net.nodes
+            sock = await trio.open_tcp_stream(*victim.addr)
+            link = TCPFramedStream(sock)
+            real = SigningKey.generate()
+
+            class Impostor:
+                """Claims ``real``'s public key but signs with another key."""
+
+                public_key = real.public_key
+                _other = SigningKey.generate()
+
+                def sign(self, data: bytes) -> bytes:
+                    return self._other.sign(data)
+
+            with pytest.raises((LinkClosed, Exception)):
+                await handshake(link, Impostor(), 0)  # type: ignore[arg-type]
+                await link.receive_frame()
+            await link.aclose()
+            await net.wait_for(lambda: _refused(victim))
+            assert not victim.rep.peers()
+
+
+async def _refused(node: TNode) -> bool:
+    return any(k.startswith("handshake_") for k in node.rep.statistics()["peers_refused"])
+
+
+async def test_silent_peer_times_out_in_the_handshake(tmp_path: Path) -> None:
+    with trio.fail_after(20):
+        async with open_testnet(tmp_path, 1, handshake_timeout=0.5) as net:
+            (victim,) = net.nodes
+            sock = await trio.open_tcp_stream(*victim.addr)
+            await net.wait_for(lambda: _refused(victim))
+            assert victim.rep.statistics()["peers_refused"] == {"handshake_timeout": 1}
+            await sock.aclose()
