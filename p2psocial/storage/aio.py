@@ -64,8 +64,18 @@ class AsyncStore:
     async def ingest(
         self, items: Sequence[tuple[bytes, bytes | None]], *, now_ms: int
     ) -> list[Outcome]:
-        """See :meth:`Store.ingest`."""
-        return await self._run(self.store.ingest, list(items), now_ms=now_ms)
+        """See :meth:`Store.ingest`.
+
+        Decoding and signature checks run outside the database limiter, so
+        while one batch is being written the next ones are being verified.
+        """
+        batch = await trio.to_thread.run_sync(
+            functools.partial(self.store.prepare_ingest, list(items), now_ms=now_ms)
+        )
+        # Waiting here, not under the limiter, keeps the database free for
+        # other calls while the pool verifies.
+        await trio.to_thread.run_sync(batch.wait_verified)
+        return await self._run(self.store.ingest_prepared, batch)
 
     async def append_local(
         self, key: SigningKey, kind: str, payload: dict[str, Any], *, now_ms: int

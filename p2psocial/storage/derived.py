@@ -20,13 +20,14 @@ All functions run inside the caller's write transaction.
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
 
 from .schema import PSTATE
 
-__all__ = ["apply_payload", "derived_columns", "notify_waiting_replies", "purge_payload"]
+__all__ = ["Pending", "apply_payload", "derived_columns", "flush", "purge_payload"]
 
 TIMELINE_KINDS = ("post", "repost")
 _ENTRY_TARGET = frozenset({"react", "repost", "delete"})
@@ -63,24 +64,38 @@ def derived_columns(
     return None, None, None
 
 
-def _author_of(conn: sqlite3.Connection, entry_id: bytes) -> bytes | None:
-    row = conn.execute(
-        "SELECT f.author FROM entries e JOIN feeds f ON f.fid = e.fid WHERE e.id = ?", (entry_id,)
-    ).fetchone()
-    return row[0] if row else None
+def _in(n: int) -> str:
+    return ",".join("?" * n)
 
 
-def _notify(
-    conn: sqlite3.Connection, author: bytes, ts: int, id_: bytes, eid: int, why: str
-) -> None:
-    conn.execute(
-        "INSERT OR IGNORE INTO notify(author, ts, id, eid, why) VALUES (?, ?, ?, ?, ?)",
-        (author, ts, id_, eid, why),
-    )
+@dataclass(slots=True)
+class Pending:
+    """Rows of one ingest transaction, written in bulk by :func:`flush`.
+
+    Inserting row by row costs one Python-to-SQLite round trip per row; the
+    store instead collects the rows of a whole batch and writes each table
+    with one ``executemany``. Work that must see the batch's entries (reply
+    notifications, deletes) runs in :func:`flush` after they are written.
+    """
+
+    entries: list[tuple[Any, ...]] = field(default_factory=list)
+    fts: list[tuple[int, str]] = field(default_factory=list)
+    tags: list[tuple[str, int, bytes, int]] = field(default_factory=list)
+    notify: list[tuple[bytes, int, bytes, int, str]] = field(default_factory=list)
+    #: (eid, ts, id, author, parent id) of new replies: notify the parent's author.
+    replies: list[tuple[int, int, bytes, bytes, bytes]] = field(default_factory=list)
+    #: (id, author, fid) of new timeline entries: replies may be waiting for them.
+    parents: list[tuple[bytes, bytes, int]] = field(default_factory=list)
+    #: (eid, fid, author, target) of delete entries whose payload is present.
+    deletes: list[tuple[int, int, bytes, bytes]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.entries or self.fts or self.replies or self.parents or self.deletes)
 
 
 def apply_payload(
     conn: sqlite3.Connection,
+    pending: Pending,
     *,
     eid: int,
     fid: int,
@@ -90,28 +105,18 @@ def apply_payload(
     ts: int,
     kind: str,
     value: dict[str, Any],
-) -> list[int]:
-    """Record what a newly present payload means.
-
-    Returns:
-        eids of entries this payload deleted (a ``delete``); the caller
-        purges them, since a purge needs the store's counters.
-    """
+) -> None:
+    """Record what a newly present payload means (buffered in ``pending``)."""
     if kind == "post":
-        conn.execute("INSERT INTO post_fts(rowid, text) VALUES (?, ?)", (eid, value["text"]))
+        pending.fts.append((eid, value["text"]))
         for tag in value.get("tags", ()):
-            conn.execute(
-                "INSERT OR IGNORE INTO tags(tag, ts, id, eid) VALUES (?, ?, ?, ?)",
-                (tag.casefold(), ts, id_, eid),
-            )
+            pending.tags.append((tag.casefold(), ts, id_, eid))
         for mentioned in value.get("mentions", ()):
             if mentioned != author:
-                _notify(conn, mentioned, ts, id_, eid, "mention")
+                pending.notify.append((mentioned, ts, id_, eid, "mention"))
         reply = value.get("reply")
         if reply is not None:
-            parent_author = _author_of(conn, reply["parent"])
-            if parent_author is not None and parent_author != author:
-                _notify(conn, parent_author, ts, id_, eid, "reply")
+            pending.replies.append((eid, ts, id_, author, reply["parent"]))
     elif kind == "profile":
         conn.execute(
             "INSERT INTO profiles(author, seq, eid) VALUES (?, ?, ?) "
@@ -128,27 +133,72 @@ def apply_payload(
             (author, value["target"], seq, active),
         )
     elif kind == "delete":
-        target = value["target"]
+        pending.deletes.append((eid, fid, author, value["target"]))
+
+
+def flush(conn: sqlite3.Connection, pending: Pending) -> list[int]:
+    """Write the buffered rows, then resolve reply notifications and deletes.
+
+    Returns:
+        eids of entries deleted by their authors; the caller purges them
+        (a purge also updates the store's counters).
+    """
+    if pending.entries:
+        conn.executemany(
+            "INSERT INTO entries(eid, fid, seq, id, ts, kind, raw, pstate, payload, target, "
+            "root, aux, tl) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            pending.entries,
+        )
+    if pending.fts:
+        conn.executemany("INSERT INTO post_fts(rowid, text) VALUES (?, ?)", pending.fts)
+    if pending.tags:
+        conn.executemany(
+            "INSERT OR IGNORE INTO tags(tag, ts, id, eid) VALUES (?, ?, ?, ?)", pending.tags
+        )
+    notify = pending.notify
+    # Replies whose parent is held (old or new): notify the parent's author.
+    for i in range(0, len(pending.replies), 500):
+        chunk = pending.replies[i : i + 500]
+        parents = list({r[4] for r in chunk})
+        authors = dict(
+            conn.execute(
+                "SELECT e.id, f.author FROM entries e JOIN feeds f ON f.fid = e.fid "
+                f"WHERE e.id IN ({_in(len(parents))})",
+                parents,
+            ).fetchall()
+        )
+        for eid, ts, id_, author, parent in chunk:
+            parent_author = authors.get(parent)
+            if parent_author is not None and parent_author != author:
+                notify.append((parent_author, ts, id_, eid, "reply"))
+    # New entries that replies held from before were waiting for.
+    for i in range(0, len(pending.parents), 500):
+        chunk2 = pending.parents[i : i + 500]
+        by_id = {p[0]: p for p in chunk2}
+        for r_eid, r_ts, r_id, r_fid, target in conn.execute(
+            "SELECT eid, ts, id, fid, target FROM entries "
+            f"WHERE target IN ({_in(len(by_id))}) AND kind = 'post'",
+            list(by_id),
+        ).fetchall():
+            _, parent_author, parent_fid = by_id[target]
+            if r_fid != parent_fid:
+                notify.append((parent_author, r_ts, r_id, r_eid, "reply"))
+    if notify:
+        conn.executemany(
+            "INSERT OR IGNORE INTO notify(author, ts, id, eid, why) VALUES (?, ?, ?, ?, ?)",
+            notify,
+        )
+    victims: list[int] = []
+    for eid, fid, author, target in pending.deletes:
         conn.execute(
             "INSERT OR IGNORE INTO deletions(target, author) VALUES (?, ?)", (target, author)
         )
-        row = conn.execute(
-            "SELECT eid, fid, pstate FROM entries WHERE id = ?", (target,)
-        ).fetchone()
+        row = conn.execute("SELECT eid, fid FROM entries WHERE id = ?", (target,)).fetchone()
         if row is not None and row[1] == fid and row[0] != eid:
-            return [row[0]]
-    return []
-
-
-def notify_waiting_replies(
-    conn: sqlite3.Connection, *, author: bytes, fid: int, id_: bytes
-) -> None:
-    """A new entry may be the parent of replies that arrived before it."""
-    for r_eid, r_ts, r_id, r_fid in conn.execute(
-        "SELECT eid, ts, id, fid FROM entries WHERE target = ? AND kind = 'post'", (id_,)
-    ).fetchall():
-        if r_fid != fid:
-            _notify(conn, author, r_ts, r_id, r_eid, "reply")
+            victims.append(row[0])
+    pending.entries, pending.fts, pending.tags, pending.notify = [], [], [], []
+    pending.replies, pending.parents, pending.deletes = [], [], []
+    return victims
 
 
 def _recompute_relation(

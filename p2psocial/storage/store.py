@@ -28,9 +28,8 @@ import os
 import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import LocalUsageError, StorageError
@@ -39,76 +38,15 @@ from ..protocol.entries import (
     check_timestamp,
     create_entry,
     decode_entry_untrusted,
-    decode_payload_untrusted,
 )
 from ..protocol.errors import DecodeError, ProtocolError
-from ..protocol.feeds import detect_fork, verify_run
 from ..protocol.identity import SigningKey
 from . import derived, queries
+from .ingest import IngestTxn, Item, PreparedBatch, Preverifier, chunks
 from .model import EntryView, Outcome, Page
 from .schema import PSTATE, prepare_database
 
 __all__ = ["Store"]
-
-_CHUNK = 500  # bound on the number of SQL parameters per IN (...) query
-_PRESENT, _ABSENT, _DELETED, _DROPPED = (
-    PSTATE["present"],
-    PSTATE["absent"],
-    PSTATE["deleted"],
-    PSTATE["dropped"],
-)
-_TL_KINDS = frozenset(derived.TIMELINE_KINDS)
-
-
-@dataclass(slots=True)
-class _Item:
-    index: int
-    entry: Entry
-    payload: bytes | None
-    value: dict[str, Any] | None
-
-
-@dataclass(slots=True)
-class _Feed:
-    author: bytes
-    fid: int | None
-    head_seq: int
-    max_seq: int
-    fork_seq: int | None
-    blocked: bool
-    n_delta: int = 0
-    bytes_delta: int = 0
-    lowest_new: int | None = None
-
-
-@dataclass(slots=True)
-class _Job:
-    """One verification unit: a contiguous run, or one fork candidate."""
-
-    feed: _Feed
-    items: list[_Item]
-    anchor: Entry | None
-    fork_with: Entry | _Item | None = None
-    reject: str | None = None
-    future: Future[BaseException | None] | None = None
-    extra: list[_Job] = field(default_factory=list)
-
-
-def _verify_job(run: list[Entry], anchor: Entry | None) -> BaseException | None:
-    try:
-        verify_run(run, anchor)
-    except ProtocolError as exc:
-        return exc
-    return None
-
-
-def _verify_chunk(jobs: list[tuple[list[Entry], Entry | None]]) -> list[BaseException | None]:
-    return [_verify_job(run, anchor) for run, anchor in jobs]
-
-
-def _chunks(seq: Sequence[Any], n: int = _CHUNK) -> Iterator[Sequence[Any]]:
-    for i in range(0, len(seq), n):
-        yield seq[i : i + n]
 
 
 class Store:
@@ -124,7 +62,13 @@ class Store:
         self._conn = conn
         self._path = path
         self._verify_threads = verify_threads
-        self._pool: ThreadPoolExecutor | None = None
+        # Threads start on first use; created here so that concurrent
+        # prepare_ingest calls share one pool.
+        self._pool: ThreadPoolExecutor | None = (
+            ThreadPoolExecutor(verify_threads, thread_name_prefix="p2ps-verify")
+            if verify_threads > 0
+            else None
+        )
         self._allow_segments = allow_segments
         self._counts: Counter[str] = Counter()
         self._rejected: Counter[str] = Counter()
@@ -245,8 +189,20 @@ class Store:
         Raises:
             StorageError: the database failed; nothing of the batch is kept.
         """
+        return self.ingest_prepared(self.prepare_ingest(items, now_ms=now_ms))
+
+    def prepare_ingest(
+        self, items: Sequence[tuple[bytes, bytes | None]], *, now_ms: int
+    ) -> PreparedBatch:
+        """First half of :meth:`ingest`: decode envelopes and start signature checks.
+
+        It does not touch the database, so it may run on any thread while
+        another thread uses the connection: the trio façade runs it outside
+        its database limiter, so one batch is verified while the previous one
+        is written. Finish with :meth:`ingest_prepared`.
+        """
         outcomes: list[Outcome | None] = [None] * len(items)
-        decoded: list[_Item] = []
+        decoded: list[Item] = []
         for i, (raw, payload) in enumerate(items):
             try:
                 entry = decode_entry_untrusted(raw)
@@ -255,16 +211,24 @@ class Store:
                 continue
             try:
                 check_timestamp(entry, now_ms)
-                value = decode_payload_untrusted(entry, payload) if payload is not None else None
             except ProtocolError as exc:
                 outcomes[i] = Outcome("rejected", exc.reason, entry.id, entry.author, entry.seq)
                 continue
-            decoded.append(_Item(i, entry, payload, value))
-        if decoded:
-            with self._write():
-                self._ingest_locked(decoded, outcomes)
+            decoded.append(Item(i, entry, payload))
+        pre = Preverifier(decoded, self._pool, self._verify_threads) if decoded else None
+        return PreparedBatch(decoded, outcomes, pre)
+
+    def ingest_prepared(self, batch: PreparedBatch) -> list[Outcome]:
+        """Second half of :meth:`ingest`: the write transaction. Same contract."""
+        try:
+            if batch.items:
+                with self._write() as conn:
+                    self._txn(conn).run(batch.items, batch.outcomes, batch.pre)
+        finally:
+            if batch.pre is not None:
+                batch.pre.cancel()
         result: list[Outcome] = []
-        for out in outcomes:
+        for out in batch.outcomes:
             assert out is not None
             self._counts[out.status] += 1
             if out.status == "rejected":
@@ -272,359 +236,8 @@ class Store:
             result.append(out)
         return result
 
-    def _ingest_locked(self, decoded: list[_Item], outcomes: list[Outcome | None]) -> None:
-        conn = self._conn
-        existing: dict[bytes, tuple[int, int, int]] = {}
-        for chunk in _chunks([it.entry.id for it in decoded]):
-            q = "SELECT id, eid, pstate, fid FROM entries WHERE id IN ({})".format(
-                ",".join("?" * len(chunk))
-            )
-            for id_, eid, pstate, fid in conn.execute(q, chunk):
-                existing[id_] = (eid, pstate, fid)
-        by_author: dict[bytes, list[_Item]] = {}
-        first_in_batch: dict[bytes, _Item] = {}
-        for it in decoded:
-            e = it.entry
-            if e.id in existing:
-                eid, pstate, fid = existing[e.id]
-                outcomes[it.index] = self._fill_payload(it, eid, pstate, fid)
-                if outcomes[it.index].status == "stored":  # type: ignore[union-attr]
-                    existing[e.id] = (eid, _PRESENT, fid)
-                continue
-            if e.id in first_in_batch:
-                first = first_in_batch[e.id]
-                if first.payload is None and it.payload is not None:
-                    first.payload, first.value = it.payload, it.value
-                outcomes[it.index] = Outcome("duplicate", None, e.id, e.author, e.seq)
-                continue
-            first_in_batch[e.id] = it
-            by_author.setdefault(e.author, []).append(it)
-
-        jobs: list[_Job] = []
-        late_forks: list[_Job] = []
-        for author, group in by_author.items():
-            a_jobs, a_late = self._plan_author(author, group, outcomes)
-            jobs.extend(a_jobs)
-            late_forks.extend(a_late)
-        self._run_jobs(jobs, outcomes)
-        self._run_jobs(late_forks, outcomes)
-        feeds = {job.feed.author: job.feed for job in jobs + late_forks}
-        for feed in feeds.values():
-            self._finish_feed(feed)
-
-    def _load_feed(self, author: bytes) -> _Feed:
-        row = self._conn.execute(
-            "SELECT fid, head_seq, max_seq, fork_seq, blocked FROM feeds WHERE author = ?",
-            (author,),
-        ).fetchone()
-        if row is None:
-            return _Feed(author, None, 0, 0, None, False)
-        return _Feed(author, row[0], row[1], row[2], row[3], bool(row[4]))
-
-    def _held(self, feed: _Feed, seqs: Iterable[int]) -> dict[int, Entry]:
-        if feed.fid is None:
-            return {}
-        wanted = sorted(set(seqs))
-        held: dict[int, Entry] = {}
-        for chunk in _chunks(wanted):
-            q = "SELECT seq, raw FROM entries WHERE fid = ? AND seq IN ({})".format(
-                ",".join("?" * len(chunk))
-            )
-            for seq, raw in self._conn.execute(q, (feed.fid, *chunk)):
-                held[seq] = decode_entry_untrusted(raw)
-        return held
-
-    def _plan_author(
-        self, author: bytes, group: list[_Item], outcomes: list[Outcome | None]
-    ) -> tuple[list[_Job], list[_Job]]:
-        feed = self._load_feed(author)
-        group.sort(key=lambda it: it.entry.seq)
-        seqs = {it.entry.seq for it in group}
-        held = self._held(feed, seqs | {s - 1 for s in seqs} | {s + 1 for s in seqs})
-        jobs: list[_Job] = []
-        late: list[_Job] = []
-        runs: list[list[_Item]] = []
-        last_seq: int | None = None
-        first_at: dict[int, _Item] = {}
-        for it in group:
-            s = it.entry.seq
-            if s in held:
-                # Same seq, different id (identical ids were duplicates): fork?
-                jobs.append(_Job(feed, [it], None, fork_with=held[s]))
-                continue
-            if s in first_at:
-                late.append(_Job(feed, [it], None, fork_with=first_at[s]))
-                continue
-            first_at[s] = it
-            if last_seq is not None and s == last_seq + 1 and runs:
-                runs[-1].append(it)
-            else:
-                runs.append([it])
-            last_seq = s
-        # Fork candidates against held entries go first: a proven fork freezes
-        # the feed before any run above it is stored.
-        for run in runs:
-            first, top = run[0].entry, run[-1].entry
-            anchor = held.get(first.seq - 1)
-            job = _Job(feed, run, anchor)
-            if anchor is None and first.seq > 1 and not self._allow_segments:
-                job.reject = "no_prev"
-            above = held.get(top.seq + 1)
-            if above is not None and above.prev != top.id:
-                job.reject = "prev_mismatch"
-            jobs.append(job)
-        return jobs, late
-
-    def _get_pool(self) -> ThreadPoolExecutor | None:
-        if self._verify_threads <= 0:
-            return None
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self._verify_threads, thread_name_prefix="p2ps-verify")
-        return self._pool
-
-    def _run_jobs(self, jobs: list[_Job], outcomes: list[Outcome | None]) -> None:
-        """Verify jobs (on the pool when there are several) and store them in order.
-
-        The main thread stores job k while the pool verifies the following
-        ones, so SQLite work and signature checks overlap.
-        """
-        if not jobs:
-            return
-        work = [j for j in jobs if j.reject is None]
-        pool = self._get_pool() if len(work) > 1 else None
-        results: dict[int, BaseException | None] = {}
-        pending: list[tuple[list[_Job], Future[list[BaseException | None]]]] = []
-        if pool is not None:
-            # Small chunks amortize the executor's per-task cost while keeping
-            # both workers busy and the pipeline short.
-            step = max(1, min(32, len(work) // (4 * self._verify_threads) or 1))
-            for i in range(0, len(work), step):
-                chunk = work[i : i + step]
-                args = [self._verify_args(j) for j in chunk]
-                pending.append((chunk, pool.submit(_verify_chunk, args)))
-        pending_iter = iter(pending)
-        for job in jobs:
-            if job.reject is not None:
-                self._reject_all(job, job.reject, outcomes)
-                continue
-            if id(job) not in results:
-                if pool is not None:
-                    chunk, fut = next(pending_iter)
-                    for j, r in zip(chunk, fut.result(), strict=True):
-                        results[id(j)] = r
-                else:
-                    run, anchor = self._verify_args(job)
-                    results[id(job)] = _verify_job(run, anchor)
-            self._store_job(job, results[id(job)], outcomes)
-
-    @staticmethod
-    def _verify_args(job: _Job) -> tuple[list[Entry], Entry | None]:
-        if job.fork_with is not None:
-            return [job.items[0].entry], None
-        return [it.entry for it in job.items], job.anchor
-
-    def _reject_all(self, job: _Job, reason: str, outcomes: list[Outcome | None]) -> None:
-        for it in job.items:
-            e = it.entry
-            outcomes[it.index] = Outcome("rejected", reason, e.id, e.author, e.seq)
-
-    def _store_job(
-        self, job: _Job, error: BaseException | None, outcomes: list[Outcome | None]
-    ) -> None:
-        feed = job.feed
-        if job.fork_with is not None:
-            it = job.items[0]
-            e = it.entry
-            if error is not None:
-                outcomes[it.index] = Outcome(
-                    "rejected", getattr(error, "reason", "invalid"), e.id, e.author, e.seq
-                )
-                return
-            other = job.fork_with
-            if isinstance(other, _Item):
-                out = outcomes[other.index]
-                if out is None or out.status != "stored":
-                    outcomes[it.index] = Outcome("rejected", "seq_conflict", e.id, e.author, e.seq)
-                    return
-                other = other.entry
-            proof = detect_fork(other, e)
-            assert proof is not None
-            self._record_fork(feed, e.seq, proof.to_bytes())
-            outcomes[it.index] = Outcome("rejected", "fork", e.id, e.author, e.seq)
-            return
-        if error is None:
-            for it in job.items:
-                self._store_checked(feed, it, outcomes)
-            return
-        # The run as a whole failed: find out entry by entry what is valid.
-        prev = job.anchor
-        prev_rejected = False
-        for it in job.items:
-            e = it.entry
-            if prev_rejected:
-                outcomes[it.index] = Outcome("rejected", "no_prev", e.id, e.author, e.seq)
-                continue
-            err = _verify_job([e], prev)
-            if err is not None:
-                outcomes[it.index] = Outcome(
-                    "rejected", getattr(err, "reason", "invalid"), e.id, e.author, e.seq
-                )
-                prev_rejected = True
-                continue
-            self._store_checked(feed, it, outcomes)
-            prev = e
-
-    def _store_checked(self, feed: _Feed, it: _Item, outcomes: list[Outcome | None]) -> None:
-        e = it.entry
-        if feed.fork_seq is not None and e.seq >= feed.fork_seq:
-            outcomes[it.index] = Outcome("rejected", "forked", e.id, e.author, e.seq)
-            return
-        reason = self._insert(feed, e, it.payload, it.value)
-        outcomes[it.index] = Outcome("stored", reason, e.id, e.author, e.seq)
-
-    def _ensure_fid(self, feed: _Feed) -> int:
-        if feed.fid is None:
-            cur = self._conn.execute(
-                "INSERT INTO feeds(author) VALUES (?) ON CONFLICT(author) DO UPDATE SET author = author "
-                "RETURNING fid",
-                (feed.author,),
-            )
-            feed.fid = cur.fetchone()[0]
-        return feed.fid
-
-    def _insert(
-        self, feed: _Feed, e: Entry, payload: bytes | None, value: dict[str, Any] | None
-    ) -> str | None:
-        """Insert a verified entry; return a note (``blocked``/``deleted``) or None."""
-        conn = self._conn
-        fid = self._ensure_fid(feed)
-        note: str | None = None
-        pstate = _PRESENT if payload is not None else _ABSENT
-        if payload is not None and feed.blocked:
-            pstate, payload, value, note = _DROPPED, None, None, "blocked"
-        if conn.execute(
-            "SELECT 1 FROM deletions WHERE target = ? AND author = ?", (e.id, e.author)
-        ).fetchone():
-            pstate, payload, value, note = _DELETED, None, None, "deleted"
-        target, root, aux = derived.derived_columns(e.kind, value)
-        cur = conn.execute(
-            "INSERT INTO entries(fid, seq, id, ts, kind, raw, pstate, payload, target, root, aux, tl) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                fid,
-                e.seq,
-                e.id,
-                e.timestamp,
-                e.kind,
-                e.signature + e.envelope,
-                pstate,
-                payload,
-                target,
-                root,
-                aux,
-                1 if e.kind in _TL_KINDS else None,
-            ),
-        )
-        eid = cur.lastrowid
-        assert eid is not None
-        feed.n_delta += 1
-        if feed.lowest_new is None or e.seq < feed.lowest_new:
-            feed.lowest_new = e.seq
-        feed.max_seq = max(feed.max_seq, e.seq)
-        if e.kind in _TL_KINDS:
-            derived.notify_waiting_replies(conn, author=e.author, fid=fid, id_=e.id)
-        if value is not None and payload is not None:
-            feed.bytes_delta += len(payload)
-            self._apply(fid, e, eid, value)
-        return note
-
-    def _apply(self, fid: int, e: Entry, eid: int, value: dict[str, Any]) -> None:
-        victims = derived.apply_payload(
-            self._conn,
-            eid=eid,
-            fid=fid,
-            author=e.author,
-            seq=e.seq,
-            id_=e.id,
-            ts=e.timestamp,
-            kind=e.kind,
-            value=value,
-        )
-        for victim in victims:
-            self._purge(victim, "deleted")
-
-    def _purge(self, eid: int, state: str) -> None:
-        removed = derived.purge_payload(self._conn, eid, state)
-        if removed:
-            self._conn.execute(
-                "UPDATE feeds SET payload_bytes = payload_bytes - ? "
-                "WHERE fid = (SELECT fid FROM entries WHERE eid = ?)",
-                (removed, eid),
-            )
-
-    def _fill_payload(self, it: _Item, eid: int, pstate: int, fid: int) -> Outcome:
-        e = it.entry
-        if it.payload is None or it.value is None or pstate == _PRESENT:
-            return Outcome("duplicate", None, e.id, e.author, e.seq)
-        if pstate == _DELETED:
-            return Outcome("duplicate", "deleted", e.id, e.author, e.seq)
-        blocked = self._conn.execute("SELECT blocked FROM feeds WHERE fid = ?", (fid,)).fetchone()[
-            0
-        ]
-        if blocked:
-            return Outcome("duplicate", "blocked", e.id, e.author, e.seq)
-        target, root, aux = derived.derived_columns(e.kind, it.value)
-        self._conn.execute(
-            "UPDATE entries SET pstate = ?, payload = ?, target = ?, root = ?, aux = ? WHERE eid = ?",
-            (_PRESENT, it.payload, target, root, aux, eid),
-        )
-        self._conn.execute(
-            "UPDATE feeds SET payload_bytes = payload_bytes + ? WHERE fid = ?",
-            (len(it.payload), fid),
-        )
-        self._apply(fid, e, eid, it.value)
-        return Outcome("stored", None, e.id, e.author, e.seq)
-
-    def _record_fork(self, feed: _Feed, seq: int, proof: bytes) -> None:
-        fid = self._ensure_fid(feed)
-        self._conn.execute(
-            "INSERT OR IGNORE INTO fork_proofs(fid, seq, proof) VALUES (?, ?, ?)", (fid, seq, proof)
-        )
-        feed.fork_seq = seq if feed.fork_seq is None else min(feed.fork_seq, seq)
-        self._conn.execute(
-            "UPDATE feeds SET status = 'forked', fork_seq = ? WHERE fid = ?", (feed.fork_seq, fid)
-        )
-
-    def _finish_feed(self, feed: _Feed) -> None:
-        """Write back counters and advance the contiguous head."""
-        if feed.fid is None:
-            return
-        conn = self._conn
-        head_seq = feed.head_seq
-        head_id: bytes | None = None
-        if feed.lowest_new is not None and feed.lowest_new <= head_seq + 1:
-            while True:
-                rows = conn.execute(
-                    "SELECT seq, id FROM entries WHERE fid = ? AND seq > ? ORDER BY seq LIMIT 1000",
-                    (feed.fid, head_seq),
-                ).fetchall()
-                advanced = False
-                for seq, id_ in rows:
-                    if seq != head_seq + 1:
-                        break
-                    head_seq, head_id, advanced = seq, id_, True
-                else:
-                    if advanced and len(rows) == 1000:
-                        continue
-                break
-        conn.execute(
-            "UPDATE feeds SET n_entries = n_entries + ?, payload_bytes = payload_bytes + ?, "
-            "max_seq = max(max_seq, ?), head_seq = ?, head_id = coalesce(?, head_id) WHERE fid = ?",
-            (feed.n_delta, feed.bytes_delta, feed.max_seq, head_seq, head_id, feed.fid),
-        )
-        feed.head_seq = head_seq
-        feed.n_delta = feed.bytes_delta = 0
-        feed.lowest_new = None
+    def _txn(self, conn: sqlite3.Connection) -> IngestTxn:
+        return IngestTxn(conn, allow_segments=self._allow_segments)
 
     # ------------------------------------------------------------------ local writes
 
@@ -649,7 +262,8 @@ class Store:
         """
         author = key.public_key
         with self._write(durable=True) as conn:
-            feed = self._load_feed(author)
+            txn = self._txn(conn)
+            feed = txn.feed(author)
             if feed.fork_seq is not None:
                 raise LocalUsageError(
                     "this identity's feed is forked; it cannot be extended", reason="forked"
@@ -667,8 +281,8 @@ class Store:
                 key, seq=seq, prev=prev, timestamp=now_ms, kind=kind, payload=payload
             )
             value = derived.decode_stored_payload(data)
-            self._insert(feed, entry, data, value)
-            self._finish_feed(feed)
+            txn.insert(feed, entry, data, value)
+            txn.finish()
         return entry
 
     def block_local(self, author: bytes) -> None:
@@ -677,13 +291,13 @@ class Store:
         Envelopes stay, so their feed remains verifiable and servable.
         """
         with self._write(durable=True) as conn:
-            feed = self._load_feed(author)
-            fid = self._ensure_fid(feed)
+            txn = self._txn(conn)
+            fid = txn.ensure_fid(txn.feed(author))
             conn.execute("UPDATE feeds SET blocked = 1 WHERE fid = ?", (fid,))
             for (eid,) in conn.execute(
-                "SELECT eid FROM entries WHERE fid = ? AND pstate = ?", (fid, _PRESENT)
+                "SELECT eid FROM entries WHERE fid = ? AND pstate = ?", (fid, PSTATE["present"])
             ).fetchall():
-                self._purge(eid, "dropped")
+                txn.purge(eid, "dropped")
 
     def unblock_local(self, author: bytes) -> None:
         """Lift a local block. Purged payloads come back only if re-ingested."""
@@ -702,9 +316,9 @@ class Store:
         """
         with self._write() as conn:
             row = conn.execute("SELECT eid, pstate FROM entries WHERE id = ?", (id_,)).fetchone()
-            if row is None or row[1] != _PRESENT:
+            if row is None or row[1] != PSTATE["present"]:
                 return False
-            self._purge(row[0], "dropped")
+            self._txn(conn).purge(row[0], "dropped")
             return True
 
     # ------------------------------------------------------------------ feeds and sync
@@ -731,7 +345,7 @@ class Store:
             }
         wanted = list(dict.fromkeys(authors))
         out: dict[bytes, int] = {}
-        for chunk in _chunks(wanted):
+        for chunk in chunks(wanted):
             q = "SELECT author, head_seq FROM feeds WHERE n_entries > 0 AND author IN ({})".format(
                 ",".join("?" * len(chunk))
             )
@@ -916,9 +530,8 @@ class Store:
 
     def load_dht_contacts(self) -> list[tuple[bytes, str, int]]:
         """The saved DHT contacts: (node id, host, port)."""
-        return [
-            tuple(r) for r in self._conn.execute("SELECT node_id, host, port FROM dht_contacts")
-        ]  # type: ignore[misc]
+        rows = self._conn.execute("SELECT node_id, host, port FROM dht_contacts").fetchall()
+        return [(r[0], r[1], r[2]) for r in rows]
 
     def get_setting(self, key: str, default: Any = None) -> Any:
         """A local setting (JSON value), or ``default``."""
