@@ -17,6 +17,7 @@ from typing import Any
 
 import trio
 
+from p2psocial.node.dht import DHTConfig, DHTNode
 from p2psocial.node.replication import Replicator
 from p2psocial.protocol.entries import Entry, create_entry
 from p2psocial.protocol.identity import SigningKey
@@ -78,6 +79,7 @@ class TestNet:
 
     def __init__(self) -> None:
         self.nodes: list[TNode] = []
+        self.nursery: trio.Nursery | None = None
         self._progress = trio.Event()
 
     def stored(self, _entries: list[Entry]) -> None:
@@ -103,8 +105,10 @@ class TestNet:
 
 
 @asynccontextmanager
-async def open_testnet(tmp_path: Path, n: int, **replicator_kw: Any) -> AsyncIterator[TestNet]:
-    """Start ``n`` replication nodes; stop them all on exit."""
+async def open_testnet(
+    tmp_path: Path, n: int, *, with_dht: bool = False, **replicator_kw: Any
+) -> AsyncIterator[TestNet]:
+    """Start ``n`` replication nodes (and DHT nodes if asked); stop them all on exit."""
     net = TestNet()
     kw: dict[str, Any] = {"refresh_interval": 0.5, "handshake_timeout": 5.0}
     kw.update(replicator_kw)
@@ -114,11 +118,29 @@ async def open_testnet(tmp_path: Path, n: int, **replicator_kw: Any) -> AsyncIte
             for i in range(n)
         ]
         async with trio.open_nursery() as nursery:
+            net.nursery = nursery
+            dhts: list[DHTNode | None] = [None] * n
+            if with_dht:
+                cfg = DHTConfig(rpc_timeout=0.3, rpc_attempts=3)
+                dhts = [
+                    DHTNode(SigningKey.generate(), "127.0.0.1", 0, config=cfg) for _ in range(n)
+                ]
+                for d in dhts:
+                    assert d is not None
+                    await nursery.start(d.run)
+                for d in dhts[1:]:
+                    assert d is not None and dhts[0] is not None
+                    await d.bootstrap([dhts[0].address])
             for i, store in enumerate(stores):
                 key, node_key = SigningKey.generate(), SigningKey.generate()
                 await store.set_interest(key.public_key, "self")
                 rep = Replicator(
-                    store, node_key, identity=key.public_key, on_stored=net.stored, **kw
+                    store,
+                    node_key,
+                    dht=dhts[i],
+                    identity=key.public_key,
+                    on_stored=net.stored,
+                    **kw,
                 )
                 node = TNode(f"n{i}", key, node_key, store, rep, net)
                 node.addr = await nursery.start(_run_node, node)
