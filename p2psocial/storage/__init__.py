@@ -6,6 +6,7 @@
 
 from ..errors import StorageError
 from .aio import AsyncStore, open_async_store, open_store
+from .ingest import PreparedBatch
 from .model import EntryView, Outcome, Page
 from .schema import SCHEMA_VERSION
 from .store import Store
@@ -16,6 +17,7 @@ __all__ = [
     "EntryView",
     "Outcome",
     "Page",
+    "PreparedBatch",
     "StorageError",
     "Store",
     "open_async_store",

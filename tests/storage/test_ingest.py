@@ -249,3 +249,69 @@ def test_integrity_after_mixed_batches(store: Store) -> None:
     assert store.head(b.author) == (10, b.id(10))
     assert store.connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert store.connection.execute("INSERT INTO post_fts(post_fts) VALUES ('integrity-check')")
+
+
+def test_resumed_sync_overlap(store: Store) -> None:
+    a = FeedBuilder(key(1))
+    for i in range(50):
+        a.post(f"p{i}")
+    store.ingest(a.items(1, 20), now_ms=NOW)
+    # A peer resends from seq 11: the held part is duplicate, the rest extends the head.
+    out = store.ingest(a.items(11, 50), now_ms=NOW)
+    assert [o.status for o in out] == ["duplicate"] * 10 + ["stored"] * 30
+    assert store.head(a.author) == (50, a.id(50))
+
+
+def test_bad_entry_above_held_prefix(store: Store) -> None:
+    a = FeedBuilder(key(1))
+    for i in range(8):
+        a.post(f"p{i}")
+    store.ingest(a.items(1, 3), now_ms=NOW)
+    items = a.items(1, 8)
+    e6 = a.entries[5]
+    items[5] = (key(4).sign(ENTRY_TAG + e6.envelope) + e6.envelope, a.payloads[5])
+    out = store.ingest(items, now_ms=NOW)
+    assert [(o.status, o.reason) for o in out] == [("duplicate", None)] * 3 + [
+        ("stored", None),
+        ("stored", None),
+        ("rejected", "mismatch"),
+        ("rejected", "no_prev"),
+        ("rejected", "no_prev"),
+    ]
+    assert store.head(a.author) == (5, a.id(5))
+
+
+def test_prepared_batches_commit_in_any_order(store: Store) -> None:
+    a, b = FeedBuilder(key(1)), FeedBuilder(key(2))
+    for i in range(5):
+        a.post(f"a{i}")
+        b.post(f"b{i}")
+    first = store.prepare_ingest(a.items(), now_ms=NOW)
+    second = store.prepare_ingest(b.items() + a.items(1, 2), now_ms=NOW)
+    second.wait_verified()
+    out2 = store.ingest_prepared(second)
+    out1 = store.ingest_prepared(first)
+    assert [o.status for o in out2] == ["stored"] * 7
+    assert [o.status for o in out1] == ["duplicate"] * 2 + ["stored"] * 3
+    assert store.heads() == {a.author: 5, b.author: 5}
+
+
+def test_verify_threads_zero(tmp_path) -> None:
+    with Store.open(tmp_path / "n.db", verify_threads=0) as s:
+        feeds = [FeedBuilder(key(300 + i)) for i in range(5)]
+        out = s.ingest([f.post("x") for f in feeds], now_ms=NOW)
+        assert {o.status for o in out} == {"stored"}
+
+
+def test_unknown_kind_is_stored_opaquely(store: Store) -> None:
+    a = FeedBuilder(key(1))
+    a.add("poll.v2", {"question": "tea?", "options": ["yes", "no"]})
+    out = store.ingest(a.items(), now_ms=NOW)
+    assert out[0].status == "stored"
+    v = store.get_entry(a.id(1))
+    assert (
+        v is not None
+        and v.kind == "poll.v2"
+        and v.payload == {"question": "tea?", "options": ["yes", "no"]}
+    )
+    assert v.text is None

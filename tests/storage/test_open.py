@@ -22,6 +22,7 @@ def test_exports() -> None:
             "EntryView",
             "Outcome",
             "Page",
+            "PreparedBatch",
             "StorageError",
             "Store",
             "open_async_store",
