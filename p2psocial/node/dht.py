@@ -171,7 +171,7 @@ class DHTConfig:
     #: A record or peers get walks until this many closest nodes answered
     #: (puts go to the k closest, so these hold the latest version), keeping
     #: the highest seq seen on the way.
-    get_k: int = 8
+    get_k: int = 5
     request_queue: int = 256
     request_workers: int = 2
     hello_queue: int = 256
@@ -266,6 +266,8 @@ class DHTNode:
         )
         self._ping_send, self._ping_recv = trio.open_memory_channel[Contact](self.config.ping_queue)
         self._pinging: set[bytes] = set()
+        self._verified: OrderedDict[bytes, int] = OrderedDict()
+        self._hellos_running = 0
         self._own_records: dict[tuple[str, bytes], bytes] = {}
         self._own_announces: dict[bytes, int] = {}
         self._own_values: dict[bytes, Any] = {}
@@ -413,7 +415,11 @@ class DHTNode:
 
     def _useful(self, c: Contact) -> bool:
         """Whether to hand ``c`` out in record replies (not known to be stock)."""
-        return c.addr not in self._not_ours
+        return (c.host, c.port) not in self._not_ours
+
+    def _useful_filter(self) -> Callable[[Contact], bool] | None:
+        # No filter at all in the common case of a network without stock nodes.
+        return self._useful if self._not_ours else None
 
     def _handle(self, req: Request, addr: Addr) -> bytes | None:
         """Answer one request; raises ProtocolError (dropped and counted) on bad args."""
@@ -423,7 +429,7 @@ class DHTNode:
         sender: bytes = args[0]
         now = trio.current_time()
         if sender != self.node_id:
-            self._saw(Contact(sender, addr[0], addr[1]), now)
+            self._saw(Contact(sender, addr[0], addr[1]), now, prove=False)
         mid = req.msg_id
         if method == "ping":
             return encode_response(mid, self.node_id)
@@ -461,7 +467,7 @@ class DHTNode:
         if method == "get_record":
             _, key, kind = args
             rec = self.records.get(kind, key, now)
-            nodes = self.table.closest(key, exclude=(sender,), accept=self._useful)
+            nodes = self.table.closest(key, exclude=(sender,), accept=self._useful_filter())
             if rec is None:
                 return encode_response_fitting(mid, lambda t: {"nodes": t}, nodes)
             data = rec.data
@@ -479,7 +485,7 @@ class DHTNode:
         key = args[1]
         peers = [[n, h, p] for n, h, p in self.swarms.peers(key, now, limit=12)]
         token = self.tokens.issue(addr[0], addr[1])
-        nodes = self.table.closest(key, exclude=(sender,), accept=self._useful)
+        nodes = self.table.closest(key, exclude=(sender,), accept=self._useful_filter())
         return encode_response_fitting(
             mid, lambda t: {"nodes": t, "peers": peers, "token": token}, nodes
         )
@@ -489,10 +495,17 @@ class DHTNode:
 
     # -- contacts ------------------------------------------------------------------
 
-    def _saw(self, contact: Contact, now: float) -> None:
-        """A contact was seen alive: tell the table, and act on its answer."""
+    def _saw(self, contact: Contact, now: float, *, prove: bool = True) -> None:
+        """A contact was seen alive: tell the table, and act on its answer.
+
+        Contacts that answered us are proven (hello) in the background, so
+        record lookups rarely wait for a hello. Contacts that merely sent us a
+        request (``prove=False``) are proven lazily, if we ever ask them for
+        records: every lookup reaches a few nodes that never saw the asker,
+        and proving each asker eagerly would double the cost of a lookup.
+        """
         outcome = self.table.add(contact, now)
-        if outcome.result is AddResult.ADDED:
+        if outcome.result is AddResult.ADDED and prove:
             if contact.node_id not in self._proven and contact.addr not in self._not_ours:
                 try:
                     self._hello_send.send_nowait(contact)
@@ -513,8 +526,12 @@ class DHTNode:
 
     async def _hello_worker(self) -> None:
         async for contact in self._hello_recv:
-            with contextlib.suppress(DHTError, ProtocolError):
-                await self._ensure_proven(contact)
+            self._hellos_running += 1
+            try:
+                with contextlib.suppress(DHTError, ProtocolError):
+                    await self._ensure_proven(contact)
+            finally:
+                self._hellos_running -= 1
 
     async def _ping_worker(self) -> None:
         async for old in self._ping_recv:
@@ -561,7 +578,7 @@ class DHTNode:
             if len(self._not_ours) > 4 * self.config.max_proven:
                 self._not_ours.pop(next(iter(self._not_ours)))
             self._stats["not_ours"] += 1
-            raise
+            raise DHTError("contact does not speak hello", reason="not_ours") from None
         public_key, signature = parse_hello_reply(value)
         try:
             verify_hello(contact.node_id, nonce, self.node_id, public_key, signature)
@@ -761,7 +778,7 @@ class DHTNode:
     # -- signed records ----------------------------------------------------------------
 
     def _record_seeds(self, key: bytes) -> list[Contact]:
-        return self.table.closest(key, accept=self._useful)
+        return self.table.closest(key, accept=self._useful_filter())
 
     async def _record_lookup(
         self, kind: str, key: bytes, k: int | None = None
@@ -780,17 +797,33 @@ class DHTNode:
             )
             if rec is None:
                 return nodes, False, None
-            try:
-                entry = validate_record(kind, key, rec, self._now_ms())
-            except RecordRejected as exc:
-                self._stats[f"record_invalid_{exc.reason}"] += 1
+            seq = self._validate_cached(kind, key, rec)
+            if seq is None:
                 return nodes, False, None
-            found.append((entry.seq, rec))
+            found.append((seq, rec))
             return nodes, True, rec
 
         lookup = self._new_lookup(key, self._record_seeds(key), None, k)
         result = await self._iterate(lookup, ask)
         return result, found
+
+    def _validate_cached(self, kind: str, key: bytes, rec: bytes) -> int | None:
+        """validate_record, remembering records already verified (a get sees
+        the same record from several replicas); returns its seq, or None."""
+        digest = hashlib.sha256(kind.encode() + b"\x00" + key + rec).digest()
+        seq = self._verified.get(digest)
+        if seq is not None:
+            self._verified.move_to_end(digest)
+            return seq
+        try:
+            entry = validate_record(kind, key, rec, self._now_ms())
+        except RecordRejected as exc:
+            self._stats[f"record_invalid_{exc.reason}"] += 1
+            return None
+        self._verified[digest] = entry.seq
+        if len(self._verified) > 1024:
+            self._verified.popitem(last=False)
+        return entry.seq
 
     async def _put_record(self, kind: str, key: bytes, data: bytes) -> int:
         now = trio.current_time()
@@ -1042,6 +1075,8 @@ class DHTNode:
             "swarm_peers": len(self.swarms),
             "values": len(self.values),
             "pending_rpcs": len(self._pending),
+            "hello_backlog": self._hello_send.statistics().current_buffer_used
+            + self._hellos_running,
             "dropped": dict(self._dropped),
             **dict(self._stats),
         }

@@ -123,7 +123,9 @@ async def test_testnet_of_50_nodes() -> None:
             found = await nodes[0].find_node(ids[0])
             assert len(found) == 20
             st = nodes[0].statistics()
-            assert st["contacts"] >= 20 and st["proven"] >= 20
+            assert st["contacts"] >= 20
+            # Contacts that answered a putter's record lookup proved their key.
+            assert nodes[3].statistics()["proven"] >= 20
             # Only late answers to requests already settled (retried or cancelled).
             assert set(st["dropped"]) <= {"unexpected_response"}
 

@@ -128,7 +128,7 @@ class Lookup:
         for c in contacts:
             if c.node_id == self.own_id or c.node_id in self._cands or len(c.node_id) != 20:
                 continue
-            d = int.from_bytes(c.node_id, "big") ^ self._t
+            d = c.n ^ self._t
             self._cands[c.node_id] = _Candidate(c, d)
             bisect.insort(self._order, (d, c.node_id))
         while len(self._order) > self.max_candidates:

@@ -22,6 +22,7 @@ Nothing here does I/O or reads a clock; ``now`` is always an argument.
 from __future__ import annotations
 
 import enum
+import heapq
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -55,6 +56,11 @@ class Contact:
     node_id: bytes
     host: str
     port: int
+    #: The id as an integer, computed once (distance sorts are the hot path).
+    n: int = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "n", int.from_bytes(self.node_id, "big"))
 
     @property
     def addr(self) -> tuple[str, int]:
@@ -264,8 +270,10 @@ class RoutingTable:
             for c in b.contacts.values()
             if c.node_id not in skip and (accept is None or accept(c))
         ]
-        pool.sort(key=lambda c: int.from_bytes(c.node_id, "big") ^ t)
-        return pool[:count]
+        if len(pool) > count:
+            return heapq.nsmallest(count, pool, key=lambda c: c.n ^ t)
+        pool.sort(key=lambda c: c.n ^ t)
+        return pool
 
     def stale_buckets(self, now: float, max_age: float) -> list[tuple[int, int]]:
         """Ranges ``(lo, hi)`` of buckets unchanged for ``max_age``; refresh them

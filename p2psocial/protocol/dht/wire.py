@@ -110,13 +110,19 @@ class Response:
     value: Any
 
 
-def _depth_ok(value: Any, depth: int) -> bool:
-    if depth > _MAX_DEPTH:
-        return False
-    if type(value) is list:
-        return all(_depth_ok(v, depth + 1) for v in value)
-    if type(value) is dict:
-        return all(_depth_ok(v, depth + 1) for v in value.values())
+def _depth_ok(value: Any) -> bool:
+    """Whether containers nest at most _MAX_DEPTH deep (iterative: no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        v, depth = stack.pop()
+        items = v if type(v) is list else v.values() if type(v) is dict else None
+        if items is None:
+            continue
+        if depth >= _MAX_DEPTH:
+            return False
+        for x in items:
+            if type(x) is list or type(x) is dict:
+                stack.append((x, depth + 1))
     return True
 
 
@@ -147,7 +153,7 @@ def decode_datagram_untrusted(data: bytes) -> Request | Response:
         raise DecodeError(f"unknown datagram type {kind:#x}", reason="bad_type")
     msg_id = data[1:_HEADER]
     body = unpack_limited(data[_HEADER:], _BODY_LIMITS)
-    if not _depth_ok(body, 0):
+    if not _depth_ok(body):
         raise DecodeError("datagram nests too deep", reason="too_deep")
     if kind == RESPONSE:
         return Response(msg_id, body)

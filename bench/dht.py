@@ -1,0 +1,222 @@
+"""DHT bench: 200 DHTNodes on 127.0.0.1 in one process (one trio run, real UDP).
+
+1. Start the nodes; each joins through a random node that already joined,
+   then every node looks itself up once more (its first refresh).
+   ``bootstrap_s`` is the wall time of all that.
+2. ``authors`` authors each publish seq 1 then seq 2 as their feed head from
+   random nodes (``put_head``, one at a time: ``put_p50_ms``/``put_p95_ms``).
+3. ``gets`` lookups of random heads from random nodes, one at a time
+   (``get_p50_ms``/``get_p95_ms``); ``success_ratio`` counts gets that
+   returned the latest (seq 2) record.
+4. 30 % of the nodes are killed without warning (their tasks are cancelled;
+   they send nothing more), and the same gets run again from survivors:
+   ``churn_success_ratio``.
+5. ``rss_mib``: a separate run of this script (``--rss-only``) starts and
+   bootstraps the same number of nodes, publishes the same heads, and reports
+   its resident set size (VmRSS), with ``rss_baseline_mib``, the interpreter
+   with everything imported before any node starts.
+
+Prints progress to stderr and one JSON object as its last stdout line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+import trio
+import trio.lowlevel
+
+from p2psocial.node.dht import DHTConfig, DHTNode
+from p2psocial.protocol.entries import create_entry
+from p2psocial.protocol.identity import SigningKey
+
+
+def rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def pct(xs: list[float], q: float) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+async def start_network(
+    n: int, rng: random.Random, nursery: trio.Nursery, cfg: DHTConfig
+) -> tuple[list[DHTNode], dict[int, trio.CancelScope], float]:
+    nodes = [
+        DHTNode(SigningKey.from_seed(rng.randbytes(32)), "127.0.0.1", 0, config=cfg)
+        for _ in range(n)
+    ]
+    scopes: dict[int, trio.CancelScope] = {}
+
+    async def run_one(i: int, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        with trio.CancelScope() as cs:
+            scopes[i] = cs
+            await nodes[i].run(task_status=task_status)
+
+    for i in range(n):
+        await nursery.start(run_one, i)
+    t0 = time.perf_counter()
+    await nodes[1].bootstrap([nodes[0].address])
+    joined = 2
+    while joined < n:
+        wave = list(range(joined, min(n, joined * 2)))
+        async with trio.open_nursery() as boot:
+            for i in wave:
+                boot.start_soon(nodes[i].bootstrap, [nodes[rng.randrange(joined)].address])
+        joined += len(wave)
+    async with trio.open_nursery() as boot:
+        for x in nodes:
+            boot.start_soon(x.find_node, x.node_id)
+    return nodes, scopes, time.perf_counter() - t0
+
+
+def make_heads(rng: random.Random, count: int) -> list[tuple[SigningKey, list[bytes]]]:
+    now = int(time.time() * 1000)
+    out = []
+    for _ in range(count):
+        key = SigningKey.from_seed(rng.randbytes(32))
+        e1, _ = create_entry(
+            key, seq=1, prev=None, timestamp=now, kind="post", payload={"text": "one"}
+        )
+        e2, _ = create_entry(
+            key, seq=2, prev=e1.id, timestamp=now, kind="post", payload={"text": "two"}
+        )
+        out.append((key, [e1.to_bytes(), e2.to_bytes()]))
+    return out
+
+
+async def bench(args: argparse.Namespace) -> dict[str, Any]:
+    rng = random.Random(args.seed)
+    cfg = DHTConfig()
+    result: dict[str, Any] = {"bench": "dht", "nodes": args.nodes}
+    with trio.fail_after(args.time_limit):
+        async with trio.open_nursery() as nursery:
+            base_rss = rss_mib()
+            nodes, scopes, boot_s = await start_network(args.nodes, rng, nursery, cfg)
+            result["bootstrap_s"] = round(boot_s, 3)
+            log(f"bootstrapped {args.nodes} nodes in {boot_s:.2f}s")
+            # Let the background hellos (key proofs of new contacts) finish,
+            # so the figures below are the steady state.
+            t = time.perf_counter()
+            while sum(x.statistics()["hello_backlog"] for x in nodes):  # noqa: ASYNC110
+                await trio.sleep(0.05)
+            result["settle_s"] = round(time.perf_counter() - t, 3)
+            heads = make_heads(rng, args.authors)
+            put_ms: list[float] = []
+            stored: list[int] = []
+            for _key, chain in heads:
+                for data in chain:
+                    x = rng.choice(nodes)
+                    t = time.perf_counter()
+                    stored.append(await x.put_head(data))
+                    put_ms.append((time.perf_counter() - t) * 1000)
+            log(f"{len(put_ms)} puts, p50 {pct(put_ms, 0.5):.2f} ms, stored on min {min(stored)}")
+            if args.rss_only:
+                result = {"rss_mib": round(rss_mib(), 1), "rss_baseline_mib": round(base_rss, 1)}
+                nursery.cancel_scope.cancel()
+                return result
+            plan = [(rng.choice(nodes), rng.choice(heads)) for _ in range(args.gets)]
+            get_ms: list[float] = []
+            ok = 0
+            for x, (key, chain) in plan:
+                t = time.perf_counter()
+                got = await x.get_head(key.public_key)
+                get_ms.append((time.perf_counter() - t) * 1000)
+                ok += got == chain[-1]
+            log(f"{len(get_ms)} gets, p50 {pct(get_ms, 0.5):.2f} ms, ok {ok}")
+            victims = set(rng.sample(range(args.nodes), int(0.3 * args.nodes)))
+            for i in victims:
+                scopes[i].cancel()
+            await trio.lowlevel.checkpoint()
+            survivors = [x for i, x in enumerate(nodes) if i not in victims]
+            churn_ok = 0
+            churn_ms: list[float] = []
+            limiter = trio.CapacityLimiter(args.churn_concurrency)
+
+            async def churn_get(key: SigningKey, chain: list[bytes]) -> None:
+                nonlocal churn_ok
+                async with limiter:
+                    x = rng.choice(survivors)
+                    t = time.perf_counter()
+                    got = await x.get_head(key.public_key)
+                    churn_ms.append((time.perf_counter() - t) * 1000)
+                    churn_ok += got == chain[-1]
+
+            async with trio.open_nursery() as gets:
+                for _, (key, chain) in plan:
+                    gets.start_soon(churn_get, key, chain)
+            log(f"churn: ok {churn_ok}/{len(plan)}, p50 {pct(churn_ms, 0.5):.1f} ms")
+            nursery.cancel_scope.cancel()
+    result.update(
+        {
+            "put_p50_ms": round(pct(put_ms, 0.5), 2),
+            "put_p95_ms": round(pct(put_ms, 0.95), 2),
+            "get_p50_ms": round(pct(get_ms, 0.5), 2),
+            "get_p95_ms": round(pct(get_ms, 0.95), 2),
+            "success_ratio": round(ok / len(plan), 4),
+            "churn_success_ratio": round(churn_ok / len(plan), 4),
+            "churn_get_p50_ms": round(pct(churn_ms, 0.5), 1),
+            "put_stored_on_min": min(stored),
+            "put_stored_on_mean": round(statistics.mean(stored), 1),
+            "gets": len(plan),
+            "authors": args.authors,
+        }
+    )
+    return result
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--nodes", type=int, default=200)
+    p.add_argument("--authors", type=int, default=50)
+    p.add_argument("--gets", type=int, default=200)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--churn-concurrency", type=int, default=50)
+    p.add_argument("--time-limit", type=float, default=300)
+    p.add_argument("--rss-only", action="store_true", help="internal: the memory run")
+    args = p.parse_args()
+    result = trio.run(bench, args)
+    if args.rss_only:
+        print(json.dumps(result))
+        return
+    # Memory is measured in a separate process, so the latency run's garbage
+    # does not count against it.
+    out = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--rss-only",
+            "--nodes",
+            str(args.nodes),
+            "--authors",
+            str(args.authors),
+            "--seed",
+            str(args.seed),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    mem = json.loads(out.stdout.strip().splitlines()[-1])
+    result.update(mem)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
