@@ -1,0 +1,311 @@
+"""Propagation: time from a post until every follower holds it, across real daemons.
+
+Starts N real ``p2psocial daemon`` processes on 127.0.0.1 (default 20), each
+with its own data dir, all bootstrapped into one DHT. A seeded random follow
+graph is set up through the local API (each node follows ``--follows`` others)
+and every follower also dials the authors it follows (``connect``), as a
+node does after a swarm lookup. Then several authors publish ``--posts``
+posts in total, one every ``--interval`` seconds, through the API.
+
+Every daemon is watched over its API (``watch``); the bench records, on its
+own monotonic clock, when each follower reports each post stored. Latency is
+post call start -> stored at the follower; a post counts as delivered to a
+follower when it arrives before the deadline.
+
+Reference measured beside it: ``loopback_rtt_ms``, the median round trip of a
+64-byte message over a TCP connection on 127.0.0.1 in this process.
+
+Prints progress on stderr and one JSON object as the last stdout line with
+the keys bench, daemons, posts, delivered_ratio, p50_ms, p99_ms,
+bytes_per_post_per_node, loopback_rtt_ms (plus details).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from p2psocial.client import AsyncClient, connect_async
+from p2psocial.node.daemon import READY_PREFIX
+
+
+def _cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "p2psocial", *args]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("P2PSOCIAL_PASSPHRASE", None)
+    env.pop("P2PSOCIAL_HOME", None)
+    return env
+
+
+class Daemon:
+    def __init__(self, index: int, root: Path) -> None:
+        self.index = index
+        self.data_dir = root / f"d{index:02d}"
+        self.log = self.data_dir / "daemon.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.info: dict[str, str] = {}
+        self.client: AsyncClient | None = None
+        self.arrivals: dict[str, float] = {}
+
+    def start(self, bootstrap: str | None) -> None:
+        args = ["--data-dir", str(self.data_dir), "daemon", "--listen", "127.0.0.1"]
+        args += ["--port", "0", "--dht-port", "0", "--log-level", "warning"]
+        if bootstrap:
+            args += ["--bootstrap", bootstrap]
+        with self.log.open("wb") as log:
+            self.proc = subprocess.Popen(
+                _cmd(*args), stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=_env()
+            )
+
+    async def wait_ready(self, within: float = 60.0) -> None:
+        with trio.fail_after(within):
+            while True:
+                assert self.proc is not None
+                if self.proc.poll() is not None:
+                    raise SystemExit(f"daemon {self.index} exited:\n{self.log.read_text()}")
+                for line in self.log.read_text(errors="replace").splitlines():
+                    if line.startswith(READY_PREFIX):
+                        self.info = dict(
+                            kv.split("=", 1)
+                            for kv in line[len(READY_PREFIX) :].split()
+                            if "=" in kv
+                        )
+                        return
+                await trio.sleep(0.05)
+
+    @property
+    def peer_addr(self) -> tuple[str, int]:
+        host, port = self.info["peer"].rsplit(":", 1)
+        return host, int(port)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def init_all(daemons: list[Daemon]) -> None:
+    """``p2psocial init`` every data dir (in parallel processes)."""
+    print(f"initialising {len(daemons)} data dirs...", file=sys.stderr)
+    procs = [
+        subprocess.Popen(
+            _cmd("--data-dir", str(d.data_dir), "init"),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=_env(),
+        )
+        for d in daemons
+    ]
+    for p in procs:
+        if p.wait() != 0:
+            raise SystemExit("p2psocial init failed")
+
+
+async def loopback_rtt_ms(rounds: int = 200) -> float:
+    """Median round trip of 64 bytes over a loopback TCP connection."""
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    samples: list[float] = []
+
+    async def echo(stream: trio.SocketStream) -> None:
+        while data := await stream.receive_some(64):
+            await stream.send_all(data)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.serve_listeners, echo, listeners)
+        client = await trio.open_tcp_stream("127.0.0.1", port)
+        msg = b"x" * 64
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            await client.send_all(msg)
+            got = 0
+            while got < len(msg):
+                got += len(await client.receive_some(64))
+            samples.append((time.perf_counter() - t0) * 1000)
+        await client.aclose()
+        nursery.cancel_scope.cancel()
+    return statistics.median(samples)
+
+
+class Progress:
+    """Wakes the waiting loop whenever any daemon reports a stored post."""
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+
+    def kick(self) -> None:
+        self.event.set()
+
+    async def wait(self) -> None:
+        await self.event.wait()
+        self.event = trio.Event()
+
+
+async def _watch(d: Daemon, ready: trio.Event, progress: Progress) -> None:
+    assert d.client is not None
+    gen = d.client.watch(kinds=["post"])
+    ready.set()
+    async for event in gen:
+        d.arrivals.setdefault(event["id"], time.monotonic())
+        progress.kick()
+
+
+async def _client(d: Daemon, *, task_status: trio.TaskStatus[None]) -> None:
+    async with connect_async(api=d.info["api"]) as client:
+        d.client = client
+        task_status.started()
+        await trio.sleep_forever()
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
+
+
+async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    rnd = random.Random(args.seed)
+    rtt = await loopback_rtt_ms()
+    daemons = [Daemon(i, root) for i in range(args.daemons)]
+    await trio.to_thread.run_sync(init_all, daemons)
+    try:
+        daemons[0].start(None)
+        await daemons[0].wait_ready()
+        for d in daemons[1:]:
+            d.start(daemons[0].info["dht"])
+        for d in daemons[1:]:
+            await d.wait_ready()
+        print("all daemons ready", file=sys.stderr)
+        async with trio.open_nursery() as nursery:
+            for d in daemons:
+                await nursery.start(_client, d)
+            # Follow graph: every node follows `follows` others at random.
+            follows: dict[int, list[int]] = {}
+            for d in daemons:
+                others = [x.index for x in daemons if x is not d]
+                follows[d.index] = rnd.sample(others, min(args.follows, len(others)))
+            authors = rnd.sample(range(len(daemons)), args.authors)
+            for d in daemons:
+                assert d.client is not None
+                for t in follows[d.index]:
+                    await d.client.follow(identity=daemons[t].info["identity"])
+            for d in daemons:
+                assert d.client is not None
+                for t in follows[d.index]:
+                    host, port = daemons[t].peer_addr
+                    await d.client.connect(host=host, port=port)
+            progress = Progress()
+            for d in daemons:
+                ready = trio.Event()
+                nursery.start_soon(_watch, d, ready, progress)
+                await ready.wait()
+            # Let follows replicate and links settle before measuring.
+            await trio.sleep(args.settle)
+            before = await _bytes_out(daemons)
+            followers = {a: [d.index for d in daemons if a in follows[d.index]] for a in authors}
+            posted: list[tuple[str, int, float]] = []
+            print(f"posting {args.posts} posts from {len(authors)} authors...", file=sys.stderr)
+            for i in range(args.posts):
+                a = authors[i % len(authors)]
+                client = daemons[a].client
+                assert client is not None
+                t0 = time.monotonic()
+                res = await client.post(text=f"post {i} from node {a}")
+                posted.append((res["id"], a, t0))
+                await trio.sleep(args.interval)
+            deadline = time.monotonic() + args.deadline
+            expected = sum(len(followers[a]) for _, a, _ in posted)
+
+            def delivered() -> int:
+                return sum(
+                    1 for pid, a, _ in posted for f in followers[a] if pid in daemons[f].arrivals
+                )
+
+            with trio.move_on_after(max(0.0, deadline - time.monotonic())):
+                while delivered() < expected:
+                    await progress.wait()
+            after = await _bytes_out(daemons)
+            latencies = [
+                (daemons[f].arrivals[pid] - t0) * 1000
+                for pid, a, t0 in posted
+                for f in followers[a]
+                if pid in daemons[f].arrivals
+            ]
+            got = delivered()
+            nursery.cancel_scope.cancel()
+    finally:
+        for d in daemons:
+            d.stop()
+    return {
+        "bench": "propagation",
+        "mode": "daemons",
+        "daemons": len(daemons),
+        "posts": len(posted),
+        "authors": len(authors),
+        "follows_per_node": args.follows,
+        "deliveries_expected": expected,
+        "delivered_ratio": round(got / expected, 4) if expected else 1.0,
+        "p50_ms": round(_percentile(latencies, 0.5), 1),
+        "p99_ms": round(_percentile(latencies, 0.99), 1),
+        "max_ms": round(max(latencies), 1) if latencies else None,
+        "bytes_per_post_per_node": round((after - before) / (len(posted) * len(daemons)), 1),
+        "loopback_rtt_ms": round(rtt, 3),
+        "interval_s": args.interval,
+    }
+
+
+async def _bytes_out(daemons: list[Daemon]) -> int:
+    total = 0
+    for d in daemons:
+        assert d.client is not None
+        stats = await d.client.statistics()
+        total += int(stats.get("replication", {}).get("bytes_out", 0))
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--daemons", type=int, default=20)
+    parser.add_argument("--posts", type=int, default=200)
+    parser.add_argument("--authors", type=int, default=5)
+    parser.add_argument("--follows", type=int, default=5)
+    parser.add_argument("--interval", type=float, default=0.05)
+    parser.add_argument("--settle", type=float, default=3.0)
+    parser.add_argument("--deadline", type=float, default=30.0)
+    parser.add_argument("--seed", type=int, default=20)
+    parser.add_argument("--keep", action="store_true", help="keep the data dirs (logs)")
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="p2ps-bench-prop-"))
+    try:
+        result = trio.run(run, args, root)
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            print(f"data dirs kept in {root}", file=sys.stderr)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
