@@ -276,8 +276,8 @@ class Replicator:
         """
         listeners = await trio.open_tcp_listeners(self.port, host=self.host)
         self.port = listeners[0].socket.getsockname()[1]
-        await self._refresh_interest()
         try:
+            await self._refresh_interest()
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._accept_loop, listeners)
@@ -360,8 +360,14 @@ class Replicator:
         await self.store.set_interest(author, "peek")
         links = [lk for lk in self._open_links() if lk.session.peer_wants(author)]
         if not links and self.dht is not None and self._nursery is not None:
-            with trio.move_on_after(5):
-                for _node_id, host, port in (await self.dht.get_peers(author))[:4]:
+            with trio.move_on_after(self.peek_timeout):
+                try:
+                    found = await self.dht.get_peers(author)
+                except Exception as exc:  # the DHT is best effort here
+                    self._stats["dht_errors"] += 1
+                    log.debug("get_peers for a peek failed: %s", exc)
+                    found = []
+                for _node_id, host, port in found[:4]:
                     await self._dial(host, port)
             links = [lk for lk in self._open_links() if lk.session.peer_wants(author)]
         if not links:

@@ -24,9 +24,10 @@ The machine never does I/O. Inputs are decoded messages, local head changes
 and ``now`` (seconds, any monotonic origin); outputs are :data:`Action` values
 the caller performs in order: send a message, serve a range from the store,
 ingest a batch into the store, store a fork proof, report a finished peek, or
-close. Session states are just ``open`` and ``closed``: any message after a
-``bye`` raises :class:`ProtocolError` naming the state and the event; local
-calls after close raise :class:`LocalUsageError`.
+close. Session states are ``new`` (before :meth:`SyncSession.start`),
+``open`` and ``closed`` (after a ``bye`` either way): a message in any state
+but ``open`` raises :class:`ProtocolError` naming the state and the event;
+local calls after close raise :class:`LocalUsageError`.
 """
 
 from __future__ import annotations
