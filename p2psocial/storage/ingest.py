@@ -46,6 +46,7 @@ _PRESENT, _ABSENT, _DELETED, _DROPPED = (
     PSTATE["dropped"],
 )
 _TL_KINDS = frozenset(derived.TIMELINE_KINDS)
+_SOCIAL_KINDS = frozenset({"follow", "unfollow"})
 
 
 def chunks(seq: Sequence[Any], n: int = CHUNK) -> Iterator[Sequence[Any]]:
@@ -143,7 +144,8 @@ class Preverifier:
         for it in items:
             by_author.setdefault(it.entry.author, []).append(it.entry)
         for entries in by_author.values():
-            entries.sort(key=lambda e: e.seq)
+            if len(entries) > 1:
+                entries.sort(key=lambda e: e.seq)
             cur = -1  # index of the run being extended
             for e in entries:
                 if e.id in self._run_of:
@@ -251,6 +253,8 @@ class IngestTxn:
         self.allow_segments = allow_segments
         self.pending = derived.Pending()
         self.pre: Preverifier | None = None
+        #: Set when follows or the set of feeds changed (timeline caches).
+        self.social_changed = False
         self.feeds: dict[bytes, Feed] = {}
         self.deleted: set[tuple[bytes, bytes]] = set()
         row = conn.execute("SELECT coalesce(max(eid), 0) FROM entries").fetchone()
@@ -302,6 +306,7 @@ class IngestTxn:
                 (feed.author,),
             )
             feed.fid = int(cur.fetchone()[0])
+            self.social_changed = True
         return feed.fid
 
     # -------------------------------------------------------------- batch ingest
@@ -424,7 +429,8 @@ class IngestTxn:
         late: list[Job],
     ) -> None:
         feed = self.feeds[author]
-        group.sort(key=lambda it: it.entry.seq)
+        if len(group) > 1:
+            group.sort(key=lambda it: it.entry.seq)
         runs: list[list[Item]] = []
         first_at: dict[int, Item] = {}
         last_seq = -1
@@ -595,6 +601,8 @@ class IngestTxn:
             self.pending.parents.append((e.id, e.author, fid))
         if value is not None and payload is not None:
             feed.bytes_delta += len(payload)
+            if e.kind in _SOCIAL_KINDS:
+                self.social_changed = True
             if e.kind == "delete":
                 # Later entries of this transaction must see it at once.
                 self.deleted.add((value["target"], e.author))
@@ -633,6 +641,8 @@ class IngestTxn:
             (_PRESENT, it.payload, target, root, aux, eid),
         )
         self.feed(e.author).bytes_delta += len(it.payload)
+        if e.kind in _SOCIAL_KINDS:
+            self.social_changed = True
         if e.kind == "delete":
             self.deleted.add((probe.value["target"], e.author))
         derived.apply_payload(
@@ -653,6 +663,7 @@ class IngestTxn:
 
     def purge(self, eid: int, state: str) -> None:
         """Remove one entry's payload and derived rows (``deleted``/``dropped``)."""
+        self.social_changed = True
         removed = derived.purge_payload(self.conn, eid, state)
         if removed:
             self.conn.execute(

@@ -138,15 +138,25 @@ def _timeline_fids(conn: sqlite3.Connection, me: bytes) -> dict[int, int]:
     return dict(rows)
 
 
+def timeline_audience(conn: sqlite3.Connection, me: bytes) -> tuple[dict[int, int], int]:
+    """(fid -> n_entries of the timeline's feeds, n_entries of all feeds): cacheable."""
+    total = conn.execute("SELECT coalesce(sum(n_entries), 0) FROM feeds").fetchone()[0]
+    return _timeline_fids(conn, me), int(total) or 1
+
+
 def timeline(
-    conn: sqlite3.Connection, me: bytes, *, limit: int = 50, before: str | None = None
+    conn: sqlite3.Connection,
+    me: bytes,
+    *,
+    limit: int = 50,
+    before: str | None = None,
+    audience: tuple[dict[int, int], int] | None = None,
 ) -> Page:
     limit = _limit(limit)
     ts0, id0 = _bound(before)
-    fids = _timeline_fids(conn, me)
+    fids, total = audience if audience is not None else timeline_audience(conn, me)
     if not fids:
         return Page([], None)
-    total = conn.execute("SELECT coalesce(sum(n_entries), 0) FROM feeds").fetchone()[0] or 1
     share = sum(fids.values()) / total
     want = limit + 1
     keyed: list[tuple[int, bytes, int]] = []

@@ -71,6 +71,8 @@ class Store:
         )
         self._allow_segments = allow_segments
         self._counts: Counter[str] = Counter()
+        self._txns: list[IngestTxn] = []
+        self._audiences: dict[bytes, tuple[dict[int, int], int]] = {}
         self._rejected: Counter[str] = Counter()
 
     # ------------------------------------------------------------------ open/close
@@ -167,6 +169,9 @@ class Store:
         finally:
             if durable:
                 conn.execute("PRAGMA synchronous = NORMAL")
+            if any(txn.social_changed for txn in self._txns):
+                self._audiences.clear()
+            self._txns.clear()
 
     # ------------------------------------------------------------------ ingest
 
@@ -237,7 +242,9 @@ class Store:
         return result
 
     def _txn(self, conn: sqlite3.Connection) -> IngestTxn:
-        return IngestTxn(conn, allow_segments=self._allow_segments)
+        txn = IngestTxn(conn, allow_segments=self._allow_segments)
+        self._txns.append(txn)
+        return txn
 
     # ------------------------------------------------------------------ local writes
 
@@ -482,7 +489,14 @@ class Store:
 
     def timeline(self, me: bytes, *, limit: int = 50, before: str | None = None) -> Page:
         """Posts and reposts of ``me`` and the authors ``me`` follows, newest first."""
-        return queries.timeline(self._conn, me, limit=limit, before=before)
+        # Who is in ``me``'s timeline changes only with follows and new feeds,
+        # so that set is cached until a write touches either.
+        audience = self._audiences.get(me)
+        if audience is None:
+            if len(self._audiences) >= 64:
+                self._audiences.clear()
+            audience = self._audiences[me] = queries.timeline_audience(self._conn, me)
+        return queries.timeline(self._conn, me, limit=limit, before=before, audience=audience)
 
     def feed(
         self,
@@ -561,6 +575,7 @@ class Store:
         page_count = conn.execute("PRAGMA page_count").fetchone()[0]
         page_size = conn.execute("PRAGMA page_size").fetchone()[0]
         return {
+            "schema_version": conn.execute("PRAGMA user_version").fetchone()[0],
             "entries": n_entries,
             "feeds": n_feeds,
             "forked_feeds": forked,

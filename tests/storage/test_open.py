@@ -80,3 +80,9 @@ def test_closed_store_raises(tmp_path: Path) -> None:
     s.close()
     with pytest.raises(StorageError):
         s.set_setting("a", 1)
+
+
+def test_unopenable_path(tmp_path: Path) -> None:
+    with pytest.raises(StorageError) as info:
+        Store.open(tmp_path / "missing" / "dir" / "n.db")
+    assert info.value.reason == "open_failed"

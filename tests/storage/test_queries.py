@@ -183,3 +183,25 @@ def test_entry_view_to_json(store: Store) -> None:
     f = store.get_entry(b.id(1))
     assert f is not None and f.to_json()["target"].startswith("p2ps1")
     json.dumps(f.to_json())
+
+
+def test_timeline_follows_changes_at_once(store: Store) -> None:
+    me, a, b = key(1), FeedBuilder(key(2)), FeedBuilder(key(3))
+    store.append_local(me, "post", {"text": "mine"}, now_ms=NOW)
+    a.post("from a")
+    store.ingest(a.items(), now_ms=NOW)
+
+    def texts() -> list[str | None]:
+        return sorted(v.text for v in store.timeline(me.public_key).items)
+
+    assert texts() == ["mine"]
+    store.append_local(me, "follow", {"target": a.author}, now_ms=NOW)
+    assert texts() == ["from a", "mine"]
+    # Following an author whose feed we do not hold yet; it arrives later.
+    store.append_local(me, "follow", {"target": b.author}, now_ms=NOW)
+    assert texts() == ["from a", "mine"]
+    b.post("from b")
+    store.ingest(b.items(), now_ms=NOW)
+    assert texts() == ["from a", "from b", "mine"]
+    store.append_local(me, "unfollow", {"target": a.author}, now_ms=NOW)
+    assert texts() == ["from b", "mine"]
