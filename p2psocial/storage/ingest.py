@@ -119,6 +119,18 @@ def _verify_chunk(work: list[tuple[list[Entry], Entry | None]]) -> list[Protocol
     return [_verify(run, anchor) for run, anchor in work]
 
 
+def check_payload(it: Item) -> str | None:
+    """Decode and check ``it.payload`` against its entry; return a rejection reason or None."""
+    it.checked = True
+    if it.payload is None:
+        return None
+    try:
+        it.value = decode_payload_untrusted(it.entry, it.payload)
+    except ProtocolError as exc:
+        return exc.reason
+    return None
+
+
 def _rejected(it: Item, reason: str) -> Outcome:
     e = it.entry
     return Outcome("rejected", reason, e.id, e.author, e.seq)
@@ -345,7 +357,7 @@ class IngestTxn:
             first = first_of.get(e.id)
             if first is not None:
                 if first.payload is None and it.payload is not None:
-                    first.payload = it.payload
+                    first.payload, first.value, first.checked = it.payload, it.value, it.checked
                 outcomes[it.index] = Outcome("duplicate", None, e.id, e.author, e.seq)
                 continue
             first_of[e.id] = it
@@ -364,7 +376,8 @@ class IngestTxn:
         held = self._held(by_author)
         for author, group in by_author.items():
             self._plan_author(author, group, held[author], jobs, late)
-        # Overlap: check payloads while the pool verifies signatures.
+        # Overlap: check payloads while the pool verifies signatures (a no-op
+        # for items that prepare_ingest already checked).
         for group in by_author.values():
             for it in group:
                 self._check_payload(it, outcomes)
@@ -375,13 +388,9 @@ class IngestTxn:
     def _check_payload(self, it: Item, outcomes: list[Outcome | None]) -> bool:
         if it.checked:
             return outcomes[it.index] is None
-        it.checked = True
-        if it.payload is None:
-            return True
-        try:
-            it.value = decode_payload_untrusted(it.entry, it.payload)
-        except ProtocolError as exc:
-            outcomes[it.index] = _rejected(it, exc.reason)
+        reason = check_payload(it)
+        if reason is not None:
+            outcomes[it.index] = _rejected(it, reason)
             return False
         return True
 

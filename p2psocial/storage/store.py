@@ -42,7 +42,7 @@ from ..protocol.entries import (
 from ..protocol.errors import DecodeError, ProtocolError
 from ..protocol.identity import SigningKey
 from . import derived, queries
-from .ingest import IngestTxn, Item, PreparedBatch, Preverifier, chunks
+from .ingest import IngestTxn, Item, PreparedBatch, Preverifier, check_payload, chunks
 from .model import EntryView, Outcome, Page
 from .schema import PSTATE, prepare_database
 
@@ -199,7 +199,7 @@ class Store:
     def prepare_ingest(
         self, items: Sequence[tuple[bytes, bytes | None]], *, now_ms: int
     ) -> PreparedBatch:
-        """First half of :meth:`ingest`: decode envelopes and start signature checks.
+        """First half of :meth:`ingest`: decode, start signature checks, check payloads.
 
         It does not touch the database, so it may run on any thread while
         another thread uses the connection: the trio façade runs it outside
@@ -220,8 +220,20 @@ class Store:
                 outcomes[i] = Outcome("rejected", exc.reason, entry.id, entry.author, entry.seq)
                 continue
             decoded.append(Item(i, entry, payload))
-        pre = Preverifier(decoded, self._pool, self._verify_threads) if decoded else None
-        return PreparedBatch(decoded, outcomes, pre)
+        if not decoded:
+            return PreparedBatch([], outcomes, None)
+        # Signature checks start first, on the pool; payload checks (pure
+        # Python) run here meanwhile.
+        pre = Preverifier(decoded, self._pool, self._verify_threads)
+        good: list[Item] = []
+        for it in decoded:
+            reason = check_payload(it)
+            if reason is None:
+                good.append(it)
+            else:
+                e = it.entry
+                outcomes[it.index] = Outcome("rejected", reason, e.id, e.author, e.seq)
+        return PreparedBatch(good, outcomes, pre)
 
     def ingest_prepared(self, batch: PreparedBatch) -> list[Outcome]:
         """Second half of :meth:`ingest`: the write transaction. Same contract."""
