@@ -74,8 +74,14 @@ class AsyncStore:
         )
         # Waiting here, not under the limiter, keeps the database free for
         # other calls while the pool verifies.
-        await trio.to_thread.run_sync(batch.wait_verified)
-        return await self._run(self.store.ingest_prepared, batch)
+        try:
+            await trio.to_thread.run_sync(batch.wait_verified)
+            return await self._run(self.store.ingest_prepared, batch)
+        except BaseException:
+            # Cancelled (or failed): drop the checks still queued for nothing.
+            if batch.pre is not None:
+                batch.pre.cancel()
+            raise
 
     async def append_local(
         self, key: SigningKey, kind: str, payload: dict[str, Any], *, now_ms: int

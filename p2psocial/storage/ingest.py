@@ -577,7 +577,7 @@ class IngestTxn:
             pstate = _PRESENT
             if feed.blocked:
                 pstate, payload, value, note = _DROPPED, None, None, "blocked"
-        if (e.id, e.author) in self.deleted:
+        if self.deleted and (e.id, e.author) in self.deleted:
             pstate, payload, value, note = _DELETED, None, None, "deleted"
         target, root, aux = derived.derived_columns(e.kind, value)
         eid = self.next_eid
@@ -605,7 +605,8 @@ class IngestTxn:
             feed.lowest_new = e.seq
         if feed.top_new is None or e.seq > feed.top_new[0]:
             feed.top_new = (e.seq, e.id)
-        feed.max_seq = max(feed.max_seq, e.seq)
+        if e.seq > feed.max_seq:
+            feed.max_seq = e.seq
         if tl:
             self.pending.parents.append((e.id, e.author, fid))
         if value is not None and payload is not None:

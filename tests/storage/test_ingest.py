@@ -315,3 +315,23 @@ def test_unknown_kind_is_stored_opaquely(store: Store) -> None:
         and v.payload == {"question": "tea?", "options": ["yes", "no"]}
     )
     assert v.text is None
+
+
+def test_bad_payload_inside_a_run(store: Store) -> None:
+    a = FeedBuilder(key(1))
+    for i in range(5):
+        a.post(f"p{i}")
+    items = a.items()
+    items[2] = (items[2][0], encoding.encode({"text": "swapped"}))
+    out = store.ingest(items, now_ms=NOW)
+    assert [(o.status, o.reason) for o in out] == [
+        ("stored", None),
+        ("stored", None),
+        ("rejected", "payload_size"),
+        ("stored", None),
+        ("stored", None),
+    ]
+    # The run is authentic, so what lies above the bad item is kept as a segment.
+    assert store.head(a.author) == (2, a.id(2))
+    assert store.ingest([a.item(3)], now_ms=NOW)[0].status == "stored"
+    assert store.head(a.author) == (5, a.id(5))
