@@ -136,12 +136,32 @@ class Client:
                 _raise_error(msg)
                 return msg.get("result")
 
-    def watch(self, **filters: Any) -> Iterator[dict[str, Any]]:
-        """Yield new entries as the daemon stores them (blocks between events)."""
+    def watch(
+        self, *, idle_timeout: float | None = None, **filters: Any
+    ) -> Iterator[dict[str, Any]]:
+        """Subscribe to new entries, then iterate over them as the daemon stores them.
+
+        The subscription is active when this returns, so nothing stored after
+        the call is missed. Iteration blocks between events; with
+        ``idle_timeout`` it raises APIError (code ``timeout``) after that many
+        seconds without one.
+
+        Args:
+            filters: ``kinds`` (list of kind names), ``authors`` (identities),
+                ``mentions_me`` (bool).
+        """
         req_id = self._next_id
         self._next_id += 1
         self._sock.sendall(encode_frame({"id": req_id, "method": "watch", "params": filters}))
-        self._sock.settimeout(None)
+        while True:
+            msg = self._read()
+            if msg.get("id") in (req_id, None):
+                _raise_error(msg)
+                break
+        self._sock.settimeout(idle_timeout)
+        return self._events(req_id)
+
+    def _events(self, req_id: int) -> Iterator[dict[str, Any]]:
         while True:
             msg = self._read()
             if msg.get("id") not in (req_id, None):
@@ -276,18 +296,39 @@ class AsyncClient:
             del self._pending[req_id]
 
     async def watch(self, **filters: Any) -> AsyncIterator[dict[str, Any]]:
-        """New entries as the daemon stores them."""
+        """Subscribe to new entries; returns once the subscription is active.
+
+        Use as ``async for event in await client.watch(mentions_me=True):``.
+        Filters as for :meth:`Client.watch`.
+        """
         req_id = self._next_id
         self._next_id += 1
         send, recv = trio.open_memory_channel[dict[str, Any]](256)
         self._pending[req_id] = send
         try:
             await self._send({"id": req_id, "method": "watch", "params": filters})
+            try:
+                first = await recv.receive()
+            except trio.EndOfChannel:
+                raise APIError(
+                    f"the daemon at {self._path} closed the connection", code="closed"
+                ) from None
+            _raise_error(first)
+        except BaseException:
+            self._pending.pop(req_id, None)
+            raise
+        return self._events(req_id, recv)
+
+    async def _events(
+        self, req_id: int, recv: trio.MemoryReceiveChannel[dict[str, Any]]
+    ) -> AsyncIterator[dict[str, Any]]:
+        try:
             async for msg in recv:
                 _raise_error(msg)
                 if "event" in msg:
                     yield msg["event"]
         finally:
+            # Events still in flight for this id are discarded by the reader.
             self._pending.pop(req_id, None)
 
     def __getattr__(self, name: str) -> Any:

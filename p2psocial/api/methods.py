@@ -39,7 +39,7 @@ METHODS: dict[str, ParamSpec] = {
     "mute": {"identity": (str, True)},
     "unmute": {"identity": (str, True)},
     "timeline": dict(_PAGE),
-    "feed": {"identity": (str, False), **_PAGE},
+    "feed": {"identity": (str, False), "kinds": (list, False), **_PAGE},
     "thread": {"id": (str, True)},
     "mentions": dict(_PAGE),
     "search": {"query": (str, True), "author": (str, False), **_PAGE},

@@ -42,7 +42,7 @@ _HEADER = struct.Struct(">I")
 
 def encode_frame(message: dict[str, Any]) -> bytes:
     """Frame one message for sending."""
-    body = msgpack.packb(message, use_bin_type=True)
+    body: bytes = msgpack.packb(message, use_bin_type=True)
     if len(body) > MAX_FRAME:
         raise ValueError(f"message of {len(body)} bytes exceeds the {MAX_FRAME}-byte frame limit")
     return _HEADER.pack(len(body)) + body

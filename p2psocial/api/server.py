@@ -196,10 +196,10 @@ class APIServer:
                 nursery.start_soon(self._watch, req_id, params, send.clone(), scope, watches)
                 continue
             if method == "unwatch":
-                scope = watches.pop(params["subscription"], None)
-                if scope is not None:
-                    scope.cancel()
-                await send.send({"id": req_id, "result": {"unwatched": scope is not None}})
+                found = watches.pop(params["subscription"], None)
+                if found is not None:
+                    found.cancel()
+                await send.send({"id": req_id, "result": {"unwatched": found is not None}})
                 continue
             await inflight.acquire()
             nursery.start_soon(self._call, req_id, method, params, send.clone(), inflight)

@@ -123,8 +123,9 @@ def _wait_ready(node: DemoNode) -> None:
     raise RuntimeError(f"{node.name}'s daemon did not become ready in {READY_TIMEOUT:.0f} s")
 
 
-def _holds(node: DemoNode, entry_id: str) -> bool:
-    return any(e["id"] == entry_id for e in node.api.timeline(limit=50)["items"])
+def _holds(node: DemoNode, author: DemoNode, entry_id: str) -> bool:
+    items = node.api.feed(identity=author.info["identity"], limit=20, kinds=["*"])["items"]
+    return any(e["id"] == entry_id and e["payload_state"] == "present" for e in items)
 
 
 def _propagate(nodes: list[DemoNode], author: DemoNode, entry_id: str, t0: float) -> list[float]:
@@ -134,7 +135,7 @@ def _propagate(nodes: list[DemoNode], author: DemoNode, entry_id: str, t0: float
     deadline = t0 + PROPAGATION_TIMEOUT
     while pending and time.monotonic() < deadline:
         for name, node in list(pending.items()):
-            if _holds(node, entry_id):
+            if _holds(node, author, entry_id):
                 delays.append((time.monotonic() - t0) * 1000)
                 del pending[name]
         time.sleep(0.01)
@@ -164,7 +165,7 @@ def _stop(nodes: list[DemoNode]) -> None:
 
 def run_demo(*, nodes: int = 4, keep: bool = False, color: bool = True, verbose: int = 0) -> int:
     """Run the demo; returns the process exit code."""
-    con = Console(no_color=not color, highlight=False)
+    con = Console(no_color=not color, highlight=False, soft_wrap=True)
     tmp = Path(tempfile.mkdtemp(prefix="p2psocial-demo-"))
     net = [DemoNode(NAMES[i], tmp / NAMES[i]) for i in range(nodes)]
     t_start = time.monotonic()

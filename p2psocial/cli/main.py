@@ -446,11 +446,25 @@ def timeline(c: Ctx, limit: int, before: str | None) -> None:
 
 @cli.command()
 @click.argument("identity", required=False)
+@click.option(
+    "--kind", "kinds", multiple=True, help="Only these kinds (repeatable; default post and repost)."
+)
+@click.option(
+    "--all", "all_kinds", is_flag=True, help="Every kind: follows, reactions, profile updates, ..."
+)
 @page_options
 @pass_ctx
-def feed(c: Ctx, identity: str | None, limit: int, before: str | None) -> None:
+def feed(
+    c: Ctx,
+    identity: str | None,
+    kinds: tuple[str, ...],
+    all_kinds: bool,
+    limit: int,
+    before: str | None,
+) -> None:
     """One identity's feed (yours by default); peeks at the network when not followed."""
-    _print_page(c, c.call("feed", identity=identity, limit=limit, before=before))
+    wanted = ["*"] if all_kinds else (list(kinds) or None)
+    _print_page(c, c.call("feed", identity=identity, kinds=wanted, limit=limit, before=before))
 
 
 @cli.command()
@@ -591,6 +605,64 @@ def mute(c: Ctx, identity: str, undo: bool) -> None:
         c.out().record(c.call("unmute", identity=identity), lambda r: f"unmuted {r['unmuted']}")
     else:
         c.out().record(c.call("mute", identity=identity), lambda r: f"muted {r['muted']}")
+
+
+@cli.group()
+def policy() -> None:
+    """Show or change what this node stores, relays and shows."""
+
+
+@policy.command("show")
+@json_option
+@pass_ctx
+def policy_show(c: Ctx) -> None:
+    """Print the moderation policy."""
+    c.out().record(c.call("policy"), lambda r: "\n".join(f"{k:<22} {v}" for k, v in r.items()))
+
+
+@policy.command("set")
+@click.argument("key")
+@click.argument("value", nargs=-1, required=True)
+@json_option
+@pass_ctx
+def policy_set(c: Ctx, key: str, value: tuple[str, ...]) -> None:
+    """Set KEY to VALUE (lists take several values; 'true'/'false' for flags).
+
+    \b
+    Examples:
+      p2psocial policy set hops 2
+      p2psocial policy set blocklists p2ps1... p2ps1...
+      p2psocial policy set hide_patterns 'crypto ?scam'
+    """
+    current = c.call("policy")
+    if key not in current:
+        fail(f"unknown policy setting {key!r}; known: {', '.join(sorted(current))}")
+    old = current[key]
+    parsed: Any
+    if isinstance(old, bool):
+        if value[0].lower() not in ("true", "false", "yes", "no", "1", "0"):
+            fail(f"{key} takes true or false")
+        parsed = value[0].lower() in ("true", "yes", "1")
+    elif isinstance(old, int):
+        if not value[0].lstrip("-").isdigit():
+            fail(f"{key} takes a whole number")
+        parsed = int(value[0])
+    elif isinstance(old, list):
+        parsed = [] if value == ("",) else list(value)
+    else:
+        parsed = value[0]
+    c.out().record(c.call("set_policy", key=key, value=parsed), lambda r: f"{key} = {r[key]}")
+
+
+@cli.command()
+@click.argument("id")
+@json_option
+@pass_ctx
+def explain(c: Ctx, id: str) -> None:
+    """Say why this node holds, hides or refused the entry ID."""
+    c.out().record(
+        c.call("explain", id=id), lambda r: "\n".join([r["id"], *("  " + w for w in r["why"])])
+    )
 
 
 # --- network -----------------------------------------------------------------------------

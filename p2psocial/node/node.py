@@ -106,10 +106,9 @@ class WatchFilter:
             return False
         if self.authors and parse_identity(view["author"]) not in self.authors:
             return False
-        if self.mentions_me:
-            mentioned = me in (view.get("mentions") or [])
-            return mentioned or view.get("reply_to_author") == me
-        return True
+        # A reply always names the parent's author in its mentions (Node.post
+        # does so), so this also catches replies to this identity's posts.
+        return not self.mentions_me or me in (view.get("mentions") or [])
 
 
 class Node:
@@ -155,7 +154,7 @@ class Node:
         rows = await self.store.entries_after(entry.author, entry.seq - 1, 1)
         if not rows or rows[0][1] is None:  # pragma: no cover - just written
             raise NodeError("entry vanished after publishing", reason="internal")
-        return rows[0][1]  # type: ignore[no-any-return]
+        return rows[0][1]
 
     async def post(
         self,
@@ -299,6 +298,84 @@ class Node:
         self._policy_list_remove("muted", target)
         return {"unmuted": identity_to_text(target)}
 
+    async def policy(self) -> dict[str, Any]:
+        """This node's moderation policy (the [policy] table of config.toml)."""
+        return self.config.policy.to_dict()
+
+    async def set_policy(self, key: str, value: Any) -> dict[str, Any]:
+        """Change one policy setting and save it to config.toml.
+
+        ``blocked`` and ``muted`` are changed with block/unblock and mute/unmute,
+        which also act on stored data.
+
+        Raises:
+            LocalUsageError: unknown key, wrong type, or an invalid value.
+        """
+        from dataclasses import fields as dc_fields
+
+        settable = {f.name for f in dc_fields(self.config.policy)} - {"blocked", "muted"}
+        if key not in settable:
+            raise LocalUsageError(
+                f"unknown policy setting {key!r}; settable: {', '.join(sorted(settable))} "
+                "(use block/mute for the blocked and muted lists)",
+                reason="bad_policy",
+            )
+        current = getattr(self.config.policy, key)
+        if type(value) is not type(current):
+            raise LocalUsageError(
+                f"policy {key} must be {type(current).__name__}", reason="bad_policy"
+            )
+        if key == "hops" and value not in (1, 2):
+            raise LocalUsageError("policy hops must be 1 or 2", reason="bad_policy")
+        if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+            raise LocalUsageError(f"policy {key} must not be negative", reason="bad_policy")
+        if key == "hide_patterns":
+            for pattern in value:
+                try:
+                    re.compile(pattern)
+                except (re.error, TypeError) as exc:
+                    raise LocalUsageError(
+                        f"hide pattern {pattern!r} is not a valid regex: {exc}"
+                    ) from None
+        if key == "blocklists":
+            value = [identity_to_text(parse_identity(v)) for v in value]
+        setattr(self.config.policy, key, value)
+        self._save_config()
+        if key in ("hops", "blocklists") and self.replicator is not None:
+            self.replicator.interest_changed()
+        return self.config.policy.to_dict()
+
+    async def explain(self, id: str | bytes) -> dict[str, Any]:
+        """Why this node holds, hides or refused an entry: which rule, and whose list."""
+        entry_id = parse_entry_id(id)
+        view = await self.store.get_entry(entry_id)
+        result: dict[str, Any] = {"id": entry_id.hex(), "held": view is not None}
+        if view is None:
+            result["why"] = ["this node holds no envelope with this id"]
+            return result
+        js = view_json(view)
+        author = js["author"]
+        why: list[str] = []
+        interests = (await self.store.interests()).get(view.author, set())
+        why.append(
+            "held because: "
+            + (", ".join(sorted(interests)) if interests else "no current interest")
+        )
+        if author in self.config.policy.blocked:
+            why.append("payload refused: the author is blocked by this node's owner")
+        if js.get("deleted"):
+            why.append("payload purged: the author deleted this entry")
+        elif js.get("payload") is None and not js.get("deleted"):
+            why.append("payload not held (dropped by policy or not yet received)")
+        if author in self._muted():
+            why.append("hidden: the author is muted by this node's owner")
+        elif js.get("text") and not self._visible(js):
+            why.append("hidden: the text matches a hide pattern")
+        result.update(
+            {"author": author, "kind": js["kind"], "deleted": js.get("deleted", False), "why": why}
+        )
+        return result
+
     def _policy_list_add(self, name: str, key: bytes) -> None:
         values: list[str] = getattr(self.config.policy, name)
         text = identity_to_text(key)
@@ -338,7 +415,7 @@ class Node:
         return True
 
     def _page(self, page: Any, *, filter_visible: bool) -> dict[str, Any]:
-        items = [v.to_json() for v in page.items]
+        items = [view_json(v) for v in page.items]
         if filter_visible:
             items = [v for v in items if self._visible(v)]
         return {"items": items, "next": page.next_cursor}
@@ -349,26 +426,44 @@ class Node:
         return self._page(page, filter_visible=True)
 
     async def feed(
-        self, identity: str | bytes | None = None, *, limit: int = 50, before: str | None = None
+        self,
+        identity: str | bytes | None = None,
+        *,
+        limit: int = 50,
+        before: str | None = None,
+        kinds: list[str] | None = None,
     ) -> dict[str, Any]:
-        """One author's entries, newest first. Peeks at the network when not followed."""
+        """One author's entries, newest first. Peeks at the network when not followed.
+
+        Args:
+            kinds: entry kinds to include; default posts and reposts; ``["*"]`` for all.
+        """
         author = self.identity if identity is None else parse_identity(identity)
-        page = await self.store.feed(author, limit=_limit(limit), before=before)
+        if kinds is None:
+            kind_filter: tuple[str, ...] | None = ("post", "repost")
+        elif kinds == ["*"]:
+            kind_filter = None
+        else:
+            kind_filter = tuple(kinds)
+        page = await self.store.feed(author, limit=_limit(limit), before=before, kinds=kind_filter)
         if (
             not page.items
             and before is None
             and self.replicator is not None
-            and author != self.identity
+            and not (await self.store.interests()).get(author)
         ):
+            # Not replicated here: read its recent entries from swarm peers.
             with trio.move_on_after(5):
                 await self.replicator.peek(author, limit=_limit(limit))
-            page = await self.store.feed(author, limit=_limit(limit), before=before)
+            page = await self.store.feed(
+                author, limit=_limit(limit), before=before, kinds=kind_filter
+            )
         return self._page(page, filter_visible=False)
 
     async def thread(self, id: str | bytes) -> dict[str, Any]:
         """A post with its nested replies, in tree order (each item has a depth)."""
         views = await self.store.thread(parse_entry_id(id))
-        return {"items": [v.to_json() for v in views]}
+        return {"items": [view_json(v) for v in views]}
 
     async def mentions(self, *, limit: int = 50, before: str | None = None) -> dict[str, Any]:
         """Replies to this identity's posts and posts mentioning it, newest first."""
@@ -423,7 +518,8 @@ class Node:
         """Open a peer link to host:port now (besides DHT discovery)."""
         if self.replicator is None:
             raise NodeError("replication is not running", reason="unavailable")
-        await self.replicator.connect(host, int(port))
+        if not await self.replicator.connect(host, int(port)):
+            raise NodeError(f"could not open a peer link to {host}:{port}", reason="connect_failed")
         return {"connected": f"{host}:{port}"}
 
     # -- status ---------------------------------------------------------------
@@ -479,7 +575,7 @@ class Node:
                 view = await self.store.get_entry(entry_id)
                 if view is None:
                     continue
-                event = view.to_json()
+                event = view_json(view)
                 for send, flt in list(self._watchers):
                     if flt.matches(event, self.identity_text):
                         try:
@@ -513,6 +609,13 @@ class Node:
         async with self._subscribe(flt or WatchFilter()) as recv:
             async for event in recv:
                 yield event
+
+
+def view_json(view: Any) -> dict[str, Any]:
+    """An EntryView as the API shows it (adds ``reply_to``, the parent id)."""
+    js: dict[str, Any] = view.to_json()
+    js["reply_to"] = js.get("reply_parent")
+    return js
 
 
 def _limit(limit: int) -> int:

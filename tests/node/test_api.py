@@ -1,0 +1,348 @@
+"""The local API against real daemon processes, driven only through clients."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import stat
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgpack
+import pytest
+import trio
+
+import p2psocial
+from p2psocial.api.methods import METHODS
+from p2psocial.client import DaemonNotRunning
+from p2psocial.errors import APIError
+from tests.daemons import Daemon, run_cli, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    d = Daemon(tmp_path_factory.mktemp("api") / "node")
+    d.init()
+    with d:
+        d.start()
+        yield d
+
+
+def api_path(d: Daemon) -> str:
+    return d.info["api"]
+
+
+def test_socket_is_owner_only(daemon: Daemon) -> None:
+    mode = stat.S_IMODE(os.stat(api_path(daemon)).st_mode)
+    assert mode == 0o600
+
+
+def _raw_connect(path: str) -> socket.socket:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(path)
+    return s
+
+
+def _send(s: socket.socket, obj: object) -> None:
+    body = msgpack.packb(obj, use_bin_type=True)
+    s.sendall(struct.pack(">I", len(body)) + body)
+
+
+def _recv(s: socket.socket) -> dict:
+    head = b""
+    while len(head) < 4:
+        chunk = s.recv(4 - len(head))
+        if not chunk:
+            raise EOFError
+        head += chunk
+    (n,) = struct.unpack(">I", head)
+    body = b""
+    while len(body) < n:
+        chunk = s.recv(n - len(body))
+        if not chunk:
+            raise EOFError
+        body += chunk
+    return msgpack.unpackb(body, raw=False)
+
+
+def test_wrong_version_is_refused_clearly(daemon: Daemon) -> None:
+    s = _raw_connect(api_path(daemon))
+    _send(s, {"api": "p2psocial", "version": 99})
+    reply = _recv(s)
+    assert reply["error"]["code"] == "version_mismatch"
+    assert "version 1" in reply["error"]["message"] and "99" in reply["error"]["message"]
+    with pytest.raises(EOFError):
+        _recv(s)
+    s.close()
+
+
+def test_every_api_method(daemon: Daemon, tmp_path: Path) -> None:
+    called: set[str] = set()
+    c = p2psocial.connect(api=api_path(daemon))
+
+    def call(method: str, **params: object) -> dict:
+        called.add(method)
+        return c.call(method, **params)
+
+    other = p2psocial.SigningKey.generate()
+    other_text = p2psocial.identity_to_text(other.public_key)
+    me = c.identity
+
+    st = call("status")
+    assert {"identity", "node_id", "dht_addr", "peer_addr", "api", "peers", "feeds"} <= set(st)
+    assert st["identity"] == me and st["api"] == api_path(daemon)
+    assert "store" in call("statistics")
+    assert call("peers")["items"] == []
+
+    p1 = call("post", text="hello #world from the api", tags=["world"])
+    assert p1["seq"] >= 1 and len(p1["id"]) == 64
+    r1 = call("post", text="a reply to myself", reply_to=p1["id"], mentions=[other_text])
+    assert r1["seq"] == p1["seq"] + 1
+    call("react", target=p1["id"], emoji="🎉")
+    call("repost", target=p1["id"])
+    call("set_profile", name="Api Tester", bio="testing")
+    call("follow", identity=other_text)
+    assert other_text in call("following")["items"]
+    call("unfollow", identity=other_text)
+    assert other_text not in call("following")["items"]
+    assert call("followers", identity=other_text)["items"] == []
+    prof = call("profile")
+    assert prof["name"] == "Api Tester" and prof["bio"] == "testing"
+
+    tl = call("timeline", limit=50)
+    ids = [e["id"] for e in tl["items"]]
+    assert p1["id"] in ids and r1["id"] in ids
+    post = next(e for e in tl["items"] if e["id"] == p1["id"])
+    assert post["reactions"] == {"🎉": 1} and post["text"] == "hello #world from the api"
+    reply = next(e for e in tl["items"] if e["id"] == r1["id"])
+    assert reply["reply_to"] == p1["id"]
+    page1 = call("feed", limit=2)
+    assert len(page1["items"]) == 2 and page1["next"]
+    page2 = call("feed", limit=2, before=page1["next"])
+    assert not {e["id"] for e in page1["items"]} & {e["id"] for e in page2["items"]}
+    th = call("thread", id=p1["id"])["items"]
+    assert [e["id"] for e in th] == [p1["id"], r1["id"]] and th[1]["depth"] == 1
+    assert call("search", query="world")["items"][0]["id"] == p1["id"]
+    assert call("search", query='"reply to myself"', author=me)["items"][0]["id"] == r1["id"]
+    assert call("mentions")["items"] == []  # our own reply does not notify us
+
+    blocked = call("block", identity=other_text, reason="spam")
+    assert blocked["public"] is True and "id" in blocked
+    assert call("profile", identity=other_text)["blocked"] is True
+    call("unblock", identity=other_text)
+    call("mute", identity=other_text)
+    assert call("profile", identity=other_text)["muted"] is True
+    call("unmute", identity=other_text)
+
+    pol = call("policy")
+    assert pol["hops"] == 1
+    assert call("set_policy", key="hide_patterns", value=["forbidden"])["hide_patterns"] == [
+        "forbidden"
+    ]
+    call("post", text="this is forbidden text")
+    assert all("forbidden" not in (e["text"] or "") for e in call("timeline")["items"])
+    call("set_policy", key="hide_patterns", value=[])
+    why = call("explain", id=p1["id"])
+    assert why["held"] is True and why["why"]
+
+    d = call("delete", target=p1["id"])
+    assert d["seq"] > p1["seq"]
+    gone = next(e for e in call("feed", limit=50)["items"] if e["id"] == p1["id"])
+    assert gone["deleted"] is True and gone["text"] is None
+
+    # connect: to our own peer port is refused or harmless; to a closed port errors cleanly
+    with pytest.raises(APIError):
+        call("connect", host="127.0.0.1", port=1)
+
+    # watch / unwatch over a second connection
+    with p2psocial.connect(api=api_path(daemon)) as w:
+        events = w.watch(kinds=["post"], idle_timeout=10)
+        called.add("watch")
+        posted = c.post(text="watched post")
+        ev = next(events)
+        assert ev["id"] == posted["id"] and ev["text"] == "watched post"
+    called.add("unwatch")
+    assert c.call("unwatch", subscription=12345) == {"unwatched": False}
+    assert called == set(METHODS), set(METHODS) - called
+
+
+def test_typed_errors(daemon: Daemon) -> None:
+    c = p2psocial.connect(api=api_path(daemon))
+    cases = [
+        (("nope",), {}, "unknown_method"),
+        (("post",), {}, "invalid_params"),
+        (("post",), {"text": 5}, "invalid_params"),
+        (("post",), {"text": "x" * 2001}, "invalid_argument"),
+        (("follow",), {"identity": "p2ps1qqqq"}, "invalid_argument"),
+        (("thread",), {"id": "zz"}, "invalid_argument"),
+        (("timeline",), {"limit": 0}, "invalid_argument"),
+        (("timeline",), {"before": "garbage!"}, "invalid_argument"),
+        (("search",), {"query": 'unbalanced "quote'}, "invalid_argument"),
+    ]
+    for (method,), params, code in cases:
+        with pytest.raises(APIError) as info:
+            c.call(method, **params)
+        assert info.value.code == code, (method, params, info.value)
+    with pytest.raises(APIError) as info:
+        c.call("post", text="x" * 2001)
+    assert "2000" in info.value.message
+
+
+def test_malformed_frames_never_hurt_the_daemon(daemon: Daemon) -> None:
+    rng = random.Random(1234)
+    path = api_path(daemon)
+    for i in range(60):
+        s = _raw_connect(path)
+        kind = i % 6
+        try:
+            if kind == 0:
+                s.sendall(bytes(rng.getrandbits(8) for _ in range(rng.randrange(1, 300))))
+            elif kind == 1:
+                s.sendall(struct.pack(">I", 0xFFFFFFFF) + b"xx")
+            elif kind == 2:
+                _send(s, [1, 2, 3])  # not a map
+            elif kind == 3:
+                _send(s, {"api": "p2psocial", "version": 1})
+                _recv(s)
+                body = bytes(rng.getrandbits(8) for _ in range(rng.randrange(1, 100)))
+                s.sendall(struct.pack(">I", len(body)) + body)
+            elif kind == 4:
+                _send(s, {"api": "p2psocial", "version": 1})
+                _recv(s)
+                _send(s, {"id": "x", "method": 5, "params": []})
+                _send(s, {"id": 1, "method": "post", "params": [1]})
+                _send(s, {"id": 2, "method": "post", "params": {"text": {"a": b"b"}}})
+            else:
+                s.sendall(struct.pack(">I", 10) + b"abc")  # truncated, then hang up
+            s.shutdown(socket.SHUT_WR)
+            s.settimeout(5)
+            while s.recv(65536):
+                pass
+        except OSError:
+            pass
+        finally:
+            s.close()
+    assert daemon.proc is not None and daemon.proc.poll() is None
+    c = p2psocial.connect(api=path)
+    assert c.status()["identity"] == c.identity
+    assert c.statistics()["node"] is not None
+
+
+def test_trio_client_mirrors_methods(daemon: Daemon) -> None:
+    async def main() -> None:
+        with trio.fail_after(20):
+            async with p2psocial.connect_async(api=api_path(daemon)) as c:
+                st, posted = await c.status(), await c.post(text="from trio")
+                assert st["identity"] == c.identity
+                feed = await c.feed(limit=5)
+                assert feed["items"][0]["id"] == posted["id"]
+
+    trio.run(main)
+
+
+def test_client_names_socket_and_command_when_daemon_is_down(tmp_path: Path) -> None:
+    with pytest.raises(DaemonNotRunning) as info:
+        p2psocial.connect(tmp_path)
+    msg = str(info.value)
+    assert str(tmp_path / "api.sock") in msg and "p2psocial --data-dir" in msg and "daemon" in msg
+
+
+def test_lifecycle_kill9_restart_shutdown_and_lock(tmp_path: Path) -> None:
+    d = Daemon(tmp_path / "node")
+    d.init()
+    with d:
+        d.start()
+        # A second daemon on the same data dir is refused with a clear message.
+        second = run_cli(
+            d.data_dir,
+            "daemon",
+            "--listen",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--dht-port",
+            "0",
+            check=False,
+        )
+        assert second.returncode != 0 and "already running" in second.stderr
+
+        # kill -9 while posting: every acknowledged post survives.
+        acked: list[str] = []
+        c = p2psocial.connect(api=d.info["api"])
+        deadline = time.monotonic() + 1.0
+        killer_at = time.monotonic() + 0.5
+        try:
+            while time.monotonic() < deadline:
+                acked.append(c.post(text=f"post {len(acked)}")["id"])
+                if time.monotonic() >= killer_at and d.proc is not None and d.proc.poll() is None:
+                    d.proc.kill()
+        except (APIError, OSError):
+            pass
+        d.kill()
+        assert len(acked) > 5
+        d.start()  # stale socket and lock from the killed daemon must not matter
+        c = p2psocial.connect(api=d.info["api"])
+        held = {e["id"] for e in c.feed(limit=500)["items"]}
+        assert set(acked) <= held
+        c.close()
+
+        # Graceful shutdown within 2 s leaves neither socket nor lock behind.
+        took = d.stop(signal.SIGTERM)
+        assert took < 2.0
+        assert d.proc is not None and d.proc.returncode == 0
+        assert not (d.data_dir / "api.sock").exists()
+        assert not (d.data_dir / "daemon.lock").exists()
+
+
+def test_missing_identity_names_init(tmp_path: Path) -> None:
+    proc = run_cli(tmp_path / "empty", "daemon", check=False)
+    assert proc.returncode != 0 and "p2psocial --data-dir" in proc.stderr and "init" in proc.stderr
+
+
+def test_example_bot_answers_replies(tmp_path: Path) -> None:
+    a, b = Daemon(tmp_path / "a"), Daemon(tmp_path / "b")
+    a.init()
+    b.init()
+    with a, b:
+        a.start()
+        b.bootstrap = [a.info["dht"]]
+        b.peers = [a.info["peer"]]
+        b.start()
+        ca, cb = p2psocial.connect(api=a.info["api"]), p2psocial.connect(api=b.info["api"])
+        bot = subprocess.Popen(
+            [sys.executable, "examples/reply_bot.py", "--api", a.info["api"], "--max-replies", "1"],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        try:
+            assert bot.stdout is not None
+            assert "answering replies" in bot.stdout.readline()
+            cb.follow(identity=ca.identity)
+            ca.follow(identity=cb.identity)
+            first = ca.post(text="ask me anything")
+            wait_for(
+                lambda: any(e["id"] == first["id"] for e in cb.timeline()["items"]),
+                what="post on b",
+            )
+            question = cb.post(text="what is p2p?", reply_to=first["id"])
+            assert bot.wait(timeout=20) == 0
+            answer = wait_for(
+                lambda: [
+                    e for e in cb.thread(id=first["id"])["items"] if e["reply_to"] == question["id"]
+                ],
+                what="the bot's answer on b",
+            )
+            assert answer[0]["author"] == ca.identity and "what is p2p?" in answer[0]["text"]
+        finally:
+            if bot.poll() is None:
+                bot.kill()
