@@ -46,6 +46,11 @@ class AsyncStore:
         )
 
     @property
+    def path(self) -> str:
+        """The database file."""
+        return self.store.path
+
+    @property
     def limiter(self) -> trio.CapacityLimiter:
         """The limiter guarding the connection (for statistics)."""
         return self._limiter

@@ -33,6 +33,7 @@ __all__ = ["feed", "get_entry", "mentions", "reaction_counts", "search", "thread
 
 _STATE_NAMES = {v: k for k, v in PSTATE.items()}
 _MAX_LIMIT = 500
+_IN_CHUNK = 500  # bound on SQL parameters per IN (...) list
 _TOP = (1 << 62, b"")  # above every real (ts, id): timestamps are < 2**53
 
 _VIEW_SQL = (
@@ -76,27 +77,29 @@ def _view(row: tuple[Any, ...]) -> EntryView:
 
 def _views(conn: sqlite3.Connection, eids: list[int]) -> list[EntryView]:
     """Views of ``eids`` in that order, with reaction/repost/reply counts."""
-    if not eids:
-        return []
-    rows = conn.execute(_VIEW_SQL % ",".join("?" * len(eids)), eids).fetchall()
-    by_eid = {r[0]: _view(r) for r in rows}
+    by_eid: dict[int, EntryView] = {}
+    for i in range(0, len(eids), _IN_CHUNK):
+        chunk = eids[i : i + _IN_CHUNK]
+        for r in conn.execute(_VIEW_SQL % ",".join("?" * len(chunk)), chunk):
+            by_eid[r[0]] = _view(r)
     views = [by_eid[e] for e in eids if e in by_eid]
     by_id = {v.id: v for v in views}
     ids = list(by_id)
-    q = (
-        "SELECT target, kind, aux, count(*), count(DISTINCT fid) FROM entries "
-        "WHERE target IN ({}) AND kind IN ('post', 'react', 'repost') GROUP BY target, kind, aux".format(
-            ",".join("?" * len(ids))
+    for i in range(0, len(ids), _IN_CHUNK):
+        chunk = ids[i : i + _IN_CHUNK]
+        q = (
+            "SELECT target, kind, aux, count(*), count(DISTINCT fid) FROM entries "
+            f"WHERE target IN ({','.join('?' * len(chunk))}) "
+            "AND kind IN ('post', 'react', 'repost') GROUP BY target, kind, aux"
         )
-    )
-    for target, kind, aux, n, n_authors in conn.execute(q, ids):
-        v = by_id[target]
-        if kind == "post":
-            v.replies = n
-        elif kind == "repost":
-            v.reposts = n_authors
-        elif aux is not None:
-            v.reactions[aux] = n_authors
+        for target, kind, aux, n, n_authors in conn.execute(q, chunk):
+            v = by_id[target]
+            if kind == "post":
+                v.replies = n
+            elif kind == "repost":
+                v.reposts = n_authors
+            elif aux is not None:
+                v.reactions[aux] = n_authors
     return views
 
 

@@ -205,3 +205,16 @@ def test_timeline_follows_changes_at_once(store: Store) -> None:
     assert texts() == ["from a", "from b", "mine"]
     store.append_local(me, "unfollow", {"target": a.author}, now_ms=NOW)
     assert texts() == ["from b", "mine"]
+
+
+def test_big_thread(store: Store) -> None:
+    a, b = FeedBuilder(key(1)), FeedBuilder(key(2))
+    a.post("root")
+    r = a.id(1)
+    for i in range(620):
+        b.post(f"r{i}", reply={"root": r, "parent": r if i % 2 == 0 else b.id(len(b.entries))})
+    store.ingest(a.items() + b.items(), now_ms=NOW)
+    thread = store.thread(r)
+    assert len(thread) == 621
+    assert thread[0].replies == 310
+    assert max(v.depth for v in thread) == 2
