@@ -17,7 +17,9 @@ async def test_two_nodes_push_and_handshake(tmp_path: Path) -> None:
     with trio.fail_after(20):
         async with open_testnet(tmp_path, 2) as net:
             a, b = net.nodes
-            await b.follow(a)
+            # The node's way: publish the follow, then interest_changed().
+            await b.publish("follow", {"target": a.identity})
+            b.rep.interest_changed()
             await b.connect(a)
             assert [p["direction"] for p in b.rep.peers()] == ["outbound"]
             await net.wait_for(lambda: _has_peer(a))
