@@ -146,7 +146,12 @@ class SyncLimits:
     repairs are rare; 32 at once and 4 per second more leave room for a burst
     of peeks while an endless want loop is cut within a second or two).
     ``inbound_burst``/``inbound_rate``: the same for unsolicited pushes
-    (mentions and replies of strangers). ``max_feeds``: feeds a peer may name
+    (mentions and replies of strangers). ``clock_burst``/``clock_rate``: clock
+    messages (a node's first clock takes one message per 4,096 feeds; later
+    ones follow interest changes, which are rare). A clock that moves a feed
+    *back* below what the peer already holds asks for a re-send, so it also
+    spends a want token: re-stating "seq 0" in a loop would otherwise make us
+    serve a whole feed again and again. ``max_feeds``: feeds a peer may name
     across all its clocks. ``max_peeks``: our own outstanding peeks.
     """
 
@@ -154,6 +159,8 @@ class SyncLimits:
     want_rate: float = 4.0
     inbound_burst: float = 32.0
     inbound_rate: float = 4.0
+    clock_burst: float = 64.0
+    clock_rate: float = 1.0
     max_feeds: int = 65536
     max_peeks: int = 16
     wire: WireLimits = DEFAULT_WIRE_LIMITS
@@ -216,6 +223,7 @@ class SyncSession:
         self._withdrawn: set[bytes] = set()
         self._want_bucket = _Bucket(self.limits.want_burst, self.limits.want_rate)
         self._inbound_bucket = _Bucket(self.limits.inbound_burst, self.limits.inbound_rate)
+        self._clock_bucket = _Bucket(self.limits.clock_burst, self.limits.clock_rate)
         #: counters for statistics()
         self.duplicates = 0
         self.gaps = 0
@@ -357,7 +365,9 @@ class SyncSession:
         if isinstance(msg, Push):
             return self._on_push(msg, now)
         if isinstance(msg, Clock):
-            return self._on_clock(msg)
+            if not self._clock_bucket.take(now):
+                raise _violation("peer sends clocks faster than allowed", reason="clock_flood")
+            return self._on_clock(msg, now)
         if isinstance(msg, Want):
             return self._on_want(msg, now)
         if isinstance(msg, ForkProofMessage):
@@ -368,7 +378,7 @@ class SyncSession:
         assert isinstance(msg, (Hello, Auth))
         raise _violation(f"{type(msg).__name__} received in state open", reason="bad_state")
 
-    def _on_clock(self, msg: Clock) -> list[Action]:
+    def _on_clock(self, msg: Clock, now: float) -> list[Action]:
         actions: list[Action] = []
         for author, seq, hid in msg.feeds:
             if seq < 0:
@@ -378,6 +388,9 @@ class SyncSession:
                 continue
             if author not in self._theirs and len(self._theirs) >= self.limits.max_feeds:
                 raise _violation("peer names too many feeds", reason="too_many_feeds")
+            known = self._theirs.get(author)
+            if known is not None and seq < known and not self._want_bucket.take(now):
+                raise _violation("peer rewinds its clock too often", reason="want_flood")
             self._theirs[author] = seq
             # A stated clock resets what we assume the peer holds: if it is
             # lower than what we sent, the peer refused some (e.g. from the

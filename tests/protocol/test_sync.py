@@ -382,6 +382,7 @@ def open_session(interest: set[bytes] | None = None, **limits: float) -> SyncSes
         ([Want(C, 1)] * 40, "want_flood"),
         ([Push(D, n + 1, (b"x", None)) for n in range(40)], "inbound_flood"),
         ([Clock(tuple((author(10 + i), 0, None) for i in range(5)))], "too_many_feeds"),
+        ([Clock(())] * 100, "clock_flood"),
     ],
 )
 def test_violations_raise_protocol_error(messages: list[object], reason: str) -> None:
@@ -390,6 +391,16 @@ def test_violations_raise_protocol_error(messages: list[object], reason: str) ->
         for m in messages:
             s.receive(m, 0.0)  # type: ignore[arg-type]
     assert exc.value.reason == reason
+
+
+def test_clock_rewinds_spend_want_tokens() -> None:
+    """Re-stating "seq 0" would make us re-serve whole feeds: it is rate limited."""
+    s = open_session()
+    feeds = [author(10 + i) for i in range(40)]
+    s.receive(Clock(tuple((f, 5, None) for f in feeds)), 0.0)
+    with pytest.raises(ProtocolError) as exc:
+        s.receive(Clock(tuple((f, 0, None) for f in feeds)), 0.0)
+    assert exc.value.reason == "want_flood"
 
 
 def test_want_bucket_refills_with_time() -> None:
