@@ -30,6 +30,7 @@ from ..protocol.identity import SigningKey, identity_from_text, identity_to_text
 from ..storage import AsyncStore, open_async_store
 from ..storage.keyfile import read_key_file
 from .config import NodeConfig
+from .moderation import Blocklists, PolicyGate
 
 __all__ = ["Node", "WatchFilter", "open_node"]
 
@@ -136,6 +137,10 @@ class Node:
         self._watchers: list[tuple[trio.MemorySendChannel[dict[str, Any]], WatchFilter]] = []
         self._stored_send, self._stored_recv = trio.open_memory_channel[list[bytes]](1024)
         self._publish_lock = trio.Lock()
+        self.blocklists = Blocklists()
+        self.gate: PolicyGate | None = None
+        self._blocks_changed = trio.Event()
+        self._nursery: trio.Nursery | None = None
         self._stats = {"watch_events_dropped": 0, "stored_notifications_dropped": 0}
         self._started = now_ms()
 
@@ -267,8 +272,8 @@ class Node:
         target = parse_identity(identity)
         if target == self.identity:
             raise LocalUsageError("you cannot block yourself", reason="self")
-        await self.store.block_local(target)
         self._policy_list_add("blocked", target)
+        await self._apply_blocks()
         result: dict[str, Any] = {"blocked": identity_to_text(target), "public": public}
         if public:
             payload: dict[str, Any] = {"target": target}
@@ -280,8 +285,8 @@ class Node:
     async def unblock(self, identity: str | bytes) -> dict[str, Any]:
         """Lift a block (public blocks get an ``unblock`` entry)."""
         target = parse_identity(identity)
-        await self.store.unblock_local(target)
         self._policy_list_remove("blocked", target)
+        await self._apply_blocks()
         result: dict[str, Any] = {"unblocked": identity_to_text(target)}
         result.update(await self._publish("unblock", {"target": target}))
         return result
@@ -341,9 +346,61 @@ class Node:
             value = [identity_to_text(parse_identity(v)) for v in value]
         setattr(self.config.policy, key, value)
         self._save_config()
+        if key == "hops" and self.replicator is not None:
+            self.replicator.hops = value
+        if key == "blocklists":
+            await self._apply_blocks()
         if key in ("hops", "blocklists") and self.replicator is not None:
             self.replicator.interest_changed()
         return self.config.policy.to_dict()
+
+    # -- blocks from the owner and from subscribed blocklists ----------------
+
+    async def _apply_blocks(self) -> None:
+        """Make the store's block set match own blocks plus subscribed lists.
+
+        Newly blocked authors are purged; authors no longer blocked by anyone
+        get their recent payloads fetched again.
+        """
+        own = {parse_identity(t) for t in self.config.policy.blocked}
+        lists = [parse_identity(t) for t in self.config.policy.blocklists]
+        interests = await self.store.interests()
+        for owner in lists:
+            if "blocklist" not in interests.get(owner, set()):
+                await self.store.set_interest(owner, "blocklist")
+        for author, reasons in interests.items():
+            if "blocklist" in reasons and author not in lists:
+                await self.store.clear_interest(author, "blocklist")
+        effective = await self.blocklists.compute(self.store, own, lists)
+        effective.discard(self.identity)
+        current = await self.store.blocked()
+        for author in effective - current:
+            await self.store.block_local(author)
+        lifted = current - effective
+        for author in lifted:
+            await self.store.unblock_local(author)
+        if self.replicator is not None and (lifted or effective != current):
+            self.replicator.interest_changed()
+        if lifted and self.replicator is not None and self._nursery is not None:
+            for author in lifted:
+                self._nursery.start_soon(self._refetch, author)
+
+    async def _refetch(self, author: bytes) -> None:
+        """Ask peers again for an author's recent entries, refilling purged payloads."""
+        with trio.move_on_after(10):
+            await self.replicator.peek(author, limit=500)
+
+    async def _blocklist_watcher(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        task_status.started()
+        while True:
+            await self._blocks_changed.wait()
+            self._blocks_changed = trio.Event()
+            try:
+                await self._apply_blocks()
+            except Exception:  # keep the node up; the next change retries
+                log.exception("applying blocklists failed")
 
     async def explain(self, id: str | bytes) -> dict[str, Any]:
         """Why this node holds, hides or refused an entry: which rule, and whose list."""
@@ -361,12 +418,29 @@ class Node:
             "held because: "
             + (", ".join(sorted(interests)) if interests else "no current interest")
         )
-        if author in self.config.policy.blocked:
-            why.append("payload refused: the author is blocked by this node's owner")
+        for source in sorted(self.blocklists.sources.get(view.author, set()), key=str):
+            if source == "self":
+                why.append("payload refused: the author is blocked by this node's owner")
+            else:
+                assert isinstance(source, bytes)
+                why.append(
+                    f"payload refused: the author is on the blocklist of {identity_to_text(source)}, "
+                    "which this node subscribes to"
+                )
+        refused = self.gate.refused.get(view.id) if self.gate is not None else None
+        if refused is not None:
+            rule = {
+                "too_large": f"payload refused: larger than max_payload_bytes ({self.config.policy.max_payload_bytes})",
+                "quota_entries": "payload refused: the author exceeded quota_entries_per_day "
+                f"({self.config.policy.quota_entries_per_day})",
+                "quota_bytes": "payload refused: the author exceeded quota_bytes_per_day "
+                f"({self.config.policy.quota_bytes_per_day})",
+            }[refused]
+            why.append(rule)
         if js.get("deleted"):
             why.append("payload purged: the author deleted this entry")
-        elif js.get("payload") is None and not js.get("deleted"):
-            why.append("payload not held (dropped by policy or not yet received)")
+        elif js.get("payload") is None and len(why) == 1:
+            why.append("payload not held (not received yet, or dropped by an earlier policy)")
         if author in self._muted():
             why.append("hidden: the author is muted by this node's owner")
         elif js.get("text") and not self._visible(js):
@@ -547,6 +621,8 @@ class Node:
     async def statistics(self) -> dict[str, Any]:
         """Counters of every service (drops, rejections, traffic)."""
         stats: dict[str, Any] = {"node": dict(self._stats), "store": await self.store.statistics()}
+        if self.gate is not None:
+            stats["policy_refused"] = dict(self.gate.stats)
         if self.dht is not None:
             stats["dht"] = self.dht.statistics()
         if self.replicator is not None:
@@ -557,6 +633,10 @@ class Node:
 
     def _on_stored(self, entries: list[Entry]) -> None:
         """Called (synchronously) whenever entries are stored; fans out to watchers."""
+        if self.config.policy.blocklists and any(e.kind in ("block", "unblock") for e in entries):
+            lists = {identity_to_text(e.author) for e in entries if e.kind in ("block", "unblock")}
+            if lists & set(self.config.policy.blocklists):
+                self._blocks_changed.set()
         if not self._watchers:
             return
         try:
@@ -688,10 +768,12 @@ async def open_node(
     async with open_async_store(config.db_path) as store:
         node = Node(config, identity_key, node_key, store)
         await store.set_interest(node.identity, "self")
-        for text in config.policy.blocked:
-            await store.block_local(parse_identity(text))
+        node.gate = PolicyGate(store, config.policy, node.identity)
         async with trio.open_nursery() as nursery:
+            node._nursery = nursery
+            await node._apply_blocks()
             await nursery.start(node._fanout)
+            await nursery.start(node._blocklist_watcher)
             from .dht import DHTNode
             from .replication import Replicator
 
@@ -700,7 +782,7 @@ async def open_node(
             )
             node.dht_addr = await nursery.start(node.dht.run)
             node.replicator = Replicator(
-                store,
+                node.gate,
                 node_key,
                 dht=node.dht,
                 host=config.listen,
