@@ -167,3 +167,30 @@ def test_demo_exits_zero() -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Converged" in proc.stdout
+
+
+def test_demo_ctrl_c_cleans_up(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    env = dict(cli_env(), TMPDIR=str(tmp_path))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "p2psocial", "--no-color", "demo"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "Everyone follows everyone" in line:
+            break
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 130, out
+    assert "interrupted" in out
+    assert not any(p.name.startswith("p2psocial-demo-") for p in tmp_path.iterdir())
+    # No daemon of the demo is left running.
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert str(tmp_path) not in ps
