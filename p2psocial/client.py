@@ -108,22 +108,19 @@ class Client:
         while True:
             try:
                 body = self._buf.next_frame()
+                if body is not None:
+                    return decode_frame_payload_untrusted(body)
+                try:
+                    data = self._sock.recv(65536)
+                except TimeoutError:
+                    raise APIError("the daemon did not answer in time", code="timeout") from None
+                if not data:
+                    raise APIError(
+                        f"the daemon at {self._path} closed the connection", code="closed"
+                    )
+                self._buf.feed(data)
             except DecodeError as exc:
                 raise APIError(f"bad frame from daemon: {exc.message}", code="protocol") from None
-            if body is not None:
-                try:
-                    return decode_frame_payload_untrusted(body)
-                except DecodeError as exc:
-                    raise APIError(
-                        f"bad frame from daemon: {exc.message}", code="protocol"
-                    ) from None
-            try:
-                data = self._sock.recv(65536)
-            except TimeoutError:
-                raise APIError("the daemon did not answer in time", code="timeout") from None
-            if not data:
-                raise APIError(f"the daemon at {self._path} closed the connection", code="closed")
-            self._buf.feed(data)
 
     def call(self, method: str, **params: Any) -> Any:
         """Call one API method and return its result."""
@@ -247,12 +244,12 @@ class AsyncClient:
                 body = self._buf.next_frame()
                 if body is not None:
                     return decode_frame_payload_untrusted(body)
+                data = await self._stream.receive_some(65536)
+                if not data:
+                    return None
+                self._buf.feed(data)
             except DecodeError as exc:
                 raise APIError(f"bad frame from daemon: {exc.message}", code="protocol") from None
-            data = await self._stream.receive_some(65536)
-            if not data:
-                return None
-            self._buf.feed(data)
 
     async def _send(self, msg: dict[str, Any]) -> None:
         async with self._send_lock:

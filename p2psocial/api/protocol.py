@@ -17,12 +17,14 @@ language's msgpack library and a JSON printer can handle them.
 
 from __future__ import annotations
 
-import struct
+from collections import deque
 from typing import Any
 
 import msgpack
 
+from ..protocol import wire
 from ..protocol.errors import DecodeError
+from ..protocol.wire import FrameDecoder, WireLimits
 
 __all__ = [
     "API_NAME",
@@ -37,15 +39,17 @@ API_NAME = "p2psocial"
 API_VERSION = 1
 #: Largest frame either side accepts; a page of 200 posts fits easily.
 MAX_FRAME = 4 * 1024 * 1024
-_HEADER = struct.Struct(">I")
+_LIMITS = WireLimits(max_frame=MAX_FRAME)
 
 
 def encode_frame(message: dict[str, Any]) -> bytes:
-    """Frame one message for sending."""
+    """Frame one message for sending.
+
+    Raises:
+        LocalUsageError: the message exceeds the frame limit.
+    """
     body: bytes = msgpack.packb(message, use_bin_type=True)
-    if len(body) > MAX_FRAME:
-        raise ValueError(f"message of {len(body)} bytes exceeds the {MAX_FRAME}-byte frame limit")
-    return _HEADER.pack(len(body)) + body
+    return wire.encode_frame(body, _LIMITS)
 
 
 def decode_frame_payload_untrusted(body: bytes) -> dict[str, Any]:
@@ -73,38 +77,27 @@ def decode_frame_payload_untrusted(body: bytes) -> dict[str, Any]:
 
 
 class FrameBuffer:
-    """Accumulates received bytes and yields complete frame bodies.
+    """Splits the received byte stream into frame bodies, one at a time.
 
-    The length header is checked against ``max_frame`` before any body bytes
-    are buffered, so a hostile peer cannot make us allocate more than that.
+    The splitting is the peer links' (:class:`p2psocial.protocol.wire.FrameDecoder`)
+    with the API's own frame limit, checked as soon as a length header is in
+    and before any body bytes are buffered.
     """
 
     def __init__(self, max_frame: int = MAX_FRAME) -> None:
-        self._buf = bytearray()
-        self._max = max_frame
+        self._decoder = FrameDecoder(
+            WireLimits(max_frame=max_frame) if max_frame != MAX_FRAME else _LIMITS
+        )
+        self._ready: deque[bytes] = deque()
 
     def feed(self, data: bytes) -> None:
-        self._buf += data
-
-    def next_frame(self) -> bytes | None:
-        """The next complete frame body, or None if more bytes are needed.
+        """Add received bytes.
 
         Raises:
-            DecodeError: the announced length exceeds the limit.
+            DecodeError: an announced frame length exceeds the limit.
         """
-        if len(self._buf) < 4:
-            return None
-        (n,) = _HEADER.unpack_from(self._buf)
-        if n > self._max:
-            raise DecodeError(
-                f"frame of {n} bytes exceeds the {self._max}-byte limit", reason="too_large"
-            )
-        if len(self._buf) < 4 + n:
-            return None
-        body = bytes(self._buf[4 : 4 + n])
-        del self._buf[: 4 + n]
-        return body
+        self._ready.extend(self._decoder.feed(data))
 
-    @property
-    def pending(self) -> int:
-        return len(self._buf)
+    def next_frame(self) -> bytes | None:
+        """The next complete frame body, or None if more bytes are needed."""
+        return self._ready.popleft() if self._ready else None

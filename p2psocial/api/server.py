@@ -144,14 +144,14 @@ class APIServer:
                 body = buf.next_frame()
                 if body is not None:
                     return decode_frame_payload_untrusted(body)
+                data = await stream.receive_some(65536)
+                if not data:
+                    return None
+                buf.feed(data)
             except DecodeError as exc:
                 self.stats["malformed"] += 1
                 await send.send(error_reply(None, "malformed_frame", exc.message))
                 return None
-            data = await stream.receive_some(65536)
-            if not data:
-                return None
-            buf.feed(data)
 
     async def _request_loop(
         self,
@@ -260,7 +260,7 @@ class APIServer:
         async for msg in recv:
             try:
                 await stream.send_all(encode_frame(msg))
-            except ValueError:
+            except LocalUsageError:  # over the frame limit
                 await stream.send_all(
                     encode_frame(
                         error_reply(msg.get("id"), "internal", "reply exceeds the frame limit")
