@@ -7,6 +7,7 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import msgpack
 import pytest
@@ -21,16 +22,36 @@ from p2psocial.protocol.identity import SigningKey
 NOW_MS = int(time.time() * 1000)
 
 
+class KillableNodes(list[DHTNode]):
+    """The nodes of a testnet, each killable on its own."""
+
+    scopes: dict[int, trio.CancelScope]
+
+    def kill(self, node: DHTNode) -> None:
+        """Stop a node without warning (it sends nothing more)."""
+        self.scopes[id(node)].cancel()
+
+
 @asynccontextmanager
 async def dht_testnet(
     n: int, config: DHTConfig | None = None, **kw: object
-) -> AsyncIterator[list[DHTNode]]:
+) -> AsyncIterator[KillableNodes]:
     """n real nodes on 127.0.0.1 (port 0), all bootstrapped from the first."""
     cfg = config or DHTConfig(rpc_timeout=0.3, rpc_attempts=3)
-    nodes = [DHTNode(SigningKey.generate(), "127.0.0.1", 0, config=cfg, **kw) for _ in range(n)]  # type: ignore[arg-type]
+    nodes = KillableNodes(
+        DHTNode(SigningKey.generate(), "127.0.0.1", 0, config=cfg, **kw)  # type: ignore[arg-type]
+        for _ in range(n)
+    )
+    nodes.scopes = {}
+
+    async def run_one(x: DHTNode, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        with trio.CancelScope() as scope:
+            nodes.scopes[id(x)] = scope
+            await x.run(task_status=task_status)
+
     async with trio.open_nursery() as nursery:
         for x in nodes:
-            await nursery.start(x.run)
+            await nursery.start(run_one, x)
         await nodes[1].bootstrap([nodes[0].address])
         async with trio.open_nursery() as boot:
             for x in nodes[2:]:
@@ -269,3 +290,26 @@ async def test_local_misuse_raises_local_usage_error() -> None:
                 await nodes[0].announce(os.urandom(32), 0)
             with pytest.raises(LocalUsageError):
                 await nodes[0].set("k", [1, 2])
+
+
+async def test_home_node_reuses_its_closest_set_and_falls_back_when_it_dies() -> None:
+    with trio.fail_after(40):
+        async with dht_testnet(25) as nodes:
+            home = nodes[4]
+            author = SigningKey.generate()
+            chain = entries(author, 4)
+            assert await home.put_head(chain[0]) >= 15
+            assert await home.put_head(chain[1]) >= 15
+            assert home.statistics()["puts_from_cache"] == 1
+            assert await nodes[9].get_head(author.public_key) == chain[1]
+            # Half the cached set goes silent: the next put walks again.
+            hk = head_key(author.public_key)
+            cached = home._closest_cache[("head", hk)][1]
+            gone = {c.node_id for c in cached[: len(cached) // 2]}
+            for x in nodes:
+                if x.node_id in gone:
+                    nodes.kill(x)
+            assert await home.put_head(chain[2]) >= 5
+            assert home.statistics()["puts_from_cache"] == 1
+            alive = [x for x in nodes if x.node_id not in gone and x is not home]
+            assert await alive[0].get_head(author.public_key) == chain[2]

@@ -4,7 +4,11 @@ Theory: the lookup keeps every candidate it has heard of, ordered by XOR
 distance to the target, each in one state::
 
     NOT_CONTACTED --next()--> WAITING --on_response()--> SUCCEEDED
-                                  \\--on_failure() / deadline passed--> FAILED
+                                |  \\--on_failure() / hard deadline--> FAILED
+                       slow_after passed
+                                v
+                              SLOW --on_response()--> SUCCEEDED
+                                  \\--on_failure() / hard deadline--> FAILED
 
 ``next(now)`` hands out the closest NOT_CONTACTED candidate among the ``k``
 closest non-failed ones while fewer than ``alpha`` requests are in flight. A
@@ -17,9 +21,13 @@ answered, when nothing is left to ask and nothing is in flight, or (value
 lookups) when ``quorum`` answers carried a value. Its result is the ``k``
 closest candidates that answered, nearest first, and the values seen.
 
-Timeouts are the caller's, but ``next`` also takes ``now`` and counts a
-request whose deadline passed as failed, so a lost callback cannot stall a
-lookup.
+A request unanswered after ``slow_after`` seconds becomes SLOW: it stops
+holding one of the α slots, so the lookup asks the next candidate (a dead
+contact must not stall it), but it is not failed either: if it is among the
+k closest, the lookup still waits for its verdict (the caller's retries end
+in on_response or on_failure). That keeps lookups exact on lossy links while
+dead contacts cost little. ``next`` takes ``now`` and fails requests past
+``timeout``, so a lost callback cannot stall a lookup.
 """
 
 from __future__ import annotations
@@ -41,6 +49,10 @@ class _State(enum.Enum):
     WAITING = 1
     SUCCEEDED = 2
     FAILED = 3
+    SLOW = 4
+
+
+_PENDING = frozenset({_State.WAITING, _State.SLOW})
 
 
 @dataclass(slots=True)
@@ -49,6 +61,7 @@ class _Candidate:
     dist: int
     state: _State = _State.NOT_CONTACTED
     deadline: float = 0.0
+    slow_at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +98,8 @@ class Lookup:
         k: how many closest nodes the lookup establishes.
         alpha: requests in flight at most.
         timeout: seconds after which an unanswered request counts as failed.
+        slow_after: seconds after which it stops holding an α slot (SLOW);
+            None means never (it holds the slot until ``timeout``).
         quorum: for value lookups, stop after this many answers with a value;
             None for a node lookup that always runs to completion.
         max_candidates: bound on remembered candidates (the farthest
@@ -100,6 +115,7 @@ class Lookup:
         k: int = 20,
         alpha: int = 3,
         timeout: float = 2.0,
+        slow_after: float | None = None,
         quorum: int | None = None,
         max_candidates: int = 200,
     ) -> None:
@@ -111,6 +127,7 @@ class Lookup:
         self.k = k
         self.alpha = alpha
         self.timeout = timeout
+        self.slow_after = timeout if slow_after is None else min(slow_after, timeout)
         self.quorum = quorum
         self.max_candidates = max(max_candidates, k)
         self._order: list[tuple[int, bytes]] = []
@@ -167,10 +184,13 @@ class Lookup:
         """
         if self._result is not None:
             return self._result
-        if self._in_flight:
-            for cand in self._cands.values():
-                if cand.state is _State.WAITING and cand.deadline <= now:
+        for cand in self._cands.values():
+            st = cand.state
+            if st is _State.WAITING or st is _State.SLOW:
+                if cand.deadline <= now:
                     self._set(cand, _State.FAILED)
+                elif st is _State.WAITING and cand.slow_at <= now:
+                    self._set(cand, _State.SLOW)
         if self.quorum is not None and len(self._values) >= self.quorum:
             return self._finish()
         seen = 0
@@ -192,12 +212,14 @@ class Lookup:
         if pick is not None and self._in_flight < self.alpha:
             pick.state = _State.WAITING
             pick.deadline = now + self.timeout
+            pick.slow_at = now + self.slow_after
             self._in_flight += 1
             self.queries += 1
             return Query(pick.contact)
-        if self._in_flight == 0:
+        pending = [c for c in self._cands.values() if c.state in _PENDING]
+        if not pending:
             return self._finish()
-        until = min(c.deadline for c in self._cands.values() if c.state is _State.WAITING)
+        until = min(c.slow_at if c.state is _State.WAITING else c.deadline for c in pending)
         return Waiting(until)
 
     def on_response(

@@ -115,3 +115,43 @@ def test_bad_parameters() -> None:
 
     with pytest.raises(LocalUsageError):
         Lookup(bytes(20), bytes(20), [], alpha=0)
+
+
+def test_slow_contact_frees_its_slot_but_is_still_awaited() -> None:
+    seeds = [Contact(bytes([i]) * 20, "h", i) for i in range(1, 6)]
+    lookup = Lookup(bytes(20), bytes(20), seeds, k=3, alpha=1, timeout=10.0, slow_after=1.0)
+    first = lookup.next(0.0)
+    assert isinstance(first, Query) and first.contact == seeds[0]
+    assert isinstance(lookup.next(0.5), Waiting)
+    # Past slow_after the next candidate is asked although seeds[0] is silent.
+    second = lookup.next(1.0)
+    assert isinstance(second, Query) and second.contact == seeds[1]
+    lookup.on_response(second.contact.node_id)
+    third = lookup.next(1.0)
+    assert isinstance(third, Query) and third.contact == seeds[2]
+    lookup.on_response(third.contact.node_id)
+    # seeds[0] is among the 3 closest: the lookup waits for its verdict...
+    w = lookup.next(2.0)
+    assert isinstance(w, Waiting) and w.until == 10.0
+    # ...and a late answer counts.
+    lookup.on_response(seeds[0].node_id)
+    res = lookup.next(3.0)
+    assert isinstance(res, Finished)
+    assert res.closest == seeds[:3]
+
+
+def test_slow_contact_that_fails_is_replaced_in_the_result() -> None:
+    seeds = [Contact(bytes([i]) * 20, "h", i) for i in range(1, 6)]
+    lookup = Lookup(bytes(20), bytes(20), seeds, k=2, alpha=1, timeout=10.0, slow_after=1.0)
+    assert isinstance(lookup.next(0.0), Query)
+    q = lookup.next(5.0)  # seeds[0] went slow: seeds[1] is asked
+    assert isinstance(q, Query) and q.contact == seeds[1]
+    lookup.on_response(q.contact.node_id)
+    # The window (k = 2) is seeds[0] (slow) and seeds[1] (done): wait.
+    assert isinstance(lookup.next(5.0), Waiting)
+    lookup.on_failure(seeds[0].node_id)
+    q = lookup.next(6.0)
+    assert isinstance(q, Query) and q.contact == seeds[2]
+    lookup.on_response(q.contact.node_id)
+    res = lookup.next(6.0)
+    assert isinstance(res, Finished) and res.closest == seeds[1:3]
