@@ -1,21 +1,22 @@
-"""One ingest transaction: plan, verify, store.
+"""One ingest transaction: sort out, verify, store.
 
-Theory. A batch of (entry, payload) items goes through four steps inside one
-write transaction:
+Theory. :meth:`Store.prepare_ingest` decodes a batch of (entry, payload)
+items, starts their signature checks on the verify pool (:mod:`.verify`) and
+checks the payloads meanwhile. Then, inside one write transaction:
 
 1. *Sort out.* Already-held ids are duplicates (or fill in a missing
-   payload). The rest are grouped by author and split into contiguous runs.
-   An item whose seq is already held under another id is a fork candidate.
-2. *Verify.* Each run is one ``verify_run`` job (links + one signature,
-   anchored on the held entry just below it if any); each fork candidate is
-   one signature check. When there are several jobs they go to the verify
-   pool, in small chunks, and the calling thread moves on.
-3. *Overlap.* While the pool verifies, the calling thread decodes and checks
-   the payloads (hash, size, schema). ``cryptography`` releases the GIL while
-   it verifies, so both cores work.
-4. *Store in order.* For each job, wait for its result; store a good run, or
-   on failure re-check its entries one by one so the valid ones still go in.
-   Rows are buffered and written with ``executemany`` (:class:`Pending`).
+   payload). The rest are grouped by author and cut into contiguous runs,
+   each anchored on the held entry just below it, if any. An item whose seq
+   is held under another id is a fork candidate.
+2. *Verify.* A run that lies inside one verified batch run needs only its
+   anchor link checked; anything else is checked here with ``verify_run``.
+   Waiting for the pool, the thread first writes the rows it has buffered,
+   or checks a not-yet-started chunk itself.
+3. *Store in order.* A good run is stored; a failed one is re-checked entry
+   by entry, so the valid entries below the fault still go in and those
+   above it are refused (``no_prev``). Rows are buffered and written with
+   ``executemany`` (:class:`~.derived.Pending`); then deletes are applied and
+   feed heads advanced.
 
 A rejected item never produces a row: rows are only buffered for entries that
 passed every check, and any unexpected error rolls back the whole batch.
@@ -25,18 +26,18 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from ..protocol.entries import Entry, decode_entry_untrusted, decode_payload_untrusted
 from ..protocol.errors import ProtocolError
-from ..protocol.feeds import check_link, detect_fork, verify_run
+from ..protocol.feeds import check_link, detect_fork
 from . import derived
 from .model import Outcome
 from .schema import PSTATE
+from .verify import Preverifier, verify_one_run
 
-__all__ = ["Feed", "IngestTxn", "Item", "PreparedBatch", "Preverifier"]
+__all__ = ["Feed", "IngestTxn", "Item", "PreparedBatch", "check_payload"]
 
 CHUNK = 500  # bound on SQL parameters per IN (...) list
 _PRESENT, _ABSENT, _DELETED, _DROPPED = (
@@ -107,23 +108,6 @@ def _anchor(author: bytes, seq: int, id_: bytes) -> Entry:
     return Entry(author, seq, None, 0, "", b"", 0, b"", b"", id_)
 
 
-def _verify(run: list[Entry], anchor: Entry | None) -> ProtocolError | None:
-    try:
-        if len(run) == 1 and anchor is None:
-            # A lone entry: its own strict signature check, which already
-            # includes the encoding checks verify_run would repeat.
-            run[0].verify()
-        else:
-            verify_run(run, anchor)
-    except ProtocolError as exc:
-        return exc
-    return None
-
-
-def _verify_chunk(work: list[tuple[list[Entry], Entry | None]]) -> list[ProtocolError | None]:
-    return [_verify(run, anchor) for run, anchor in work]
-
-
 def check_payload(it: Item) -> str | None:
     """Decode and check ``it.payload`` against its entry; return a rejection reason or None."""
     it.checked = True
@@ -139,113 +123,6 @@ def check_payload(it: Item) -> str | None:
 def _rejected(it: Item, reason: str) -> Outcome:
     e = it.entry
     return Outcome("rejected", reason, e.id, e.author, e.seq)
-
-
-class Preverifier:
-    """Signature checks of a batch, started on the pool before the write transaction.
-
-    The batch is cut into *batch runs*: per author, consecutive seqs (an id
-    seen twice counts once; a second id at the same seq gets a run of its
-    own). Each batch run is checked with ``verify_run`` as a detached segment
-    (its links, every signature's encoding, its top signature). A valid batch
-    run proves every entry in it authentic, so any piece of it that the
-    transaction ends up storing needs only the link to its anchor checked.
-    """
-
-    def __init__(
-        self, items: Sequence[Item], pool: ThreadPoolExecutor | None, threads: int
-    ) -> None:
-        self._runs: list[list[Entry]] = []
-        self._run_of: dict[bytes, int] = {}
-        by_author: dict[bytes, list[Entry]] = {}
-        for it in items:
-            by_author.setdefault(it.entry.author, []).append(it.entry)
-        for entries in by_author.values():
-            if len(entries) > 1:
-                entries.sort(key=lambda e: e.seq)
-            cur = -1  # index of the run being extended
-            for e in entries:
-                if e.id in self._run_of:
-                    continue
-                run = self._runs[cur] if cur >= 0 else None
-                if run is not None and e.seq == run[-1].seq + 1:
-                    run.append(e)
-                    self._run_of[e.id] = cur
-                elif run is not None and e.seq == run[-1].seq:
-                    self._new_run(e)  # a rival at the same seq is checked alone
-                else:
-                    cur = self._new_run(e)
-        self._results: dict[int, ProtocolError | None] = {}
-        self._tasks: list[tuple[list[int], Future[list[ProtocolError | None]]]] = []
-        self._task_of: dict[int, int] = {}
-        if pool is None:
-            return
-        # Big runs alone, small ones (live entries) in chunks: amortises the
-        # executor's per-task cost and keeps every worker busy.
-        step = max(1, min(16, len(self._runs) // (4 * max(1, threads))))
-        batch: list[int] = []
-        size = 0
-        for i, run in enumerate(self._runs):
-            batch.append(i)
-            size += len(run)
-            if len(batch) >= step or size >= 64:
-                self._submit(pool, batch)
-                batch, size = [], 0
-        if batch:
-            self._submit(pool, batch)
-
-    def _new_run(self, e: Entry) -> int:
-        self._runs.append([e])
-        self._run_of[e.id] = len(self._runs) - 1
-        return len(self._runs) - 1
-
-    def _submit(self, pool: ThreadPoolExecutor, indexes: list[int]) -> None:
-        work: list[tuple[list[Entry], Entry | None]] = [(self._runs[i], None) for i in indexes]
-        for i in indexes:
-            self._task_of[i] = len(self._tasks)
-        self._tasks.append((indexes, pool.submit(_verify_chunk, work)))
-
-    def ready(self, entries: list[Entry]) -> bool:
-        """True if asking about ``entries`` will not wait for the pool."""
-        i = self._run_of.get(entries[0].id)
-        if i is None or i in self._results or i not in self._task_of:
-            return True
-        return self._tasks[self._task_of[i]][1].done()
-
-    def verdict(self, entries: list[Entry]) -> bool | None:
-        """Whether one verified batch run holds all of ``entries``.
-
-        Returns:
-            True (it does, and it verified), False (its batch run failed), or
-            None (they are not all in one batch run).
-        """
-        i = self._run_of.get(entries[0].id)
-        if i is None or any(self._run_of.get(e.id) != i for e in entries):
-            return None
-        if i not in self._results:
-            t = self._task_of.get(i)
-            if t is None:
-                self._results[i] = _verify(self._runs[i], None)
-            else:
-                indexes, fut = self._tasks[t]
-                if not fut.done() and fut.cancel():
-                    # Not started yet: check it here rather than wait idle.
-                    res = _verify_chunk([(self._runs[j], None) for j in indexes])
-                else:
-                    res = fut.result()
-                self._results.update(zip(indexes, res, strict=True))
-        return self._results[i] is None
-
-    def wait(self) -> None:
-        """Block until every submitted check has finished (results are kept)."""
-        for _, fut in self._tasks:
-            if not fut.cancelled():
-                fut.result()
-
-    def cancel(self) -> None:
-        """Drop checks nobody will ask for (the batch failed early)."""
-        for _, fut in self._tasks:
-            fut.cancel()
 
 
 @dataclass(slots=True)
@@ -501,7 +378,7 @@ class IngestTxn:
                 except ProtocolError as exc:
                     return exc
             return None
-        return _verify(entries, anchor)
+        return verify_one_run(entries, anchor)
 
     def _store_jobs(self, jobs: list[Job], outcomes: list[Outcome | None]) -> None:
         for job in jobs:
@@ -549,7 +426,7 @@ class IngestTxn:
                 if outcomes[it.index] is None:
                     outcomes[it.index] = _rejected(it, "no_prev")
                 continue
-            err = _verify([it.entry], prev)
+            err = verify_one_run([it.entry], prev)
             if err is not None:
                 if outcomes[it.index] is None:
                     outcomes[it.index] = _rejected(it, err.reason)

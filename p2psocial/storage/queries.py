@@ -86,13 +86,13 @@ def _views(conn: sqlite3.Connection, eids: list[int]) -> list[EntryView]:
     by_id = {v.id: v for v in views}
     ids = list(by_id)
     for i in range(0, len(ids), _IN_CHUNK):
-        chunk = ids[i : i + _IN_CHUNK]
+        id_chunk = ids[i : i + _IN_CHUNK]
         q = (
             "SELECT target, kind, aux, count(*), count(DISTINCT fid) FROM entries "
-            f"WHERE target IN ({','.join('?' * len(chunk))}) "
+            f"WHERE target IN ({','.join('?' * len(id_chunk))}) "
             "AND kind IN ('post', 'react', 'repost') GROUP BY target, kind, aux"
         )
-        for target, kind, aux, n, n_authors in conn.execute(q, chunk):
+        for target, kind, aux, n, n_authors in conn.execute(q, id_chunk):
             v = by_id[target]
             if kind == "post":
                 v.replies = n
