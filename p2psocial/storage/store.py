@@ -43,9 +43,9 @@ from ..protocol.errors import DecodeError, ProtocolError
 from ..protocol.identity import SigningKey
 from . import derived, queries
 from .ingest import IngestTxn, Item, PreparedBatch, check_payload, chunks
-from .verify import Preverifier
 from .model import EntryView, Outcome, Page
 from .schema import PSTATE, prepare_database
+from .verify import Preverifier
 
 __all__ = ["Store"]
 
