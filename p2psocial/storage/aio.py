@@ -106,6 +106,9 @@ class AsyncStore:
     async def drop_payload(self, id_: bytes) -> bool:
         return await self._run(self.store.drop_payload, id_)
 
+    async def forget_feed(self, author: bytes) -> int:
+        return await self._run(self.store.forget_feed, author)
+
     async def set_interest(self, author: bytes, reason: str) -> None:
         await self._run(self.store.set_interest, author, reason)
 

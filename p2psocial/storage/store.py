@@ -341,6 +341,42 @@ class Store:
             self._txn(conn).purge(row[0], "dropped")
             return True
 
+    def forget_feed(self, author: bytes) -> int:
+        """Remove everything held of ``author``'s feed (e.g. evicting a peeked feed).
+
+        Entries, payloads, their search/notification rows and what their
+        follows and profiles implied all go, and so do fork proofs; local
+        blocks and interests stay (they are the owner's settings, not the
+        feed's). Deletes the author published are remembered, so re-fetching
+        the feed later cannot bring deleted payloads back.
+
+        Returns:
+            The number of entries removed.
+        """
+        with self._write() as conn:
+            row = conn.execute("SELECT fid FROM feeds WHERE author = ?", (author,)).fetchone()
+            if row is None:
+                return 0
+            fid = row[0]
+            txn = self._txn(conn)
+            for (eid,) in conn.execute(
+                "SELECT eid FROM entries WHERE fid = ? AND pstate = ?", (fid, PSTATE["present"])
+            ).fetchall():
+                txn.purge(eid, "dropped")
+            # Deleted replies keep their thread links; and other authors'
+            # notifications may name these entries.
+            conn.execute(
+                "DELETE FROM notify WHERE eid IN (SELECT eid FROM entries WHERE fid = ?)", (fid,)
+            )
+            n = conn.execute("DELETE FROM entries WHERE fid = ?", (fid,)).rowcount
+            conn.execute("DELETE FROM fork_proofs WHERE fid = ?", (fid,))
+            conn.execute(
+                "UPDATE feeds SET head_seq = 0, head_id = NULL, max_seq = 0, status = 'ok', "
+                "fork_seq = NULL, n_entries = 0, payload_bytes = 0 WHERE fid = ?",
+                (fid,),
+            )
+            return int(n)
+
     # ------------------------------------------------------------------ feeds and sync
 
     def head(self, author: bytes) -> tuple[int, bytes] | None:

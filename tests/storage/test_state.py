@@ -165,3 +165,33 @@ def test_interests_settings_contacts(store: Store) -> None:
     assert sorted(store.load_dht_contacts()) == contacts
     store.save_dht_contacts(contacts[:1])
     assert store.load_dht_contacts() == contacts[:1]
+
+
+def test_forget_feed(store: Store) -> None:
+    a, me = FeedBuilder(key(1)), FeedBuilder(key(2))
+    me.post("mine")
+    a.post("peeked words", mentions=[me.author], reply={"root": me.id(1), "parent": me.id(1)})
+    a.add("follow", {"target": me.author})
+    a.add("profile", {"name": "A"})
+    a.post("to delete")
+    a.add("delete", {"target": a.id(4)})
+    store.ingest(me.items() + a.items(), now_ms=NOW)
+    store.set_interest(a.author, "peek")
+    assert store.forget_feed(a.author) == 5
+    assert store.forget_feed(key(9).public_key) == 0
+    assert store.feed_status(a.author) == "unknown"
+    assert store.head(a.author) is None and a.author not in store.heads()
+    assert store.search("peeked").items == []
+    assert store.mentions(me.author).items == []
+    assert store.followers(me.author) == []
+    assert store.profile(a.author) is None
+    assert store.get_entry(me.id(1)).replies == 0  # type: ignore[union-attr]
+    assert store.interests() == {a.author: {"peek"}}
+    assert store.statistics()["entries"] == 1
+    # Fetching it again restores it, except what its author deleted.
+    out = store.ingest(a.items(), now_ms=NOW)
+    assert [(o.status, o.reason) for o in out][3] == ("stored", "deleted")
+    assert store.head(a.author) == (5, a.id(5))
+    assert store.profile(a.author) == {"name": "A", "seq": 3}
+    assert store.connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    store.connection.execute("INSERT INTO post_fts(post_fts) VALUES ('integrity-check')")
