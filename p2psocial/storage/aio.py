@@ -95,78 +95,102 @@ class AsyncStore:
         return await self._run(self.store.append_local, key, kind, payload, now_ms=now_ms)
 
     async def block_local(self, author: bytes) -> None:
+        """See :meth:`Store.block_local`."""
         await self._run(self.store.block_local, author)
 
     async def unblock_local(self, author: bytes) -> None:
+        """See :meth:`Store.unblock_local`."""
         await self._run(self.store.unblock_local, author)
 
     async def blocked(self) -> set[bytes]:
+        """See :meth:`Store.blocked`."""
         return await self._run(self.store.blocked)
 
     async def drop_payload(self, id_: bytes) -> bool:
+        """See :meth:`Store.drop_payload`."""
         return await self._run(self.store.drop_payload, id_)
 
     async def forget_feed(self, author: bytes) -> int:
+        """See :meth:`Store.forget_feed`."""
         return await self._run(self.store.forget_feed, author)
 
     async def set_interest(self, author: bytes, reason: str) -> None:
+        """See :meth:`Store.set_interest`."""
         await self._run(self.store.set_interest, author, reason)
 
     async def clear_interest(self, author: bytes, reason: str) -> None:
+        """See :meth:`Store.clear_interest`."""
         await self._run(self.store.clear_interest, author, reason)
 
     async def save_dht_contacts(self, contacts: Iterable[tuple[bytes, str, int]]) -> None:
+        """See :meth:`Store.save_dht_contacts`."""
         await self._run(self.store.save_dht_contacts, list(contacts))
 
     async def set_setting(self, key: str, value: Any) -> None:
+        """See :meth:`Store.set_setting`."""
         await self._run(self.store.set_setting, key, value)
 
     # Reads --------------------------------------------------------------------
     async def head(self, author: bytes) -> tuple[int, bytes] | None:
+        """See :meth:`Store.head`."""
         return await self._run(self.store.head, author)
 
     async def heads(self, authors: Iterable[bytes] | None = None) -> dict[bytes, int]:
+        """See :meth:`Store.heads`."""
         return await self._run(self.store.heads, None if authors is None else list(authors))
 
     async def entries_after(
         self, author: bytes, seq: int, limit: int
     ) -> list[tuple[bytes, bytes | None]]:
+        """See :meth:`Store.entries_after`."""
         return await self._run(self.store.entries_after, author, seq, limit)
 
     async def get_entry(self, id_: bytes) -> EntryView | None:
+        """See :meth:`Store.get_entry`."""
         return await self._run(self.store.get_entry, id_)
 
     async def get_raw(self, id_: bytes) -> tuple[bytes, bytes | None] | None:
+        """See :meth:`Store.get_raw`."""
         return await self._run(self.store.get_raw, id_)
 
     async def interests(self) -> dict[bytes, set[str]]:
+        """See :meth:`Store.interests`."""
         return await self._run(self.store.interests)
 
     async def feed_status(self, author: bytes) -> str:
+        """See :meth:`Store.feed_status`."""
         return await self._run(self.store.feed_status, author)
 
     async def fork_proofs(self, author: bytes) -> list[bytes]:
+        """See :meth:`Store.fork_proofs`."""
         return await self._run(self.store.fork_proofs, author)
 
     async def following(self, author: bytes) -> list[bytes]:
+        """See :meth:`Store.following`."""
         return await self._run(self.store.following, author)
 
     async def followers(self, author: bytes) -> list[bytes]:
+        """See :meth:`Store.followers`."""
         return await self._run(self.store.followers, author)
 
     async def blocks_of(self, author: bytes) -> list[bytes]:
+        """See :meth:`Store.blocks_of`."""
         return await self._run(self.store.blocks_of, author)
 
     async def blocked_by(self, author: bytes) -> list[bytes]:
+        """See :meth:`Store.blocked_by`."""
         return await self._run(self.store.blocked_by, author)
 
     async def profile(self, author: bytes) -> dict[str, Any] | None:
+        """See :meth:`Store.profile`."""
         return await self._run(self.store.profile, author)
 
     async def reaction_counts(self, id_: bytes) -> dict[str, int]:
+        """See :meth:`Store.reaction_counts`."""
         return await self._run(self.store.reaction_counts, id_)
 
     async def timeline(self, me: bytes, *, limit: int = 50, before: str | None = None) -> Page:
+        """See :meth:`Store.timeline`."""
         return await self._run(self.store.timeline, me, limit=limit, before=before)
 
     async def feed(
@@ -177,6 +201,7 @@ class AsyncStore:
         before: str | None = None,
         kinds: Iterable[str] | None = ("post", "repost"),
     ) -> Page:
+        """See :meth:`Store.feed`."""
         return await self._run(
             self.store.feed,
             author,
@@ -186,26 +211,33 @@ class AsyncStore:
         )
 
     async def thread(self, id_: bytes) -> list[EntryView]:
+        """See :meth:`Store.thread`."""
         return await self._run(self.store.thread, id_)
 
     async def mentions(self, me: bytes, *, limit: int = 50, before: str | None = None) -> Page:
+        """See :meth:`Store.mentions`."""
         return await self._run(self.store.mentions, me, limit=limit, before=before)
 
     async def tagged(self, tag: str, *, limit: int = 50, before: str | None = None) -> Page:
+        """See :meth:`Store.tagged`."""
         return await self._run(self.store.tagged, tag, limit=limit, before=before)
 
     async def search(
         self, query: str, *, author: bytes | None = None, limit: int = 50, before: str | None = None
     ) -> Page:
+        """See :meth:`Store.search`."""
         return await self._run(self.store.search, query, author=author, limit=limit, before=before)
 
     async def load_dht_contacts(self) -> list[tuple[bytes, str, int]]:
+        """See :meth:`Store.load_dht_contacts`."""
         return await self._run(self.store.load_dht_contacts)
 
     async def get_setting(self, key: str, default: Any = None) -> Any:
+        """See :meth:`Store.get_setting`."""
         return await self._run(self.store.get_setting, key, default)
 
     async def statistics(self) -> dict[str, Any]:
+        """See :meth:`Store.statistics`."""
         stats = await self._run(self.store.statistics)
         stats["limiter_waiting"] = self._limiter.statistics().tasks_waiting
         return stats

@@ -140,6 +140,7 @@ class Store:
 
     @property
     def path(self) -> str:
+        """The database file."""
         return self._path
 
     @property
