@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import ipaddress
 import logging
 import os
 import time
@@ -741,7 +742,10 @@ class DHTNode:
         return node_id
 
     async def bootstrap(self, addrs: list[Addr]) -> int:
-        """Join the network through the given (IP, port) addresses.
+        """Join the network through the given (host, port) addresses.
+
+        Host names are resolved once, here; unreachable or unresolvable
+        entries are counted (``bootstrap_failures``) and skipped.
 
         Pings each, then looks up our own id to fill the table.
 
@@ -751,8 +755,8 @@ class DHTNode:
 
         async def one(addr: Addr) -> None:
             try:
-                await self.ping((addr[0], int(addr[1])))
-            except (DHTError, ProtocolError) as exc:
+                await self.ping(await self._resolve(addr[0], int(addr[1])))
+            except (DHTError, ProtocolError, OSError) as exc:
                 self._stats["bootstrap_failures"] += 1
                 log.info("bootstrap %s:%s failed: %s", addr[0], addr[1], exc)
 
@@ -762,6 +766,23 @@ class DHTNode:
         if len(self.table):
             await self.find_node(self.node_id)
         return len(self.table)
+
+    async def _resolve(self, host: str, port: int) -> Addr:
+        """An IP address for ``host`` (responses are matched by source address,
+        so contacts are always kept as IP literals)."""
+        try:
+            ipaddress.ip_address(host)
+            return (host, port)
+        except ValueError:
+            pass
+        family = trio.socket.AF_INET6 if ":" in self.address[0] else trio.socket.AF_INET
+        infos = await trio.socket.getaddrinfo(
+            host, port, family=family, type=trio.socket.SOCK_DGRAM
+        )
+        if not infos:
+            raise DHTError(f"cannot resolve {host}", reason="resolve")
+        sockaddr = infos[0][4]
+        return (str(sockaddr[0]), int(sockaddr[1]))
 
     async def find_node(self, target: bytes) -> list[Contact]:
         """The k nodes closest to ``target`` that answered, nearest first."""
@@ -1030,7 +1051,11 @@ class DHTNode:
             raise LocalUsageError("peer_port must be 1..65535")
         key = swarm_key(author)
         self._own_announces[author] = peer_port
-        self.swarms.announce(key, self.node_id, self.address[0], peer_port, trio.current_time())
+        host = self.address[0]
+        if host not in ("0.0.0.0", "::"):
+            # Listed in our own swarm store too, for when we are among the
+            # closest to the key; a wildcard bind has no address to list.
+            self.swarms.announce(key, self.node_id, host, peer_port, trio.current_time())
         result, tokens, _ = await self._peers_lookup(key)
         accepted = 0
 

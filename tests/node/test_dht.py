@@ -52,7 +52,7 @@ async def dht_testnet(
     async with trio.open_nursery() as nursery:
         for x in nodes:
             await nursery.start(run_one, x)
-        await nodes[1].bootstrap([nodes[0].address])
+        await nodes[1].bootstrap([("localhost", nodes[0].address[1])])
         async with trio.open_nursery() as boot:
             for x in nodes[2:]:
                 boot.start_soon(x.bootstrap, [nodes[0].address])
@@ -313,3 +313,26 @@ async def test_home_node_reuses_its_closest_set_and_falls_back_when_it_dies() ->
             assert home.statistics()["puts_from_cache"] == 1
             alive = [x for x in nodes if x.node_id not in gone and x is not home]
             assert await alive[0].get_head(author.public_key) == chain[2]
+
+
+async def test_routing_table_persists_in_the_sqlite_store(tmp_path: Any) -> None:
+    from p2psocial.storage.aio import open_async_store
+
+    with trio.fail_after(30):
+        async with dht_testnet(6) as nodes:
+            key = SigningKey.generate()
+            async with open_async_store(tmp_path / "node.db") as store:
+                node = DHTNode(key, "127.0.0.1", 0, contact_store=store)
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(node.run)
+                    assert await node.bootstrap([nodes[0].address]) >= 5
+                    before = set(node.routing_table_contacts())
+                    nursery.cancel_scope.cancel()
+            async with open_async_store(tmp_path / "node.db") as store:
+                again = DHTNode(key, "127.0.0.1", 0, contact_store=store)
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(again.run)
+                    assert set(again.routing_table_contacts()) == before
+                    # The reloaded contacts work: a lookup needs no bootstrap.
+                    assert len(await again.find_node(nodes[3].node_id)) >= 5
+                    nursery.cancel_scope.cancel()

@@ -114,3 +114,37 @@ async def test_records_and_swarms_over_a_lossy_network(
                 getter = rng.choice(nodes)
                 peers = await getter.get_peers(a.public_key)
                 assert peers  # the announcer, unless the getter announced it itself
+
+
+async def test_refresh_republish_and_reannounce_outlive_ttls(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A day of virtual time: records (24 h TTL) and announcements (30 min)
+    survive because their publishers republish and re-announce."""
+    with trio.fail_after(48 * 3600):
+        async with memnet(16, seed=8, loss=0.02) as (_net, nodes):
+            author = SigningKey.from_seed(b"p" * 32)
+            e, _ = create_entry(
+                author,
+                seq=1,
+                prev=None,
+                timestamp=1_700_000_000_000,
+                kind="post",
+                payload={"text": "x"},
+            )
+            assert await nodes[0].put_head(e.to_bytes()) >= 10
+            assert await nodes[1].announce(author.public_key, 7001) >= 10
+            await trio.sleep(25 * 3600)
+            assert await nodes[5].get_head(author.public_key) == e.to_bytes()
+            peers = await nodes[6].get_peers(author.public_key)
+            assert (nodes[1].node_id, "10.0.0.1", 7001) in peers
+            assert nodes[0].statistics()["republish_rounds"] >= 20
+
+
+async def test_idle_buckets_are_refreshed(autojump_clock: trio.testing.MockClock) -> None:
+    with trio.fail_after(4 * 3600):
+        async with memnet(6, seed=9, loss=0.0) as (_net, nodes):
+            await trio.sleep(2.5 * 3600)
+            for x in nodes:
+                # One lookup per idle hour; it touches the bucket again.
+                assert 1 <= x.statistics()["bucket_refreshes"] <= 3
