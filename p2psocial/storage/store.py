@@ -221,6 +221,8 @@ class Store:
             except ProtocolError as exc:
                 outcomes[i] = Outcome("rejected", exc.reason, entry.id, entry.author, entry.seq)
                 continue
+            if payload is not None and type(payload) is not bytes:
+                payload = bytes(payload)  # e.g. a memoryview from a frame buffer
             decoded.append(Item(i, entry, payload))
         if not decoded:
             return PreparedBatch([], outcomes, None)

@@ -335,3 +335,12 @@ def test_bad_payload_inside_a_run(store: Store) -> None:
     assert store.head(a.author) == (2, a.id(2))
     assert store.ingest([a.item(3)], now_ms=NOW)[0].status == "stored"
     assert store.head(a.author) == (5, a.id(5))
+
+
+def test_accepts_lists_and_memoryviews(store: Store) -> None:
+    a = FeedBuilder(key(1))
+    a.post("x")
+    raw, pl = a.item(1)
+    out = store.ingest([[memoryview(raw), memoryview(pl)]], now_ms=NOW)  # type: ignore[list-item]
+    assert out[0].status == "stored"
+    assert store.get_entry(a.id(1)).text == "x"  # type: ignore[union-attr]
