@@ -24,9 +24,14 @@ from typing import Any
 import trio
 
 from ..errors import NodeError
-from ..protocol.entries import Entry
+from ..protocol.entries import Entry, encode_payload
 from ..protocol.errors import DecodeError, LocalUsageError
-from ..protocol.identity import SigningKey, identity_from_text, identity_to_text
+from ..protocol.identity import (
+    SigningKey,
+    identity_from_text,
+    identity_to_text,
+    node_id_from_public_key,
+)
 from ..storage import AsyncStore, open_async_store
 from ..storage.keyfile import read_key_file
 from .config import NodeConfig
@@ -149,17 +154,11 @@ class Node:
     async def _publish(self, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
         async with self._publish_lock:
             entry: Entry = await self.store.append_local(self._key, kind, payload, now_ms=now_ms())
-        payload_bytes = await self._payload_of(entry)
         if self.replicator is not None:
-            self.replicator.notify_local(entry, payload_bytes)
+            # Canonical encoding: these are exactly the payload bytes just stored.
+            self.replicator.notify_local(entry, encode_payload(kind, payload))
         self._on_stored([entry])
         return {"id": entry.id.hex(), "seq": entry.seq}
-
-    async def _payload_of(self, entry: Entry) -> bytes:
-        rows = await self.store.entries_after(entry.author, entry.seq - 1, 1)
-        if not rows or rows[0][1] is None:  # pragma: no cover - just written
-            raise NodeError("entry vanished after publishing", reason="internal")
-        return rows[0][1]
 
     async def post(
         self,
@@ -614,8 +613,7 @@ class Node:
 
     @property
     def node_key_id(self) -> bytes:
-        from ..protocol.identity import node_id_from_public_key
-
+        """This node's DHT id (from the node key, not the user identity)."""
         return node_id_from_public_key(self.node_key.public_key)
 
     async def statistics(self) -> dict[str, Any]:
