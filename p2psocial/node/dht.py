@@ -179,9 +179,9 @@ class DHTConfig:
     #: the highest seq seen on the way.
     get_k: int = 5
     request_queue: int = 256
-    request_workers: int = 2
+    request_workers: int = 1
     hello_queue: int = 256
-    hello_workers: int = 4
+    hello_workers: int = 2
     ping_queue: int = 64
     #: Per-address request rate limit (token bucket).
     rate_per_s: float = 200.0
@@ -365,7 +365,14 @@ class DHTNode:
         tokens = min(cfg.rate_burst, tokens + (now - last) * cfg.rate_per_s)
         ok = tokens >= 1.0
         self._rate[addr] = (tokens - 1.0 if ok else tokens, now)
-        while len(self._rate) > cfg.rate_table_size:
+        # The table is ordered by last use. An address idle long enough to
+        # have refilled its whole burst is the same as an unknown one: forget
+        # it, so the table holds only the recently active (memory stays small).
+        refill = cfg.rate_burst / cfg.rate_per_s
+        while self._rate:
+            first = next(iter(self._rate.values()))
+            if now - first[1] < refill and len(self._rate) <= cfg.rate_table_size:
+                break
             self._rate.popitem(last=False)
         return ok
 
