@@ -324,6 +324,7 @@ class DHTNode:
                 with trio.CancelScope(shield=True), trio.move_on_after(5):
                     await self._save_contacts()
             sock.close()
+            self._sock = None
             self._addr = None
             self._nursery = None
 
@@ -414,6 +415,11 @@ class DHTNode:
                 reply = self._handle(req, addr)
             except ProtocolError as exc:
                 self._drop(exc.reason)
+                continue
+            except LocalUsageError:
+                # Our answer would not fit in a datagram (cannot happen with
+                # the limits of spec/dht.md, but a bad reply must not kill us).
+                self._drop("reply_too_large")
                 continue
             if reply is not None:
                 await self._send(reply, addr)
