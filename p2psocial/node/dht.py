@@ -489,13 +489,13 @@ class DHTNode:
             self._stats["records_stored"] += 1
             return encode_response(mid, {"ok": True})
         if method == "get_record":
-            _, key, kind = args
+            _, key, kind, nonce = args
+            reply: dict[str, Any] = self._proof_for(sender, nonce)
             rec = self.records.get(kind, key, now)
+            if rec is not None:
+                reply["record"] = rec.data
             nodes = self.table.closest(key, exclude=(sender,), accept=self._useful_filter())
-            if rec is None:
-                return encode_response_fitting(mid, lambda t: {"nodes": t}, nodes)
-            data = rec.data
-            return encode_response_fitting(mid, lambda t: {"nodes": t, "record": data}, nodes)
+            return encode_response_fitting(mid, lambda t: {**reply, "nodes": t}, nodes)
         if method == "announce":
             _, key, tcp_port, token = args
             try:
@@ -506,13 +506,20 @@ class DHTNode:
                 return encode_response(mid, {"rejected": exc.reason})
             return encode_response(mid, {"ok": True})
         # get_peers
-        key = args[1]
-        peers = [[n, h, p] for n, h, p in self.swarms.peers(key, now, limit=12)]
-        token = self.tokens.issue(addr[0], addr[1])
+        _, key, nonce = args
+        reply = self._proof_for(sender, nonce)
+        reply["peers"] = [[n, h, p] for n, h, p in self.swarms.peers(key, now, limit=12)]
+        reply["token"] = self.tokens.issue(addr[0], addr[1])
         nodes = self.table.closest(key, exclude=(sender,), accept=self._useful_filter())
-        return encode_response_fitting(
-            mid, lambda t: {"nodes": t, "peers": peers, "token": token}, nodes
-        )
+        return encode_response_fitting(mid, lambda t: {**reply, "nodes": t}, nodes)
+
+    def _proof_for(self, requester: bytes, nonce: bytes | None) -> dict[str, Any]:
+        """The reply's ``proof`` entry when the request carried a nonce."""
+        if nonce is None:
+            return {}
+        self._stats["proofs_given"] += 1
+        sig = self.key.sign(hello_message(nonce, requester))
+        return {"proof": [self.key.public_key, sig]}
 
     def _now_ms(self) -> int:
         return int(self._wall() * 1000)
@@ -642,11 +649,7 @@ class DHTNode:
             self._stats["hello_bad"] += 1
             self._failed(contact)
             raise
-        self._proven[contact.node_id] = contact.addr
-        self._proven.move_to_end(contact.node_id)
-        while len(self._proven) > self.config.max_proven:
-            self._proven.popitem(last=False)
-        self._stats["hello_proven"] += 1
+        self._mark_proven(contact)
 
     # -- calling -------------------------------------------------------------------
 
@@ -864,6 +867,56 @@ class DHTNode:
     def _record_seeds(self, key: bytes) -> list[Contact]:
         return self.table.closest(key, accept=self._useful_filter())
 
+    async def _proving_call(
+        self, c: Contact, method: str, args: list[Any]
+    ) -> tuple[Any, bytes | None]:
+        """Call one of our record RPCs; to a contact not yet proven, add a
+        nonce so that its reply carries the key proof (no separate hello).
+
+        Returns:
+            (reply value, the nonce sent or None).
+
+        Raises:
+            DHTError: ``not_ours`` (a known stock node) or ``no_answer``.
+        """
+        if self.is_proven(c):
+            return await self._call(c.addr, method, args), None
+        until = self._not_ours.get(c.addr)
+        if until is not None and until > trio.current_time():
+            raise DHTError("contact does not speak our RPCs", reason="not_ours")
+        nonce = os.urandom(NONCE_SIZE)
+        try:
+            return await self._call(c.addr, method, [*args, nonce]), nonce
+        except DHTError:
+            # A stock node (it ignores our methods) or a dead one: the hello
+            # worker tells them apart in the background, and evicts the dead.
+            with contextlib.suppress(trio.WouldBlock):
+                self._hello_send.send_nowait(c)
+            raise DHTError(f"{method} to {c} went unanswered", reason="no_answer") from None
+
+    def _check_proof(
+        self, c: Contact, nonce: bytes | None, proof: tuple[bytes, bytes] | None
+    ) -> None:
+        """Accept a reply's key proof, or raise ProtocolError if it was due and is bad."""
+        if nonce is None:
+            return
+        if proof is None:
+            raise DecodeError("reply lacks the key proof asked for", reason="no_proof")
+        try:
+            verify_hello(c.node_id, nonce, self.node_id, proof[0], proof[1])
+        except ProtocolError:
+            self._stats["hello_bad"] += 1
+            self._failed(c)
+            raise
+        self._mark_proven(c)
+
+    def _mark_proven(self, c: Contact) -> None:
+        self._proven[c.node_id] = c.addr
+        self._proven.move_to_end(c.node_id)
+        while len(self._proven) > self.config.max_proven:
+            self._proven.popitem(last=False)
+        self._stats["hello_proven"] += 1
+
     async def _record_lookup(
         self, kind: str, key: bytes, k: int | None = None
     ) -> tuple[Finished, list[tuple[int, bytes]]]:
@@ -875,10 +928,9 @@ class DHTNode:
         found: list[tuple[int, bytes]] = []
 
         async def ask(c: Contact) -> tuple[list[Contact], bool, Any]:
-            await self._ensure_proven(c)
-            rec, nodes = parse_get_record_reply(
-                await self._call(c.addr, "get_record", [self.node_id, key, kind])
-            )
+            value, nonce = await self._proving_call(c, "get_record", [self.node_id, key, kind])
+            rec, nodes, proof = parse_get_record_reply(value)
+            self._check_proof(c, nonce, proof)
             if rec is None:
                 return nodes, False, None
             seq = self._validate_cached(kind, key, rec)
@@ -1039,10 +1091,9 @@ class DHTNode:
         peers: dict[bytes, tuple[bytes, str, int]] = {}
 
         async def ask(c: Contact) -> tuple[list[Contact], bool, Any]:
-            await self._ensure_proven(c)
-            got, token, nodes = parse_get_peers_reply(
-                await self._call(c.addr, "get_peers", [self.node_id, key])
-            )
+            value, nonce = await self._proving_call(c, "get_peers", [self.node_id, key])
+            got, token, nodes, proof = parse_get_peers_reply(value)
+            self._check_proof(c, nonce, proof)
             if token:
                 tokens[c.node_id] = token
             for p in got:

@@ -336,3 +336,35 @@ async def test_routing_table_persists_in_the_sqlite_store(tmp_path: Any) -> None
                     # The reloaded contacts work: a lookup needs no bootstrap.
                     assert len(await again.find_node(nodes[3].node_id)) >= 5
                     nursery.cancel_scope.cancel()
+
+
+async def test_record_replies_carry_a_key_proof_when_asked() -> None:
+    from p2psocial.protocol.dht import Contact
+    from p2psocial.protocol.dht.wire import parse_get_record_reply, verify_hello
+    from p2psocial.protocol.errors import InvalidSignature
+
+    with trio.fail_after(20):
+        async with dht_testnet(4) as nodes, Raw() as raw:
+            me, nonce = os.urandom(20), os.urandom(32)
+            hk = head_key(os.urandom(32))
+            reply = await raw.call(nodes[0].address, "get_record", [me, hk, "head", nonce])
+            _, _, proof = parse_get_record_reply(reply)
+            assert proof is not None
+            verify_hello(nodes[0].node_id, nonce, me, *proof)
+            # Without a nonce there is no proof (and no signing cost).
+            reply = await raw.call(nodes[0].address, "get_record", [me, hk, "head"])
+            assert parse_get_record_reply(reply)[2] is None
+            # An impostor claiming an id that is not the hash of its key fails.
+            impostor = DHTNode(SigningKey.generate(), "127.0.0.1", 0)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(impostor.run)
+                fake = Contact(os.urandom(20), *impostor.address)
+                asker = nodes[1]
+                value, sent = await asker._proving_call(
+                    fake, "get_record", [asker.node_id, hk, "head"]
+                )
+                with pytest.raises(InvalidSignature) as info:
+                    asker._check_proof(fake, sent, parse_get_record_reply(value)[2])
+                assert info.value.reason == "wrong_id"
+                assert not asker.is_proven(fake)
+                nursery.cancel_scope.cancel()

@@ -37,6 +37,7 @@ __all__ = [
     "MAX_NODES",
     "METHODS",
     "NONCE_SIZE",
+    "PROVING_METHODS",
     "REQUEST",
     "RESPONSE",
     "Request",
@@ -87,10 +88,13 @@ METHODS: dict[str, int] = {
     "find_value": 2,  # [sender_id, key]
     "hello": 2,  # [sender_id, nonce]
     "put_record": 4,  # [sender_id, key, kind, record]
-    "get_record": 3,  # [sender_id, key, kind]
+    "get_record": 3,  # [sender_id, key, kind, nonce?]
     "announce": 4,  # [sender_id, key, tcp_port, token]
-    "get_peers": 2,  # [sender_id, key]
+    "get_peers": 2,  # [sender_id, key, nonce?]
 }
+#: Methods that take an optional trailing nonce: the reply then carries a
+#: key proof (as ``hello`` would), saving a round trip to a new contact.
+PROVING_METHODS = frozenset({"get_record", "get_peers"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,9 +227,11 @@ def parse_request_args(method: str, args: list[Any]) -> tuple[Any, ...]:
 
     ``args[0]`` is always the requester's 20-byte node id. The rest:
     ``store`` (key: 20 bytes, value: any scalar), ``find_node``/``find_value``
-    /``get_peers`` (key), ``hello`` (nonce: 32 bytes), ``put_record`` (key,
-    kind: str, record: bytes), ``get_record`` (key, kind), ``announce`` (key,
-    tcp_port: 1..65535, token: bytes).
+    (key), ``get_peers`` (key, nonce?), ``hello`` (nonce: 32 bytes),
+    ``put_record`` (key, kind: str, record: bytes), ``get_record`` (key,
+    kind, nonce?), ``announce`` (key, tcp_port: 1..65535, token: bytes).
+    For ``get_record`` and ``get_peers`` the returned tuple always ends with
+    the nonce, or None when it was not sent.
 
     Raises:
         DecodeError: unknown method (``unknown_method``) or wrong arguments
@@ -234,6 +240,12 @@ def parse_request_args(method: str, args: list[Any]) -> tuple[Any, ...]:
     n = METHODS.get(method)
     if n is None:
         raise DecodeError(f"unknown method {method!r}", reason="unknown_method")
+    nonce = None
+    if method in PROVING_METHODS and len(args) == n + 1:
+        nonce = args[n]
+        if type(nonce) is not bytes or len(nonce) != NONCE_SIZE:
+            raise _bad("proof nonce must be 32 bytes")
+        args = args[:n]
     if len(args) != n:
         raise _bad(f"{method} takes {n} arguments, got {len(args)}")
     sender = _id(args[0], "sender id")
@@ -242,8 +254,10 @@ def parse_request_args(method: str, args: list[Any]) -> tuple[Any, ...]:
     key = _id(args[1], "key") if method != "hello" else None
     if method == "store":
         return (sender, key, args[2])
-    if method in ("find_node", "find_value", "get_peers"):
+    if method in ("find_node", "find_value"):
         return (sender, key)
+    if method == "get_peers":
+        return (sender, key, nonce)
     if method == "hello":
         if type(args[1]) is not bytes or len(args[1]) != NONCE_SIZE:
             raise _bad("hello nonce must be 32 bytes")
@@ -252,7 +266,7 @@ def parse_request_args(method: str, args: list[Any]) -> tuple[Any, ...]:
         if type(args[2]) is not str or len(args[2]) > 16:
             raise _bad("record kind must be a short str")
         if method == "get_record":
-            return (sender, key, args[2])
+            return (sender, key, args[2], nonce)
         if type(args[3]) is not bytes:
             raise _bad("record must be bytes")
         return (sender, key, args[2], args[3])
@@ -332,25 +346,33 @@ def _reply_map(value: Any, allowed: set[str]) -> dict[str, Any]:
     return value
 
 
-def parse_get_record_reply(value: Any) -> tuple[bytes | None, list[Contact]]:
-    """``{"nodes": [...], "record"?: bytes}`` → (record or None, contacts)."""
-    m = _reply_map(value, {"nodes", "record"})
+def _proof(m: dict[str, Any]) -> tuple[bytes, bytes] | None:
+    proof = m.get("proof")
+    return None if proof is None else parse_hello_reply(proof)
+
+
+def parse_get_record_reply(
+    value: Any,
+) -> tuple[bytes | None, list[Contact], tuple[bytes, bytes] | None]:
+    """``{"nodes": [...], "record"?: bytes, "proof"?: [key, sig]}`` →
+    (record or None, contacts, proof or None)."""
+    m = _reply_map(value, {"nodes", "record", "proof"})
     rec = m.get("record")
     if rec is not None and type(rec) is not bytes:
         raise DecodeError("record must be bytes", reason="bad_reply")
-    return rec, parse_node_list(m.get("nodes", []))
+    return rec, parse_node_list(m.get("nodes", [])), _proof(m)
 
 
 def parse_get_peers_reply(
     value: Any,
-) -> tuple[list[tuple[bytes, str, int]], bytes, list[Contact]]:
-    """``{"nodes", "peers", "token"}`` → (peers, token, contacts)."""
-    m = _reply_map(value, {"nodes", "peers", "token"})
+) -> tuple[list[tuple[bytes, str, int]], bytes, list[Contact], tuple[bytes, bytes] | None]:
+    """``{"nodes", "peers", "token", "proof"?}`` → (peers, token, contacts, proof or None)."""
+    m = _reply_map(value, {"nodes", "peers", "token", "proof"})
     token = m.get("token", b"")
     if type(token) is not bytes or len(token) > 64:
         raise DecodeError("token must be bytes", reason="bad_reply")
     peers = [(c.node_id, c.host, c.port) for c in parse_node_list(m.get("peers", []))]
-    return peers, token, parse_node_list(m.get("nodes", []))
+    return peers, token, parse_node_list(m.get("nodes", [])), _proof(m)
 
 
 def parse_status_reply(value: Any) -> tuple[bool, str]:

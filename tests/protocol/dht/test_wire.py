@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from p2psocial.protocol.dht.routing import Contact
 from p2psocial.protocol.dht.wire import (
     MAX_DATAGRAM,
+    PROVING_METHODS,
     Request,
     Response,
     decode_datagram_untrusted,
@@ -82,8 +83,9 @@ def test_encoder_enforces_the_size_limit() -> None:
     nodes = [Contact(bytes([i]) * 20, "255.255.255.255", 65535) for i in range(20)]
     out = encode_response_fitting(MID, lambda t: {"nodes": t, "record": b"r" * 600}, nodes)
     assert len(out) <= MAX_DATAGRAM
-    rec, got = parse_get_record_reply(decode_datagram_untrusted(out).value)  # type: ignore[union-attr]
+    rec, got, proof = parse_get_record_reply(decode_datagram_untrusted(out).value)  # type: ignore[union-attr]
     assert rec == b"r" * 600 and 0 < len(got) < 20 and got == nodes[: len(got)]
+    assert proof is None
 
 
 ARGS_OK = [
@@ -101,9 +103,17 @@ ARGS_OK = [
 
 @pytest.mark.parametrize(("method", "args"), ARGS_OK)
 def test_args_ok_and_every_wrong_arg_refused(method: str, args: list[object]) -> None:
-    assert parse_request_args(method, args) == tuple(args)
+    expect = tuple(args) + ((None,) if method in PROVING_METHODS else ())
+    assert parse_request_args(method, args) == expect
+    if method in PROVING_METHODS:
+        nonce = b"N" * 32
+        assert parse_request_args(method, [*args, nonce]) == (*args, nonce)
+        with pytest.raises(DecodeError):
+            parse_request_args(method, [*args, b"short"])
     with pytest.raises(DecodeError):
         parse_request_args(method, [*args, 1])
+    with pytest.raises(DecodeError):
+        parse_request_args(method, [*args, b"N" * 32, 1])
     for i in range(len(args)):
         if method == "store" and i == 2:
             continue  # plain values are opaque here; the store checks them
@@ -125,7 +135,16 @@ def test_reply_parsers() -> None:
         [(NID, "127.0.0.1", 9)],
         b"t",
         [],
+        None,
     )
+    proof = [b"k" * 32, b"s" * 64]
+    assert parse_get_record_reply({"nodes": [], "proof": proof}) == (
+        None,
+        [],
+        (b"k" * 32, b"s" * 64),
+    )
+    with pytest.raises(DecodeError):
+        parse_get_record_reply({"nodes": [], "proof": [b"k", b"s"]})
     assert parse_status_reply({"ok": True}) == (True, "")
     assert parse_status_reply({"rejected": "stale"}) == (False, "stale")
     for bad in (None, [[NID, "h", 0]], [[NID, "h"]], [[b"x", "h", 1]], [triple] * 21, {"nodes": 1}):
