@@ -19,10 +19,16 @@ import p2psocial
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", help="the daemon's data dir (default: P2PSOCIAL_HOME or the platform default)")
+    parser.add_argument(
+        "--data-dir", help="the daemon's data dir (default: P2PSOCIAL_HOME or the platform default)"
+    )
     parser.add_argument("--api", help="the daemon's API socket, instead of the data dir's")
-    parser.add_argument("--max-replies", type=int, default=0, help="exit after answering this many (0: run forever)")
-    parser.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the daemon to come up")
+    parser.add_argument(
+        "--max-replies", type=int, default=0, help="exit after answering this many (0: run forever)"
+    )
+    parser.add_argument(
+        "--wait", type=float, default=10.0, help="seconds to wait for the daemon to come up"
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -44,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
             if parent is None or parent["author"] != me:
                 continue  # a reply to somebody else's post that happens to mention us
             text = event.get("text") or ""
-            result = calls.post(text=f"Thanks for your reply! You said: {text[:100]}", reply_to=event["id"])
+            result = calls.post(
+                text=f"Thanks for your reply! You said: {text[:100]}", reply_to=event["id"]
+            )
             answered += 1
             print(f"reply_bot: answered {event['id'][:12]} with {result['id'][:12]}", flush=True)
             if args.max_replies and answered >= args.max_replies:
