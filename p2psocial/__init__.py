@@ -31,7 +31,8 @@ from .errors import (
     StorageError,
 )
 from .node.config import NodeConfig, Policy
-from .node.node import Node, WatchFilter, open_node
+from .node.node import Node, open_node
+from .node.views import WatchFilter
 from .protocol.identity import SigningKey, identity_from_text, identity_to_text
 
 __version__ = "0.1.0"

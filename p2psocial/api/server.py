@@ -18,6 +18,7 @@ from typing import Any
 import trio
 
 from ..errors import NodeError, StorageError
+from ..node.views import WatchFilter
 from ..protocol.errors import DecodeError, LocalUsageError, P2PSocialError
 from .methods import METHODS, check_params
 from .protocol import (
@@ -235,8 +236,6 @@ class APIServer:
         scope: trio.CancelScope,
         watches: dict[int, trio.CancelScope],
     ) -> None:
-        from ..node.node import WatchFilter
-
         try:
             async with send:
                 with scope:

@@ -18,7 +18,6 @@ import re
 import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import trio
@@ -28,7 +27,6 @@ from ..protocol.entries import Entry, encode_payload
 from ..protocol.errors import DecodeError, LocalUsageError
 from ..protocol.identity import (
     SigningKey,
-    identity_from_text,
     identity_to_text,
     node_id_from_public_key,
 )
@@ -36,6 +34,7 @@ from ..storage import AsyncStore, open_async_store
 from ..storage.keyfile import read_key_file
 from .config import NodeConfig
 from .moderation import Blocklists, PolicyGate
+from .views import WatchFilter, check_limit, fmt_addr, parse_entry_id, parse_identity, view_json
 
 __all__ = ["Node", "WatchFilter", "open_node"]
 
@@ -47,74 +46,6 @@ WATCH_BUFFER = 256
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def parse_identity(value: str | bytes) -> bytes:
-    """An identity from its text form (or raw 32 bytes).
-
-    Raises:
-        LocalUsageError: saying what is wrong with the text.
-    """
-    if isinstance(value, bytes):
-        if len(value) != 32:
-            raise LocalUsageError("an identity is 32 bytes")
-        return value
-    try:
-        return identity_from_text(value)
-    except DecodeError as exc:
-        raise LocalUsageError(exc.message, reason="bad_identity") from None
-
-
-def parse_entry_id(value: str | bytes) -> bytes:
-    """An entry id from 64 hex characters (or raw 32 bytes).
-
-    Raises:
-        LocalUsageError: not a valid id.
-    """
-    if isinstance(value, bytes):
-        if len(value) != 32:
-            raise LocalUsageError("an entry id is 32 bytes")
-        return value
-    text = value.strip().lower()
-    if not re.fullmatch(r"[0-9a-f]{64}", text):
-        raise LocalUsageError(
-            f"not a valid entry id: expected 64 hex characters, got {len(text)} characters",
-            reason="bad_id",
-        )
-    return bytes.fromhex(text)
-
-
-@dataclass
-class WatchFilter:
-    """Which new entries a watcher wants. Empty sets mean "any"."""
-
-    kinds: set[str] = field(default_factory=set)
-    authors: set[bytes] = field(default_factory=set)
-    #: Only entries that mention or reply to this node's identity.
-    mentions_me: bool = False
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> WatchFilter:
-        kinds = params.get("kinds") or []
-        authors = params.get("authors") or []
-        if not isinstance(kinds, list) or not all(isinstance(k, str) for k in kinds):
-            raise LocalUsageError("kinds must be a list of kind names")
-        if not isinstance(authors, list):
-            raise LocalUsageError("authors must be a list of identities")
-        return cls(
-            kinds=set(kinds),
-            authors={parse_identity(a) for a in authors},
-            mentions_me=bool(params.get("mentions_me", False)),
-        )
-
-    def matches(self, view: dict[str, Any], me: str) -> bool:
-        if self.kinds and view.get("kind") not in self.kinds:
-            return False
-        if self.authors and parse_identity(view["author"]) not in self.authors:
-            return False
-        # A reply always names the parent's author in its mentions (Node.post
-        # does so), so this also catches replies to this identity's posts.
-        return not self.mentions_me or me in (view.get("mentions") or [])
 
 
 class Node:
@@ -495,7 +426,7 @@ class Node:
 
     async def timeline(self, *, limit: int = 50, before: str | None = None) -> dict[str, Any]:
         """Own and followed authors' entries, newest first (muted authors hidden)."""
-        page = await self.store.timeline(self.identity, limit=_limit(limit), before=before)
+        page = await self.store.timeline(self.identity, limit=check_limit(limit), before=before)
         return self._page(page, filter_visible=True)
 
     async def feed(
@@ -518,7 +449,9 @@ class Node:
             kind_filter = None
         else:
             kind_filter = tuple(kinds)
-        page = await self.store.feed(author, limit=_limit(limit), before=before, kinds=kind_filter)
+        page = await self.store.feed(
+            author, limit=check_limit(limit), before=before, kinds=kind_filter
+        )
         if (
             not page.items
             and before is None
@@ -527,9 +460,9 @@ class Node:
         ):
             # Not replicated here: read its recent entries from swarm peers.
             with trio.move_on_after(5):
-                await self.replicator.peek(author, limit=_limit(limit))
+                await self.replicator.peek(author, limit=check_limit(limit))
             page = await self.store.feed(
-                author, limit=_limit(limit), before=before, kinds=kind_filter
+                author, limit=check_limit(limit), before=before, kinds=kind_filter
             )
         return self._page(page, filter_visible=False)
 
@@ -540,7 +473,7 @@ class Node:
 
     async def mentions(self, *, limit: int = 50, before: str | None = None) -> dict[str, Any]:
         """Replies to this identity's posts and posts mentioning it, newest first."""
-        page = await self.store.mentions(self.identity, limit=_limit(limit), before=before)
+        page = await self.store.mentions(self.identity, limit=check_limit(limit), before=before)
         return self._page(page, filter_visible=True)
 
     async def search(
@@ -553,7 +486,7 @@ class Node:
     ) -> dict[str, Any]:
         """Full-text search over held posts (words and "phrases")."""
         key = None if author is None else parse_identity(author)
-        page = await self.store.search(query, author=key, limit=_limit(limit), before=before)
+        page = await self.store.search(query, author=key, limit=check_limit(limit), before=before)
         return self._page(page, filter_visible=True)
 
     async def profile(self, identity: str | bytes | None = None) -> dict[str, Any]:
@@ -603,8 +536,8 @@ class Node:
         return {
             "identity": self.identity_text,
             "node_id": self.node_key_id.hex(),
-            "dht_addr": _fmt_addr(self.dht_addr),
-            "peer_addr": _fmt_addr(self.peer_addr),
+            "dht_addr": fmt_addr(self.dht_addr),
+            "peer_addr": fmt_addr(self.peer_addr),
             "api": str(self.config.api_path) if self.config.serve_api else None,
             "peers": len(self.replicator.peers()) if self.replicator is not None else 0,
             "feeds": len(interests),
@@ -687,23 +620,6 @@ class Node:
         async with self._subscribe(flt or WatchFilter()) as recv:
             async for event in recv:
                 yield event
-
-
-def view_json(view: Any) -> dict[str, Any]:
-    """An EntryView as the API shows it (adds ``reply_to``, the parent id)."""
-    js: dict[str, Any] = view.to_json()
-    js["reply_to"] = js.get("reply_parent")
-    return js
-
-
-def _limit(limit: int) -> int:
-    if not isinstance(limit, int) or not 1 <= limit <= 500:
-        raise LocalUsageError("limit must be between 1 and 500")
-    return limit
-
-
-def _fmt_addr(addr: tuple[str, int] | None) -> str | None:
-    return None if addr is None else f"{addr[0]}:{addr[1]}"
 
 
 def load_keys(config: NodeConfig) -> tuple[SigningKey, SigningKey]:
