@@ -255,8 +255,8 @@ def init(c: Ctx, force: bool, passphrase_file: str | None) -> None:
 @click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
-    default="info",
-    show_default=True,
+    default=None,
+    help="Log verbosity [default: info; debug with the global -v].",
 )
 @pass_ctx
 def daemon(
@@ -267,14 +267,15 @@ def daemon(
     bootstrap: tuple[str, ...],
     peer: tuple[str, ...],
     passphrase_file: str | None,
-    log_level: str,
+    log_level: str | None,
 ) -> None:
     """Run this data dir's node in the foreground until Ctrl-C (logs on stderr)."""
     from ..node.daemon import run_daemon
 
+    level = log_level or ("debug" if c.verbose else "info")
     logging.basicConfig(
         stream=sys.stderr,
-        level=getattr(logging, log_level.upper()),
+        level=getattr(logging, level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
