@@ -85,6 +85,45 @@ def test_node_methods_cover_the_api_table() -> None:
     assert set(METHODS) - {"unwatch"} == NODE_METHODS
 
 
-def test_protocol_all_names_exist() -> None:
+PROTOCOL_PUBLIC = {
+    "ChainError", "DecodeError", "ENTRY_TAG", "Entry", "ForkError", "ForkProof",
+    "InvalidSignature", "KINDS", "Limits", "LocalUsageError", "MAX_PAYLOAD_SIZE",
+    "MAX_TEXT_CHARS", "P2PSocialError", "ProtocolError", "SchemaError", "SigningKey",
+    "check_link", "check_timestamp", "create_entry", "decode_entry_untrusted",
+    "decode_fork_proof_untrusted", "decode_payload_untrusted", "decode_untrusted",
+    "detect_fork", "encode", "encode_payload", "identity_from_text", "identity_to_text",
+    "node_id_from_public_key", "verify_run", "verify_strict",
+}
+SUBPACKAGES = {
+    "p2psocial.protocol.dht": {
+        "AddOutcome", "AddResult", "Contact", "Finished", "HEAD", "HELLO_TAG", "Lookup",
+        "MAX_DATAGRAM", "PROFILE", "Query", "RecordRejected", "RecordStore", "Request",
+        "Response", "RoutingTable", "SwarmStore", "TokenIssuer", "ValueStore", "Waiting",
+        "decode_datagram_untrusted", "distance", "encode_profile_record", "encode_request",
+        "encode_response", "head_key", "profile_key", "swarm_key", "validate_record",
+    },
+    "p2psocial.protocol.sync": {
+        "Action", "Close", "Head", "Ingest", "PeekDone", "Send", "Serve", "StoreForkProof",
+        "SyncLimits", "SyncSession",
+    },
+    "p2psocial.storage": {
+        "SCHEMA_VERSION", "AsyncStore", "EntryView", "Outcome", "Page", "PreparedBatch",
+        "StorageError", "Store", "open_async_store", "open_store",
+    },
+}
+
+
+def test_protocol_all_is_pinned() -> None:
+    assert set(p2psocial.protocol.__all__) == PROTOCOL_PUBLIC
     for name in p2psocial.protocol.__all__:
         assert hasattr(p2psocial.protocol, name), name
+
+
+def test_subpackage_all_is_pinned() -> None:
+    import importlib
+
+    for module_name, names in SUBPACKAGES.items():
+        module = importlib.import_module(module_name)
+        assert set(module.__all__) == names, module_name
+        for name in names:
+            assert hasattr(module, name), (module_name, name)
