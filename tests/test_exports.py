@@ -5,6 +5,7 @@ from __future__ import annotations
 import p2psocial
 import p2psocial.protocol
 
+# fmt: off
 PUBLIC = {
     "APIError",
     "AsyncClient",
@@ -62,6 +63,7 @@ NODE_METHODS = {
     "set_policy",
     "explain",
 }
+# fmt: on
 
 
 def test_top_level_all_is_pinned() -> None:
@@ -85,6 +87,7 @@ def test_node_methods_cover_the_api_table() -> None:
     assert set(METHODS) - {"unwatch"} == NODE_METHODS
 
 
+# fmt: off
 PROTOCOL_PUBLIC = {
     "ChainError", "DecodeError", "ENTRY_TAG", "Entry", "ForkError", "ForkProof",
     "InvalidSignature", "KINDS", "Limits", "LocalUsageError", "MAX_PAYLOAD_SIZE",
@@ -111,6 +114,7 @@ SUBPACKAGES = {
         "StorageError", "Store", "open_async_store", "open_store",
     },
 }
+# fmt: on
 
 
 def test_protocol_all_is_pinned() -> None:
