@@ -1,0 +1,170 @@
+"""Ingest of received entries, inbound policy and fork gossip for replication.
+
+:class:`_Ingest` is the layer of :class:`~p2psocial.node.replication.Replicator`
+that hands verified batches to the store, decides which rejections are a
+peer's fault (and drop its link), accepts unsolicited posts only when they
+mention or reply to us, and freezes forked feeds while passing their proofs
+on to the other peers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from ..protocol.entries import Entry, decode_entry_untrusted, decode_payload_untrusted
+from ..protocol.errors import ProtocolError
+from ..protocol.feeds import decode_fork_proof_untrusted
+from ..protocol.sync import Ingest
+from ..protocol.wire import Item
+from .peerlink import _Dropped, _Link
+from .swarm import _Swarm
+
+#: Records keep the service's logger name from before the split into modules,
+#: so logging configuration aimed at the replication service still applies.
+log = logging.getLogger("p2psocial.node.replication")
+
+#: Rejection reasons that are not the sending peer's fault: a feed frozen by
+#: a fork, an entry from an author's future (our clock may lag), local policy.
+_BENIGN_REJECTIONS = frozenset({"fork", "forked", "from_future", "blocked", "deleted"})
+#: Chain rejections an honest peer causes when a feed has forked.
+_CHAIN_REJECTIONS = frozenset({"prev_mismatch", "seq_gap", "chain", "no_prev"})
+
+
+class _Ingest(_Swarm):
+    """What happens to entries and fork proofs a peer sends.
+
+    State is created by ``Replicator.__init__``; the annotations below name
+    the part of it this layer adds to the lower layers'.
+    """
+
+    on_stored: Callable[[list[Entry]], None] | None
+    _known_proofs: set[bytes]
+    _rejected: Counter[str]
+
+    async def _accept_inbound(self, author: bytes, item: Item) -> bool:
+        """Policy for an unsolicited entry: a post that mentions or replies to us."""
+        entry_bytes, payload = item
+        if payload is None:
+            return False
+        try:
+            entry = decode_entry_untrusted(entry_bytes)
+            if entry.author != author or entry.kind != "post":
+                return False
+            value = decode_payload_untrusted(entry, payload)
+        except ProtocolError:
+            return False
+        if author in await self.store.blocked():
+            return False
+        if self.identity in value.get("mentions", []):
+            return True
+        reply = value.get("reply")
+        if reply is not None:
+            for target in (reply["parent"], reply["root"]):
+                raw = await self.store.get_raw(target)
+                if raw is None:
+                    continue
+                try:
+                    if decode_entry_untrusted(raw[0]).author == self.identity:
+                        return True
+                except ProtocolError:
+                    continue
+        return False
+
+    # ------------------------------------------------------------------ ingest
+
+    async def _ingest(self, link: _Link, act: Ingest) -> None:
+        author = act.author
+        if act.origin == "inbound" and not await self._accept_inbound(author, act.items[0]):
+            self._stats["inbound_refused"] += 1
+            return
+        self._stats["entries_received"] += len(act.items)
+        outcomes = await self.store.ingest(list(act.items), now_ms=int(time.time() * 1000))
+        stored: list[tuple[int, Item]] = []
+        fork = any(o.status == "rejected" and o.reason == "fork" for o in outcomes)
+        if fork:
+            await self._fork_detected(author)
+        frozen = fork or author in self._forked
+        for i, (item, out) in enumerate(zip(act.items, outcomes, strict=True)):
+            if out.status == "rejected":
+                self._rejected[out.reason or "unknown"] += 1
+                if out.reason in _BENIGN_REJECTIONS:
+                    continue
+                if frozen and out.reason in _CHAIN_REJECTIONS:
+                    # Entries above a fork point do not link to what we hold:
+                    # the peer relays the other history, which is not a lie.
+                    continue
+                raise _Dropped(f"invalid_entry_{out.reason}")
+            if out.author != author or out.seq != act.start + i:
+                # Valid entry, but not what the batch claimed: a lying peer.
+                raise _Dropped("mislabeled_entry")
+            if out.status == "stored":
+                self._stats["entries_stored"] += 1
+                stored.append((out.seq, item))
+            else:
+                self._stats["entries_duplicate"] += 1
+        if stored:
+            for seq, item in stored[-64:]:
+                self._remember(author, seq, item)
+            if act.origin == "peek":
+                await self.store.set_interest(author, "peek")
+            elif act.origin == "inbound":
+                await self.store.set_interest(author, "inbound")
+            if author in self._heads:
+                head = await self.store.head(author)
+                if head is not None:
+                    self._local_changed(author, (head[0], head[1]))
+            if self.on_stored is not None:
+                entries = []
+                for _seq, (raw, _payload) in stored:
+                    try:
+                        entries.append(decode_entry_untrusted(raw))
+                    except ProtocolError:  # pragma: no cover - the store just accepted it
+                        continue
+                try:
+                    self.on_stored(entries)
+                except Exception:  # a callback bug must not drop the peer
+                    log.exception("on_stored callback failed")
+
+    async def _fork_detected(self, author: bytes) -> None:
+        proofs = await self.store.fork_proofs(author)
+        new = [p for p in proofs if p not in self._known_proofs]
+        if not new:
+            return
+        self._stats["forks_detected"] += 1
+        log.warning("feed %s forked: frozen, %d proof(s)", author.hex()[:12], len(new))
+        self._known_proofs.update(new)
+        self._freeze(author)
+        for link in self._open_links():
+            for proof in new:
+                link.perform_local(link.session.send_fork_proof(author, proof))
+
+    def _freeze(self, author: bytes) -> None:
+        # The feed stays in the clocks (the store refuses anything above the
+        # fork, as "forked", which is not the relaying peer's fault).
+        self._forked.add(author)
+
+    async def _on_fork_proof(self, link: _Link, proof: bytes) -> None:
+        if proof in self._known_proofs:
+            return
+        try:
+            fp = decode_fork_proof_untrusted(proof)
+        except ProtocolError as exc:
+            raise _Dropped(f"bad_fork_proof_{exc.reason}") from None
+        self._known_proofs.add(proof)
+        if fp.author not in self._heads:
+            return
+        # Ingesting both halves makes the store record the proof and freeze.
+        outcomes = await self.store.ingest(
+            [(fp.first.to_bytes(), None), (fp.second.to_bytes(), None)],
+            now_ms=int(time.time() * 1000),
+        )
+        del outcomes
+        if await self.store.feed_status(fp.author) == "forked":
+            self._stats["forks_detected"] += 1
+            self._freeze(fp.author)
+            for other in self._open_links():
+                if other is not link:
+                    other.perform_local(other.session.send_fork_proof(fp.author, proof))
