@@ -138,6 +138,7 @@ class Replicator(_Ingest):
         self._peek_events: dict[bytes, trio.Event] = {}
         self._nursery: trio.Nursery | None = None
         self._wakeup = trio.Event()
+        self._swarm_due = trio.Event()
         self._refresh_lock = trio.Lock()
         self._stats: Counter[str] = Counter()
         self._rejected: Counter[str] = Counter()

@@ -46,6 +46,7 @@ class _Swarm(_LinkPool):
     _announced: set[bytes]
     _nursery: trio.Nursery | None
     _wakeup: trio.Event
+    _swarm_due: trio.Event
     _refresh_lock: trio.Lock
 
     # ------------------------------------------------------------------ interest
@@ -96,6 +97,9 @@ class _Swarm(_LinkPool):
     def _wakeup_swarms(self) -> None:
         for author in self._heads:
             self._swarm_checked.setdefault(author, -math.inf)
+        # A newly wanted feed is looked up now, not at the next tick: a user
+        # who follows someone sees their posts without a second's delay.
+        self._swarm_due.set()
 
     def _local_changed(self, author: bytes, head: Head) -> None:
         cur = self._heads.get(author)
@@ -156,7 +160,9 @@ class _Swarm(_LinkPool):
     async def _swarm_loop(self) -> None:
         """Announce wanted feeds and dial their swarms (DHT)."""
         while True:
-            await trio.sleep(min(self.refresh_interval, 1.0))
+            with trio.move_on_after(min(self.refresh_interval, 1.0)):
+                await self._swarm_due.wait()
+            self._swarm_due = trio.Event()
             now = trio.current_time()
             due = [
                 a
