@@ -22,6 +22,7 @@ from typing import Any
 
 import trio
 
+from ..api.server import APIServer
 from ..errors import NodeError
 from ..protocol.entries import Entry, encode_payload
 from ..protocol.errors import DecodeError, LocalUsageError
@@ -33,7 +34,9 @@ from ..protocol.identity import (
 from ..storage import AsyncStore, open_async_store
 from ..storage.keyfile import read_key_file
 from .config import NodeConfig
+from .dht import DHTNode
 from .moderation import Blocklists, PolicyGate
+from .replication import Replicator
 from .views import WatchFilter, check_limit, fmt_addr, parse_entry_id, parse_identity, view_json
 
 __all__ = ["Node", "WatchFilter", "open_node"]
@@ -65,9 +68,9 @@ class Node:
         #: The user identity this node publishes as (32 bytes).
         self.identity: bytes = identity_key.public_key
         self.identity_text = identity_to_text(self.identity)
-        self.dht: Any = None
-        self.replicator: Any = None
-        self.api_server: Any = None
+        self.dht: DHTNode | None = None
+        self.replicator: Replicator | None = None
+        self.api_server: APIServer | None = None
         self.dht_addr: tuple[str, int] | None = None
         self.peer_addr: tuple[str, int] | None = None
         self._watchers: list[tuple[trio.MemorySendChannel[dict[str, Any]], WatchFilter]] = []
@@ -317,6 +320,8 @@ class Node:
 
     async def _refetch(self, author: bytes) -> None:
         """Ask peers again for an author's recent entries, refilling purged payloads."""
+        if self.replicator is None:
+            return
         with trio.move_on_after(10):
             await self.replicator.peek(author, limit=500)
 
@@ -688,9 +693,6 @@ async def open_node(
             await node._apply_blocks()
             await nursery.start(node._fanout)
             await nursery.start(node._blocklist_watcher)
-            from .dht import DHTNode
-            from .replication import Replicator
-
             node.dht = DHTNode(
                 node_key, host=config.listen, port=config.dht_port, contact_store=store
             )
@@ -711,8 +713,6 @@ async def open_node(
             for host, port in explicit_peers:
                 nursery.start_soon(node.replicator.connect, host, port)
             if config.serve_api:
-                from ..api.server import APIServer
-
                 node.api_server = APIServer(node, config.api_path)
                 await nursery.start(node.api_server.run)
             try:
