@@ -201,6 +201,9 @@ class DHTConfig:
     max_proven: int = 8192
 
 
+_PLAIN_METHODS = frozenset({"ping", "store", "find_node", "find_value"})
+
+
 class _Pending:
     __slots__ = ("addr", "event", "value")
 
@@ -454,6 +457,10 @@ class DHTNode:
         now = trio.current_time()
         if sender != self.node_id:
             self._saw(Contact(sender, addr[0], addr[1]), now, prove=False)
+        if method not in _PLAIN_METHODS and addr in self._not_ours:
+            # It speaks our RPCs after all: an overloaded node of ours that
+            # missed a hello was taken for a stock one.
+            del self._not_ours[addr]
         mid = req.msg_id
         if method == "ping":
             return encode_response(mid, self.node_id)
@@ -781,7 +788,24 @@ class DHTNode:
                 nursery.start_soon(one, addr)
         if len(self.table):
             await self.find_node(self.node_id)
+            # Then fill the buckets farther away (the paper's "refresh every
+            # bucket further than the closest neighbour"): a node that only
+            # looked itself up knows only its neighbourhood, and lookups for
+            # keys in the other half would stall among its neighbours.
+            async with trio.open_nursery() as nursery:
+                for target in self._far_targets():
+                    nursery.start_soon(self.find_node, target)
         return len(self.table)
+
+    def _far_targets(self) -> list[bytes]:
+        """Random ids at distance 2**159, 2**158, ... from us (one per far bucket,
+        at least four), for filling the table after joining."""
+        own = int.from_bytes(self.node_id, "big")
+        out = []
+        for bit in range(4):
+            noise = int.from_bytes(os.urandom(20), "big") >> (bit + 1)
+            out.append((own ^ (1 << (159 - bit)) ^ noise).to_bytes(20, "big"))
+        return out
 
     async def _resolve(self, host: str, port: int) -> Addr:
         """An IP address for ``host`` (responses are matched by source address,

@@ -50,10 +50,6 @@ async def memnet(
                 for x in wave:
                     boot.start_soon(x.bootstrap, [addrs[rng.randrange(joined)]])
             joined += len(wave)
-        # A second self-lookup, as a node does on its first refresh.
-        async with trio.open_nursery() as boot:
-            for x in nodes:
-                boot.start_soon(x.find_node, x.node_id)
         yield net, nodes
         nursery.cancel_scope.cancel()
 
