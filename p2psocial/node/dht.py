@@ -35,6 +35,7 @@ from typing import Any, Protocol
 
 import trio
 
+from ..errors import NodeError
 from ..protocol.dht import (
     HEAD,
     PROFILE,
@@ -78,7 +79,7 @@ from ..protocol.dht.wire import (
 )
 from ..protocol.encoding import Limits, decode_untrusted
 from ..protocol.entries import decode_entry_untrusted
-from ..protocol.errors import DecodeError, LocalUsageError, P2PSocialError, ProtocolError
+from ..protocol.errors import DecodeError, LocalUsageError, ProtocolError
 from ..protocol.identity import SigningKey, node_id_from_public_key
 
 __all__ = [
@@ -95,7 +96,7 @@ log = logging.getLogger(__name__)
 Addr = tuple[str, int]
 
 
-class DHTError(P2PSocialError):
+class DHTError(NodeError):
     """A DHT operation could not complete (timeout, no contacts, not running)."""
 
     reason = "dht"
