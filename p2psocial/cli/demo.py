@@ -259,8 +259,14 @@ def run_demo(*, nodes: int = 4, keep: bool = False, color: bool = True, verbose:
                     )
         return 1
     finally:
-        _stop(net)
-        if keep:
-            con.print(f"data kept in {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        # A second Ctrl-C must not cut the cleanup short and leave daemons
+        # or data behind.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            _stop(net)
+            if keep:
+                con.print(f"data kept in {tmp}")
+            else:
+                shutil.rmtree(tmp, ignore_errors=True)
+        finally:
+            signal.signal(signal.SIGINT, previous)

@@ -183,9 +183,9 @@ def test_demo_ctrl_c_cleans_up(tmp_path: Path) -> None:
     )
     assert proc.stdout is not None
     for line in proc.stdout:
-        if "Everyone follows everyone" in line:
+        if "Starting 4 daemons" in line:
             break
-    time.sleep(0.3)
+    time.sleep(0.5)  # daemons are starting: the demo needs well over a second for that
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 130, out
