@@ -540,30 +540,33 @@ def followers(c: Ctx, identity: str | None) -> None:
     _identities(c, c.call("followers", identity=identity))
 
 
-@cli.group(invoke_without_command=True)
-@click.argument("identity", required=False)
-@json_option
-@click.pass_context
-def profile(ctx: click.Context, identity: str | None) -> None:
-    """Show IDENTITY's profile (yours by default), or change yours with 'profile set'."""
-    if ctx.invoked_subcommand is not None:
-        if identity is not None:
-            fail("use 'p2psocial profile set --name ...' without an identity")
-        return
-    c: Ctx = ctx.obj
-    c.out().record(c.call("profile", identity=identity), output.format_profile)
-
-
-@profile.command("set")
-@click.option("--name", help="Display name.")
-@click.option("--bio", help="A short bio.")
+@cli.command(context_settings={"ignore_unknown_options": False})
+@click.argument("words", nargs=-1, metavar="[IDENTITY] | set")
+@click.option("--name", help="With 'set': display name.")
+@click.option("--bio", help="With 'set': a short bio.")
 @json_option
 @pass_ctx
-def profile_set(c: Ctx, name: str | None, bio: str | None) -> None:
-    """Publish a new profile (unset fields keep their value)."""
-    if name is None and bio is None:
-        fail("give --name and/or --bio")
-    _published(c, c.call("set_profile", name=name, bio=bio), "profile updated:")
+def profile(c: Ctx, words: tuple[str, ...], name: str | None, bio: str | None) -> None:
+    """Show a profile, or change yours.
+
+    \b
+      p2psocial profile                    your profile
+      p2psocial profile p2ps1...           someone else's
+      p2psocial profile set --name Ada --bio "runs her own node"
+    """
+    if words[:1] == ("set",):
+        if len(words) > 1:
+            fail("'profile set' takes only --name and --bio")
+        if name is None and bio is None:
+            fail("give --name and/or --bio")
+        _published(c, c.call("set_profile", name=name, bio=bio), "profile updated:")
+        return
+    if name is not None or bio is not None:
+        fail("to change your profile: p2psocial profile set --name ... --bio ...")
+    if len(words) > 1:
+        fail("give at most one identity")
+    identity = words[0] if words else None
+    c.out().record(c.call("profile", identity=identity), output.format_profile)
 
 
 # --- moderation ---------------------------------------------------------------------

@@ -194,3 +194,19 @@ def test_demo_ctrl_c_cleans_up(tmp_path: Path) -> None:
     # No daemon of the demo is left running.
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert str(tmp_path) not in ps
+
+
+def test_profile_set_and_show(net: dict[str, Daemon]) -> None:
+    a, b = net["alice"], net["bob"]
+    [res] = cli_json(a.data_dir, "profile", "set", "--name", "Alice", "--bio", "gardener")
+    assert {"id", "seq"} <= set(res)
+    [mine] = cli_json(a.data_dir, "profile")
+    assert (mine["name"], mine["bio"]) == ("Alice", "gardener")
+
+    def seen_on_b() -> bool:
+        [p] = cli_json(b.data_dir, "profile", ident(a))
+        return p["name"] == "Alice"
+
+    wait_for(seen_on_b, timeout=20, what="alice's profile on bob")
+    bad = run_cli(a.data_dir, "profile", "set", check=False)
+    assert bad.returncode != 0 and "--name" in bad.stderr
