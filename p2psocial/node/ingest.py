@@ -41,13 +41,14 @@ class _Ingest(_Swarm):
     """
 
     on_stored: Callable[[list[Entry]], None] | None
+    accept_inbound: bool
     _known_proofs: set[bytes]
     _rejected: Counter[str]
 
     async def _accept_inbound(self, author: bytes, item: Item) -> bool:
         """Policy for an unsolicited entry: a post that mentions or replies to us."""
         entry_bytes, payload = item
-        if payload is None:
+        if payload is None or not self.accept_inbound:
             return False
         try:
             entry = decode_entry_untrusted(entry_bytes)

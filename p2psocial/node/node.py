@@ -281,6 +281,8 @@ class Node:
         self._save_config()
         if key == "hops" and self.replicator is not None:
             self.replicator.hops = value
+        if key == "accept_inbound" and self.replicator is not None:
+            self.replicator.accept_inbound = value
         if key == "blocklists":
             await self._apply_blocks()
         if key in ("hops", "blocklists") and self.replicator is not None:
@@ -706,6 +708,7 @@ async def open_node(
                 identity=node.identity,
                 on_stored=node._on_stored,
                 hops=config.policy.hops,
+                accept_inbound=config.policy.accept_inbound,
             )
             node.peer_addr = await nursery.start(node.replicator.run)
             if bootstrap:

@@ -85,6 +85,8 @@ class Replicator(_Ingest):
         on_stored: called with the entries stored from peers, after each batch.
         max_peers: the connection pool size, inbound and outbound together.
         hops: 1 replicates follows; 2 adds follows of follows.
+        accept_inbound: keep posts from authors not followed that mention or
+            reply to ``identity`` (the owner's policy; may change at run time).
         limits: per-peer protocol limits.
         batch_size: entries per catch-up batch.
         refresh_interval: seconds between interest refreshes and redials.
@@ -102,6 +104,7 @@ class Replicator(_Ingest):
         on_stored: Callable[[list[Entry]], None] | None = None,
         max_peers: int = 32,
         hops: int = 1,
+        accept_inbound: bool = True,
         limits: SyncLimits | None = None,
         batch_size: int = 500,
         refresh_interval: float = 2.0,
@@ -119,6 +122,7 @@ class Replicator(_Ingest):
         self.on_stored = on_stored
         self.max_peers = max_peers
         self.hops = hops
+        self.accept_inbound = accept_inbound
         self.limits = limits or SyncLimits()
         self.batch_size = max(1, min(batch_size, self.limits.wire.max_batch))
         self.refresh_interval = refresh_interval
