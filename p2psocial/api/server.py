@@ -35,6 +35,8 @@ log = logging.getLogger("p2psocial.api")
 
 MAX_INFLIGHT = 16
 MAX_WATCHES = 8
+#: Concurrent client connections; one more is told so and closed.
+MAX_CONNECTIONS = 64
 #: Frames (responses and events) queued for one client before it is too slow.
 OUT_BUFFER = 512
 HANDSHAKE_TIMEOUT = 10
@@ -65,7 +67,8 @@ class APIServer:
     def __init__(self, node: Any, path: Path) -> None:
         self.node = node
         self.path = Path(path)
-        self.stats = {"connections": 0, "requests": 0, "errors": 0, "malformed": 0}
+        self.stats = {"connections": 0, "refused": 0, "requests": 0, "errors": 0, "malformed": 0}
+        self._open = 0
 
     async def run(self, *, task_status: trio.TaskStatus[Path] = trio.TASK_STATUS_IGNORED) -> None:
         sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
@@ -87,13 +90,40 @@ class APIServer:
                 task_status.started(self.path)
                 while True:
                     stream = await listener.accept()
-                    nursery.start_soon(self._serve_connection, stream)
+                    if self._open >= MAX_CONNECTIONS:
+                        self.stats["refused"] += 1
+                        nursery.start_soon(self._refuse, stream)
+                    else:
+                        self._open += 1
+                        nursery.start_soon(self._serve_connection, stream)
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(self.path)
             sock.close()
 
+    async def _refuse(self, stream: trio.SocketStream) -> None:
+        async with stream:
+            with (
+                trio.move_on_after(HANDSHAKE_TIMEOUT),
+                contextlib.suppress(trio.BrokenResourceError),
+            ):
+                await stream.send_all(
+                    encode_frame(
+                        error_reply(
+                            None,
+                            "too_many_connections",
+                            f"at most {MAX_CONNECTIONS} clients at once",
+                        )
+                    )
+                )
+
     async def _serve_connection(self, stream: trio.SocketStream) -> None:
+        try:
+            await self._serve_one(stream)
+        finally:
+            self._open -= 1
+
+    async def _serve_one(self, stream: trio.SocketStream) -> None:
         self.stats["connections"] += 1
         buf = FrameBuffer()
         send, recv = trio.open_memory_channel[dict[str, Any]](OUT_BUFFER)

@@ -237,6 +237,50 @@ def test_malformed_frames_never_hurt_the_daemon(daemon: Daemon) -> None:
     assert c.statistics()["node"] is not None
 
 
+def test_connections_are_bounded(daemon: Daemon) -> None:
+    from p2psocial.api.server import MAX_CONNECTIONS
+
+    held: list[socket.socket] = []
+    served = refused = 0
+    try:
+        # A refused connection is told so at once; a served one waits for
+        # our handshake. Earlier tests' connections may still be closing.
+        for _ in range(MAX_CONNECTIONS + 5):
+            s = _raw_connect(api_path(daemon))
+            held.append(s)
+            s.settimeout(0.1)
+            try:
+                reply = _recv(s)
+            except TimeoutError:
+                s.settimeout(10)
+                try:
+                    _send(s, {"api": "p2psocial", "version": 1})
+                    reply = _recv(s)
+                except (BrokenPipeError, ConnectionResetError, EOFError):
+                    # A refusal slower than 0.1 s raced our handshake.
+                    reply = {"error": {"code": "too_many_connections"}}
+            if "error" in reply:
+                assert reply["error"]["code"] == "too_many_connections"
+                refused += 1
+            else:
+                assert reply["version"] == 1
+                served += 1
+        assert MAX_CONNECTIONS - 5 <= served <= MAX_CONNECTIONS and refused >= 5
+    finally:
+        for s in held:
+            s.close()
+
+    def serves_again() -> bool:  # the daemon notices the closed sockets shortly
+        try:
+            with p2psocial.connect(api=api_path(daemon)) as c:
+                return c.status()["identity"] == c.identity
+        except APIError as exc:
+            assert exc.code == "too_many_connections"
+            return False
+
+    wait_for(serves_again, timeout=10, what="a free connection slot")
+
+
 def test_trio_client_mirrors_methods(daemon: Daemon) -> None:
     async def main() -> None:
         with trio.fail_after(20):
