@@ -14,9 +14,17 @@ author's append-only feed. Two ways to use the library:
           client.post(text="hello")
 
 See README.md for a tour and spec/ for the protocol.
+
+The error classes are imported eagerly; everything else is imported on first
+use, so that ``import p2psocial`` (and every ``p2psocial`` command) does not
+pay for the node's services it does not run.
 """
 
-from .client import AsyncClient, Client, DaemonNotRunning, connect, connect_async
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     APIError,
     ChainError,
@@ -30,12 +38,46 @@ from .errors import (
     SchemaError,
     StorageError,
 )
-from .node.config import NodeConfig, Policy
-from .node.node import Node, open_node
-from .node.views import WatchFilter
-from .protocol.identity import SigningKey, identity_from_text, identity_to_text
+
+if TYPE_CHECKING:
+    from .client import AsyncClient, Client, DaemonNotRunning, connect, connect_async
+    from .node.config import NodeConfig, Policy
+    from .node.node import Node, open_node
+    from .node.views import WatchFilter
+    from .protocol.identity import SigningKey, identity_from_text, identity_to_text
 
 __version__ = "0.1.0"
+
+#: Public name -> module that defines it (imported on first access).
+_LAZY = {
+    "AsyncClient": ".client",
+    "Client": ".client",
+    "DaemonNotRunning": ".client",
+    "connect": ".client",
+    "connect_async": ".client",
+    "NodeConfig": ".node.config",
+    "Policy": ".node.config",
+    "Node": ".node.node",
+    "open_node": ".node.node",
+    "WatchFilter": ".node.views",
+    "SigningKey": ".protocol.identity",
+    "identity_from_text": ".protocol.identity",
+    "identity_to_text": ".protocol.identity",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'p2psocial' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "APIError",
