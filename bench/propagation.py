@@ -163,7 +163,7 @@ class Progress:
 
 async def _watch(d: Daemon, ready: trio.Event, progress: Progress) -> None:
     assert d.client is not None
-    gen = d.client.watch(kinds=["post"])
+    gen = await d.client.watch(kinds=["post"])  # subscribed once this returns
     ready.set()
     async for event in gen:
         d.arrivals.setdefault(event["id"], time.monotonic())

@@ -289,6 +289,11 @@ def test_trio_client_mirrors_methods(daemon: Daemon) -> None:
                 assert st["identity"] == c.identity
                 feed = await c.feed(limit=5)
                 assert feed["items"][0]["id"] == posted["id"]
+                events = await c.watch(kinds=["post"])  # subscribed once this returns
+                again = await c.post(text="watched from trio")
+                async for event in events:
+                    assert event["id"] == again["id"]
+                    break
 
     trio.run(main)
 
