@@ -38,7 +38,7 @@ from typing import Any
 import trio
 
 from p2psocial.client import AsyncClient, connect_async
-from p2psocial.node.daemon import READY_PREFIX
+from p2psocial.node.daemon import parse_ready_line
 
 
 def _cmd(*args: str) -> list[str]:
@@ -79,12 +79,9 @@ class Daemon:
                 if self.proc.poll() is not None:
                     raise SystemExit(f"daemon {self.index} exited:\n{self.log.read_text()}")
                 for line in self.log.read_text(errors="replace").splitlines():
-                    if line.startswith(READY_PREFIX):
-                        self.info = dict(
-                            kv.split("=", 1)
-                            for kv in line[len(READY_PREFIX) :].split()
-                            if "=" in kv
-                        )
+                    info = parse_ready_line(line)
+                    if info is not None:
+                        self.info = info
                         return
                 await trio.sleep(0.05)
 

@@ -25,7 +25,7 @@ from typing import Any
 from rich.console import Console
 
 from ..client import Client, connect
-from ..node.daemon import READY_PREFIX
+from ..node.daemon import parse_ready_line
 
 __all__ = ["run_demo"]
 
@@ -113,11 +113,10 @@ def _wait_ready(node: DemoNode) -> None:
                 f"{node.name}'s daemon exited early:\n{node.log_path.read_text(errors='replace')}"
             )
         for line in node.log_path.read_text(errors="replace").splitlines():
-            if line.startswith(READY_PREFIX):
-                node.info = dict(
-                    kv.split("=", 1) for kv in line[len(READY_PREFIX) :].split() if "=" in kv
-                )
-                node.client = connect(api=node.info["api"], wait=5)
+            info = parse_ready_line(line)
+            if info is not None:
+                node.info = info
+                node.client = connect(api=info["api"], wait=5)
                 return
         time.sleep(0.05)
     raise RuntimeError(f"{node.name}'s daemon did not become ready in {READY_TIMEOUT:.0f} s")

@@ -24,13 +24,20 @@ from ..errors import NodeError
 from .config import NodeConfig
 from .node import open_node
 
-__all__ = ["READY_PREFIX", "daemon_lock", "run_daemon"]
+__all__ = ["READY_PREFIX", "daemon_lock", "parse_ready_line", "run_daemon"]
 
 log = logging.getLogger("p2psocial.daemon")
 
 #: The ready line starts with this; tools (and `p2psocial demo`) parse the rest
 #: as space-separated key=value pairs.
 READY_PREFIX = "p2psocial ready"
+
+
+def parse_ready_line(line: str) -> dict[str, str] | None:
+    """The key=value fields of a daemon's ready line, or None for any other line."""
+    if not line.startswith(READY_PREFIX):
+        return None
+    return dict(kv.split("=", 1) for kv in line[len(READY_PREFIX) :].split() if "=" in kv)
 
 
 @contextlib.contextmanager

@@ -492,25 +492,31 @@ class IngestTxn:
         if tl:
             self.pending.parents.append((e.id, e.author, fid))
         if value is not None and payload is not None:
-            feed.bytes_delta += len(payload)
-            if e.kind in _SOCIAL_KINDS:
-                self.social_changed = True
-            if e.kind == "delete":
-                # Later entries of this transaction must see it at once.
-                self.deleted.add((value["target"], e.author))
-            derived.apply_payload(
-                self.conn,
-                self.pending,
-                eid=eid,
-                fid=fid,
-                author=e.author,
-                seq=e.seq,
-                id_=e.id,
-                ts=e.timestamp,
-                kind=e.kind,
-                value=value,
-            )
+            self._payload_present(feed, e, eid, fid, value, len(payload))
         return note
+
+    def _payload_present(
+        self, feed: Feed, e: Entry, eid: int, fid: int, value: dict[str, Any], size: int
+    ) -> None:
+        """Bookkeeping and derived rows for a payload now held (new entry or refill)."""
+        feed.bytes_delta += size
+        if e.kind in _SOCIAL_KINDS:
+            self.social_changed = True
+        if e.kind == "delete":
+            # Later entries of this transaction must see it at once.
+            self.deleted.add((value["target"], e.author))
+        derived.apply_payload(
+            self.conn,
+            self.pending,
+            eid=eid,
+            fid=fid,
+            author=e.author,
+            seq=e.seq,
+            id_=e.id,
+            ts=e.timestamp,
+            kind=e.kind,
+            value=value,
+        )
 
     def fill_payload(self, it: Item, eid: int, pstate: int, fid: int) -> Outcome:
         """An entry we hold arrives again, maybe with the payload we lack."""
@@ -532,23 +538,7 @@ class IngestTxn:
             "UPDATE entries SET pstate = ?, payload = ?, target = ?, root = ?, aux = ? WHERE eid = ?",
             (_PRESENT, it.payload, target, root, aux, eid),
         )
-        self.feed(e.author).bytes_delta += len(it.payload)
-        if e.kind in _SOCIAL_KINDS:
-            self.social_changed = True
-        if e.kind == "delete":
-            self.deleted.add((probe.value["target"], e.author))
-        derived.apply_payload(
-            self.conn,
-            self.pending,
-            eid=eid,
-            fid=fid,
-            author=e.author,
-            seq=e.seq,
-            id_=e.id,
-            ts=e.timestamp,
-            kind=e.kind,
-            value=probe.value,
-        )
+        self._payload_present(self.feed(e.author), e, eid, fid, probe.value, len(it.payload))
         if e.kind in _TL_KINDS:
             self.pending.parents.append((e.id, e.author, fid))
         return Outcome("stored", None, e.id, e.author, e.seq)
