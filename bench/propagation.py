@@ -62,8 +62,10 @@ class Daemon:
         self.client: AsyncClient | None = None
         self.arrivals: dict[str, float] = {}
 
-    def start(self, bootstrap: str | None) -> None:
-        args = ["--data-dir", str(self.data_dir), "daemon", "--listen", "127.0.0.1"]
+    def start(self, bootstrap: str | None, listen: str) -> None:
+        args = ["--data-dir", str(self.data_dir), "daemon"]
+        if listen != "default":
+            args += ["--listen", listen]
         args += ["--port", "0", "--dht-port", "0", "--log-level", "warning"]
         if bootstrap:
             args += ["--bootstrap", bootstrap]
@@ -88,7 +90,13 @@ class Daemon:
     @property
     def peer_addr(self) -> tuple[str, int]:
         host, port = self.info["peer"].rsplit(":", 1)
-        return host, int(port)
+        # A wildcard bind is reached through loopback on this machine.
+        return ("127.0.0.1" if host in ("0.0.0.0", "[::]") else host), int(port)
+
+    @property
+    def dht_addr(self) -> str:
+        host, port = self.info["dht"].rsplit(":", 1)
+        return f"{'127.0.0.1' if host in ('0.0.0.0', '[::]') else host}:{port}"
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -187,21 +195,32 @@ async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     daemons = [Daemon(i, root) for i in range(args.daemons)]
     await trio.to_thread.run_sync(init_all, daemons)
     try:
-        daemons[0].start(None)
+        daemons[0].start(None, args.listen)
         await daemons[0].wait_ready()
         for d in daemons[1:]:
-            d.start(daemons[0].info["dht"])
+            d.start(daemons[0].dht_addr, args.listen)
         for d in daemons[1:]:
             await d.wait_ready()
         print("all daemons ready", file=sys.stderr)
         async with trio.open_nursery() as nursery:
             for d in daemons:
                 await nursery.start(_client, d)
-            # Follow graph: every node follows `follows` others at random.
-            follows: dict[int, list[int]] = {}
+            progress = Progress()
             for d in daemons:
-                others = [x.index for x in daemons if x is not d]
-                follows[d.index] = rnd.sample(others, min(args.follows, len(others)))
+                ready = trio.Event()
+                nursery.start_soon(_watch, d, ready, progress)
+                await ready.wait()
+            first = await _first_post_after_follow(daemons, args.first_post_pairs, progress)
+            # Follow graph: every node follows `follows` others at random
+            # (besides the follows of the first-post phase).
+            follows: dict[int, list[int]] = {
+                d.index: list(first["follows"].get(d.index, [])) for d in daemons
+            }
+            for d in daemons:
+                others = [
+                    x.index for x in daemons if x is not d and x.index not in follows[d.index]
+                ]
+                follows[d.index] += rnd.sample(others, min(args.follows, len(others)))
             authors = rnd.sample(range(len(daemons)), args.authors)
             for d in daemons:
                 assert d.client is not None
@@ -212,11 +231,6 @@ async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
                 for t in follows[d.index]:
                     host, port = daemons[t].peer_addr
                     await d.client.connect(host=host, port=port)
-            progress = Progress()
-            for d in daemons:
-                ready = trio.Event()
-                nursery.start_soon(_watch, d, ready, progress)
-                await ready.wait()
             # Let follows replicate and links settle before measuring.
             await trio.sleep(args.settle)
             before = await _bytes_out(daemons)
@@ -269,7 +283,65 @@ async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         "bytes_per_post_per_node": round((after - before) / (len(posted) * len(daemons)), 1),
         "loopback_rtt_ms": round(rtt, 3),
         "interval_s": args.interval,
+        "listen": args.listen,
+        "first_post_pairs": len(first["post_ms"]),
+        "follow_to_link_p50_ms": _round(_percentile(first["link_ms"], 0.5)),
+        "follow_to_link_max_ms": _round(max(first["link_ms"], default=None)),
+        "first_post_after_follow_p50_ms": _round(_percentile(first["post_ms"], 0.5)),
+        "first_post_after_follow_max_ms": _round(max(first["post_ms"], default=None)),
+        "first_post_missed": first["missed"],
     }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None or value != value else round(value, 1)
+
+
+async def _first_post_after_follow(
+    daemons: list[Daemon], pairs: int, progress: Progress, within: float = 30.0
+) -> dict[str, Any]:
+    """What a user sees: follow someone (no explicit ``connect``), and time
+    until the link is up and until their next post is stored here.
+
+    Uses disjoint pairs of daemons other than the bootstrap node, one pair at
+    a time, before any other follow exists.
+    """
+    link_ms: list[float] = []
+    post_ms: list[float] = []
+    follows: dict[int, list[int]] = {}
+    missed = 0
+    pairs = min(pairs, (len(daemons) - 1) // 2)
+    for i in range(pairs):
+        follower, author = daemons[1 + 2 * i], daemons[2 + 2 * i]
+        assert follower.client is not None and author.client is not None
+        t0 = time.monotonic()
+        await follower.client.follow(identity=author.info["identity"])
+        follows[follower.index] = [author.index]
+        with trio.move_on_after(within) as scope:
+            while True:
+                # The API has no link event to wait on: poll it, briefly.
+                peers = (await follower.client.peers())["items"]
+                if any(p["node_id"] == author.info["node_id"] for p in peers):
+                    break
+                await trio.sleep(0.01)
+        if scope.cancelled_caught:
+            missed += 1
+            continue
+        link_ms.append((time.monotonic() - t0) * 1000)
+        res = await author.client.post(text=f"first post after follow, pair {i}")
+        with trio.move_on_after(within) as scope:
+            while res["id"] not in follower.arrivals:
+                await progress.wait()
+        if scope.cancelled_caught:
+            missed += 1
+            continue
+        post_ms.append((follower.arrivals[res["id"]] - t0) * 1000)
+    print(
+        f"first post after follow: {len(post_ms)}/{pairs} pairs, "
+        f"max {max(post_ms, default=0):.0f} ms",
+        file=sys.stderr,
+    )
+    return {"link_ms": link_ms, "post_ms": post_ms, "follows": follows, "missed": missed}
 
 
 async def _bytes_out(daemons: list[Daemon]) -> int:
@@ -291,6 +363,17 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=3.0)
     parser.add_argument("--deadline", type=float, default=30.0)
     parser.add_argument("--seed", type=int, default=20)
+    parser.add_argument(
+        "--listen",
+        default="127.0.0.1",
+        help="the daemons' --listen; 'default' passes none (the wildcard a user gets)",
+    )
+    parser.add_argument(
+        "--first-post-pairs",
+        type=int,
+        default=5,
+        help="pairs timed from follow (no connect) to link and to the author's next post",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the data dirs (logs)")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="p2ps-bench-prop-"))

@@ -8,6 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# CI runs every property with a fixed seed, so a red run can be reproduced and
+# a green one means the same examples passed; locally the default profile
+# explores new examples on every run (and prints how to reproduce a failure).
+settings.register_profile(
+    "ci", derandomize=True, print_blob=True, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("default", print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_VECTORS = REPO.parent / "shared" / "vectors"

@@ -2,6 +2,8 @@
 
 Each daemon gets its own data dir, listens on 127.0.0.1 with ports chosen by
 the OS, and is driven only through the CLI or the client, as users drive it.
+``Daemon(..., as_user=True)`` instead passes no --listen, --port or
+--dht-port, so it runs on exactly the defaults a user gets.
 """
 
 from __future__ import annotations
@@ -57,9 +59,15 @@ class Daemon:
     """One daemon process. Call :meth:`start`, then :meth:`stop`."""
 
     def __init__(
-        self, data_dir: Path, *, bootstrap: list[str] | None = None, peers: list[str] | None = None
+        self,
+        data_dir: Path,
+        *,
+        bootstrap: list[str] | None = None,
+        peers: list[str] | None = None,
+        as_user: bool = False,
     ) -> None:
         self.data_dir = data_dir
+        self.as_user = as_user
         self.bootstrap = bootstrap or []
         self.peers = peers or []
         self.proc: subprocess.Popen[bytes] | None = None
@@ -81,13 +89,9 @@ class Daemon:
             "--data-dir",
             str(self.data_dir),
             "daemon",
-            "--listen",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--dht-port",
-            "0",
         ]
+        if not self.as_user:
+            args += ["--listen", "127.0.0.1", "--port", "0", "--dht-port", "0"]
         for b in self.bootstrap:
             args += ["--bootstrap", b]
         for p in self.peers:
@@ -111,6 +115,14 @@ class Daemon:
                 return self.info
             time.sleep(0.05)
         raise AssertionError(f"daemon not ready within {timeout} s:\n{self.log()}")
+
+    def addr(self, which: str) -> str:
+        """This daemon's ``"dht"`` or ``"peer"`` address as another local node
+        should dial it (a wildcard bind is reached through loopback)."""
+        host, _, port = self.info[which].rpartition(":")
+        if host in ("0.0.0.0", "[::]", "::"):
+            host = "127.0.0.1"
+        return f"{host}:{port}"
 
     def log(self) -> str:
         try:

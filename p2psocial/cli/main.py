@@ -221,19 +221,23 @@ def init(c: Ctx, force: bool, passphrase_file: str | None) -> None:
 
 @cli.command()
 @click.option(
-    "--listen", default="0.0.0.0", show_default=True, metavar="HOST", help="Address to listen on."
+    "--listen",
+    default=None,
+    metavar="HOST",
+    help="Address to listen on [default: config.toml's, else 0.0.0.0, every interface].",
 )
 @click.option(
     "--port",
     type=click.IntRange(0, 65535),
     default=None,
-    help="TCP port for peer links (0: any free port).",
+    help="TCP port for peer links (0: any free port) [default: config.toml's; on the "
+    "first start a free port, kept in config.toml for the next].",
 )
 @click.option(
     "--dht-port",
     type=click.IntRange(0, 65535),
     default=None,
-    help="UDP port for the DHT (0: any free port).",
+    help="UDP port for the DHT (0: any free port) [default: as for --port].",
 )
 @click.option(
     "--bootstrap",
@@ -261,7 +265,7 @@ def init(c: Ctx, force: bool, passphrase_file: str | None) -> None:
 @pass_ctx
 def daemon(
     c: Ctx,
-    listen: str,
+    listen: str | None,
     port: int | None,
     dht_port: int | None,
     bootstrap: tuple[str, ...],
@@ -286,7 +290,12 @@ def daemon(
         fail(
             f"no identity in {c.data_dir}; create one with: p2psocial --data-dir {c.data_dir} init"
         )
-    cfg.listen = listen
+    # Ports chosen by the OS on a first start are kept for the next one, so
+    # the address others saved for this node stays valid across restarts.
+    # An explicit --port/--dht-port (0 included) is used for this run only.
+    remember_ports = port is None and dht_port is None and cfg.port == 0 and cfg.dht_port == 0
+    if listen is not None:
+        cfg.listen = listen
     if port is not None:
         cfg.port = port
     if dht_port is not None:
@@ -299,7 +308,7 @@ def daemon(
         _read_passphrase(passphrase_file, confirm=False) if _key_encrypted(cfg) else None
     )
     try:
-        run_daemon(cfg)
+        run_daemon(cfg, remember_ports=remember_ports)
     except P2PSocialError as exc:
         fail(exc.message)
 

@@ -66,7 +66,19 @@ def daemon_lock(config: NodeConfig) -> Iterator[None]:
         os.close(fd)
 
 
-async def _serve(config: NodeConfig, out: TextIO) -> None:
+def _remember_ports(config: NodeConfig, dht_port: int, peer_port: int) -> None:
+    """Write the ports this run bound into config.toml, leaving the rest as saved."""
+    saved = NodeConfig.load(config.data_dir)
+    saved.port, saved.dht_port = peer_port, dht_port
+    try:
+        saved.save()
+    except OSError as exc:
+        log.warning("could not keep the ports in %s: %s", saved.config_path, exc)
+        return
+    log.info("ports kept for the next start: peer %d, dht %d", peer_port, dht_port)
+
+
+async def _serve(config: NodeConfig, out: TextIO, remember_ports: bool) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             node_scope = trio.CancelScope()
@@ -85,6 +97,11 @@ async def _serve(config: NodeConfig, out: TextIO) -> None:
             nursery.start_soon(watch_signals)
             with node_scope:
                 async with open_node(config) as node:
+                    if remember_ports and node.dht_addr and node.peer_addr:
+                        config.dht_port, config.port = node.dht_addr[1], node.peer_addr[1]
+                        await trio.to_thread.run_sync(
+                            _remember_ports, config, config.dht_port, config.port
+                        )
                     st = await node.status()
                     print(
                         f"{READY_PREFIX} identity={st['identity']} node_id={st['node_id']} "
@@ -97,8 +114,14 @@ async def _serve(config: NodeConfig, out: TextIO) -> None:
     log.info("stopped")
 
 
-def run_daemon(config: NodeConfig, *, out: TextIO = sys.stderr) -> None:
+def run_daemon(
+    config: NodeConfig, *, out: TextIO = sys.stderr, remember_ports: bool = False
+) -> None:
     """Run a node until SIGINT/SIGTERM.
+
+    Args:
+        remember_ports: write the ports this run binds into config.toml (for
+            a first start with no ports configured).
 
     Raises:
         NodeError: the data dir is locked by another daemon, the identity is
@@ -106,6 +129,6 @@ def run_daemon(config: NodeConfig, *, out: TextIO = sys.stderr) -> None:
     """
     with daemon_lock(config):
         try:
-            trio.run(_serve, config, out)
+            trio.run(_serve, config, out, remember_ports)
         except OSError as exc:
             raise NodeError(f"cannot start: {exc}", reason="os_error") from None

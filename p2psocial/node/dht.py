@@ -26,6 +26,7 @@ import contextlib
 import hashlib
 import ipaddress
 import logging
+import math
 import os
 import time
 from collections import Counter, OrderedDict
@@ -195,6 +196,9 @@ class DHTConfig:
     refresh_interval: float = 3600.0
     republish_interval: float = 3600.0
     announce_interval: float = 900.0
+    #: An announce that no node accepted (say, made before the node joined)
+    #: is retried after this many seconds, doubling up to announce_interval.
+    announce_retry: float = 1.0
     token_rotation: float = 300.0
     contact_save_interval: float = 300.0
     #: A contact that failed hello is not asked again for this long.
@@ -285,6 +289,12 @@ class DHTNode:
         self._hellos_running = 0
         self._own_records: dict[tuple[str, bytes], bytes] = {}
         self._own_announces: dict[bytes, int] = {}
+        # Own announces that no node accepted: author -> (retry at, backoff).
+        self._unplaced: dict[bytes, tuple[float, float]] = {}
+        # Set when the node (re)joins: bootstrap finished, or the table went
+        # from empty to non-empty. Own announces and records made before that
+        # reached no one, or not the nodes closest to their keys.
+        self._joined = trio.Event()
         self._own_values: dict[bytes, Any] = {}
         self._addr: Addr | None = None
         self._nursery: trio.Nursery | None = None
@@ -321,6 +331,7 @@ class DHTNode:
                 if self.contact_store is not None:
                     await self._load_contacts()
                 nursery.start_soon(self._maintenance_loop)
+                nursery.start_soon(self._placement_loop)
                 task_status.started(self._addr)
                 await trio.sleep_forever()
         finally:
@@ -543,7 +554,10 @@ class DHTNode:
         records: every lookup reaches a few nodes that never saw the asker,
         and proving each asker eagerly would double the cost of a lookup.
         """
+        was_empty = not len(self.table)
         outcome = self.table.add(contact, now)
+        if was_empty and outcome.result is AddResult.ADDED:
+            self._joined.set()
         if outcome.result is AddResult.ADDED and prove:
             if contact.node_id not in self._proven and contact.addr not in self._not_ours:
                 try:
@@ -796,6 +810,9 @@ class DHTNode:
             async with trio.open_nursery() as nursery:
                 for target in self._far_targets():
                     nursery.start_soon(self.find_node, target)
+            # Whatever we announced or published while joining went to the
+            # few contacts we knew then; place it again among the closest.
+            self._joined.set()
         return len(self.table)
 
     def _far_targets(self) -> list[bytes]:
@@ -1004,16 +1021,17 @@ class DHTNode:
         # while instead of walking again. If many of them fail to store it,
         # a fresh lookup runs and the record goes to the current closest.
         cached = self._closest_cache.get((kind, key))
-        if cached is not None and cached[0] > now:
+        if cached is not None and cached[0] > now and cached[1]:
             stored = await self._store_record_at(cached[1], kind, key, data)
             if stored >= len(cached[1]) * 3 // 4:
                 self._stats["puts_from_cache"] += 1
                 return stored
         result, _ = await self._record_lookup(kind, key)
-        self._closest_cache[(kind, key)] = (
-            trio.current_time() + self.config.closest_cache_ttl,
-            result.closest,
-        )
+        if result.closest:
+            self._closest_cache[(kind, key)] = (
+                trio.current_time() + self.config.closest_cache_ttl,
+                result.closest,
+            )
         if len(self._closest_cache) > 256:
             self._closest_cache.pop(next(iter(self._closest_cache)))
         return await self._store_record_at(result.closest, kind, key, data)
@@ -1168,7 +1186,49 @@ class DHTNode:
             for c in result.closest:
                 if c.node_id in tokens:
                     nursery.start_soon(one, c)
+        if accepted:
+            self._unplaced.pop(author, None)
+        elif author in self._own_announces:
+            # Nobody holds it: a node that is not listed cannot be found, so
+            # try again soon rather than at the next announce_interval.
+            self._stats["announces_unplaced"] += 1
+            _, backoff = self._unplaced.get(author, (0.0, self.config.announce_retry / 2))
+            backoff = min(self.config.announce_interval, backoff * 2)
+            self._unplaced[author] = (trio.current_time() + backoff, backoff)
         return accepted
+
+    async def _placement_loop(self) -> None:
+        """Re-place own announces and records when the node joins, and retry
+        announces that no node accepted, with backoff."""
+        while True:
+            retry_at = min((t for t, _ in self._unplaced.values()), default=math.inf)
+            with trio.move_on_at(retry_at):
+                await self._joined.wait()
+            now = trio.current_time()
+            if self._joined.is_set():
+                self._joined = trio.Event()
+                self._closest_cache.clear()
+                authors = list(self._own_announces)
+                records = list(self._own_records.items())
+                self._stats["placements_after_join"] += 1
+            else:
+                authors = [a for a, (t, _) in self._unplaced.items() if t <= now]
+                records = []
+            for author in authors:
+                port = self._own_announces.get(author)
+                if port is None:
+                    self._unplaced.pop(author, None)
+                    continue
+                try:
+                    await self.announce(author, port)
+                except DHTError as exc:
+                    log.info("re-announce failed: %s", exc)
+            for (kind, key), data in records:
+                try:
+                    result, _ = await self._record_lookup(kind, key)
+                    await self._store_record_at(result.closest, kind, key, data)
+                except DHTError as exc:
+                    log.info("re-publish after joining failed: %s", exc)
 
     async def get_peers(self, author: bytes) -> list[tuple[bytes, str, int]]:
         """Nodes that announced ``author``'s feed: (node id, host, TCP port), not us."""

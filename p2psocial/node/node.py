@@ -711,8 +711,9 @@ async def open_node(
                 accept_inbound=config.policy.accept_inbound,
             )
             node.peer_addr = await nursery.start(node.replicator.run)
-            if bootstrap:
-                nursery.start_soon(node.dht.bootstrap, bootstrap)
+            # With no bootstrap address this still rejoins through the
+            # contacts saved by the last run (a no-op on a first run).
+            nursery.start_soon(node.dht.bootstrap, bootstrap)
             for host, port in explicit_peers:
                 nursery.start_soon(node.replicator.connect, host, port)
             if config.serve_api:

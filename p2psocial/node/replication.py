@@ -139,6 +139,7 @@ class Replicator(_Ingest):
         self._dialing: set[tuple[str, int]] = set()
         self._swarm_checked: dict[bytes, float] = {}
         self._announced: set[bytes] = set()
+        self._swarm_backoff: dict[bytes, float] = {}
         self._peek_events: dict[bytes, trio.Event] = {}
         self._nursery: trio.Nursery | None = None
         self._wakeup = trio.Event()

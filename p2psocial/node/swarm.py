@@ -44,6 +44,7 @@ class _Swarm(_LinkPool):
     _dialing: set[tuple[str, int]]
     _swarm_checked: dict[bytes, float]
     _announced: set[bytes]
+    _swarm_backoff: dict[bytes, float]
     _nursery: trio.Nursery | None
     _wakeup: trio.Event
     _swarm_due: trio.Event
@@ -176,6 +177,7 @@ class _Swarm(_LinkPool):
                         with trio.move_on_after(10):
                             await self.dht.announce(author, self.port)
                             self._announced.add(author)
+                    have = 0
                     with trio.move_on_after(10):
                         found = await self.dht.get_peers(author)
                         have = sum(
@@ -188,12 +190,24 @@ class _Swarm(_LinkPool):
                                 continue
                             if await self._dial(host, port):
                                 have += 1
+                    self._schedule_swarm_retry(author, now, linked=have > 0)
                 except (ProtocolError, OSError) as exc:
                     self._stats["dht_errors"] += 1
                     log.debug("swarm lookup for %s failed: %s", author.hex()[:12], exc)
                 except Exception as exc:  # DHTError and friends; never crash the service
                     self._stats["dht_errors"] += 1
                     log.debug("swarm lookup for %s failed: %s", author.hex()[:12], exc)
+
+    def _schedule_swarm_retry(self, author: bytes, now: float, *, linked: bool) -> None:
+        """A wanted feed with no linked holder is looked up again soon (1 s,
+        doubling up to ``swarm_interval``), not only at the next interval: its
+        holders may not have been listed yet when we first looked."""
+        if linked or author == self.identity:
+            self._swarm_backoff.pop(author, None)
+            return
+        backoff = min(self.swarm_interval, self._swarm_backoff.get(author, 0.5) * 2)
+        self._swarm_backoff[author] = backoff
+        self._swarm_checked[author] = now - self.swarm_interval + backoff
 
     async def _put_head(self, entry_bytes: bytes) -> None:
         try:

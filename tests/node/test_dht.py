@@ -370,3 +370,52 @@ async def test_record_replies_carry_a_key_proof_when_asked() -> None:
                 assert info.value.reason == "wrong_id"
                 assert not asker.is_proven(fake)
                 nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "127.0.0.1"])
+async def test_announce_made_before_joining_is_placed_once_joined(host: str) -> None:
+    """A node announces its own feed as it starts, before it knows anyone. That
+    announce must reach the network once the node joins; a wildcard bind (which
+    cannot list itself in its own store) must not make it unfindable."""
+    cfg = DHTConfig(rpc_timeout=0.3, rpc_attempts=2)
+    author = SigningKey.generate().public_key
+    early = DHTNode(SigningKey.generate(), host, 0, config=cfg)
+    boot = DHTNode(SigningKey.generate(), "127.0.0.1", 0, config=cfg)
+    seeker = DHTNode(SigningKey.generate(), "127.0.0.1", 0, config=cfg)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            for x in (early, boot, seeker):
+                await nursery.start(x.run)
+            assert await early.announce(author, 4242) == 0  # nobody to tell yet
+            await early.bootstrap([("127.0.0.1", boot.address[1])])
+            await seeker.bootstrap([("127.0.0.1", boot.address[1])])
+            while True:
+                found = await seeker.get_peers(author)
+                if found:
+                    break
+                await trio.sleep(0.05)
+            assert found == [(early.node_id, "127.0.0.1", 4242)]
+            assert early.statistics()["placements_after_join"] >= 1
+            nursery.cancel_scope.cancel()
+
+
+async def test_unaccepted_announce_is_retried_with_backoff() -> None:
+    """An announce nobody accepted is retried soon, not at announce_interval:
+    the first node of a network is found by the second without a bootstrap
+    on the first node's side."""
+    cfg = DHTConfig(rpc_timeout=0.3, rpc_attempts=2, announce_retry=0.1)
+    author = SigningKey.generate().public_key
+    first = DHTNode(SigningKey.generate(), "0.0.0.0", 0, config=cfg)
+    second = DHTNode(SigningKey.generate(), "127.0.0.1", 0, config=cfg)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(first.run)
+            await nursery.start(second.run)
+            assert await first.announce(author, 4242) == 0
+            # The second node joins through the first, so the first's table
+            # goes from empty to one contact: that alone re-places it.
+            await second.bootstrap([("127.0.0.1", first.address[1])])
+            while not second.swarms.peers(swarm_key(author), trio.current_time()):
+                await trio.sleep(0.02)
+            assert first.statistics()["announces_unplaced"] >= 1
+            nursery.cancel_scope.cancel()

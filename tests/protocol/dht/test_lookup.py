@@ -12,10 +12,15 @@ from p2psocial.protocol.dht import Contact, Finished, Lookup, Query, RoutingTabl
 
 
 def make_net(rng: random.Random, n: int) -> dict[bytes, RoutingTable]:
+    """Every node is offered every other node, in random order, and keeps what
+    its k-buckets hold: each node then knows its whole neighbourhood, which is
+    what makes "the true k closest" a property Kademlia promises. (With tables
+    filled from a random sample, a node near the target may simply not know
+    the 11th closest, and no lookup could find it.)"""
     ids = [rng.randbytes(20) for _ in range(n)]
     tables = {i: RoutingTable(i, k=20) for i in ids}
     for i in ids:
-        for j in rng.sample(ids, min(n, 60)):
+        for j in rng.sample(ids, n):
             tables[i].add(Contact(j, "127.0.0.1", 1), 0.0)
     return tables
 
@@ -60,16 +65,26 @@ def test_lookup_finds_true_k_closest(seed: int, n: int) -> None:
     assert [c.node_id for c in res.closest] == expect
 
 
-def test_dead_nodes_are_skipped_and_lookup_terminates() -> None:
-    rng = random.Random(7)
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 2**32))
+def test_dead_nodes_are_skipped_and_lookup_terminates(seed: int) -> None:
+    rng = random.Random(seed)
     tables = make_net(rng, 120)
     ids = list(tables)
     dead = set(rng.sample(ids[1:], 36))
     target = rng.randbytes(20)
     lookup = Lookup(ids[0], target, tables[ids[0]].closest(target))
     res = run(lookup, tables, dead, rng)
-    alive = [i for i in ids[1:] if i not in dead]
-    assert [c.node_id for c in res.closest] == sorted(alive, key=lambda i: distance(i, target))[:20]
+    got = [c.node_id for c in res.closest]
+    ranked = sorted(ids[1:], key=lambda i: distance(i, target))
+    alive = [i for i in ranked if i not in dead]
+    # No dead node is reported, and no live node closer than a reported one
+    # is missed. Every answer names the k closest its table holds, dead ones
+    # included, so a live node can be learnt of only if fewer than k nodes
+    # (live or dead) are closer: the live ones among the global k closest
+    # must all be found.
+    assert got == alive[: len(got)]
+    assert set(ranked[:20]) - dead <= set(got)
 
 
 def test_alpha_in_flight_without_rounds() -> None:
