@@ -8,10 +8,33 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["METHODS", "ParamSpec", "check_params"]
+__all__ = ["METHODS", "ListOf", "ParamSpec", "check_params"]
 
-# name -> (type, required)
-ParamSpec = dict[str, tuple[type | tuple[type, ...], bool]]
+
+class ListOf:
+    """A list parameter whose every element has type ``elem``."""
+
+    __slots__ = ("elem",)
+    __name__ = "list"
+
+    def __init__(self, elem: type) -> None:
+        self.elem = elem
+
+    def check(self, value: Any) -> bool:
+        return type(value) is list and all(
+            isinstance(v, self.elem) and not (self.elem is int and isinstance(v, bool))
+            for v in value
+        )
+
+    def describe(self) -> str:
+        return f"list of {self.elem.__name__}"
+
+
+Type = type | ListOf
+# name -> (type or types, required)
+ParamSpec = dict[str, tuple[Type | tuple[Type, ...], bool]]
+
+_STRS = ListOf(str)
 
 _PAGE: ParamSpec = {"limit": (int, False), "before": (str, False)}
 
@@ -24,8 +47,8 @@ METHODS: dict[str, ParamSpec] = {
     "post": {
         "text": (str, True),
         "reply_to": (str, False),
-        "mentions": (list, False),
-        "tags": (list, False),
+        "mentions": (_STRS, False),
+        "tags": (_STRS, False),
         "lang": (str, False),
     },
     "react": {"target": (str, True), "emoji": (str, True)},
@@ -39,7 +62,7 @@ METHODS: dict[str, ParamSpec] = {
     "mute": {"identity": (str, True)},
     "unmute": {"identity": (str, True)},
     "timeline": dict(_PAGE),
-    "feed": {"identity": (str, False), "kinds": (list, False), **_PAGE},
+    "feed": {"identity": (str, False), "kinds": (_STRS, False), **_PAGE},
     "thread": {"id": (str, True)},
     "mentions": dict(_PAGE),
     "search": {"query": (str, True), "author": (str, False), **_PAGE},
@@ -47,19 +70,38 @@ METHODS: dict[str, ParamSpec] = {
     "following": {"identity": (str, False)},
     "followers": {"identity": (str, False)},
     "policy": {},
-    "set_policy": {"key": (str, True), "value": ((str, int, bool, list), True)},
+    "set_policy": {"key": (str, True), "value": ((str, int, bool, _STRS), True)},
     "explain": {"id": (str, True)},
     # Streams: the result is {"subscription": id}, then {"id": id, "event": ...}
     # frames follow until the client sends "unwatch" or closes.
-    "watch": {"kinds": (list, False), "authors": (list, False), "mentions_me": (bool, False)},
+    "watch": {"kinds": (_STRS, False), "authors": (_STRS, False), "mentions_me": (bool, False)},
     "unwatch": {"subscription": (int, True)},
 }
 
 
+def _fits(typ: Type, value: Any) -> bool:
+    if isinstance(typ, ListOf):
+        return typ.check(value)
+    # bool is an int subclass; an int parameter must not accept True. And
+    # msgpack ints beyond 64 bits cannot arrive, but Python ints can be huge.
+    if typ is int:
+        return type(value) is int and -(2**63) <= value < 2**64
+    return isinstance(value, typ)
+
+
+def _describe(typ: Type | tuple[Type, ...]) -> str:
+    types = typ if isinstance(typ, tuple) else (typ,)
+    return " or ".join(t.describe() if isinstance(t, ListOf) else t.__name__ for t in types)
+
+
 def check_params(method: str, params: Any) -> str | None:
-    """Return a description of what is wrong with ``params``, or None if they fit."""
+    """Return a description of what is wrong with ``params``, or None if they fit.
+
+    Checks the shape only: names, types, and the types of list elements.
+    Values (an identity's text form, a known kind) are checked by the node.
+    """
     spec = METHODS[method]
-    if not isinstance(params, dict):
+    if type(params) is not dict:
         return "params must be a map"
     for key in params:
         if key not in spec:
@@ -69,11 +111,7 @@ def check_params(method: str, params: Any) -> str | None:
             if required:
                 return f"missing parameter {key!r} for {method}"
             continue
-        value = params[key]
-        # bool is an int subclass; an int parameter must not accept True.
-        if typ is int and isinstance(value, bool):
-            return f"parameter {key!r} must be int"
-        if not isinstance(value, typ):
-            name = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
-            return f"parameter {key!r} must be {name}"
+        types = typ if isinstance(typ, tuple) else (typ,)
+        if not any(_fits(t, params[key]) for t in types):
+            return f"parameter {key!r} must be {_describe(typ)}"
     return None

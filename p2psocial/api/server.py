@@ -67,7 +67,14 @@ class APIServer:
     def __init__(self, node: Any, path: Path) -> None:
         self.node = node
         self.path = Path(path)
-        self.stats = {"connections": 0, "refused": 0, "requests": 0, "errors": 0, "malformed": 0}
+        self.stats = {
+            "connections": 0,
+            "refused": 0,
+            "requests": 0,
+            "errors": 0,
+            "malformed": 0,
+            "internal_errors": 0,
+        }
         self._open = 0
 
     async def run(self, *, task_status: trio.TaskStatus[Path] = trio.TASK_STATUS_IGNORED) -> None:
@@ -120,6 +127,12 @@ class APIServer:
     async def _serve_connection(self, stream: trio.SocketStream) -> None:
         try:
             await self._serve_one(stream)
+        except Exception:
+            # A bug while serving one client ends that client's connection
+            # only; it is logged with its traceback and counted, never
+            # silent, and the daemon and other clients go on.
+            self.stats["internal_errors"] += 1
+            log.exception("API connection failed")
         finally:
             self._open -= 1
 
@@ -202,38 +215,63 @@ class APIServer:
                     scope.cancel()
                 return
             self.stats["requests"] += 1
-            req_id = msg.get("id")
-            method = msg.get("method")
-            params = msg.get("params", {})
-            if not isinstance(req_id, int) or isinstance(req_id, bool):
-                await send.send(error_reply(None, "invalid_request", "request needs an integer id"))
-                continue
-            if method not in METHODS:
-                await send.send(error_reply(req_id, "unknown_method", f"no method {method!r}"))
-                continue
-            problem = check_params(method, params)
-            if problem:
-                await send.send(error_reply(req_id, "invalid_params", problem))
-                continue
-            params = {k: v for k, v in params.items() if v is not None}
-            if method == "watch":
-                if len(watches) >= MAX_WATCHES:
-                    await send.send(
-                        error_reply(req_id, "too_many_watches", f"at most {MAX_WATCHES}")
+            try:
+                await self._dispatch(msg, send, nursery, inflight, watches)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                raise
+            except Exception:
+                # A bug in handling one request ends that request only.
+                self.stats["internal_errors"] += 1
+                log.exception("API request failed before dispatch")
+                req_id = msg.get("id")
+                await send.send(
+                    error_reply(
+                        req_id if type(req_id) is int else None, "internal", "internal error"
                     )
-                    continue
-                scope = trio.CancelScope()
-                watches[req_id] = scope
-                nursery.start_soon(self._watch, req_id, params, send.clone(), scope, watches)
-                continue
-            if method == "unwatch":
-                found = watches.pop(params["subscription"], None)
-                if found is not None:
-                    found.cancel()
-                await send.send({"id": req_id, "result": {"unwatched": found is not None}})
-                continue
-            await inflight.acquire()
-            nursery.start_soon(self._call, req_id, method, params, send.clone(), inflight)
+                )
+
+    async def _dispatch(
+        self,
+        msg: dict[str, Any],
+        send: trio.MemorySendChannel[dict[str, Any]],
+        nursery: trio.Nursery,
+        inflight: trio.Semaphore,
+        watches: dict[int, trio.CancelScope],
+    ) -> None:
+        """Check one request and start it (or reply with why it cannot run)."""
+        req_id = msg.get("id")
+        method = msg.get("method")
+        params = msg.get("params", {})
+        if not isinstance(req_id, int) or isinstance(req_id, bool):
+            await send.send(error_reply(None, "invalid_request", "request needs an integer id"))
+            return
+        if type(method) is not str:
+            await send.send(error_reply(req_id, "invalid_request", "method must be a string"))
+            return
+        if method not in METHODS:
+            await send.send(error_reply(req_id, "unknown_method", f"no method {method!r}"))
+            return
+        problem = check_params(method, params)
+        if problem:
+            await send.send(error_reply(req_id, "invalid_params", problem))
+            return
+        params = {k: v for k, v in params.items() if v is not None}
+        if method == "watch":
+            if len(watches) >= MAX_WATCHES:
+                await send.send(error_reply(req_id, "too_many_watches", f"at most {MAX_WATCHES}"))
+                return
+            scope = trio.CancelScope()
+            watches[req_id] = scope
+            nursery.start_soon(self._watch, req_id, params, send.clone(), scope, watches)
+            return
+        if method == "unwatch":
+            found = watches.pop(params["subscription"], None)
+            if found is not None:
+                found.cancel()
+            await send.send({"id": req_id, "result": {"unwatched": found is not None}})
+            return
+        await inflight.acquire()
+        nursery.start_soon(self._call, req_id, method, params, send.clone(), inflight)
 
     async def _call(
         self,
@@ -251,6 +289,7 @@ class APIServer:
                 except Exception as exc:
                     self.stats["errors"] += 1
                     if not isinstance(exc, P2PSocialError):
+                        self.stats["internal_errors"] += 1
                         log.exception("API method %s failed", method)
                     reply = _error_from_exception(req_id, exc)
                 with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):

@@ -565,6 +565,8 @@ class Node:
             stats["dht"] = self.dht.statistics()
         if self.replicator is not None:
             stats["replication"] = self.replicator.statistics()
+        if self.api_server is not None:
+            stats["api"] = dict(self.api_server.stats)
         return stats
 
     # -- watching -------------------------------------------------------------

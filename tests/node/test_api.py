@@ -19,7 +19,7 @@ import pytest
 import trio
 
 import p2psocial
-from p2psocial.api.methods import METHODS
+from p2psocial.api.methods import METHODS, ListOf
 from p2psocial.client import DaemonNotRunning
 from p2psocial.errors import APIError
 from tests.daemons import Daemon, run_cli, wait_for
@@ -395,3 +395,96 @@ def test_example_bot_answers_replies(tmp_path: Path) -> None:
         finally:
             if bot.poll() is None:
                 bot.kill()
+
+
+def _bad_values(typ: object) -> list[object]:
+    """Values of the wrong type (or with wrongly typed elements) for a parameter."""
+    candidates: list[object] = [["x"], [[1]], {"a": 1}, [{"a": 1}], b"raw", 1.5, True, 7, "s"]
+    types = typ if isinstance(typ, tuple) else (typ,)
+
+    def fits(v: object, t: object) -> bool:
+        if isinstance(t, ListOf):  # the only list parameters: lists of strings
+            return type(v) is list and all(type(e) is str for e in v)
+        if t is int:
+            return type(v) is int
+        return isinstance(t, type) and isinstance(v, t)
+
+    return [v for v in candidates if not any(fits(v, t) for t in types)]
+
+
+def test_every_parameter_is_type_checked_at_the_edge(daemon: Daemon) -> None:
+    """Wrongly typed parameters of every method get invalid_params, never
+    'internal', and nothing a client sends ends the daemon (a list as the
+    method name used to kill it)."""
+    path = api_path(daemon)
+    s = _raw_connect(path)
+    _send(s, {"api": "p2psocial", "version": 1})
+    _recv(s)
+    req = 0
+    codes: dict[str, str] = {}
+    for bad_method in (["x"], {"m": 1}, 5, None, b"post"):
+        req += 1
+        _send(s, {"id": req, "method": bad_method})
+        reply = _recv(s)
+        assert reply["id"] == req and reply["error"]["code"] in (
+            "invalid_request",
+            "unknown_method",
+        )
+    for method, spec in METHODS.items():
+        for name, (typ, _required) in spec.items():
+            for value in _bad_values(typ):
+                req += 1
+                _send(s, {"id": req, "method": method, "params": {name: value}})
+                reply = _recv(s)
+                assert reply["id"] == req
+                codes[f"{method}.{name}={value!r}"] = reply["error"]["code"]
+    wrong = {k: v for k, v in codes.items() if v != "invalid_params"}
+    assert not wrong, wrong
+    # The two reproduced cases by name, with otherwise valid requests.
+    for method, params in (
+        ("feed", {"kinds": [[1]]}),
+        ("post", {"text": "hi", "tags": [[1]]}),
+        ("post", {"text": "hi", "mentions": [{"a": 1}]}),
+        ("watch", {"authors": [5]}),
+        ("set_policy", {"key": "blocked", "value": [[1]]}),
+    ):
+        req += 1
+        _send(s, {"id": req, "method": method, "params": params})
+        assert _recv(s)["error"]["code"] == "invalid_params", (method, params)
+    s.close()
+    assert daemon.proc is not None and daemon.proc.poll() is None
+    c = p2psocial.connect(api=path)
+    assert c.status()["identity"] == c.identity
+
+
+def test_well_typed_nonsense_gets_a_typed_error_not_internal(daemon: Daemon) -> None:
+    """Every parameter well typed but meaningless ("zz", ["zz"], -1, huge):
+    the node answers with a typed error or a result, never 'internal'."""
+    path = api_path(daemon)
+    s = _raw_connect(path)
+    _send(s, {"api": "p2psocial", "version": 1})
+    _recv(s)
+    samples: dict[object, list[object]] = {str: ["zz", "", "p2ps1" + "q" * 58]}
+    samples[int] = [-1, 0, 2**63 - 1]
+    samples[bool] = [True]
+    internal = {}
+    req = 0
+    for method, spec in METHODS.items():
+        if method in ("watch", "unwatch", "connect"):
+            continue  # streams, and a dial that waits for its timeout
+        for name, (typ, _required) in spec.items():
+            types = typ if isinstance(typ, tuple) else (typ,)
+            for t in types:
+                values = samples.get(t, [["zz"], [""]])
+                for value in values:
+                    params = {k: "p2ps1zz" for k, (tt, req_) in spec.items() if req_ and k != name}
+                    params[name] = value
+                    req += 1
+                    _send(s, {"id": req, "method": method, "params": params})
+                    reply = _recv(s)
+                    if "error" in reply and reply["error"]["code"] == "internal":
+                        internal[f"{method}({params})"] = reply["error"]
+    s.close()
+    assert not internal, internal
+    assert "Traceback" not in daemon.log()
+    assert p2psocial.connect(api=path).statistics()["api"]["internal_errors"] == 0
