@@ -31,6 +31,7 @@ __all__ = [
     "ProtocolError",
     "SchemaError",
     "StorageError",
+    "cannot_listen",
 ]
 
 
@@ -44,6 +45,30 @@ class NodeError(P2PSocialError):
     """The node cannot do what was asked (not running, already running, bad config, ...)."""
 
     reason = "node"
+
+
+def cannot_listen(what: str, address: str, exc: OSError) -> NodeError:
+    """The error for a socket that cannot be bound, naming what and where.
+
+    Args:
+        what: e.g. "TCP port for peer links".
+        address: the address as the user would type it, e.g. "0.0.0.0:4001".
+        exc: the OSError from bind/listen.
+    """
+    import errno
+
+    if exc.errno == errno.EADDRINUSE:
+        return NodeError(
+            f"cannot listen on {what} {address}: it is in use by another program "
+            "(choose another with the option, or stop that program)",
+            reason="address_in_use",
+        )
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return NodeError(
+            f"cannot listen on {what} {address}: no interface of this machine has that address",
+            reason="address_unavailable",
+        )
+    return NodeError(f"cannot listen on {what} {address}: {exc.strerror or exc}", reason="bind")
 
 
 class APIError(P2PSocialError):

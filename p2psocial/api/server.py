@@ -87,6 +87,17 @@ class APIServer:
         old = os.umask(0o177)
         try:
             await sock.bind(str(self.path))
+        except OSError as exc:
+            sock.close()
+            raise NodeError(
+                f"cannot create the local API socket {self.path}: {exc.strerror or exc}"
+                + (
+                    " (the path is too long for a Unix socket; use --api)"
+                    if len(str(self.path)) > 100
+                    else ""
+                ),
+                reason="api_socket",
+            ) from None
         finally:
             os.umask(old)
         os.chmod(self.path, 0o600)

@@ -20,7 +20,7 @@ from typing import TextIO
 
 import trio
 
-from ..errors import NodeError
+from ..errors import NodeError, P2PSocialError
 from .config import NodeConfig
 from .node import open_node
 
@@ -130,5 +130,33 @@ def run_daemon(
     with daemon_lock(config):
         try:
             trio.run(_serve, config, out, remember_ports)
+        except BaseExceptionGroup as group:
+            # trio wraps what a service raised on the way out of each nursery;
+            # the user needs the one error that says what is wrong.
+            cause = _user_error(group)
+            if cause is None:
+                raise
+            raise cause from None
         except OSError as exc:
             raise NodeError(f"cannot start: {exc}", reason="os_error") from None
+
+
+def _user_error(group: BaseExceptionGroup[BaseException]) -> NodeError | P2PSocialError | None:
+    """The first error of ``group`` a user can act on, or None if it holds a bug."""
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    for exc in leaves:
+        if isinstance(exc, P2PSocialError):
+            return exc
+    for exc in leaves:
+        if isinstance(exc, OSError):
+            return NodeError(f"cannot start: {exc}", reason="os_error")
+    return None

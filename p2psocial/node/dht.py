@@ -36,7 +36,7 @@ from typing import Any, Protocol
 
 import trio
 
-from ..errors import NodeError
+from ..errors import NodeError, cannot_listen
 from ..protocol.dht import (
     HEAD,
     PROFILE,
@@ -144,6 +144,10 @@ async def open_udp_socket(host: str, port: int) -> DatagramSocket:
     sock = trio.socket.socket(family, trio.socket.SOCK_DGRAM)
     try:
         await sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        raise cannot_listen("UDP port for the DHT", shown, exc) from None
     except BaseException:
         sock.close()
         raise

@@ -18,6 +18,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -631,6 +632,14 @@ class Node:
                 yield event
 
 
+def _head(path: Path) -> bytes:
+    try:
+        with path.open("rb") as f:
+            return f.read(64)
+    except OSError:
+        return b""
+
+
 def load_keys(config: NodeConfig) -> tuple[SigningKey, SigningKey]:
     """Read the identity and node keys from the data dir.
 
@@ -650,9 +659,16 @@ def load_keys(config: NodeConfig) -> tuple[SigningKey, SigningKey]:
                 reason="no_identity",
             ) from None
         except DecodeError as exc:
+            if exc.reason == "passphrase" or b"ENCRYPTED" in _head(path):
+                raise NodeError(
+                    f"cannot unlock {path}: the passphrase is wrong or missing (give it with "
+                    "P2PSOCIAL_PASSPHRASE, --passphrase-file, or at the prompt)",
+                    reason="bad_passphrase",
+                ) from None
+            # Never suggest `init --force` here: it makes a new identity and
+            # the one in this file (and every follower of it) is lost.
             raise NodeError(
-                f"cannot read {path}: {exc.message} (set P2PSOCIAL_PASSPHRASE or recreate it with "
-                f"p2psocial init --force)",
+                f"cannot read {path}: {exc.message}; restore it from a backup",
                 reason="bad_identity",
             ) from None
     return keys[0], keys[1]

@@ -38,6 +38,7 @@ from typing import Any, Protocol
 
 import trio
 
+from ..errors import cannot_listen
 from ..protocol.entries import Entry
 from ..protocol.errors import LocalUsageError
 from ..protocol.identity import SigningKey, node_id_from_public_key
@@ -163,7 +164,11 @@ class Replicator(_Ingest):
 
         Calls ``task_status.started((host, port))`` once the listener is up.
         """
-        listeners = await trio.open_tcp_listeners(self.port, host=self.host)
+        try:
+            listeners = await trio.open_tcp_listeners(self.port, host=self.host)
+        except OSError as exc:
+            shown = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+            raise cannot_listen("TCP port for peer links", shown, exc) from None
         self.port = listeners[0].socket.getsockname()[1]
         try:
             await self._refresh_interest()
