@@ -149,8 +149,14 @@ async def test_testnet_of_50_nodes() -> None:
             assert st["contacts"] >= 20
             # Contacts that answered a putter's record lookup proved their key.
             assert nodes[3].statistics()["proven"] >= 20
-            # Only late answers to requests already settled (retried or cancelled).
-            assert set(st["dropped"]) <= {"unexpected_response"}
+            # Only late answers to requests already settled (retried or
+            # cancelled), and at the bootstrap hub, which takes 49 joins at
+            # once, requests beyond its bounded queue when the machine is busy
+            # (a bounded queue drops and counts by design; the puts and gets
+            # above show that the network worked regardless).
+            assert set(st["dropped"]) <= {"unexpected_response", "queue_full"}
+            for x in nodes[1:]:
+                assert set(x.statistics()["dropped"]) <= {"unexpected_response"}, x.statistics()
 
 
 async def test_record_rejections_over_the_wire() -> None:

@@ -7,7 +7,6 @@ of datagrams are lost, some duplicated, all delayed 1-10 ms of virtual time.
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -57,7 +56,6 @@ async def memnet(
 async def test_lookups_find_true_k_closest_at_10_percent_loss(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    started = time.perf_counter()
     with trio.fail_after(3600):  # virtual seconds
         async with memnet(200, seed=4, loss=0.10) as (net, nodes):
             rng = random.Random(99)
@@ -78,7 +76,6 @@ async def test_lookups_find_true_k_closest_at_10_percent_loss(
                 for k, v in x.statistics()["dropped"].items():
                     dropped[k] = dropped.get(k, 0) + v
             assert good / trials >= 0.99, (good, trials, dropped, net.stats)
-    assert time.perf_counter() - started < 60
 
 
 async def test_records_and_swarms_over_a_lossy_network(

@@ -136,6 +136,9 @@ class RoutingTable:
         self.split_mod = split_mod
         self.replacement_size = replacement_size
         self.buckets: list[Bucket] = [Bucket(0, 1 << ID_BITS)]
+        # One contact per (host, port): one address cannot fill the table by
+        # answering under many ids. Maps each table contact's address to its id.
+        self._by_addr: dict[tuple[str, int], bytes] = {}
 
     # -- lookup of buckets -------------------------------------------------
 
@@ -163,10 +166,18 @@ class RoutingTable:
             ADDED or UPDATED (moved to the tail of its bucket); PING with the
             contact to ping first when the bucket is full or when the id is
             already known at a different address (the newcomer then waits in
-            the replacement cache); IGNORED for our own id or a bad id.
+            the replacement cache); PING with the contact that already holds
+            this address under another id (the newcomer is not kept: if the
+            old one stops answering, the newcomer gets in when next seen);
+            IGNORED for our own id or a bad id.
         """
         if len(contact.node_id) != ID_SIZE or contact.node_id == self.own_id:
             return AddOutcome(AddResult.IGNORED)
+        holder = self._by_addr.get(contact.addr)
+        if holder is not None and holder != contact.node_id:
+            held = self.get(holder)
+            if held is not None:
+                return AddOutcome(AddResult.PING, held)
         n = int.from_bytes(contact.node_id, "big")
         while True:
             idx = self._index(n)
@@ -184,6 +195,7 @@ class RoutingTable:
             if len(b.contacts) < self.k:
                 b.replacements.pop(contact.node_id, None)
                 b.contacts[contact.node_id] = contact
+                self._by_addr[contact.addr] = contact.node_id
                 b.last_changed = now
                 return AddOutcome(AddResult.ADDED)
             if b.depth < ID_BITS and (b.covers(self._own) or b.depth % self.split_mod != 0):
@@ -210,8 +222,9 @@ class RoutingTable:
             side.contacts[c.node_id] = c
         for c in b.replacements.values():
             side = left if int.from_bytes(c.node_id, "big") < mid else right
-            if len(side.contacts) < self.k:
+            if len(side.contacts) < self.k and c.addr not in self._by_addr:
                 side.contacts[c.node_id] = c
+                self._by_addr[c.addr] = c.node_id
             else:
                 side.replacements[c.node_id] = c
         self.buckets[idx : idx + 1] = [left, right]
@@ -223,15 +236,23 @@ class RoutingTable:
             True if the contact was in the table (not merely a replacement).
         """
         b = self.bucket_for(node_id)
-        if b.contacts.pop(node_id, None) is None:
+        gone = b.contacts.pop(node_id, None)
+        if gone is None:
             b.replacements.pop(node_id, None)
             return False
+        if self._by_addr.get(gone.addr) == node_id:
+            del self._by_addr[gone.addr]
         # The same id seen at a new address waits as a replacement: it wins.
         c = b.replacements.pop(node_id, None)
-        if c is None and b.replacements:
-            _, c = b.replacements.popitem(last=True)
+        if c is not None and c.addr in self._by_addr:
+            c = None
+        while c is None and b.replacements:
+            _, cand = b.replacements.popitem(last=True)
+            if cand.addr not in self._by_addr:
+                c = cand
         if c is not None:
             b.contacts[c.node_id] = c
+            self._by_addr[c.addr] = c.node_id
         return True
 
     # -- queries -------------------------------------------------------------

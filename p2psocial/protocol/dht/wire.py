@@ -20,6 +20,7 @@ Every ``*_untrusted`` / ``parse_*`` function here raises only
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -282,29 +283,44 @@ def parse_request_args(method: str, args: list[Any]) -> tuple[Any, ...]:
 # -- reply shapes ----------------------------------------------------------------
 
 
+def _ip_literal(host: Any) -> bool:
+    """Whether ``host`` is an IP address in its canonical text form that can be
+    sent to (not unspecified, not multicast). A host name is never accepted:
+    resolving a name that a peer chose would send DNS queries on its behalf."""
+    if type(host) is not str or not 0 < len(host) <= MAX_HOST_LEN:
+        return False
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return str(ip) == host and not ip.is_unspecified and not ip.is_multicast
+
+
 def parse_node_list(value: Any) -> list[Contact]:
     """A list of ``[id, host, port]`` triples, as ``find_node`` returns.
 
+    A malformed triple (an id that is not 20 bytes, a host that is not an IP
+    literal, a port out of range) is skipped, as stock nodes do; the rest of
+    the list is used.
+
     Raises:
-        DecodeError: ``bad_reply``.
+        DecodeError: ``bad_reply``, when the value is not a list of at most 20.
     """
     if type(value) is not list or len(value) > MAX_NODES:
         raise DecodeError("node list must be a list of at most 20", reason="bad_reply")
     out = []
     for item in value:
         if type(item) is not list or len(item) != 3:
-            raise DecodeError("node must be [id, host, port]", reason="bad_reply")
+            continue
         nid, host, port = item
         if (
-            type(nid) is not bytes
-            or len(nid) != 20
-            or type(host) is not str
-            or not 0 < len(host) <= MAX_HOST_LEN
-            or type(port) is not int
-            or not 0 < port < 65536
+            type(nid) is bytes
+            and len(nid) == 20
+            and _ip_literal(host)
+            and type(port) is int
+            and 0 < port < 65536
         ):
-            raise DecodeError("node has a bad id, host or port", reason="bad_reply")
-        out.append(Contact(nid, host, port))
+            out.append(Contact(nid, host, port))
     return out
 
 

@@ -18,10 +18,11 @@ def make_net(rng: random.Random, n: int) -> dict[bytes, RoutingTable]:
     filled from a random sample, a node near the target may simply not know
     the 11th closest, and no lookup could find it.)"""
     ids = [rng.randbytes(20) for _ in range(n)]
+    port = {j: 1 + x for x, j in enumerate(ids)}  # one address per node
     tables = {i: RoutingTable(i, k=20) for i in ids}
     for i in ids:
         for j in rng.sample(ids, n):
-            tables[i].add(Contact(j, "127.0.0.1", 1), 0.0)
+            tables[i].add(Contact(j, "127.0.0.1", port[j]), 0.0)
     return tables
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 
 from hypothesis import given, settings
@@ -13,7 +14,9 @@ OWN = bytes(20)
 
 
 def contact(n: int, port: int = 1) -> Contact:
-    return Contact(n.to_bytes(20, "big"), "127.0.0.1", port)
+    # Each id at its own address: the table keeps one contact per address.
+    h = hashlib.sha256(n.to_bytes(20, "big")).digest()
+    return Contact(n.to_bytes(20, "big"), f"10.{h[0]}.{h[1]}.{h[2]}", port)
 
 
 def far(i: int) -> Contact:
@@ -111,3 +114,36 @@ def test_closest_matches_brute_force(seed: int, n: int) -> None:
     # Everything fits while there are at most k contacts per own-id-side bucket.
     if n <= 20:
         assert len(held) == n
+
+
+def test_one_address_holds_at_most_one_contact() -> None:
+    """500 fresh ids from one IP:port used to add 474 contacts; now one does,
+    and the others are told to ping the holder first."""
+    rng = random.Random(10)
+    own = rng.randbytes(20)
+    table = RoutingTable(own)
+    first = Contact(rng.randbytes(20), "192.0.2.7", 4000)
+    assert table.add(first, 0.0).result is AddResult.ADDED
+    for _ in range(500):
+        out = table.add(Contact(rng.randbytes(20), "192.0.2.7", 4000), 1.0)
+        assert out.result is AddResult.PING and out.ping == first
+    assert table.contacts() == [first]
+    # Another port on the same host is another address.
+    assert table.add(Contact(rng.randbytes(20), "192.0.2.7", 4001), 1.0).result is AddResult.ADDED
+    # Once the holder fails, the address is free for the next id seen there.
+    assert table.remove(first.node_id)
+    newcomer = Contact(rng.randbytes(20), "192.0.2.7", 4000)
+    assert table.add(newcomer, 2.0).result is AddResult.ADDED
+    assert len(table) == 2
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.binary(min_size=20, max_size=20), st.integers(1, 40)), max_size=300))
+def test_address_index_stays_consistent(items: list[tuple[bytes, int]]) -> None:
+    table = RoutingTable(bytes(20), k=4)
+    for i, (nid, port) in enumerate(items):
+        table.add(Contact(nid, "192.0.2.1", port), float(i))
+        if i % 7 == 3:
+            table.remove(items[i // 2][0])
+        addrs = [c.addr for c in table.contacts()]
+        assert len(addrs) == len(set(addrs))

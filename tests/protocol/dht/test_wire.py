@@ -147,9 +147,39 @@ def test_reply_parsers() -> None:
         parse_get_record_reply({"nodes": [], "proof": [b"k", b"s"]})
     assert parse_status_reply({"ok": True}) == (True, "")
     assert parse_status_reply({"rejected": "stale"}) == (False, "stale")
-    for bad in (None, [[NID, "h", 0]], [[NID, "h"]], [[b"x", "h", 1]], [triple] * 21, {"nodes": 1}):
-        with pytest.raises(DecodeError):
+    for bad in (None, [triple] * 21, {"nodes": 1}, "x"):
+        with pytest.raises(DecodeError) as info:
             parse_node_list(bad)
+        assert info.value.reason == "bad_reply"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        [NID, "127.0.0.1", 0],  # port out of range
+        [NID, "127.0.0.1", 65536],
+        [NID, "127.0.0.1"],  # not a triple
+        "not a list",
+        [b"x" * 19, "127.0.0.1", 9],  # stock nodes may send other id sizes
+        [b"x" * 32, "127.0.0.1", 9],
+        [NID, "example.org", 9],  # a host name: resolving it would query DNS for the peer
+        [NID, "localhost", 9],
+        [NID, "127.000.000.001", 9],  # not the canonical text form
+        [NID, "0.0.0.0", 9],  # unspecified
+        [NID, "::", 9],
+        [NID, "224.0.0.1", 9],  # multicast
+        [NID, "2001:DB8::1", 9],  # IPv6 text must be the canonical (lower-case) form
+        [NID, "", 9],
+        [NID, 7, 9],
+    ],
+)
+def test_node_list_skips_a_bad_contact_and_keeps_the_rest(bad: object) -> None:
+    good = [NID, "127.0.0.1", 9]
+    other = [b"o" * 20, "2001:db8::1", 4000]
+    assert parse_node_list([bad, good, other]) == [
+        Contact(NID, "127.0.0.1", 9),
+        Contact(b"o" * 20, "2001:db8::1", 4000),
+    ]
     for parser in (
         parse_get_record_reply,
         parse_get_peers_reply,
