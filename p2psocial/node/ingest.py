@@ -27,8 +27,15 @@ from .swarm import _Swarm
 log = logging.getLogger("p2psocial.node.replication")
 
 #: Rejection reasons that are not the sending peer's fault: a feed frozen by
-#: a fork, an entry from an author's future (our clock may lag), local policy.
-_BENIGN_REJECTIONS = frozenset({"fork", "forked", "from_future", "blocked", "deleted"})
+#: a fork, an entry from an author's future (our clock may lag), local policy,
+#: and an authentic rival that cannot make a fork proof (spec/sync.md §5.2:
+#: one half's own signature fails, yet a run vouched for it, here or at the
+#: peer; the peer relays what the author signed).
+_BENIGN_REJECTIONS = frozenset(
+    {"fork", "unprovable_fork", "forked", "from_future", "blocked", "deleted"}
+)
+#: Rejections that show the author signed another history at this seq.
+_RIVAL_REJECTIONS = frozenset({"fork", "unprovable_fork"})
 #: Chain rejections an honest peer causes when a feed has forked.
 _CHAIN_REJECTIONS = frozenset({"prev_mismatch", "seq_gap", "chain", "no_prev"})
 
@@ -84,16 +91,18 @@ class _Ingest(_Swarm):
         self._stats["entries_received"] += len(act.items)
         outcomes = await self.store.ingest(list(act.items), now_ms=int(time.time() * 1000))
         stored: list[tuple[int, Item]] = []
-        fork = any(o.status == "rejected" and o.reason == "fork" for o in outcomes)
-        if fork:
+        rejected = {o.reason for o in outcomes if o.status == "rejected"}
+        if "fork" in rejected:
             await self._fork_detected(author)
-        frozen = fork or author in self._forked
+        # A rival in this batch (proven or not) means the peer relays the
+        # author's other history, so the entries above it cannot link to ours.
+        diverged = bool(rejected & _RIVAL_REJECTIONS) or author in self._forked
         for i, (item, out) in enumerate(zip(act.items, outcomes, strict=True)):
             if out.status == "rejected":
                 self._rejected[out.reason or "unknown"] += 1
                 if out.reason in _BENIGN_REJECTIONS:
                     continue
-                if frozen and out.reason in _CHAIN_REJECTIONS:
+                if diverged and out.reason in _CHAIN_REJECTIONS:
                     # Entries above a fork point do not link to what we hold:
                     # the peer relays the other history, which is not a lie.
                     continue
@@ -131,7 +140,7 @@ class _Ingest(_Swarm):
 
     async def _fork_detected(self, author: bytes) -> None:
         proofs = await self.store.fork_proofs(author)
-        new = [p for p in proofs if p not in self._known_proofs]
+        new = [p for p in proofs if p not in self._known_proofs and _proves_fork(p)]
         if not new:
             return
         self._stats["forks_detected"] += 1
@@ -169,3 +178,17 @@ class _Ingest(_Swarm):
             for other in self._open_links():
                 if other is not link:
                     other.perform_local(other.session.send_fork_proof(fp.author, proof))
+
+
+def _proves_fork(proof: bytes) -> bool:
+    """Whether a stored proof would convince a peer (every one the store now records does).
+
+    A database written before the store checked both halves in full may hold
+    a proof that peers reject, and they drop the link that carries it.
+    """
+    try:
+        decode_fork_proof_untrusted(proof)
+    except ProtocolError as exc:
+        log.warning("not gossiping a stored fork proof that does not verify: %s", exc.reason)
+        return False
+    return True

@@ -18,8 +18,16 @@ checks the payloads meanwhile. Then, inside one write transaction:
    ``executemany`` (:class:`~.derived.Pending`); then deletes are applied and
    feed heads advanced.
 
+Forks. A fork proof must convince every other node on its own, but batch
+verification vouches for an inner entry through the hash link of the entry
+above it, not through its own signature (spec/protocol.md §6.2). So both
+halves of a proof get the full signature check here, however they were
+authenticated before. A pair that fails it proves nothing: the rival is
+refused as ``unprovable_fork`` and the feed is not frozen.
+
 A rejected item never produces a row: rows are only buffered for entries that
 passed every check, and any unexpected error rolls back the whole batch.
+Nothing here relies on ``assert``: the checks hold under ``python -O``.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import StorageError
 from ..protocol.entries import Entry, decode_entry_untrusted, decode_payload_untrusted
 from ..protocol.errors import ProtocolError
 from ..protocol.feeds import check_link, detect_fork
@@ -151,6 +160,11 @@ class IngestTxn:
         self.social_changed = False
         self.feeds: dict[bytes, Feed] = {}
         self.deleted: set[tuple[bytes, bytes]] = set()
+        #: Entry id -> whether its own signature passes the full check.
+        self._verified_alone: dict[bytes, bool] = {}
+        #: (author, seq) -> a rival there that verified alone but found no
+        #: partner for a proof (the held entry's own signature failed).
+        self._lone_rival: dict[tuple[bytes, int], Item] = {}
         row = conn.execute("SELECT coalesce(max(eid), 0) FROM entries").fetchone()
         # Row ids are assigned here so that rows can be buffered and written
         # in bulk; nobody else writes while this transaction holds the lock.
@@ -282,8 +296,9 @@ class IngestTxn:
         """Held (id, raw) at the seqs around each author's items: anchors, forks, links above.
 
         Only seqs up to the feed's max_seq can be held. When all a batch needs
-        is the entry at the contiguous head (a live entry extending its feed),
-        the feed row already names it and no query is made.
+        is the anchor at the contiguous head (a live entry extending its feed),
+        the feed row already names it and no query is made; that shortcut
+        knows only the id, so the raw bytes are left None (see ``_held_raw``).
         """
         held: dict[bytes, dict[int, tuple[bytes, bytes | None]]] = {}
         pairs: list[tuple[int, int]] = []
@@ -295,7 +310,8 @@ class IngestTxn:
                 continue
             seqs = {it.entry.seq for it in group}
             wanted = {x for s in seqs for x in (s - 1, s, s + 1) if 1 <= x <= feed.max_seq}
-            if wanted == {feed.head_seq} and feed.head_id is not None:
+            if wanted == {feed.head_seq} and feed.head_seq not in seqs and feed.head_id is not None:
+                # No item at the head itself: a rival there needs its bytes.
                 held[author][feed.head_seq] = (feed.head_id, None)
                 continue
             by_fid[feed.fid] = author
@@ -310,6 +326,24 @@ class IngestTxn:
             ):
                 held[by_fid[fid]][seq] = (id_, raw)
         return held
+
+    def _held_raw(self, seq: int, held: dict[int, tuple[bytes, bytes | None]]) -> bytes:
+        """The bytes of the held entry at ``seq``, read now if ``_held`` had only its id.
+
+        Raises:
+            StorageError: the feed row names an entry the table lacks.
+        """
+        id_, raw = held[seq]
+        if raw is None:
+            row = self.conn.execute("SELECT raw FROM entries WHERE id = ?", (id_,)).fetchone()
+            if row is None:
+                raise StorageError(
+                    f"the feed row names entry {id_.hex()[:12]}, which is not held",
+                    reason="corrupt",
+                )
+            raw = bytes(row[0])
+            held[seq] = (id_, raw)
+        return raw
 
     def _plan_author(
         self,
@@ -330,9 +364,7 @@ class IngestTxn:
             if s in held:
                 # Same seq, another id (equal ids were duplicates): a fork if it verifies.
                 # Checked first, so a proven fork freezes the feed before runs above it.
-                raw = held[s][1]
-                assert raw is not None
-                jobs.append(Job(feed, [it], None, fork_with=raw))
+                jobs.append(Job(feed, [it], None, fork_with=self._held_raw(s, held)))
                 continue
             if s in first_at:
                 late.append(Job(feed, [it], None, fork_with=first_at[s]))
@@ -349,10 +381,9 @@ class IngestTxn:
             job = Job(feed, run, _anchor(author, first.seq - 1, below[0]) if below else None)
             if below is None and first.seq > 1 and not self.allow_segments:
                 job.reject = "no_prev"
-            above = held.get(top.seq + 1)
-            if above is not None:
-                assert above[1] is not None
-                if decode_entry_untrusted(above[1]).prev != top.id:
+            if top.seq + 1 in held:
+                above = decode_entry_untrusted(self._held_raw(top.seq + 1, held))
+                if above.prev != top.id:
                     job.reject = "prev_mismatch"
             jobs.append(job)
 
@@ -378,7 +409,11 @@ class IngestTxn:
                 except ProtocolError as exc:
                     return exc
             return None
-        return verify_one_run(entries, anchor)
+        error = verify_one_run(entries, anchor)
+        if error is None and len(entries) == 1 and anchor is None:
+            # A lone entry had the full check of its own signature.
+            self._verified_alone[entries[0].id] = True
+        return error
 
     def _store_jobs(self, jobs: list[Job], outcomes: list[Outcome | None]) -> None:
         for job in jobs:
@@ -393,23 +428,7 @@ class IngestTxn:
     ) -> None:
         feed = job.feed
         if job.fork_with is not None:
-            it = job.items[0]
-            if error is not None:
-                outcomes[it.index] = _rejected(it, error.reason)
-                return
-            other = job.fork_with
-            if isinstance(other, Item):
-                out = outcomes[other.index]
-                if out is None or out.status != "stored":
-                    outcomes[it.index] = _rejected(it, "seq_conflict")
-                    return
-                held = other.entry
-            else:
-                held = decode_entry_untrusted(other)
-            proof = detect_fork(held, it.entry)
-            assert proof is not None
-            self._record_fork(feed, it.entry.seq, proof.to_bytes())
-            outcomes[it.index] = _rejected(it, "fork")
+            self._store_fork(job, job.fork_with, error, outcomes)
             return
         if error is None:
             # The whole run is authentic; an item whose payload failed is left
@@ -437,6 +456,65 @@ class IngestTxn:
                 continue
             self._store_checked(feed, it, outcomes)
             prev = it.entry
+
+    def _store_fork(
+        self,
+        job: Job,
+        other: bytes | Item,
+        error: ProtocolError | None,
+        outcomes: list[Outcome | None],
+    ) -> None:
+        """A second entry at a seq: a fork proof if both halves verify alone (module docstring)."""
+        it = job.items[0]
+        e = it.entry
+        if error is not None:
+            outcomes[it.index] = _rejected(it, error.reason)
+            return
+        if isinstance(other, Item):
+            out = outcomes[other.index]
+            if out is None or out.status != "stored":
+                outcomes[it.index] = _rejected(it, "seq_conflict")
+                return
+            held = other.entry
+        else:
+            held = decode_entry_untrusted(other)
+        if not self._verifies_alone(e):
+            # Authentic through its run, but no proof can be built from it.
+            outcomes[it.index] = _rejected(it, "unprovable_fork")
+            return
+        partner = held
+        earlier: Item | None = None
+        if not self._verifies_alone(held):
+            # Two rivals that each verify alone prove the fork without the held
+            # entry (e.g. both halves of a gossiped proof).
+            key = (e.author, e.seq)
+            earlier = self._lone_rival.get(key)
+            if earlier is None:
+                self._lone_rival[key] = it
+                outcomes[it.index] = _rejected(it, "unprovable_fork")
+                return
+            partner = earlier.entry
+        proof = detect_fork(partner, e)
+        if proof is None:
+            outcomes[it.index] = _rejected(it, "seq_conflict")
+            return
+        self._record_fork(job.feed, e.seq, proof.to_bytes())
+        outcomes[it.index] = _rejected(it, "fork")
+        if earlier is not None:
+            outcomes[earlier.index] = _rejected(earlier, "fork")
+
+    def _verifies_alone(self, e: Entry) -> bool:
+        """Whether ``e``'s own signature passes the full check (cached per id)."""
+        ok = self._verified_alone.get(e.id)
+        if ok is None:
+            try:
+                e.verify()
+            except ProtocolError:
+                ok = False
+            else:
+                ok = True
+            self._verified_alone[e.id] = ok
+        return ok
 
     def _store_checked(self, feed: Feed, it: Item, outcomes: list[Outcome | None]) -> None:
         e = it.entry
@@ -527,18 +605,20 @@ class IngestTxn:
             return Outcome("duplicate", "deleted", e.id, e.author, e.seq)
         if self.feed(e.author).blocked:
             return Outcome("duplicate", "blocked", e.id, e.author, e.seq)
-        outs: list[Outcome | None] = [None]
-        probe = Item(0, e, it.payload)
-        if not self._check_payload(probe, outs):
-            assert outs[0] is not None
-            return Outcome("rejected", outs[0].reason, e.id, e.author, e.seq)
-        assert probe.value is not None
-        target, root, aux = derived.derived_columns(e.kind, probe.value)
+        # prepare_ingest checked the payload already (a bad one never gets here);
+        # an item from elsewhere is checked now.
+        value = it.value
+        if value is None:
+            try:
+                value = decode_payload_untrusted(e, it.payload)
+            except ProtocolError as exc:
+                return Outcome("rejected", exc.reason, e.id, e.author, e.seq)
+        target, root, aux = derived.derived_columns(e.kind, value)
         self.conn.execute(
             "UPDATE entries SET pstate = ?, payload = ?, target = ?, root = ?, aux = ? WHERE eid = ?",
             (_PRESENT, it.payload, target, root, aux, eid),
         )
-        self._payload_present(self.feed(e.author), e, eid, fid, probe.value, len(it.payload))
+        self._payload_present(self.feed(e.author), e, eid, fid, value, len(it.payload))
         if e.kind in _TL_KINDS:
             self.pending.parents.append((e.id, e.author, fid))
         return Outcome("stored", None, e.id, e.author, e.seq)
@@ -584,12 +664,11 @@ class IngestTxn:
         if feed.fid is None or (feed.n_delta == 0 and feed.bytes_delta == 0):
             return None
         head_seq, head_id = feed.head_seq, None
-        if feed.lowest_new is not None and feed.lowest_new <= head_seq + 1:
-            assert feed.top_new is not None
-            top_seq = feed.top_new[0]
-            if feed.old_max <= head_seq and feed.n_delta == top_seq - head_seq:
+        top = feed.top_new  # set together with lowest_new by ``insert``
+        if feed.lowest_new is not None and top is not None and feed.lowest_new <= head_seq + 1:
+            if feed.old_max <= head_seq and feed.n_delta == top[0] - head_seq:
                 # The common case: the batch extended the head contiguously.
-                head_seq, head_id = feed.top_new
+                head_seq, head_id = top
             else:
                 head_seq, head_id = self._walk_head(feed.fid, head_seq)
         update = (feed.n_delta, feed.bytes_delta, feed.max_seq, head_seq, head_id, feed.fid)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
+import pytest
 import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from p2psocial.storage import Store, open_async_store
+from p2psocial.storage import Outcome, PreparedBatch, Store, open_async_store
 
 from .helpers import NOW, FeedBuilder, key
 
@@ -67,18 +69,58 @@ def test_random_garbage(tmp_path: Path) -> None:
         assert store.statistics()["entries"] == 0
 
 
-async def test_cancelled_ingest_is_all_or_nothing(tmp_path: Path) -> None:
+def _batch() -> list[tuple[bytes, bytes | None]]:
     feeds = [FeedBuilder(key(400 + i)) for i in range(20)]
-    items = []
-    for f in feeds:
-        for i in range(50):
-            items.append(f.post(f"n{i}"))
+    return [f.post(f"n{i}") for f in feeds for i in range(50)]
+
+
+async def test_ingest_cancelled_before_its_transaction_stores_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The cancel lands while the batch is decoded and its checks start, that
+    # is before the write transaction: nothing of the batch is kept.
+    items = _batch()
     with trio.fail_after(30):
         async with open_async_store(tmp_path / "n.db") as store:
-            with trio.move_on_after(0.001):
+            prepare = store.store.prepare_ingest
+            with trio.CancelScope() as scope:
+
+                def cancel_then_prepare(*args: Any, **kwargs: Any) -> PreparedBatch:
+                    trio.from_thread.run_sync(scope.cancel)
+                    return prepare(*args, **kwargs)
+
+                monkeypatch.setattr(store.store, "prepare_ingest", cancel_then_prepare)
                 await store.ingest(items, now_ms=NOW)
-            n = (await store.statistics())["entries"]
-            assert n in (0, len(items))
+            assert scope.cancelled_caught
+            monkeypatch.undo()
+            stats = await store.statistics()
+            assert (stats["entries"], stats["ingested"]) == (0, {})
             outs = await store.ingest(items, now_ms=NOW)
-            assert len(outs) == len(items)
+            assert {o.status for o in outs} == {"stored"}
             assert (await store.statistics())["entries"] == len(items)
+
+
+async def test_ingest_cancelled_inside_its_transaction_commits_it_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A write transaction is never abandoned half-done: a cancel that arrives
+    # once it runs waits for it, and the whole batch is kept.
+    items = _batch()
+    with trio.fail_after(30):
+        async with open_async_store(tmp_path / "n.db") as store:
+            write = store.store.ingest_prepared
+            with trio.CancelScope() as scope:
+
+                def cancel_then_write(batch: PreparedBatch) -> list[Outcome]:
+                    trio.from_thread.run_sync(scope.cancel)
+                    return write(batch)
+
+                monkeypatch.setattr(store.store, "ingest_prepared", cancel_then_write)
+                outs = await store.ingest(items, now_ms=NOW)
+            # trio lets a thread that cannot be abandoned finish and returns
+            # its result; the cancel takes effect at the caller's next checkpoint.
+            assert {o.status for o in outs} == {"stored"}
+            monkeypatch.undo()
+            assert (await store.statistics())["entries"] == len(items)
+            outs = await store.ingest(items, now_ms=NOW)
+            assert {o.status for o in outs} == {"duplicate"}
