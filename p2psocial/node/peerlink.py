@@ -13,6 +13,7 @@ business (:mod:`p2psocial.node.ingest`); this layer only calls its hooks.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 from collections import Counter, OrderedDict, deque
 from collections.abc import Awaitable, Callable
@@ -36,6 +37,8 @@ from ..protocol.sync import (
     SyncSession,
 )
 from ..protocol.wire import (
+    Bye,
+    Clock,
     Entries,
     Item,
     Message,
@@ -131,6 +134,13 @@ class _Link:
     cancel: trio.CancelScope = field(default_factory=trio.CancelScope)
     reason: str | None = None
     started: float = 0.0
+    #: Last time a frame arrived / was sent (trio clock).
+    last_in: float = 0.0
+    last_out: float = 0.0
+    #: Entries this peer handed us for storing (a measure of its use to us).
+    items_in: int = 0
+    #: Set once the peer's first message arrived, or the link ended.
+    answered: trio.Event = field(default_factory=trio.Event)
 
     def is_open(self) -> bool:
         return self.reason is None and self.session.state == "open"
@@ -147,7 +157,28 @@ class _Link:
     def drop(self, reason: str) -> None:
         if self.reason is None:
             self.reason = reason
+        self.answered.set()
         self.cancel.cancel()
+
+    def shares(self, wanted: dict[bytes, Head]) -> int:
+        """How many feeds we want does the peer want too (what we sync over it)."""
+        return sum(1 for a in self.session.peer_feeds() if a in wanted)
+
+
+def address_group(host: str) -> str | None:
+    """The network a host belongs to for per-network limits: its /24 (IPv4)
+    or /48 (IPv6). None for loopback and for anything that is not an IP: the
+    owner's own machine runs as many nodes as it likes."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if ip.is_loopback:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    prefix = 24 if ip.version == 4 else 48
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
 
 
 class _LinkPool:
@@ -165,6 +196,19 @@ class _LinkPool:
     limits: SyncLimits
     batch_size: int
     handshake_timeout: float
+    #: A link on which nothing arrives for this long is dropped (idle_timeout).
+    idle_timeout: float
+    #: A link on which we sent nothing for this long gets an empty clock.
+    keepalive_interval: float
+    #: An inbound link younger than this is never evicted for a newcomer.
+    eviction_grace: float
+    #: Links from one IP address, and from one /24 (IPv4) or /48 (IPv6).
+    max_per_address: int
+    max_per_network: int
+    #: Connections still in the handshake: in all, and from one IP address.
+    max_handshaking: int
+    max_handshaking_per_address: int
+    _handshaking: Counter[str]
     _links: dict[bytes, _Link]
     _heads: dict[bytes, Head]
     _recent: OrderedDict[tuple[bytes, int], Item]
@@ -205,6 +249,17 @@ class _LinkPool:
                 host = "?"
         assert host is not None
         link: _Link | None = None
+        # Connections that have not proven a key yet cost memory and a timer
+        # each: bound them, in all and per address, before reading a byte.
+        if direction == "inbound" and (
+            sum(self._handshaking.values()) >= self.max_handshaking
+            or self._handshaking[host] >= self.max_handshaking_per_address
+        ):
+            self._refused["too_many_handshakes"] += 1
+            task_status.started(False)
+            await framed.aclose()
+            return
+        self._handshaking[host] += 1
         try:
             try:
                 with trio.fail_after(self.handshake_timeout):
@@ -216,10 +271,18 @@ class _LinkPool:
                 self._refused[f"handshake_{reason}"] += 1
                 task_status.started(False)
                 return
-            refusal = self._admit(peer, direction)
+            finally:
+                self._handshaking[host] -= 1
+                if self._handshaking[host] <= 0:
+                    del self._handshaking[host]
+            refusal = self._admit(peer, direction, host)
             if refusal is not None:
                 self._refused[refusal] += 1
                 task_status.started(False)
+                # Say why, so a dialler knows it was refused (and need not
+                # count this as a link); best effort and brief.
+                with trio.move_on_after(1.0), contextlib.suppress(LinkClosed):
+                    await framed.send_frame(encode_message(Bye(refusal)))
                 return
             dialer = self.node_id if direction == "outbound" else peer.node_id
             session = SyncSession(self._heads, limits=self.limits)
@@ -238,9 +301,15 @@ class _LinkPool:
                 old.drop("duplicate_link")
             self._links[peer.node_id] = link
             self._stats["links_opened"] += 1
+            link.last_in = link.last_out = link.started
             link.perform_local(session.start())
-            task_status.started(True)
-            await self._run_link(link)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._run_link, link)
+                # Up means the peer answered with a message of its own, not
+                # merely finished the hello: a peer that refuses us says bye.
+                with trio.move_on_after(self.handshake_timeout):
+                    await link.answered.wait()
+                task_status.started(link.reason is None)
         finally:
             if link is not None:
                 if self._links.get(link.peer.node_id) is link:
@@ -252,7 +321,13 @@ class _LinkPool:
                 self._frames_out_closed += framed.frames_out
             await framed.aclose()
 
-    def _admit(self, peer: PeerIdentity, direction: str) -> str | None:
+    def _admit(self, peer: PeerIdentity, direction: str, host: str) -> str | None:
+        """Why a link just authenticated may not join the pool, or None.
+
+        May evict a link to make room: when the pool is full, the least
+        useful inbound link past its grace period that shares no wanted feed
+        makes way, so idle links cannot keep an honest newcomer out.
+        """
         if peer.key == self.node_key.public_key:
             return "self"
         old = self._links.get(peer.node_id)
@@ -262,9 +337,43 @@ class _LinkPool:
             dialer = self.node_id if direction == "outbound" else peer.node_id
             if dialer >= old.dialer_id:
                 return "duplicate_link"
-        elif len(self._links) >= self.max_peers:
-            return "pool_full"
+            return None
+        # Links being dropped (evicted, say) leave the dict a moment later.
+        live = [lk for lk in self._links.values() if lk.reason is None]
+        if direction == "inbound":
+            group = address_group(host)
+            if group is not None:
+                if sum(1 for lk in live if lk.host == host) >= self.max_per_address:
+                    return "address_limit"
+                if sum(1 for lk in live if address_group(lk.host) == group) >= self.max_per_network:
+                    return "network_limit"
+        if len(live) >= self.max_peers:
+            victim = self._eviction_candidate()
+            if victim is None:
+                return "pool_full"
+            self._stats["links_evicted"] += 1
+            victim.drop("evicted")
         return None
+
+    def _pool_has_room(self) -> bool:
+        """Whether a new link could join (with room, or by evicting one)."""
+        live = sum(1 for lk in self._links.values() if lk.reason is None)
+        return live < self.max_peers or self._eviction_candidate() is not None
+
+    def _eviction_candidate(self) -> _Link | None:
+        now = trio.current_time()
+        candidates = [
+            lk
+            for lk in self._links.values()
+            if lk.direction == "inbound"
+            and lk.reason is None
+            and now - lk.started >= self.eviction_grace
+            and lk.shares(self._heads) == 0
+        ]
+        if not candidates:
+            return None
+        # The least useful first: gave us the fewest entries, then idle longest.
+        return min(candidates, key=lambda lk: (lk.items_in, lk.last_in))
 
     async def _run_link(self, link: _Link) -> None:
         with link.cancel:
@@ -304,13 +413,21 @@ class _LinkPool:
 
     async def _reader(self, link: _Link) -> None:
         while True:
-            body = await link.stream.receive_frame()
+            with trio.move_on_after(self.idle_timeout) as idle:
+                body = await link.stream.receive_frame()
+            if idle.cancelled_caught:
+                # The peer keeps a live link busy at least with keepalives.
+                raise _Dropped("idle_timeout")
+            link.last_in = trio.current_time()
             msg = decode_message_untrusted(body, self.limits.wire)
-            actions = link.session.receive(msg, trio.current_time())
+            actions = link.session.receive(msg, link.last_in)
+            if not isinstance(msg, Bye):
+                link.answered.set()
             for act in actions:
                 if isinstance(act, (Send, Serve)):
                     link.outbox.add(act)
                 elif isinstance(act, Ingest):
+                    link.items_in += len(act.items)
                     await self._ingest(link, act)
                 elif isinstance(act, StoreForkProof):
                     await self._on_fork_proof(link, act.proof)
@@ -326,8 +443,17 @@ class _LinkPool:
         out = link.outbox
         while True:
             if out.empty():
-                await out.kick.receive()
+                wait = link.last_out + self.keepalive_interval - trio.current_time()
+                with trio.move_on_after(max(0.0, wait)) as quiet:
+                    await out.kick.receive()
+                if quiet.cancelled_caught:
+                    # Nothing to say for a while: an empty clock (a delta with
+                    # no changes) tells the peer we are alive (spec/sync.md 7).
+                    await link.stream.send_frame(encode_message(Clock(())))
+                    link.last_out = trio.current_time()
+                    self._stats["keepalives_sent"] += 1
                 continue
+            link.last_out = trio.current_time()
             if out.control:
                 await link.stream.send_frame(encode_message(out.control.popleft()))
                 continue

@@ -112,6 +112,13 @@ class Replicator(_Ingest):
         handshake_timeout: float = 10.0,
         swarm_interval: float = 30.0,
         peek_timeout: float = 5.0,
+        idle_timeout: float = 90.0,
+        keepalive_interval: float = 30.0,
+        eviction_grace: float = 5.0,
+        max_per_address: int = 4,
+        max_per_network: int = 8,
+        max_handshaking: int = 64,
+        max_handshaking_per_address: int = 16,
     ) -> None:
         self.store = store
         self.node_key = node_key
@@ -130,6 +137,14 @@ class Replicator(_Ingest):
         self.handshake_timeout = handshake_timeout
         self.swarm_interval = swarm_interval
         self.peek_timeout = peek_timeout
+        self.idle_timeout = idle_timeout
+        self.keepalive_interval = min(keepalive_interval, idle_timeout / 3)
+        self.eviction_grace = eviction_grace
+        self.max_per_address = max_per_address
+        self.max_per_network = max_per_network
+        self.max_handshaking = max_handshaking
+        self.max_handshaking_per_address = max_handshaking_per_address
+        self._handshaking: Counter[str] = Counter()
         self._links: dict[bytes, _Link] = {}
         self._heads: dict[bytes, Head] = {}
         self._forked: set[bytes] = set()
@@ -320,4 +335,7 @@ class Replicator(_Ingest):
             "links_opened": self._stats["links_opened"],
             "forks_detected": self._stats["forks_detected"],
             "dials_failed": self._stats["dials_failed"],
+            "links_evicted": self._stats["links_evicted"],
+            "keepalives_sent": self._stats["keepalives_sent"],
+            "handshaking": sum(self._handshaking.values()),
         }

@@ -143,7 +143,7 @@ class _Swarm(_LinkPool):
                 return True
         if (host, port) in self._dialing or self._nursery is None:
             return False
-        if len(self._links) >= self.max_peers:
+        if not self._pool_has_room():
             self._refused["pool_full"] += 1
             return False
         self._dialing.add((host, port))
@@ -184,7 +184,7 @@ class _Swarm(_LinkPool):
                             1 for lk in self._links.values() if lk.session.peer_wants(author)
                         )
                         for node_id, host, port in found:
-                            if have >= 2 or len(self._links) >= self.max_peers:
+                            if have >= 2 or not self._pool_has_room():
                                 break
                             if node_id == self.node_id or node_id in self._links:
                                 continue
