@@ -14,12 +14,15 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
+import trio
+
 from ..protocol.entries import Entry, decode_entry_untrusted, decode_payload_untrusted
 from ..protocol.errors import ProtocolError
 from ..protocol.feeds import decode_fork_proof_untrusted
 from ..protocol.sync import Ingest
 from ..protocol.wire import Item
 from .peerlink import _Dropped, _Link
+from .ratelimit import RateTable
 from .swarm import _Swarm
 
 #: Records keep the service's logger name from before the split into modules,
@@ -51,6 +54,8 @@ class _Ingest(_Swarm):
     accept_inbound: bool
     _known_proofs: set[bytes]
     _rejected: Counter[str]
+    _inbound_by_key: RateTable
+    _inbound_by_addr: RateTable
 
     async def _accept_inbound(self, author: bytes, item: Item) -> bool:
         """Policy for an unsolicited entry: a post that mentions or replies to us."""
@@ -85,9 +90,18 @@ class _Ingest(_Swarm):
 
     async def _ingest(self, link: _Link, act: Ingest) -> None:
         author = act.author
-        if act.origin == "inbound" and not await self._accept_inbound(author, act.items[0]):
-            self._stats["inbound_refused"] += 1
-            return
+        if act.origin == "inbound":
+            if not await self._accept_inbound(author, act.items[0]):
+                self._stats["inbound_refused"] += 1
+                return
+            # Each accepted unsolicited post may start a new feed here: hold
+            # the rate per remote node key and per address, across links.
+            now = trio.current_time()
+            by_key = self._inbound_by_key.take(link.peer.node_id, now)
+            by_addr = self._inbound_by_addr.take(link.host, now)
+            if not (by_key and by_addr):
+                self._stats["inbound_rate_limited"] += 1
+                return
         self._stats["entries_received"] += len(act.items)
         outcomes = await self.store.ingest(list(act.items), now_ms=int(time.time() * 1000))
         stored: list[tuple[int, Item]] = []

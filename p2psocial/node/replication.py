@@ -46,6 +46,7 @@ from ..protocol.sync import Head, SyncLimits
 from ..protocol.wire import Item
 from .ingest import _Ingest
 from .peerlink import _Link
+from .ratelimit import RateTable
 
 __all__ = ["ReplicationStore", "Replicator"]
 
@@ -119,6 +120,8 @@ class Replicator(_Ingest):
         max_per_network: int = 8,
         max_handshaking: int = 64,
         max_handshaking_per_address: int = 16,
+        inbound_burst: float = 16.0,
+        inbound_rate: float = 0.5,
     ) -> None:
         self.store = store
         self.node_key = node_key
@@ -145,6 +148,10 @@ class Replicator(_Ingest):
         self.max_handshaking = max_handshaking
         self.max_handshaking_per_address = max_handshaking_per_address
         self._handshaking: Counter[str] = Counter()
+        # Unsolicited posts kept (each may start a feed here), per remote
+        # node key and per address; these outlive links (spec/sync.md 7).
+        self._inbound_by_key = RateTable(inbound_burst, inbound_rate)
+        self._inbound_by_addr = RateTable(2 * inbound_burst, 2 * inbound_rate)
         self._links: dict[bytes, _Link] = {}
         self._heads: dict[bytes, Head] = {}
         self._forked: set[bytes] = set()
@@ -336,6 +343,7 @@ class Replicator(_Ingest):
             "forks_detected": self._stats["forks_detected"],
             "dials_failed": self._stats["dials_failed"],
             "links_evicted": self._stats["links_evicted"],
+            "inbound_rate_limited": self._stats["inbound_rate_limited"],
             "keepalives_sent": self._stats["keepalives_sent"],
             "handshaking": sum(self._handshaking.values()),
         }
