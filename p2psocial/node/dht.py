@@ -440,6 +440,12 @@ class DHTNode:
                 # the limits of spec/dht.md, but a bad reply must not kill us).
                 self._drop("reply_too_large")
                 continue
+            except Exception:
+                # A bug in handling one datagram ends that datagram only: it
+                # is logged with its traceback and counted, and the DHT serves on.
+                self._stats["internal_errors"] += 1
+                log.exception("bug in handling a DHT %s request from %s", req.method, addr)
+                continue
             if reply is not None:
                 await self._send(reply, addr)
 

@@ -40,7 +40,7 @@ import trio
 
 from ..errors import cannot_listen
 from ..protocol.entries import Entry
-from ..protocol.errors import LocalUsageError
+from ..protocol.errors import LocalUsageError, P2PSocialError
 from ..protocol.identity import SigningKey, node_id_from_public_key
 from ..protocol.sync import Head, SyncLimits
 from ..protocol.wire import Item
@@ -248,6 +248,13 @@ class Replicator(_Ingest):
         self._remember(entry.author, entry.seq, (entry.to_bytes(), payload))
         self._local_changed(entry.author, (entry.seq, entry.id))
         if self._nursery is None:
+            # Not running (starting or stopping): the entry is in the store
+            # and reaches peers at the next sync; only the head record and
+            # mention deliveries of this entry are skipped. Said, not silent.
+            self._stats["notify_while_stopped"] += 1
+            log.info(
+                "replication not running: entry %s syncs on the next link", entry.id.hex()[:12]
+            )
             return
         if self.dht is not None and entry.author == self.identity:
             self._nursery.start_soon(self._put_head, entry.to_bytes())
@@ -279,9 +286,13 @@ class Replicator(_Ingest):
             with trio.move_on_after(self.peek_timeout):
                 try:
                     found = await self.dht.get_peers(author)
-                except Exception as exc:  # the DHT is best effort here
+                except (P2PSocialError, OSError) as exc:  # the DHT is best effort here
                     self._stats["dht_errors"] += 1
                     log.debug("get_peers for a peek failed: %s", exc)
+                    found = []
+                except Exception:
+                    self._stats["internal_errors"] += 1
+                    log.exception("bug in the swarm lookup of a peek")
                     found = []
                 for _node_id, host, port in found[:4]:
                     await self._dial(host, port)
@@ -344,6 +355,7 @@ class Replicator(_Ingest):
             "dials_failed": self._stats["dials_failed"],
             "links_evicted": self._stats["links_evicted"],
             "inbound_rate_limited": self._stats["inbound_rate_limited"],
+            "internal_errors": self._stats["internal_errors"],
             "keepalives_sent": self._stats["keepalives_sent"],
             "handshaking": sum(self._handshaking.values()),
         }

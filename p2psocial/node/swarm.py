@@ -17,7 +17,7 @@ from typing import Any
 import trio
 
 from ..protocol.entries import Entry, decode_entry_untrusted, decode_payload_untrusted
-from ..protocol.errors import ProtocolError
+from ..protocol.errors import P2PSocialError, ProtocolError
 from ..protocol.sync import Head, Send
 from ..protocol.wire import Push
 from .peerlink import _LinkPool
@@ -172,12 +172,12 @@ class _Swarm(_LinkPool):
             ]
             for author in due:
                 self._swarm_checked[author] = now
+                have = 0
                 try:
                     if author not in self._announced:
                         with trio.move_on_after(10):
                             await self.dht.announce(author, self.port)
                             self._announced.add(author)
-                    have = 0
                     with trio.move_on_after(10):
                         found = await self.dht.get_peers(author)
                         have = sum(
@@ -190,13 +190,15 @@ class _Swarm(_LinkPool):
                                 continue
                             if await self._dial(host, port):
                                 have += 1
-                    self._schedule_swarm_retry(author, now, linked=have > 0)
-                except (ProtocolError, OSError) as exc:
+                except (P2PSocialError, OSError) as exc:  # the network's doing
                     self._stats["dht_errors"] += 1
                     log.debug("swarm lookup for %s failed: %s", author.hex()[:12], exc)
-                except Exception as exc:  # DHTError and friends; never crash the service
-                    self._stats["dht_errors"] += 1
-                    log.debug("swarm lookup for %s failed: %s", author.hex()[:12], exc)
+                except Exception:
+                    # A bug: it ends this lookup only, loudly (README, failures).
+                    self._stats["internal_errors"] += 1
+                    log.exception("bug in the swarm lookup for %s", author.hex()[:12])
+                # Failed or found no one: look again soon, with backoff.
+                self._schedule_swarm_retry(author, now, linked=have > 0)
 
     def _schedule_swarm_retry(self, author: bytes, now: float, *, linked: bool) -> None:
         """A wanted feed with no linked holder is looked up again soon (1 s,
@@ -213,9 +215,12 @@ class _Swarm(_LinkPool):
         try:
             with trio.move_on_after(10):
                 await self.dht.put_head(entry_bytes)
-        except Exception as exc:  # the DHT is best effort here
+        except (P2PSocialError, OSError) as exc:  # the DHT is best effort here
             self._stats["dht_errors"] += 1
             log.debug("put_head failed: %s", exc)
+        except Exception:
+            self._stats["internal_errors"] += 1
+            log.exception("bug in publishing our head")
 
     # ------------------------------------------------------------------ mentions
 
@@ -260,9 +265,13 @@ class _Swarm(_LinkPool):
             with trio.move_on_after(10):
                 try:
                     found = await self.dht.get_peers(author)
-                except Exception as exc:
+                except (P2PSocialError, OSError) as exc:
                     self._stats["dht_errors"] += 1
                     log.debug("get_peers failed: %s", exc)
+                    continue
+                except Exception:
+                    self._stats["internal_errors"] += 1
+                    log.exception("bug in delivering a mention")
                     continue
                 for node_id, host, port in found[:8]:
                     if node_id in sent or node_id == self.node_id:

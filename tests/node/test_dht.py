@@ -427,3 +427,28 @@ async def test_unaccepted_announce_is_retried_with_backoff() -> None:
                 await trio.sleep(0.02)
             assert first.statistics()["announces_unplaced"] >= 1
             nursery.cancel_scope.cancel()
+
+
+async def test_a_bug_in_one_request_ends_that_request_only(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug in handling one datagram used to end the request worker, and with
+    it the DHT and the node. Now it is logged with its traceback and counted."""
+    async with dht_testnet(2) as nodes:
+        a, b = nodes
+        real = DHTNode._handle
+
+        def buggy(self: DHTNode, req: Any, addr: Any) -> Any:
+            if req.method == "find_node":
+                raise RuntimeError("injected bug")
+            return real(self, req, addr)
+
+        monkeypatch.setattr(DHTNode, "_handle", buggy)
+        with trio.fail_after(10):
+            await a.find_node(os.urandom(20))  # b's handler fails on it
+            assert await a.ping(b.address) == b.node_id  # and b still answers
+        assert b.statistics()["internal_errors"] >= 1
+        assert any(
+            r.levelname == "ERROR" and r.exc_info and "injected bug" in str(r.exc_info[1])
+            for r in caplog.records
+        )
