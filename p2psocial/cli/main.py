@@ -342,7 +342,7 @@ def id_(c: Ctx) -> None:
 @json_option
 @pass_ctx
 def status(c: Ctx) -> None:
-    """Show the daemon's identity, addresses, peers and feeds."""
+    """Show the daemon's identity, addresses, peers and feeds, and list forked feeds."""
     st = c.call("status")
     c.out().record(st, output.format_status)
 
@@ -472,9 +472,18 @@ def feed(
     limit: int,
     before: str | None,
 ) -> None:
-    """One identity's feed (yours by default); peeks at the network when not followed."""
+    """One identity's feed (yours by default); peeks at the network when not followed.
+
+    A forked feed (its author signed two different entries at one seq) gets a
+    warning on stderr; with --json each entry says so (author_forked).
+    """
     wanted = ["*"] if all_kinds else (list(kinds) or None)
-    _print_page(c, c.call("feed", identity=identity, kinds=wanted, limit=limit, before=before))
+    page = c.call("feed", identity=identity, kinds=wanted, limit=limit, before=before)
+    if page.get("forked"):
+        # In --json every record says so too (author_forked, author_fork_seq).
+        shown = identity or c.call("status")["identity"]
+        c.out().warn(output.fork_warning(shown, page["fork_seq"]))
+    _print_page(c, page)
 
 
 @cli.command()

@@ -15,7 +15,16 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-__all__ = ["Printer", "format_peer", "format_profile", "format_status", "short_identity"]
+from ..node.views import fork_note
+
+__all__ = [
+    "Printer",
+    "fork_warning",
+    "format_peer",
+    "format_profile",
+    "format_status",
+    "short_identity",
+]
 
 
 def short_identity(text: str | None) -> str:
@@ -31,17 +40,28 @@ def _when(ms: int | None) -> str:
 
 
 def format_status(st: dict[str, Any]) -> str:
-    return "\n".join(
-        [
-            f"identity  {st.get('identity')}",
-            f"node id   {st.get('node_id')}",
-            f"dht       {st.get('dht_addr')}",
-            f"peers at  {st.get('peer_addr')}",
-            f"api       {st.get('api')}",
-            f"peers     {st.get('peers')}",
-            f"feeds     {st.get('feeds')}",
-        ]
-    )
+    lines = [
+        f"identity  {st.get('identity')}",
+        f"node id   {st.get('node_id')}",
+        f"dht       {st.get('dht_addr')}",
+        f"peers at  {st.get('peer_addr')}",
+        f"api       {st.get('api')}",
+        f"peers     {st.get('peers')}",
+        f"feeds     {st.get('feeds')}",
+        f"forked    {st.get('forked_feeds', 0)}",
+    ]
+    forks = st.get("forks") or []
+    lines.extend(f"  {f['identity']} frozen at seq {f['fork_seq']}" for f in forks)
+    more = int(st.get("forked_feeds") or 0) - len(forks)
+    if more > 0:
+        lines.append(f"  ... and {more} more")
+    return "\n".join(lines)
+
+
+def fork_warning(identity: str, fork_seq: int) -> str:
+    """The line ``feed`` prints above a forked feed."""
+    head = f"warning: the feed of {identity} is forked and frozen at seq {fork_seq}"
+    return f"{head}: {fork_note(fork_seq)}"
 
 
 def format_profile(p: dict[str, Any]) -> str:
@@ -54,6 +74,8 @@ def format_profile(p: dict[str, Any]) -> str:
     flags = [f for f in ("blocked", "muted") if p.get(f)]
     if flags:
         lines.append("(" + ", ".join(flags) + " by you)")
+    if p.get("forked"):
+        lines.append(f"feed forked: frozen at seq {p.get('fork_seq')}")
     return "\n".join(lines)
 
 
@@ -81,6 +103,7 @@ def _entry_body(e: dict[str, Any]) -> str:
 class Printer:
     def __init__(self, *, json_mode: bool, color: bool) -> None:
         self.json = json_mode
+        self.color = color
         tty = sys.stdout.isatty()
         self.console = Console(
             no_color=not color, highlight=False, force_terminal=tty and color, soft_wrap=True
@@ -95,6 +118,15 @@ class Printer:
 
     def note(self, text: str) -> None:
         if not self.json:
+            print(text, file=sys.stderr)
+
+    def warn(self, text: str) -> None:
+        """Like :meth:`note`, in yellow on a terminal."""
+        if self.json:
+            return
+        if self.color and sys.stderr.isatty():
+            print(f"\x1b[33m{text}\x1b[0m", file=sys.stderr)
+        else:
             print(text, file=sys.stderr)
 
     def entries(self, items: list[dict[str, Any]], *, tree: bool = False) -> None:
@@ -118,6 +150,8 @@ class Printer:
                 extras.append(" ".join(f"{k}{v}" for k, v in reactions.items()))
             if e.get("replies"):
                 extras.append(f"{e['replies']} replies")
+            if e.get("author_forked"):
+                extras.append(f"forked feed (frozen at #{e.get('author_fork_seq')})")
             body = _entry_body(e)
             if self.rich:
                 self.console.print(

@@ -2,13 +2,15 @@
 
 Two pieces (README "Moderation"; spec/moderation.md):
 
-* :class:`PolicyGate` wraps the store that replication writes into. Before a
-  batch from a peer is ingested it applies the owner's limits per author:
-  payloads over ``max_payload_bytes``, and payloads beyond the per-author daily
-  quota (entries and bytes, counted over a rolling 24 h of arrivals), are
-  refused. The envelope is still stored, so the feed stays verifiable and keeps
-  syncing; only the payload is refused, with a reason that ``explain`` reports.
-  Other authors are unaffected.
+* :class:`PolicyGate` wraps the store that replication writes into. It
+  applies the owner's limits per author to each batch from a peer: payloads
+  over ``max_payload_bytes``, and payloads beyond the per-author daily quota
+  (entries and bytes, counted over a rolling 24 h of payloads this node
+  stored), are refused. The envelope is still stored, so the feed stays
+  verifiable and keeps syncing; only the payload is refused, with a reason that
+  ``explain`` reports. Other authors are unaffected, and so is the author when
+  somebody forges entries in their name: what fails verification, and what is
+  held already, is not charged.
 * :class:`Blocklists` computes the effective block set: the owner's own
   blocks plus the public ``block`` entries of every identity the owner
   subscribed to, and says whose list each block came from.
@@ -22,10 +24,12 @@ from __future__ import annotations
 import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..protocol.entries import decode_entry_untrusted
 from ..protocol.errors import DecodeError
+from ..storage.model import Outcome
 from .config import Policy
 
 __all__ = ["DAY_S", "Blocklists", "PolicyGate"]
@@ -37,8 +41,37 @@ MAX_REMEMBERED = 10_000
 MAX_TRACKED_AUTHORS = 20_000
 
 
+Item = tuple[bytes, bytes | None]
+
+#: Refusal reasons that a quota gives (the payload may fit once the quota frees up).
+QUOTA_REASONS = frozenset({"quota_entries", "quota_bytes"})
+
+
+@dataclass(slots=True)
+class _Payload:
+    """One payload the gate decided on: whose it is, its size, and why it was held back."""
+
+    index: int
+    entry_id: bytes
+    author: bytes
+    size: int
+    #: None when the payload was passed to the store.
+    reason: str | None
+
+
+def _payload_stored(outcome: Outcome) -> bool:
+    """Whether the store kept a new payload (a new entry with it, or a missing one filled in)."""
+    return outcome.status == "stored" and outcome.reason is None
+
+
 class PolicyGate:
-    """A store wrapper that applies payload limits before replication ingests.
+    """A store wrapper that applies payload limits around replication's ingest.
+
+    A quota is charged only for payloads the store actually kept: a forged or
+    otherwise rejected entry, and a re-delivery of an entry held already, cost
+    its author nothing. While a batch is in the store its payloads hold
+    reservations against the quota (so that concurrent batches cannot overrun
+    it); the reservations become charges only for what was stored.
 
     Every method but ``ingest`` is the wrapped store's own.
     """
@@ -55,6 +88,8 @@ class PolicyGate:
         self._identity = identity
         self._clock = clock
         self._windows: OrderedDict[bytes, deque[tuple[float, int]]] = OrderedDict()
+        #: author -> [entries, bytes] reserved by batches in the store now.
+        self._reserved: dict[bytes, list[int]] = {}
         self.refused: OrderedDict[bytes, str] = OrderedDict()
         self.stats: Counter[str] = Counter()
 
@@ -70,6 +105,25 @@ class PolicyGate:
             win.popleft()
         return win
 
+    def _over_quota(self, author: bytes, size: int, now: float) -> str | None:
+        """The quota that one more payload of ``size`` would exceed, or None if it fits."""
+        pol = self._policy
+        win = self._window(author, now)
+        entries, nbytes = self._reserved.get(author, (0, 0))
+        if pol.quota_entries_per_day and len(win) + entries >= pol.quota_entries_per_day:
+            return "quota_entries"
+        used = sum(n for _, n in win) + nbytes
+        if pol.quota_bytes_per_day and used + size > pol.quota_bytes_per_day:
+            return "quota_bytes"
+        return None
+
+    def _reserve(self, p: _Payload, sign: int) -> None:
+        held = self._reserved.setdefault(p.author, [0, 0])
+        held[0] += sign
+        held[1] += sign * p.size
+        if held[0] == 0:
+            del self._reserved[p.author]
+
     def _refuse(self, entry_id: bytes, reason: str) -> None:
         self.refused[entry_id] = reason
         self.refused.move_to_end(entry_id)
@@ -77,46 +131,97 @@ class PolicyGate:
             self.refused.popitem(last=False)
         self.stats[reason] += 1
 
-    def check(
-        self, items: Sequence[tuple[bytes, bytes | None]]
-    ) -> list[tuple[bytes, bytes | None]]:
-        """The items with every payload the policy refuses replaced by None."""
-        pol = self._policy
-        now = self._clock()
-        out: list[tuple[bytes, bytes | None]] = []
-        for entry_bytes, payload in items:
+    def _payloads(self, items: Sequence[Item]) -> list[_Payload]:
+        """The payloads in ``items`` that policy applies to: others', in entries that decode."""
+        out: list[_Payload] = []
+        for index, (entry_bytes, payload) in enumerate(items):
             if payload is None:
-                out.append((entry_bytes, None))
                 continue
             try:
                 entry = decode_entry_untrusted(entry_bytes)
             except DecodeError:
-                out.append((entry_bytes, payload))  # the store rejects it with its reason
-                continue
-            if entry.author == self._identity:
-                out.append((entry_bytes, payload))
-                continue
-            if pol.max_payload_bytes and len(payload) > pol.max_payload_bytes:
-                self._refuse(entry.id, "too_large")
-                out.append((entry_bytes, None))
-                continue
-            if pol.quota_entries_per_day or pol.quota_bytes_per_day:
-                win = self._window(entry.author, now)
-                used_bytes = sum(n for _, n in win)
-                if pol.quota_entries_per_day and len(win) >= pol.quota_entries_per_day:
-                    self._refuse(entry.id, "quota_entries")
-                    out.append((entry_bytes, None))
-                    continue
-                if pol.quota_bytes_per_day and used_bytes + len(payload) > pol.quota_bytes_per_day:
-                    self._refuse(entry.id, "quota_bytes")
-                    out.append((entry_bytes, None))
-                    continue
-                win.append((now, len(payload)))
-            out.append((entry_bytes, payload))
+                continue  # the store rejects it with its reason
+            if entry.author != self._identity:
+                out.append(_Payload(index, entry.id, entry.author, len(payload), None))
         return out
 
-    async def ingest(self, items: Sequence[tuple[bytes, bytes | None]], *, now_ms: int) -> Any:
-        return await self._store.ingest(self.check(items), now_ms=now_ms)
+    def _plan(
+        self, items: list[Item], payloads: list[_Payload], settled: set[bytes], now: float
+    ) -> tuple[list[Item], list[_Payload], list[_Payload]]:
+        """What to hand to the store, the payloads reserved, and those held back.
+
+        ``settled`` are entries held with their payload (or deleted): passed on
+        uncharged, as the store will count them duplicates.
+        """
+        pol = self._policy
+        quota = bool(pol.quota_entries_per_day or pol.quota_bytes_per_day)
+        planned = list(items)
+        reserved: list[_Payload] = []
+        held: list[_Payload] = []
+        for p in payloads:
+            if pol.max_payload_bytes and p.size > pol.max_payload_bytes:
+                p.reason = "too_large"
+            elif quota and p.entry_id not in settled:
+                p.reason = self._over_quota(p.author, p.size, now)
+                if p.reason is None:
+                    self._reserve(p, +1)
+                    reserved.append(p)
+            if p.reason is not None:
+                held.append(p)
+                planned[p.index] = (items[p.index][0], None)
+        return planned, reserved, held
+
+    async def _store_charged(
+        self, items: list[Item], payloads: list[_Payload], now: float, *, now_ms: int
+    ) -> list[Outcome]:
+        """Ingest ``items``; charge the reserved ``payloads`` that the store kept."""
+        try:
+            outcomes: list[Outcome] = await self._store.ingest(items, now_ms=now_ms)
+        finally:
+            for p in payloads:
+                self._reserve(p, -1)
+        for p in payloads:
+            if _payload_stored(outcomes[p.index]):
+                self._window(p.author, now).append((now, p.size))
+                self.refused.pop(p.entry_id, None)  # refused once, held now
+        return outcomes
+
+    async def ingest(self, items: Sequence[Item], *, now_ms: int) -> list[Outcome]:
+        """The store's ``ingest``, with every payload the policy refuses left out.
+
+        Returns the store's outcomes for ``items``; an entry whose payload was
+        refused is stored as an envelope alone (its reason is in ``refused``).
+        """
+        items = list(items)
+        payloads = self._payloads(items)
+        settled: set[bytes] = set()
+        if payloads and (self._policy.quota_entries_per_day or self._policy.quota_bytes_per_day):
+            settled = await self._store.payloads_held(p.entry_id for p in payloads)
+        now = self._clock()
+        planned, reserved, held = self._plan(items, payloads, settled, now)
+        outcomes = await self._store_charged(planned, reserved, now, now_ms=now_ms)
+        # Reservations that were not charged (forgeries, or entries a concurrent
+        # batch stored first) may have held back a payload that fits after all.
+        retry: list[_Payload] = []
+        for p in held:
+            if (
+                p.reason in QUOTA_REASONS
+                and outcomes[p.index].status != "rejected"
+                and self._over_quota(p.author, p.size, now) is None
+            ):
+                self._reserve(p, +1)
+                retry.append(p)
+        if retry:
+            # The envelopes are held now, so this stores only the payloads.
+            second = [items[p.index] for p in retry]
+            charges = [replace(p, index=i) for i, p in enumerate(retry)]
+            await self._store_charged(second, charges, now, now_ms=now_ms)
+            for p in retry:
+                p.reason = None  # stored, or not the policy's refusal (a bad payload)
+        for p in held:
+            if p.reason is not None and outcomes[p.index].status != "rejected":
+                self._refuse(p.entry_id, p.reason)
+        return outcomes
 
 
 class Blocklists:

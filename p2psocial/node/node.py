@@ -38,7 +38,15 @@ from .config import NodeConfig
 from .dht import DHTNode
 from .moderation import Blocklists, PolicyGate
 from .replication import Replicator
-from .views import WatchFilter, check_limit, fmt_addr, parse_entry_id, parse_identity, view_json
+from .views import (
+    WatchFilter,
+    check_limit,
+    fmt_addr,
+    fork_note,
+    parse_entry_id,
+    parse_identity,
+    view_json,
+)
 
 __all__ = ["Node", "WatchFilter", "open_node"]
 
@@ -46,6 +54,9 @@ log = logging.getLogger("p2psocial.node")
 
 #: Events buffered per watcher before the slowest watcher starts missing events.
 WATCH_BUFFER = 256
+#: Forked feeds listed by ``status`` (its ``forked_feeds`` counts them all): anyone
+#: can fork feeds of identities made for the purpose, so the list is bounded.
+STATUS_MAX_FORKS = 100
 
 
 def now_ms() -> int:
@@ -312,6 +323,8 @@ class Node:
         current = await self.store.blocked()
         for author in effective - current:
             await self.store.block_local(author)
+            if self.replicator is not None:
+                self.replicator.payloads_purged(author)
         lifted = current - effective
         for author in lifted:
             await self.store.unblock_local(author)
@@ -348,7 +361,8 @@ class Node:
         if view is None:
             result["why"] = ["this node holds no envelope with this id"]
             return result
-        js = view_json(view)
+        fork_seq = (await self.store.forked_feeds([view.author])).get(view.author)
+        js = view_json(view, fork_seq=fork_seq)
         author = js["author"]
         why: list[str] = []
         interests = (await self.store.interests()).get(view.author, set())
@@ -366,7 +380,8 @@ class Node:
                     "which this node subscribes to"
                 )
         refused = self.gate.refused.get(view.id) if self.gate is not None else None
-        if refused is not None:
+        # A payload refused once may have been stored since (the quota freed up).
+        if refused is not None and js["payload_state"] != "present":
             rule = {
                 "too_large": f"payload refused: larger than max_payload_bytes ({self.config.policy.max_payload_bytes})",
                 "quota_entries": "payload refused: the author exceeded quota_entries_per_day "
@@ -383,8 +398,17 @@ class Node:
             why.append("hidden: the author is muted by this node's owner")
         elif js.get("text") and not self._visible(js):
             why.append("hidden: the text matches a hide pattern")
+        if fork_seq is not None:
+            why.extend(_fork_why(view.seq, fork_seq))
         result.update(
-            {"author": author, "kind": js["kind"], "deleted": js.get("deleted", False), "why": why}
+            {
+                "author": author,
+                "kind": js["kind"],
+                "deleted": js.get("deleted", False),
+                "author_forked": js["author_forked"],
+                "author_fork_seq": fork_seq,
+                "why": why,
+            }
         )
         return result
 
@@ -426,8 +450,14 @@ class Node:
                     continue
         return True
 
-    def _page(self, page: Any, *, filter_visible: bool) -> dict[str, Any]:
-        items = [view_json(v) for v in page.items]
+    async def _views(self, views: Iterable[Any]) -> list[dict[str, Any]]:
+        """EntryViews as the API shows them, each saying whether its author's feed is forked."""
+        views = list(views)
+        forks = await self.store.forked_feeds({v.author for v in views}) if views else {}
+        return [view_json(v, fork_seq=forks.get(v.author)) for v in views]
+
+    async def _page(self, page: Any, *, filter_visible: bool) -> dict[str, Any]:
+        items = await self._views(page.items)
         if filter_visible:
             items = [v for v in items if self._visible(v)]
         return {"items": items, "next": page.next_cursor}
@@ -435,7 +465,7 @@ class Node:
     async def timeline(self, *, limit: int = 50, before: str | None = None) -> dict[str, Any]:
         """Own and followed authors' entries, newest first (muted authors hidden)."""
         page = await self.store.timeline(self.identity, limit=check_limit(limit), before=before)
-        return self._page(page, filter_visible=True)
+        return await self._page(page, filter_visible=True)
 
     async def feed(
         self,
@@ -449,6 +479,11 @@ class Node:
 
         Args:
             kinds: entry kinds to include; default posts and reposts; ``["*"]`` for all.
+
+        Returns:
+            A page, plus ``forked`` and ``fork_seq``: whether this node holds a
+            proof that the author signed two different entries at one seq, and
+            the seq the feed is frozen at (None when not forked).
         """
         author = self.identity if identity is None else parse_identity(identity)
         if kinds is None:
@@ -472,17 +507,20 @@ class Node:
             page = await self.store.feed(
                 author, limit=check_limit(limit), before=before, kinds=kind_filter
             )
-        return self._page(page, filter_visible=False)
+        result = await self._page(page, filter_visible=False)
+        fork_seq = (await self.store.forked_feeds([author])).get(author)
+        result.update({"forked": fork_seq is not None, "fork_seq": fork_seq})
+        return result
 
     async def thread(self, id: str | bytes) -> dict[str, Any]:
         """A post with its nested replies, in tree order (each item has a depth)."""
         views = await self.store.thread(parse_entry_id(id))
-        return {"items": [view_json(v) for v in views]}
+        return {"items": await self._views(views)}
 
     async def mentions(self, *, limit: int = 50, before: str | None = None) -> dict[str, Any]:
         """Replies to this identity's posts and posts mentioning it, newest first."""
         page = await self.store.mentions(self.identity, limit=check_limit(limit), before=before)
-        return self._page(page, filter_visible=True)
+        return await self._page(page, filter_visible=True)
 
     async def search(
         self,
@@ -495,7 +533,7 @@ class Node:
         """Full-text search over held posts (words and "phrases")."""
         key = None if author is None else parse_identity(author)
         page = await self.store.search(query, author=key, limit=check_limit(limit), before=before)
-        return self._page(page, filter_visible=True)
+        return await self._page(page, filter_visible=True)
 
     async def profile(self, identity: str | bytes | None = None) -> dict[str, Any]:
         """An identity's latest profile, with follow counts as seen by this node."""
@@ -503,6 +541,7 @@ class Node:
         prof = await self.store.profile(author) or {}
         following = await self.store.following(author)
         followers = await self.store.followers(author)
+        fork_seq = (await self.store.forked_feeds([author])).get(author)
         return {
             "identity": identity_to_text(author),
             "name": prof.get("name"),
@@ -511,6 +550,8 @@ class Node:
             "followers": len(followers),
             "blocked": identity_to_text(author) in self.config.policy.blocked,
             "muted": identity_to_text(author) in self._muted(),
+            "forked": fork_seq is not None,
+            "fork_seq": fork_seq,
         }
 
     async def following(self, identity: str | bytes | None = None) -> dict[str, Any]:
@@ -539,8 +580,15 @@ class Node:
     # -- status ---------------------------------------------------------------
 
     async def status(self) -> dict[str, Any]:
-        """Identity, addresses and counts (the shape ``p2psocial status --json`` prints)."""
+        """Identity, addresses and counts (the shape ``p2psocial status --json`` prints).
+
+        ``forked_feeds`` counts the feeds this node holds a fork proof for, and
+        ``forks`` lists up to STATUS_MAX_FORKS of them, by identity, each with
+        the seq it is frozen at.
+        """
         interests = await self.store.interests()
+        forks = await self.store.forked_feeds()
+        listed = sorted((identity_to_text(a), seq) for a, seq in forks.items())[:STATUS_MAX_FORKS]
         return {
             "identity": self.identity_text,
             "node_id": self.node_key_id.hex(),
@@ -549,6 +597,8 @@ class Node:
             "api": str(self.config.api_path) if self.config.serve_api else None,
             "peers": len(self.replicator.peers()) if self.replicator is not None else 0,
             "feeds": len(interests),
+            "forked_feeds": len(forks),
+            "forks": [{"identity": ident, "fork_seq": seq} for ident, seq in listed],
             "uptime_s": (now_ms() - self._started) // 1000,
         }
 
@@ -596,7 +646,7 @@ class Node:
                 view = await self.store.get_entry(entry_id)
                 if view is None:
                     continue
-                event = view_json(view)
+                [event] = await self._views([view])
                 for send, flt in list(self._watchers):
                     if flt.matches(event, self.identity_text):
                         try:
@@ -630,6 +680,24 @@ class Node:
         async with self._subscribe(flt or WatchFilter()) as recv:
             async for event in recv:
                 yield event
+
+
+def _fork_why(seq: int, fork_seq: int) -> list[str]:
+    """``explain``'s lines for an entry of a forked feed."""
+    lines = [f"the author's feed is forked and frozen at seq {fork_seq}: " + fork_note(fork_seq)]
+    if seq < fork_seq:
+        lines.append(f"this entry (seq {seq}) is before the fork: every history of the feed has it")
+    elif seq == fork_seq:
+        lines.append(
+            f"this entry is one of two rival entries at seq {fork_seq}; "
+            "other nodes may show the other one"
+        )
+    else:
+        lines.append(
+            f"this entry (seq {seq}) is above the fork, on one of the rival histories "
+            "(held before the fork was found)"
+        )
+    return lines
 
 
 def _head(path: Path) -> bytes:

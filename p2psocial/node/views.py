@@ -15,6 +15,7 @@ __all__ = [
     "WatchFilter",
     "check_limit",
     "fmt_addr",
+    "fork_note",
     "parse_entry_id",
     "parse_identity",
     "view_json",
@@ -89,11 +90,31 @@ class WatchFilter:
         return not self.mentions_me or me in (view.get("mentions") or [])
 
 
-def view_json(view: Any) -> dict[str, Any]:
-    """An EntryView as the API shows it (adds ``reply_to``, the parent id)."""
+def view_json(view: Any, *, fork_seq: int | None) -> dict[str, Any]:
+    """An EntryView as the API shows it.
+
+    Adds ``reply_to`` (the parent id), and ``author_forked`` and
+    ``author_fork_seq``: whether the author's feed is forked on this node, and
+    the seq it is frozen at (spec/client-api.md §5).
+
+    Args:
+        fork_seq: the author's fork seq (``Store.forked_feeds``), or None when
+            the feed is not forked. Required, so no view leaves it out by accident.
+    """
     js: dict[str, Any] = view.to_json()
     js["reply_to"] = js.get("reply_parent")
+    js["author_forked"] = fork_seq is not None
+    js["author_fork_seq"] = fork_seq
     return js
+
+
+def fork_note(fork_seq: int) -> str:
+    """What a forked feed means, in one sentence for people."""
+    return (
+        f"the author signed two different entries at seq {fork_seq}; this node holds the "
+        "proof and accepts no more entries of this feed at or above that seq, and other "
+        "nodes may show the rival history"
+    )
 
 
 def check_limit(limit: int) -> int:

@@ -165,6 +165,14 @@ class AsyncStore:
         """See :meth:`Store.fork_proofs`."""
         return await self._run(self.store.fork_proofs, author)
 
+    async def forked_feeds(self, authors: Iterable[bytes] | None = None) -> dict[bytes, int]:
+        """See :meth:`Store.forked_feeds`."""
+        return await self._run(self.store.forked_feeds, None if authors is None else list(authors))
+
+    async def payloads_held(self, ids: Iterable[bytes]) -> set[bytes]:
+        """See :meth:`Store.payloads_held`."""
+        return await self._run(self.store.payloads_held, list(ids))
+
     async def following(self, author: bytes) -> list[bytes]:
         """See :meth:`Store.following`."""
         return await self._run(self.store.following, author)

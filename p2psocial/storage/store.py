@@ -483,6 +483,32 @@ class Store:
             )
         ]
 
+    def forked_feeds(self, authors: Iterable[bytes] | None = None) -> dict[bytes, int]:
+        """author -> fork seq (frozen from there) of every forked feed, or of those in ``authors``."""
+        q = "SELECT author, fork_seq FROM feeds WHERE status = 'forked'"
+        if authors is None:
+            return {a: int(s) for a, s in self._conn.execute(q)}
+        out: dict[bytes, int] = {}
+        for chunk in chunks(list(dict.fromkeys(authors))):
+            rows = self._conn.execute(
+                q + " AND author IN ({})".format(",".join("?" * len(chunk))), chunk
+            )
+            out.update((a, int(s)) for a, s in rows)
+        return out
+
+    def payloads_held(self, ids: Iterable[bytes]) -> set[bytes]:
+        """Those of ``ids`` held with their payload or deleted: ingesting them stores nothing new."""
+        out: set[bytes] = set()
+        for chunk in chunks(list(dict.fromkeys(ids))):
+            rows = self._conn.execute(
+                "SELECT id FROM entries WHERE pstate IN (?, ?) AND id IN ({})".format(
+                    ",".join("?" * len(chunk))
+                ),
+                (PSTATE["present"], PSTATE["deleted"], *chunk),
+            )
+            out.update(r[0] for r in rows)
+        return out
+
     # ------------------------------------------------------------------ derived state
 
     def following(self, author: bytes) -> list[bytes]:

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from p2psocial.cli.main import cli
 from p2psocial.protocol.identity import identity_from_text
+from tests.cli.forks import make_fork, seed
 from tests.daemons import Daemon, cli_env, run_cli
 
 
@@ -137,3 +138,39 @@ def test_post_reads_stdin_and_wait_for_daemon(tmp_path: Path) -> None:
         assert entry["id"] == posted["id"] and entry["text"] == "from stdin"
         human = run_cli(d.data_dir, "timeline").stdout
         assert "from stdin" in human and posted["id"] in human
+
+
+def test_forked_feed_in_status_feed_and_explain(tmp_path: Path) -> None:
+    fork = make_fork()
+    d = Daemon(tmp_path / "node")
+    d.init()
+    seed(d.data_dir / "node.db", fork.common + fork.x, fork.y)
+    with d:
+        d.start()
+        [st] = [json.loads(x) for x in run_cli(d.data_dir, "--json", "status").stdout.splitlines()]
+        assert st["forked_feeds"] == 1
+        assert st["forks"] == [{"identity": fork.identity, "fork_seq": 3}]
+        human = run_cli(d.data_dir, "status").stdout
+        assert "forked    1" in human
+        assert f"{fork.identity} frozen at seq 3" in human
+
+        records = [
+            json.loads(x)
+            for x in run_cli(d.data_dir, "--json", "feed", fork.identity).stdout.splitlines()
+        ]
+        assert [r["id"] for r in records] == [*fork.common_ids, *fork.x_ids][::-1]
+        assert all(r["author_forked"] is True and r["author_fork_seq"] == 3 for r in records)
+        shown = run_cli(d.data_dir, "feed", fork.identity)
+        warning = [line for line in shown.stderr.splitlines() if "forked" in line]
+        assert len(warning) == 1, shown.stderr
+        assert "signed two different entries at seq 3" in warning[0]
+        assert "frozen" in warning[0]
+        assert shown.stdout.count("forked feed") == len(records)
+
+        [why] = [
+            json.loads(x)
+            for x in run_cli(d.data_dir, "--json", "explain", fork.x_ids[0]).stdout.splitlines()
+        ]
+        assert (why["author_forked"], why["author_fork_seq"]) == (True, 3)
+        text = run_cli(d.data_dir, "explain", fork.x_ids[0]).stdout
+        assert "forked" in text and "frozen at seq 3" in text and "one of two" in text

@@ -11,6 +11,9 @@ import trio
 
 import p2psocial
 from p2psocial import LocalUsageError, NodeConfig, SigningKey, WatchFilter, open_node
+from p2psocial.node.node import now_ms
+from p2psocial.protocol.identity import identity_to_text
+from tests.cli.forks import make_fork, posts
 
 
 @asynccontextmanager
@@ -98,8 +101,63 @@ async def test_inbound_mentions_follow_the_owners_policy(tmp_path: Path) -> None
 
             await until(a_has_first)
             await a.set_policy("accept_inbound", False)
+            refused_before = (await a.statistics())["replication"]["inbound_refused"]
             second = await b.post("hey again", mentions=[a.identity_text])
-            await trio.sleep(2)  # several push and refresh rounds
+
+            async def a_refused_it() -> bool:
+                stats = await a.statistics()
+                return bool(stats["replication"]["inbound_refused"] > refused_before)
+
+            # The push arrived and was refused: only then is its absence news.
+            await until(a_refused_it)
             ids = {e["id"] for e in (await a.mentions())["items"]}
             assert second["id"] not in ids
-            assert (await a.statistics())["replication"]["inbound_refused"] >= 1
+
+
+async def test_a_forked_feed_is_shown_wherever_it_appears(tmp_path: Path) -> None:
+    fork = make_fork()
+    honest = SigningKey.generate()
+    honest_items, _ = posts(honest, ["an honest post"])
+    cfg = NodeConfig(data_dir=tmp_path / "n", listen="127.0.0.1", serve_api=False)
+    with trio.fail_after(30):
+        async with open_node(
+            cfg, identity_key=SigningKey.generate(), node_key=SigningKey.generate()
+        ) as node:
+            await node.store.ingest(fork.common + fork.x + honest_items, now_ms=now_ms())
+            (out,) = await node.store.ingest(fork.y[:1], now_ms=now_ms())
+            assert (out.status, out.reason) == ("rejected", "fork")
+
+            st = await node.status()
+            assert st["forked_feeds"] == 1
+            assert st["forks"] == [{"identity": fork.identity, "fork_seq": 3}]
+
+            page = await node.feed(fork.identity)
+            assert (page["forked"], page["fork_seq"]) == (True, 3)
+            assert [e["id"] for e in page["items"]] == [*fork.common_ids, *fork.x_ids][::-1]
+            for e in page["items"]:
+                assert (e["author_forked"], e["author_fork_seq"]) == (True, 3)
+            other = await node.feed(identity_to_text(honest.public_key))
+            assert (other["forked"], other["fork_seq"]) == (False, None)
+            assert [(e["author_forked"], e["author_fork_seq"]) for e in other["items"]] == [
+                (False, None)
+            ]
+            [root] = (await node.thread(fork.common_ids[0]))["items"]
+            assert root["author_forked"] is True
+
+            before = await node.explain(fork.common_ids[1])
+            assert (before["author_forked"], before["author_fork_seq"]) == (True, 3)
+            text = "\n".join(before["why"])
+            assert "forked" in text and "frozen at seq 3" in text and "before the fork" in text
+            at = "\n".join((await node.explain(fork.x_ids[0]))["why"])
+            assert "one of two" in at
+            clean = await node.explain(await _first_id(node, honest))
+            assert (clean["author_forked"], clean["author_fork_seq"]) == (False, None)
+            assert not any("fork" in w for w in clean["why"])
+
+            prof = await node.profile(fork.identity)
+            assert (prof["forked"], prof["fork_seq"]) == (True, 3)
+
+
+async def _first_id(node: p2psocial.Node, key: SigningKey) -> str:
+    page = await node.feed(identity_to_text(key.public_key))
+    return str(page["items"][-1]["id"])
