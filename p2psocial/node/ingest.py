@@ -130,6 +130,10 @@ class _Ingest(_Swarm):
             else:
                 self._stats["entries_duplicate"] += 1
         if stored:
+            if any(_purges(raw) for _seq, (raw, _payload) in stored):
+                # A delete (or a block of an adopted blocklist) purged
+                # payloads from the store: the cache must not serve them.
+                self._forget_cached()
             for seq, item in stored[-64:]:
                 self._remember(author, seq, item)
             if act.origin == "peek":
@@ -192,6 +196,14 @@ class _Ingest(_Swarm):
             for other in self._open_links():
                 if other is not link:
                     other.perform_local(other.session.send_fork_proof(fp.author, proof))
+
+
+def _purges(raw: bytes) -> bool:
+    """Whether storing this entry may purge payloads (delete, block)."""
+    try:
+        return decode_entry_untrusted(raw).kind in ("delete", "block")
+    except ProtocolError:  # pragma: no cover - the store just accepted it
+        return False
 
 
 def _proves_fork(proof: bytes) -> bool:

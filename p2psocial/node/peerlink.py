@@ -225,6 +225,16 @@ class _LinkPool:
     def _open_links(self) -> list[_Link]:
         return [lk for lk in self._links.values() if lk.is_open()]
 
+    def _forget_cached(self, author: bytes | None = None) -> None:
+        """Drop cached items (all, or one author's) after payloads were purged
+        from the store: the cache must never serve what the store no longer
+        holds (a blocked author's or a deleted post's payload)."""
+        if author is None:
+            self._recent.clear()
+            return
+        for key in [k for k in self._recent if k[0] == author]:
+            del self._recent[key]
+
     def _remember(self, author: bytes, seq: int, item: Item) -> None:
         self._recent[(author, seq)] = item
         if len(self._recent) > self._recent_max:

@@ -245,6 +245,9 @@ class Replicator(_Ingest):
         Non-blocking: pushes are queued on each link's outbox; the DHT work
         and the deliveries run as tasks in the service nursery.
         """
+        if entry.kind == "delete":
+            # Its target's payload is gone from the store; so from the cache.
+            self._forget_cached()
         self._remember(entry.author, entry.seq, (entry.to_bytes(), payload))
         self._local_changed(entry.author, (entry.seq, entry.id))
         if self._nursery is None:
@@ -261,6 +264,11 @@ class Replicator(_Ingest):
         targets = self._targets_of(entry, payload)
         if targets:
             self._nursery.start_soon(self._deliver, entry, payload, targets)
+
+    def payloads_purged(self, author: bytes | None = None) -> None:
+        """The store dropped payloads (a block; all authors if None): forget
+        cached copies, so they are never served again."""
+        self._forget_cached(author)
 
     def interest_changed(self) -> None:
         """Follows (or policy) changed: re-read interest and tell peers soon."""
