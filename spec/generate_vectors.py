@@ -42,6 +42,8 @@ VECTORS_DIR = REPO / "spec" / "vectors"
 #: 2023-11-14T22:13:20Z, the fixed clock of every vector.
 T0 = 1_700_000_000_000
 _L = 2**252 + 27742317777372353535851937790883648493
+_P = 2**255 - 19
+_D = -121665 * pow(121666, _P - 2, _P) % _P
 
 
 def seed(n: int) -> bytes:
@@ -123,12 +125,104 @@ def build_keys() -> dict[str, Any]:
                 "node_id": node_id_from_public_key(k.public_key).hex(),
             }
         )
+    message = b"p2psocial invalid key vector"
     return {
         "description": "Ed25519 keys from fixed seeds (seed n = SHA-256('p2psocial test vector "
         "seed <n>')), their identity text form (bech32m, prefix p2ps) and node id "
-        "(first 20 bytes of SHA-256(public key)).",
+        "(first 20 bytes of SHA-256(public key)). invalid_keys are 32-byte strings that "
+        "break the key rules of spec/protocol.md §3 (rules 2-4), by class, with the reason "
+        "a reader of the text form, and verify(public_key, verify_signature, verify_message), "
+        "must report. verify_signature is key 0's valid signature of verify_message, so "
+        "only the key rule can decide.",
         "keys": out,
+        "verify_message": message.hex(),
+        "verify_signature": key(0).sign(message).hex(),
+        "invalid_keys": [
+            {
+                "name": name,
+                "class": cls,
+                "reason": reason,
+                "public_key": pk.hex(),
+                "text": identity_to_text(pk),
+            }
+            for name, cls, reason, pk in invalid_keys()
+        ],
     }
+
+
+def _point(y: int, sign: int = 0) -> bytes:
+    """The 32-byte string with low 255 bits y and top bit sign (not necessarily a point)."""
+    return (y | (sign << 255)).to_bytes(32, "little")
+
+
+def _has_x(y: int) -> bool:
+    """Whether y < p is the y of some curve point: (y^2 - 1) / (d y^2 + 1) is a square."""
+    u, v = (y * y - 1) % _P, (_D * y * y + 1) % _P
+    return pow(u * pow(v, _P - 2, _P), (_P - 1) // 2, _P) in (0, 1)
+
+
+def _order8_y() -> int:
+    """The smaller y of the points of order 8: y^2 = (-1 + s) / d with s^2 = 1 + d.
+
+    (A point of order 8 doubles to one of order 4, whose y is 0, which on the
+    curve means y^2 = -x^2; substituting gives d y^4 + 2 y^2 - 1 = 0.)
+    """
+
+    def sqrt(a: int) -> int | None:
+        r = pow(a, (_P + 3) // 8, _P)
+        if r * r % _P != a % _P:
+            r = r * pow(2, (_P - 1) // 4, _P) % _P
+        return r if r * r % _P == a % _P else None
+
+    s = sqrt(1 + _D)
+    assert s is not None
+    # Exactly one of the two roots y^2 of the quadratic is itself a square.
+    ys = [sqrt((-1 + t) * pow(_D, _P - 2, _P)) for t in (s, _P - s)]
+    (y,) = [y for y in ys if y is not None]
+    return min(y, _P - y)
+
+
+def invalid_keys() -> list[tuple[str, str, str, bytes]]:
+    """(name, class, reason, 32 bytes) for each invalid-key vector."""
+    off = [
+        ("off_curve_y2", _point(2)),
+        ("off_curve_y2_sign", _point(2, 1)),
+        ("off_curve_y_minus_2", _point(_P - 2)),
+    ]
+    n = 0
+    while len(off) < 5:
+        h = hashlib.sha256(f"p2psocial test vector off-curve key {n}".encode()).digest()
+        y = int.from_bytes(h, "little") & ((1 << 255) - 1)
+        if y < _P and not _has_x(y):
+            off.append((f"off_curve_hash_{n}", h))
+        n += 1
+    y8 = _order8_y()
+    small = [
+        ("small_order_1_neutral", _point(1)),
+        ("small_order_2", _point(_P - 1)),
+        ("small_order_4", _point(0)),
+        ("small_order_4_sign", _point(0, 1)),
+        ("small_order_8_a", _point(y8)),
+        ("small_order_8_a_sign", _point(y8, 1)),
+        ("small_order_8_b", _point(_P - y8)),
+        ("small_order_8_b_sign", _point(_P - y8, 1)),
+    ]
+    non_canonical = [
+        ("non_canonical_y_p", _point(_P)),
+        ("non_canonical_y_p_sign", _point(_P, 1)),
+        ("non_canonical_y_p_plus_1", _point(_P + 1)),
+        ("non_canonical_y_p_plus_1_sign", _point(_P + 1, 1)),
+        ("non_canonical_y_p_plus_2", _point(_P + 2)),
+        ("non_canonical_y_max", _point(2**255 - 1)),
+        ("non_canonical_y_max_sign", _point(2**255 - 1, 1)),
+        ("non_canonical_neutral_sign", _point(1, 1)),
+        ("non_canonical_order2_sign", _point(_P - 1, 1)),
+    ]
+    return (
+        [(name, "off_curve", "invalid_key", pk) for name, pk in off]
+        + [(name, "small_order", "small_order_key", pk) for name, pk in small]
+        + [(name, "non_canonical", "non_canonical_key", pk) for name, pk in non_canonical]
+    )
 
 
 # ------------------------------------------------------------------ entries
@@ -340,6 +434,19 @@ def build_invalid() -> dict[str, Any]:
         "malformed",
         _signed(k, good_env + b"\x00"),
     )
+    # An author that breaks the key rules of §3 is refused when decoding. The
+    # signature is a real one by key 0 over the envelope; it must not matter.
+    by_name = {name: pk for name, _, _, pk in invalid_keys()}
+    for name, author, reason in (
+        ("off_curve_author", by_name["off_curve_y2"], "invalid_key"),
+        ("off_curve_author_hash", by_name["off_curve_hash_0"], "invalid_key"),
+        ("small_order_author", by_name["small_order_1_neutral"], "small_order_key"),
+        ("small_order_8_author", by_name["small_order_8_a"], "small_order_key"),
+        ("non_canonical_author", by_name["non_canonical_y_p_plus_1"], "non_canonical_key"),
+        ("non_canonical_sign_author", by_name["non_canonical_neutral_sign"], "non_canonical_key"),
+    ):
+        env = encode({**_envelope(k, good_payload), "author": author})
+        add(name, "decode", "DecodeError", reason, _signed(k, env))
     # --- verify stage: decodes, but the strict signature check refuses
     add("flipped_signature_bit", "verify", "InvalidSignature", "mismatch",
         bytes([sig[0] ^ 1]) + sig[1:] + good_env)  # fmt: skip
@@ -361,14 +468,6 @@ def build_invalid() -> dict[str, Any]:
         "InvalidSignature",
         "small_order_r",
         bytes([1]) + bytes(31) + sig[32:] + good_env,
-    )
-    small_author = bytes([1]) + bytes(31)
-    add(
-        "small_order_author",
-        "verify",
-        "InvalidSignature",
-        "small_order_key",
-        bytes(64) + encode({**_envelope(k, good_payload), "author": small_author}),
     )
     other = key(1)
     add(
@@ -403,6 +502,28 @@ def build_invalid() -> dict[str, Any]:
         kind = "follow" if name.startswith("follow") else "post"
         env = encode(_envelope(k, payload, kind=kind))
         add(name, "payload", "SchemaError", reason, _signed(k, env), payload_hex=payload)
+    # Payload identities must pass the key rules too (bad_field).
+    for name, kind, payload in (
+        ("follow_off_curve_target", "follow", {"target": by_name["off_curve_y2"]}),
+        ("follow_off_curve_target_hash", "follow", {"target": by_name["off_curve_hash_0"]}),
+        ("unfollow_off_curve_target", "unfollow", {"target": by_name["off_curve_y_minus_2"]}),
+        ("follow_small_order_target", "follow", {"target": by_name["small_order_8_b"]}),
+        ("block_small_order_target", "block", {"target": by_name["small_order_4"]}),
+        ("follow_non_canonical_target", "follow", {"target": by_name["non_canonical_y_p"]}),
+        (
+            "mention_off_curve",
+            "post",
+            {"text": "hi", "mentions": [key(1).public_key, by_name["off_curve_y2"]]},
+        ),
+        (
+            "mention_non_canonical",
+            "post",
+            {"text": "hi", "mentions": [by_name["non_canonical_order2_sign"]]},
+        ),
+    ):
+        data = encode(payload)
+        env = encode(_envelope(k, data, kind=kind))
+        add(name, "payload", "SchemaError", "bad_field", _signed(k, env), payload_hex=data)
     nil_payload = bytes.fromhex("81a474657874c0")  # {"text": nil}
     add(
         "payload_with_nil",

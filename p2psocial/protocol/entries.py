@@ -27,7 +27,14 @@ import msgpack
 from . import encoding
 from .encoding import Limits
 from .errors import DecodeError, LocalUsageError, ProtocolError, SchemaError
-from .identity import SIGNATURE_SIZE, SigningKey, check_signature_encoding, verify_strict
+from .identity import (
+    KEY_MESSAGES,
+    SIGNATURE_SIZE,
+    SigningKey,
+    check_signature_encoding,
+    public_key_problem,
+    verify_strict,
+)
 from .kinds import KINDS, validate_kind_name, validate_payload
 
 __all__ = [
@@ -159,15 +166,19 @@ def _envelope_problem(env: Any) -> DecodeError:
 def decode_entry_untrusted(data: bytes) -> Entry:
     """Parse entry bytes from the network or disk, without verifying the signature.
 
-    Checks the envelope's canonical encoding, field set, types and ranges, and
-    the kind name, and computes the id.
+    Checks the envelope's canonical encoding, field set, types and ranges, the
+    kind name, and that the author is a usable public key (the key rules of
+    spec/protocol.md §3, checked last: the verdict is cached per key, so only
+    an author's first entry pays for the curve arithmetic), and computes the id.
 
     This is the ingest hot path (spec/protocol.md §6.2: batch verification
     makes decoding, not Ed25519, the per-entry cost), so it is written for
     speed: every check is still made, in the cheapest order.
 
     Raises:
-        DecodeError: for any malformed input; nothing else (fuzzed).
+        DecodeError: for any malformed input, with the key rule's reason
+            (``non_canonical_key``, ``small_order_key``, ``invalid_key``) for
+            an unusable author; nothing else (fuzzed).
     """
     if type(data) is not bytes:
         data = bytes(data)
@@ -219,6 +230,10 @@ def decode_entry_untrusted(data: bytes) -> Entry:
     # keys are sorted, so re-encoding is exactly the canonicity test.
     if _packb(env) != envelope:
         raise DecodeError("msgpack is valid but not canonical", reason="non_canonical")
+    # The author is 32 bytes (checked above); the verdict is cached per key.
+    problem = public_key_problem(author)
+    if problem is not None:
+        raise DecodeError(f"envelope author: {KEY_MESSAGES[problem]}", reason=problem)
     return Entry(
         author,
         seq,

@@ -7,17 +7,22 @@ Strict verification (spec/protocol.md §3) refuses everything that lets two
 implementations disagree about a signature, or lets one signature pass for
 several keys and messages:
 
-1. the public key A and the signature's R are canonical point encodings
-   (y < p, and the sign bit is clear where x = 0);
-2. neither A nor R is a point of small order (order dividing 8);
+1. the public key A is a canonical point encoding (y < p, and the sign bit is
+   clear where x = 0), is not of small order (order dividing 8), and names a
+   point on the curve: the *key rules*, :func:`check_public_key`;
+2. the signature's R is canonical and not of small order;
 3. the scalar S is below the group order L;
 4. the cofactorless equation [S]B = R + [k]A holds, as checked by OpenSSL
    through ``cryptography``.
 
-``cryptography`` already does 3 and 4 and rejects some non-canonical R, but it
-accepts small-order A and R, so steps 1 and 2 are ours. They cost two integer
-conversions and a set lookup, no curve arithmetic: the small-order points are
-few, and are identified by their y coordinate alone.
+``cryptography`` does 3 and 4 and rejects some non-canonical R, but it accepts
+small-order A and R, and ``from_public_bytes`` does not even check that A is on
+the curve (such a key then fails every signature as a plain ``mismatch``), so
+1 and 2 are ours. Canonicity and small order need no curve arithmetic: the
+small-order points are few, and are identified by their y coordinate alone.
+Whether A is on the curve is one Jacobi symbol (whether (y^2 - 1)/(d y^2 + 1)
+has a square root), and the verdict per key is cached, so a feed's author is
+examined once, not once per entry.
 """
 
 from __future__ import annotations
@@ -34,12 +39,16 @@ from .errors import DecodeError, InvalidSignature, LocalUsageError
 
 __all__ = [
     "IDENTITY_HRP",
+    "KEY_MESSAGES",
+    "KEY_REASONS",
     "PUBLIC_KEY_SIZE",
     "SIGNATURE_SIZE",
     "SigningKey",
+    "check_public_key",
     "identity_from_text",
     "identity_to_text",
     "node_id_from_public_key",
+    "public_key_problem",
     "verify_strict",
 ]
 
@@ -84,6 +93,15 @@ def _small_order_ys() -> frozenset[int]:
 
 _SMALL_ORDER_Y = _small_order_ys()
 
+#: The reasons the key rules give, in the order they are checked (spec §3, rules 2-4).
+KEY_REASONS = ("non_canonical_key", "small_order_key", "invalid_key")
+#: A message for each of KEY_REASONS.
+KEY_MESSAGES = {
+    "non_canonical_key": "public key is not a canonical point encoding",
+    "small_order_key": "public key is a point of small order",
+    "invalid_key": "public key is not a point on the curve",
+}
+
 
 def _point_problem(encoded: bytes) -> str | None:
     """Return 'non_canonical' or 'small_order' for a bad point encoding, else None."""
@@ -100,24 +118,98 @@ def _point_problem(encoded: bytes) -> str | None:
     return None
 
 
-@lru_cache(maxsize=4096)
-def _load_public_key(public_key: bytes) -> Ed25519PublicKey:
+def _is_square_mod_p(a: int) -> bool:
+    """Whether ``a`` is a square modulo p (0 included), from its Jacobi symbol.
+
+    The same verdict as Euler's criterion a^((p-1)/2) != -1, but a binary
+    Euclid-style loop costs a seventh of that 255-bit exponentiation in CPython.
+    """
+    n = _P
+    a %= n
+    t = 1
+    while a:
+        # Pull out the factors of two: (2/n) = -1 exactly when n = 3 or 5 mod 8.
+        z = (a & -a).bit_length() - 1
+        a >>= z
+        if z & 1 and (n & 7) in (3, 5):
+            t = -t
+        # Quadratic reciprocity for odd a and n: a sign flip iff both are 3 mod 4.
+        if (a & n & 3) == 3:
+            t = -t
+        a, n = n % a, a
+    # n ends as gcd(a, p): 1, or p when a was 0 (and 0 = 0^2).
+    return n != 1 or t == 1
+
+
+def _on_curve(y: int) -> bool:
+    """Whether -x^2 + y^2 = 1 + d x^2 y^2 has a solution x for this y < p.
+
+    x^2 = u / v with u = y^2 - 1 and v = d y^2 + 1 (v is never 0: -1/d is not a
+    square). RFC 8032 §5.1.3 decoding succeeds exactly when u / v is a square,
+    which is when u * v is one; x itself is never needed.
+    """
+    yy = y * y % _P
+    return _is_square_mod_p((yy - 1) * (_D * yy + 1))
+
+
+@lru_cache(maxsize=8192)
+def public_key_problem(public_key: bytes) -> str | None:
+    """The first key rule a 32-byte key breaks, as its reason code, or None if usable.
+
+    The verdict half of :func:`check_public_key`, for hot paths that have
+    already checked the type and length (entry decoding). It is cached in both
+    directions: every entry of a feed after the first, and a hostile peer
+    repeating one bad key, cost a dictionary lookup.
+
+    Args:
+        public_key: exactly 32 bytes (a ``bytes`` object; not checked here).
+
+    Returns:
+        None, or one of :data:`KEY_REASONS`.
+    """
     problem = _point_problem(public_key)
     if problem is not None:
-        raise InvalidSignature(
-            f"public key is {problem.replace('_', ' ')}", reason=f"{problem}_key"
-        )
-    try:
-        return Ed25519PublicKey.from_public_bytes(public_key)
-    except ValueError:
-        raise InvalidSignature("public key is not a curve point", reason="invalid_key") from None
+        return f"{problem}_key"
+    if not _on_curve(int.from_bytes(public_key, "little") & _Y_MASK):
+        return "invalid_key"
+    return None
 
 
 def check_public_key(public_key: bytes) -> None:
-    """Raise :class:`InvalidSignature` unless ``public_key`` passes the strict key rules."""
+    """Check a 32-byte Ed25519 public key against the key rules (spec/protocol.md §3).
+
+    The encoding must be canonical (y < p; no sign bit on x = 0), must not be
+    one of the points of small order, and must decode to a point on the curve.
+    Keys of mixed order (a large-order point plus a small component) pass, as
+    the spec requires.
+
+    Args:
+        public_key: the encoded key as received.
+
+    Returns:
+        None; success is the absence of an exception.
+
+    Raises:
+        InvalidSignature: with ``reason`` ``bad_length`` (not 32 bytes),
+            ``non_canonical_key``, ``small_order_key`` or ``invalid_key``.
+    """
     if type(public_key) is not bytes or len(public_key) != PUBLIC_KEY_SIZE:
         raise InvalidSignature("public key must be 32 bytes", reason="bad_length")
-    _load_public_key(public_key)
+    problem = public_key_problem(public_key)
+    if problem is not None:
+        raise InvalidSignature(KEY_MESSAGES[problem], reason=problem)
+
+
+@lru_cache(maxsize=4096)
+def _load_public_key(public_key: bytes) -> Ed25519PublicKey:
+    """The OpenSSL key object for a key that passes the key rules (length checked)."""
+    problem = public_key_problem(public_key)
+    if problem is not None:
+        raise InvalidSignature(KEY_MESSAGES[problem], reason=problem)
+    try:
+        return Ed25519PublicKey.from_public_bytes(public_key)
+    except ValueError:  # pragma: no cover - OpenSSL takes any 32 bytes today
+        raise InvalidSignature(KEY_MESSAGES["invalid_key"], reason="invalid_key") from None
 
 
 def verify_strict(public_key: bytes, signature: bytes, message: bytes) -> None:

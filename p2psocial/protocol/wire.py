@@ -28,7 +28,8 @@ from typing import Any, TypeAlias
 from . import encoding
 from .encoding import Limits
 from .entries import MAX_ENTRY_SIZE, MAX_PAYLOAD_SIZE
-from .errors import DecodeError, LocalUsageError
+from .errors import DecodeError, InvalidSignature, LocalUsageError
+from .identity import check_public_key
 
 __all__ = [
     "DEFAULT_WIRE_LIMITS",
@@ -376,12 +377,19 @@ def _decode_value(v: Any, limits: WireLimits) -> Message:
         version = _int(v["v"], "v", 0, 2**16)
         if version != WIRE_VERSION:
             raise _bad(f"wire version {version} is not supported", reason="bad_version")
-        return Hello(
+        hello = Hello(
             key=_bytes(v["key"], "key", 32),
             nonce=_bytes(v["nonce"], "nonce", NONCE_SIZE),
             port=_int(v["port"], "port", 0, 65535),
             version=version,
         )
+        # Last, after the cheap shape checks. spec/sync.md §3 names one reason
+        # for every key rule; the message keeps which one.
+        try:
+            check_public_key(hello.key)
+        except InvalidSignature as exc:
+            raise _bad(f"hello.key: {exc.message} ({exc.reason})", reason="bad_key") from None
+        return hello
     if t == "auth":
         _fields(v, t, {"sig"})
         return Auth(_bytes(v["sig"], "sig", 64))
@@ -406,10 +414,12 @@ def decode_message_untrusted(body: bytes, limits: WireLimits = DEFAULT_WIRE_LIMI
 
     Returns:
         The message; its fields have the types, sizes and ranges spec/sync.md
-        gives. Entry and payload bytes are only size-checked.
+        gives, and a hello's node key passes the key rules of
+        spec/protocol.md §3. Entry and payload bytes are only size-checked.
 
     Raises:
-        DecodeError: for every invalid input. Any other exception is a bug.
+        DecodeError: for every invalid input (reason ``bad_key`` for a hello
+            whose key fails the key rules). Any other exception is a bug.
     """
     value = encoding.decode_untrusted(
         body,

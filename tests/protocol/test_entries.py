@@ -431,10 +431,11 @@ def test_malformed_signatures(mangle: Any, reason: str) -> None:
 
 
 def test_small_order_author_is_refused() -> None:
+    # The key rules now apply when decoding (issue 11): before, this entry
+    # decoded and only verify() refused it, with the same reason.
     envelope = _env(author=SMALL_ORDER_KEY)
-    entry = decode_entry_untrusted(bytes(64) + envelope)
-    with pytest.raises(InvalidSignature) as info:
-        entry.verify()
+    with pytest.raises(DecodeError) as info:
+        decode_entry_untrusted(bytes(64) + envelope)
     assert info.value.reason == "small_order_key"
 
 

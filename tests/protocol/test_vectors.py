@@ -31,10 +31,13 @@ from p2psocial.protocol.entries import (
 from p2psocial.protocol.feeds import check_link, decode_fork_proof_untrusted, verify_run
 from p2psocial.protocol.identity import (
     SigningKey,
+    check_public_key,
     identity_from_text,
     identity_to_text,
     node_id_from_public_key,
+    verify_strict,
 )
+from tests.protocol import ed25519_ref
 
 REPO = Path(__file__).resolve().parents[2]
 VECTORS = REPO / "spec" / "vectors"
@@ -95,6 +98,44 @@ def test_keys(index: int) -> None:
     assert rec["text"].startswith("p2ps1")
     assert node_id_from_public_key(pk).hex() == rec["node_id"]
     assert hashlib.sha256(pk).digest()[:20].hex() == rec["node_id"]
+
+
+def _invalid_key_names() -> list[str]:
+    return [k["name"] for k in load("keys.json")["invalid_keys"]]
+
+
+def test_invalid_keys_cover_every_class() -> None:
+    recs = load("keys.json")["invalid_keys"]
+    classes = {"off_curve": "invalid_key", "small_order": "small_order_key"}
+    classes["non_canonical"] = "non_canonical_key"
+    assert {r["class"] for r in recs} == set(classes)
+    assert all(classes[r["class"]] == r["reason"] for r in recs)
+    small = {r["public_key"] for r in recs if r["class"] == "small_order"}
+    assert len(small) == 8  # each point of small order
+
+
+@pytest.mark.parametrize("name", _invalid_key_names())
+def test_invalid_key_vectors(name: str) -> None:
+    data = load("keys.json")
+    rec = next(r for r in data["invalid_keys"] if r["name"] == name)
+    pk = bytes.fromhex(rec["public_key"])
+    # Independent: RFC 8032 decoding and [8]P by curve arithmetic.
+    assert ed25519_ref.expected_reason(pk) == rec["reason"]
+    # Ours: the check, the text form and strict verification all refuse it.
+    assert identity_to_text(pk) == rec["text"]
+    with pytest.raises(errors.DecodeError) as text_info:
+        identity_from_text(rec["text"])
+    assert text_info.value.reason == rec["reason"]
+    with pytest.raises(errors.InvalidSignature) as info:
+        check_public_key(pk)
+    assert info.value.reason == rec["reason"]
+    sig, msg = bytes.fromhex(data["verify_signature"]), bytes.fromhex(data["verify_message"])
+    # The signature is valid for key 0, so only the key rule can refuse it.
+    key0 = bytes.fromhex(data["keys"][0]["public_key"])
+    Ed25519PublicKey.from_public_bytes(key0).verify(sig, msg)
+    with pytest.raises(errors.InvalidSignature) as info:
+        verify_strict(pk, sig, msg)
+    assert info.value.reason == rec["reason"]
 
 
 # ------------------------------------------------------------ valid entries

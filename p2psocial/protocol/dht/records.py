@@ -30,6 +30,7 @@ from .. import encoding
 from ..encoding import Limits
 from ..entries import Entry, check_timestamp, decode_entry_untrusted, decode_payload_untrusted
 from ..errors import InvalidSignature, LocalUsageError, ProtocolError, SchemaError
+from ..identity import KEY_REASONS
 
 __all__ = [
     "HEAD",
@@ -112,6 +113,10 @@ def _checked_entry(data: bytes, now_ms: int) -> Entry:
     try:
         entry = decode_entry_untrusted(data)
     except ProtocolError as exc:
+        if exc.reason in KEY_REASONS:
+            # The decoder applies the key rules to the author; they are part of
+            # strict verification, which spec/dht.md §5.4 counts as bad_signature.
+            raise _reject(f"entry author: {exc.message}", "bad_signature") from None
         raise _reject(f"entry does not decode: {exc.message}", "malformed") from None
     try:
         entry.verify()

@@ -29,7 +29,7 @@ import msgpack
 
 from ..encoding import Limits, unpack_limited
 from ..errors import DecodeError, InvalidSignature, LocalUsageError
-from ..identity import node_id_from_public_key, verify_strict
+from ..identity import check_public_key, node_id_from_public_key, verify_strict
 from .routing import Contact
 
 __all__ = [
@@ -415,8 +415,10 @@ def verify_hello(
     """Check a hello reply: the key hashes to ``expected_id`` and signed our nonce.
 
     Raises:
-        InvalidSignature: ``wrong_id`` or a strict-verification reason.
+        InvalidSignature: a key-rule reason (``invalid_key``, ...) first, then
+            ``wrong_id`` or a strict-verification reason.
     """
+    check_public_key(public_key)
     if node_id_from_public_key(public_key) != expected_id:
         raise InvalidSignature("node key does not hash to the node id", reason="wrong_id")
     verify_strict(public_key, signature, hello_message(nonce, requester_id))
