@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 from functools import lru_cache
 
+from cryptography.exceptions import InternalError, UnsupportedAlgorithm
 from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -310,6 +311,12 @@ class SigningKey:
         except ValueError as exc:
             raise DecodeError(
                 f"key file is unreadable or the passphrase is wrong ({exc})", reason="bad_key_file"
+            ) from None
+        except (UnsupportedAlgorithm, InternalError) as exc:
+            # A PKCS#8 key of an algorithm OpenSSL does not know, or whose key
+            # bytes it cannot set up (found by bench/fuzz.py): not our key.
+            raise DecodeError(
+                f"key file does not hold a usable Ed25519 key ({exc})", reason="bad_key_file"
             ) from None
         if not isinstance(key, Ed25519PrivateKey):
             raise DecodeError("key file does not hold an Ed25519 key", reason="bad_key_file")

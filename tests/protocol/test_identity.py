@@ -274,3 +274,23 @@ def test_node_id_is_first_160_bits_of_sha256() -> None:
 
     pk = SigningKey.from_seed(bytes(32)).public_key
     assert node_id_from_public_key(pk) == hashlib.sha256(pk).digest()[:20]
+
+
+@pytest.mark.parametrize(
+    "pem_hex",
+    [
+        # Found by bench/fuzz.py: the Ed25519 OID with one bit flipped
+        # (1.3.101.80, unknown to OpenSSL) raised UnsupportedAlgorithm ...
+        "2d2d2d2d2d424547494e2050524956415445204b45592d2d2d2d2d0a4d43344341514177425159444b32565142"
+        "434945494b58393566544b722b722b4939374a5852686e4463343266636c6263596a746e5875737263525650"
+        "4a58580a2d2d2d2d2d454e442050524956415445204b45592d2d2d2d2d0a",
+        # ... and the Ed448 OID with a 32-byte key raised InternalError.
+        "2d2d2d2d2d424547494e2050524956415445204b45592d2d2d2d2d0a4d43344341514177425159444b32567842"
+        "434945494b516b3431547a6d4756474979683146544576454176702b70464a365842383765373550324d4646"
+        "4771580a2d2d2d2d2d454e442050524956415445204b45592d2d2d2d2d0a",
+    ],
+)
+def test_key_files_of_other_algorithms_are_decode_errors(pem_hex: str) -> None:
+    with pytest.raises(DecodeError) as info:
+        SigningKey.from_pem(bytes.fromhex(pem_hex))
+    assert info.value.reason == "bad_key_file"
