@@ -27,6 +27,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from cryptography.exceptions import InvalidSignature as CryptoInvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -439,7 +441,14 @@ def test_fork_proof_round_trip(seed: bytes, t1: str, t2: str, seq: int) -> None:
 
 
 def test_entry_tag_is_used_for_samples() -> None:
-    # Sanity: the samples really are validly signed, so mutations start from valid input.
+    """The samples really are validly signed over the tagged envelope, so the
+    mutations start from valid input (a constant used to stand in for this)."""
+    assert ENTRIES
     for e, _ in ENTRIES:
         e.verify()
-        assert e.envelope and ENTRY_TAG
+        # The signature covers tag || envelope: the same signature over the
+        # bare envelope must not verify.
+        pub = Ed25519PublicKey.from_public_bytes(e.author)
+        pub.verify(e.signature, ENTRY_TAG + e.envelope)
+        with pytest.raises(CryptoInvalidSignature):
+            pub.verify(e.signature, e.envelope)
