@@ -488,7 +488,7 @@ class DHTNode:
             return encode_response(mid, self.node_id)
         if method == "store":
             try:
-                self.values.put(args[1], args[2], now)
+                self.values.put(args[1], args[2], now, source=addr[0])
             except RecordRejected as exc:
                 self._stats[f"store_rejected_{exc.reason}"] += 1
                 return encode_response(mid, False)
@@ -511,7 +511,7 @@ class DHTNode:
         if method == "put_record":
             _, key, kind, data = args
             try:
-                self.records.put(kind, key, data, now=now, now_ms=self._now_ms())
+                self.records.put(kind, key, data, now=now, now_ms=self._now_ms(), source=addr[0])
             except RecordRejected as exc:
                 self._stats[f"record_rejected_{exc.reason}"] += 1
                 return encode_response(mid, {"rejected": exc.reason})

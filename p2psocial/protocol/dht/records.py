@@ -191,12 +191,45 @@ class StoredRecord:
     expires: float
 
 
+class _Shares:
+    """Which source (an IP address) stored which slot, so that a full store
+    makes room from its largest holder: a flood from one address, or a few,
+    evicts its own entries and nobody else's. Oldest first within a source."""
+
+    def __init__(self) -> None:
+        self._by_source: dict[str, OrderedDict[Any, None]] = {}
+        self._source_of: dict[Any, str] = {}
+
+    def add(self, slot: Any, source: str) -> None:
+        self.remove(slot)
+        self._by_source.setdefault(source, OrderedDict())[slot] = None
+        self._source_of[slot] = source
+
+    def remove(self, slot: Any) -> None:
+        source = self._source_of.pop(slot, None)
+        if source is not None:
+            held = self._by_source[source]
+            held.pop(slot, None)
+            if not held:
+                del self._by_source[source]
+
+    def victim(self) -> Any:
+        """The oldest slot of the source holding the most (None if empty)."""
+        if not self._by_source:
+            return None
+        largest = max(self._by_source.values(), key=len)
+        return next(iter(largest))
+
+    def count(self, source: str) -> int:
+        return len(self._by_source.get(source, ()))
+
+
 class RecordStore:
     """Head and profile records held by this node, bounded and expiring.
 
     Args:
-        max_records: at most this many slots; when full, the record closest
-            to expiry makes room.
+        max_records: at most this many slots; when full, the oldest record
+            of the source (IP address) that stored the most makes room.
         ttl: seconds a record lives unless it is stored again.
     """
 
@@ -204,12 +237,16 @@ class RecordStore:
         self.max_records = max_records
         self.ttl = ttl
         self._records: dict[tuple[str, bytes], StoredRecord] = {}
+        self._shares = _Shares()
 
-    def put(self, kind: str, key: bytes, data: bytes, *, now: float, now_ms: int) -> StoredRecord:
+    def put(
+        self, kind: str, key: bytes, data: bytes, *, now: float, now_ms: int, source: str = ""
+    ) -> StoredRecord:
         """Validate and store a record; only a higher seq replaces a stored one.
 
         Args:
             now: monotonic seconds (expiry clock); now_ms: wall-clock ms.
+            source: who stored it (the sender's IP address; "" for ourselves).
 
         Returns:
             The stored record.
@@ -234,10 +271,12 @@ class RecordStore:
         elif len(self._records) >= self.max_records:
             self.expire(now)
             if len(self._records) >= self.max_records:
-                victim = min(self._records.values(), key=lambda r: r.expires)
-                del self._records[(victim.kind, victim.key)]
+                victim = self._shares.victim()
+                del self._records[victim]
+                self._shares.remove(victim)
         rec = StoredRecord(kind, key, data, entry.seq, entry.id, now, now + self.ttl)
         self._records[slot] = rec
+        self._shares.add(slot, source)
         return rec
 
     def get(self, kind: str, key: bytes, now: float) -> StoredRecord | None:
@@ -252,6 +291,7 @@ class RecordStore:
         dead = [slot for slot, r in self._records.items() if r.expires <= now]
         for slot in dead:
             del self._records[slot]
+            self._shares.remove(slot)
         return len(dead)
 
     def records(self) -> list[StoredRecord]:
@@ -266,16 +306,29 @@ class SwarmStore:
     """Announcements of which nodes hold which feeds: bounded and expiring.
 
     Args:
-        max_keys: swarms tracked at most.
-        max_peers: peers kept per swarm; when full, the one expiring first goes.
+        max_keys: swarms tracked at most; when full, the least recently
+            announced swarm of the address that started the most makes room.
+        max_peers: peers kept per swarm; when full, the entry expiring first
+            of the address with the most entries there goes.
+        max_per_host: entries one IP address may hold in one swarm (its
+            oldest goes), so one host cannot push others out of a swarm.
         ttl: seconds an announcement lives.
     """
 
-    def __init__(self, *, max_keys: int = 1024, max_peers: int = 32, ttl: float = 1800.0) -> None:
+    def __init__(
+        self,
+        *,
+        max_keys: int = 1024,
+        max_peers: int = 32,
+        max_per_host: int = 2,
+        ttl: float = 1800.0,
+    ) -> None:
         self.max_keys = max_keys
         self.max_peers = max_peers
+        self.max_per_host = max_per_host
         self.ttl = ttl
         self._swarms: OrderedDict[bytes, dict[bytes, tuple[str, int, float]]] = OrderedDict()
+        self._shares = _Shares()
 
     def announce(self, key: bytes, node_id: bytes, host: str, port: int, now: float) -> None:
         """Record that ``node_id`` at ``host``:``port`` (TCP) holds the swarm's feed."""
@@ -286,14 +339,24 @@ class SwarmStore:
             if len(self._swarms) >= self.max_keys:
                 self.expire(now)
                 while len(self._swarms) >= self.max_keys:
-                    self._swarms.popitem(last=False)
+                    victim = self._shares.victim()
+                    del self._swarms[victim]
+                    self._shares.remove(victim)
             peers = self._swarms[key] = {}
+            # The swarm is charged to the address that started it.
+            self._shares.add(key, host)
         else:
             self._swarms.move_to_end(key)
         peers.pop(node_id, None)
+        same_host = [nid for nid, v in peers.items() if v[0] == host]
+        if len(same_host) >= self.max_per_host:
+            del peers[min(same_host, key=lambda nid: peers[nid][2])]
         if len(peers) >= self.max_peers:
-            victim = min(peers, key=lambda nid: peers[nid][2])
-            del peers[victim]
+            per_host: dict[str, list[bytes]] = {}
+            for nid, v in peers.items():
+                per_host.setdefault(v[0], []).append(nid)
+            crowd = max(per_host.values(), key=len)
+            del peers[min(crowd, key=lambda nid: peers[nid][2])]
         peers[node_id] = (host, port, now + self.ttl)
 
     def peers(self, key: bytes, now: float, limit: int = 32) -> list[tuple[bytes, str, int]]:
@@ -312,6 +375,7 @@ class SwarmStore:
                 del peers[nid]
             if not peers:
                 del self._swarms[key]
+                self._shares.remove(key)
 
     def __len__(self) -> int:
         return sum(len(p) for p in self._swarms.values())
@@ -372,7 +436,8 @@ class ValueStore:
     """Plain values of the ``kademlia`` package's ``store`` RPC: opaque, bounded.
 
     Args:
-        max_items: values held at most (the oldest goes first when full).
+        max_items: values held at most (when full, the oldest value of the
+            address that stored the most goes).
         max_value_size: bytes of a str/bytes value at most.
         ttl: seconds a value lives unless stored again.
     """
@@ -384,9 +449,10 @@ class ValueStore:
         self.max_value_size = max_value_size
         self.ttl = ttl
         self._items: OrderedDict[bytes, tuple[Any, float, float]] = OrderedDict()
+        self._shares = _Shares()
 
-    def put(self, key: bytes, value: Any, now: float) -> None:
-        """Store ``value`` under the 20-byte ``key``.
+    def put(self, key: bytes, value: Any, now: float, *, source: str = "") -> None:
+        """Store ``value`` under the 20-byte ``key`` (``source``: the sender's IP).
 
         Raises:
             RecordRejected: ``bad_value`` (not a scalar the package allows) or
@@ -398,8 +464,11 @@ class ValueStore:
             raise _reject(f"value exceeds {self.max_value_size} bytes", "too_large")
         self._items.pop(key, None)
         self._items[key] = (value, now, now + self.ttl)
+        self._shares.add(key, source)
         while len(self._items) > self.max_items:
-            self._items.popitem(last=False)
+            victim = self._shares.victim()
+            del self._items[victim]
+            self._shares.remove(victim)
 
     def get(self, key: bytes, now: float) -> Any:
         """The live value for ``key``, or None."""
@@ -416,6 +485,7 @@ class ValueStore:
         """Drop expired values."""
         for k in [k for k, v in self._items.items() if v[2] <= now]:
             del self._items[k]
+            self._shares.remove(k)
 
     def __len__(self) -> int:
         return len(self._items)

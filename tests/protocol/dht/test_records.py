@@ -173,9 +173,9 @@ def test_swarm_bounded_and_expiring() -> None:
     s = SwarmStore(max_keys=2, max_peers=3, ttl=100.0)
     key = swarm_key(ALICE.public_key)
     for i in range(5):
-        s.announce(key, bytes([i]) * 20, "10.0.0.1", 4000 + i, float(i))
+        s.announce(key, bytes([i]) * 20, f"10.0.0.{i}", 4000 + i, float(i))
     peers = s.peers(key, 10.0)
-    assert len(peers) == 3 and peers[0] == (bytes([4]) * 20, "10.0.0.1", 4004)
+    assert len(peers) == 3 and peers[0] == (bytes([4]) * 20, "10.0.0.4", 4004)
     assert s.peers(key, 200.0) == []
     for i in range(3):
         s.announce(bytes([i]) * 20, b"\x09" * 20, "h", 1, 0.0)
@@ -209,3 +209,52 @@ def test_key_derivation() -> None:
     assert swarm_key(pk) == hashlib.sha256(b"swarm" + pk).digest()[:20]
     assert profile_key(pk) == hashlib.sha256(b"profile" + pk).digest()[:20]
     _ = time
+
+
+# -- a flood from one address evicts only its own entries -------------------------
+
+
+def test_record_flood_from_one_address_keeps_the_victims_head() -> None:
+    """5,000 valid heads of new authors from one address evicted a victim's
+    head; now a full store makes room from the largest holder first."""
+    store = RecordStore(max_records=64)
+    store.put(HEAD, HK, A[-1], now=0.0, now_ms=NOW_MS, source="198.51.100.1")
+    for i in range(300):
+        key = SigningKey.from_seed(i.to_bytes(32, "big"))
+        [e] = chain(key, 1)
+        store.put(HEAD, head_key(key.public_key), e, now=1.0, now_ms=NOW_MS, source="203.0.113.9")
+    assert len(store) == 64
+    held = store.get(HEAD, HK, 2.0)
+    assert held is not None and held.data == A[-1]
+
+
+def test_value_flood_from_one_address_keeps_the_victims_value() -> None:
+    store = ValueStore(max_items=32)
+    store.put(b"v" * 20, b"victim", 0.0, source="198.51.100.1")
+    for i in range(500):
+        store.put(i.to_bytes(20, "big"), i, 1.0, source="203.0.113.9")
+    assert len(store) == 32
+    assert store.get(b"v" * 20, 2.0) == b"victim"
+
+
+def test_swarm_flood_from_one_address_keeps_the_victims_swarm() -> None:
+    """3,000 announces with fresh keys evicted a victim's swarm entry."""
+    swarms = SwarmStore(max_keys=16)
+    victim_key = swarm_key(ALICE.public_key)
+    swarms.announce(victim_key, b"\x01" * 20, "198.51.100.1", 4000, 0.0)
+    for i in range(3000):
+        swarms.announce(i.to_bytes(20, "big"), i.to_bytes(20, "big"), "203.0.113.9", 4001, 1.0)
+    assert swarms.peers(victim_key, 2.0) == [(b"\x01" * 20, "198.51.100.1", 4000)]
+
+
+def test_one_host_cannot_push_others_out_of_a_swarm() -> None:
+    swarms = SwarmStore(max_peers=8, max_per_host=2)
+    key = swarm_key(ALICE.public_key)
+    honest = [(bytes([i]) * 20, f"198.51.100.{i}", 4000) for i in range(1, 6)]
+    for nid, host, port in honest:
+        swarms.announce(key, nid, host, port, 0.0)
+    for i in range(200):
+        swarms.announce(key, (1000 + i).to_bytes(20, "big"), "203.0.113.9", 5000 + i, 1.0)
+    peers = swarms.peers(key, 2.0)
+    assert set(honest) <= set(peers)
+    assert sum(1 for p in peers if p[1] == "203.0.113.9") == 2
