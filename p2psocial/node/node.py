@@ -83,6 +83,7 @@ class Node:
         self.dht: DHTNode | None = None
         self.replicator: Replicator | None = None
         self.api_server: APIServer | None = None
+        self._config_lock = trio.Lock()
         self.dht_addr: tuple[str, int] | None = None
         self.peer_addr: tuple[str, int] | None = None
         self._watchers: list[tuple[trio.MemorySendChannel[dict[str, Any]], WatchFilter]] = []
@@ -217,7 +218,7 @@ class Node:
         target = parse_identity(identity)
         if target == self.identity:
             raise LocalUsageError("you cannot block yourself", reason="self")
-        self._policy_list_add("blocked", target)
+        await self._policy_list_add("blocked", target)
         await self._apply_blocks()
         result: dict[str, Any] = {"blocked": identity_to_text(target), "public": public}
         if public:
@@ -230,7 +231,7 @@ class Node:
     async def unblock(self, identity: str | bytes) -> dict[str, Any]:
         """Lift a block (public blocks get an ``unblock`` entry)."""
         target = parse_identity(identity)
-        self._policy_list_remove("blocked", target)
+        await self._policy_list_remove("blocked", target)
         await self._apply_blocks()
         result: dict[str, Any] = {"unblocked": identity_to_text(target)}
         result.update(await self._publish("unblock", {"target": target}))
@@ -239,13 +240,13 @@ class Node:
     async def mute(self, identity: str | bytes) -> dict[str, Any]:
         """Hide an identity from this owner's timelines (still stored and relayed)."""
         target = parse_identity(identity)
-        self._policy_list_add("muted", target)
+        await self._policy_list_add("muted", target)
         return {"muted": identity_to_text(target)}
 
     async def unmute(self, identity: str | bytes) -> dict[str, Any]:
         """Show a muted identity again."""
         target = parse_identity(identity)
-        self._policy_list_remove("muted", target)
+        await self._policy_list_remove("muted", target)
         return {"unmuted": identity_to_text(target)}
 
     async def policy(self) -> dict[str, Any]:
@@ -290,7 +291,7 @@ class Node:
         if key == "blocklists":
             value = [identity_to_text(parse_identity(v)) for v in value]
         setattr(self.config.policy, key, value)
-        self._save_config()
+        await self._save_config()
         if key == "hops" and self.replicator is not None:
             self.replicator.hops = value
         if key == "accept_inbound" and self.replicator is not None:
@@ -412,23 +413,39 @@ class Node:
         )
         return result
 
-    def _policy_list_add(self, name: str, key: bytes) -> None:
+    async def _policy_list_add(self, name: str, key: bytes) -> None:
         values: list[str] = getattr(self.config.policy, name)
         text = identity_to_text(key)
         if text not in values:
             values.append(text)
-            self._save_config()
+            await self._save_config()
 
-    def _policy_list_remove(self, name: str, key: bytes) -> None:
+    async def _policy_list_remove(self, name: str, key: bytes) -> None:
         values: list[str] = getattr(self.config.policy, name)
         text = identity_to_text(key)
         if text in values:
             values.remove(text)
-            self._save_config()
+            await self._save_config()
 
-    def _save_config(self) -> None:
+    async def _save_config(self) -> None:
+        """Persist the policy in config.toml, on a worker thread (file I/O must
+        not block the event loop), one save at a time."""
+        async with self._config_lock:
+            await trio.to_thread.run_sync(self._write_policy)
+
+    def _write_policy(self) -> None:
+        # Only the policy is this node's to change at run time. The [node]
+        # settings on disk stay as the user wrote them: options given on the
+        # command line for one run (--listen, --port 0, --bootstrap) are not
+        # written back.
         try:
-            self.config.save()
+            saved = NodeConfig.load(self.config.data_dir)
+        except NodeError as exc:
+            log.warning("not saving the policy: %s", exc.message)
+            return
+        saved.policy = self.config.policy
+        try:
+            saved.save()
         except OSError as exc:  # the change holds for this run; say why it won't persist
             log.warning("could not save %s: %s", self.config.config_path, exc)
 

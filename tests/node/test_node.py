@@ -161,3 +161,27 @@ async def test_a_forked_feed_is_shown_wherever_it_appears(tmp_path: Path) -> Non
 async def _first_id(node: p2psocial.Node, key: SigningKey) -> str:
     page = await node.feed(identity_to_text(key.public_key))
     return str(page["items"][-1]["id"])
+
+
+async def test_policy_changes_keep_the_users_node_settings(tmp_path: Path) -> None:
+    """A policy change saved the whole run-time config, so options given for
+    one run (say --listen, --port 0) were written over config.toml's."""
+    data = tmp_path / "n"
+    data.mkdir()
+    (data / "config.toml").write_text(
+        '[node]\nlisten = "127.0.0.1"\nport = 4123\nbootstrap = ["127.0.0.1:9"]\n',
+        encoding="utf-8",
+    )
+    cfg = NodeConfig.load(data)
+    cfg.port = 0  # as `daemon --port 0` does, for this run only
+    cfg.bootstrap = [*cfg.bootstrap, "127.0.0.2:9"]  # loopback only: nothing leaves
+    cfg.serve_api = False
+    with trio.fail_after(30):
+        async with open_node(
+            cfg, identity_key=SigningKey.generate(), node_key=SigningKey.generate()
+        ) as node:
+            await node.set_policy("hops", 2)
+            await node.mute(SigningKey.generate().public_key)
+    saved = NodeConfig.load(data)
+    assert (saved.listen, saved.port, saved.bootstrap) == ("127.0.0.1", 4123, ["127.0.0.1:9"])
+    assert saved.policy.hops == 2 and len(saved.policy.muted) == 1
