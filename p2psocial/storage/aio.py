@@ -36,13 +36,28 @@ class AsyncStore:
     is off), so a write transaction is never left half-done.
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, reader: Store | None = None) -> None:
         self.store = store
         self._limiter = trio.CapacityLimiter(1)
+        # Page queries (timeline, feed, thread, mentions, tags, search) run on
+        # a second, read-only connection with a limiter of its own: in WAL
+        # mode they read the last committed state without waiting for a
+        # write, so a peer's flood of entries does not make the owner's
+        # reads wait behind each ingest transaction (bench/flood.py).
+        self.reader = reader
+        self._read_limiter = trio.CapacityLimiter(1)
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await trio.to_thread.run_sync(
             functools.partial(fn, *args, **kwargs), limiter=self._limiter
+        )
+
+    async def _query(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        if self.reader is None:
+            return await self._run(getattr(self.store, name), *args, **kwargs)
+        return await trio.to_thread.run_sync(
+            functools.partial(getattr(self.reader, name), *args, **kwargs),
+            limiter=self._read_limiter,
         )
 
     @property
@@ -58,6 +73,8 @@ class AsyncStore:
     async def aclose(self) -> None:
         """Close the underlying store."""
         await self._run(self.store.close)
+        if self.reader is not None:
+            await trio.to_thread.run_sync(self.reader.close, limiter=self._read_limiter)
 
     async def __aenter__(self) -> AsyncStore:
         return self
@@ -167,7 +184,7 @@ class AsyncStore:
 
     async def forked_feeds(self, authors: Iterable[bytes] | None = None) -> dict[bytes, int]:
         """See :meth:`Store.forked_feeds`."""
-        return await self._run(self.store.forked_feeds, None if authors is None else list(authors))
+        return await self._query("forked_feeds", None if authors is None else list(authors))
 
     async def payloads_held(self, ids: Iterable[bytes]) -> set[bytes]:
         """See :meth:`Store.payloads_held`."""
@@ -175,31 +192,31 @@ class AsyncStore:
 
     async def following(self, author: bytes) -> list[bytes]:
         """See :meth:`Store.following`."""
-        return await self._run(self.store.following, author)
+        return await self._query("following", author)
 
     async def followers(self, author: bytes) -> list[bytes]:
         """See :meth:`Store.followers`."""
-        return await self._run(self.store.followers, author)
+        return await self._query("followers", author)
 
     async def blocks_of(self, author: bytes) -> list[bytes]:
         """See :meth:`Store.blocks_of`."""
-        return await self._run(self.store.blocks_of, author)
+        return await self._query("blocks_of", author)
 
     async def blocked_by(self, author: bytes) -> list[bytes]:
         """See :meth:`Store.blocked_by`."""
-        return await self._run(self.store.blocked_by, author)
+        return await self._query("blocked_by", author)
 
     async def profile(self, author: bytes) -> dict[str, Any] | None:
         """See :meth:`Store.profile`."""
-        return await self._run(self.store.profile, author)
+        return await self._query("profile", author)
 
     async def reaction_counts(self, id_: bytes) -> dict[str, int]:
         """See :meth:`Store.reaction_counts`."""
-        return await self._run(self.store.reaction_counts, id_)
+        return await self._query("reaction_counts", id_)
 
     async def timeline(self, me: bytes, *, limit: int = 50, before: str | None = None) -> Page:
         """See :meth:`Store.timeline`."""
-        return await self._run(self.store.timeline, me, limit=limit, before=before)
+        return await self._query("timeline", me, limit=limit, before=before)
 
     async def feed(
         self,
@@ -210,8 +227,8 @@ class AsyncStore:
         kinds: Iterable[str] | None = ("post", "repost"),
     ) -> Page:
         """See :meth:`Store.feed`."""
-        return await self._run(
-            self.store.feed,
+        return await self._query(
+            "feed",
             author,
             limit=limit,
             before=before,
@@ -220,21 +237,21 @@ class AsyncStore:
 
     async def thread(self, id_: bytes) -> list[EntryView]:
         """See :meth:`Store.thread`."""
-        return await self._run(self.store.thread, id_)
+        return await self._query("thread", id_)
 
     async def mentions(self, me: bytes, *, limit: int = 50, before: str | None = None) -> Page:
         """See :meth:`Store.mentions`."""
-        return await self._run(self.store.mentions, me, limit=limit, before=before)
+        return await self._query("mentions", me, limit=limit, before=before)
 
     async def tagged(self, tag: str, *, limit: int = 50, before: str | None = None) -> Page:
         """See :meth:`Store.tagged`."""
-        return await self._run(self.store.tagged, tag, limit=limit, before=before)
+        return await self._query("tagged", tag, limit=limit, before=before)
 
     async def search(
         self, query: str, *, author: bytes | None = None, limit: int = 50, before: str | None = None
     ) -> Page:
         """See :meth:`Store.search`."""
-        return await self._run(self.store.search, query, author=author, limit=limit, before=before)
+        return await self._query("search", query, author=author, limit=limit, before=before)
 
     async def load_dht_contacts(self) -> list[tuple[bytes, str, int]]:
         """See :meth:`Store.load_dht_contacts`."""
@@ -258,7 +275,14 @@ async def open_store(path: str | os.PathLike[str], **kwargs: Any) -> AsyncStore:
         StorageError: see :meth:`Store.open`.
     """
     store = await trio.to_thread.run_sync(functools.partial(Store.open, path, **kwargs))
-    return AsyncStore(store)
+    reader = None
+    if os.fspath(path) != ":memory:":
+        try:
+            reader = await trio.to_thread.run_sync(Store.open_reader, path)
+        except BaseException:
+            await trio.to_thread.run_sync(store.close)
+            raise
+    return AsyncStore(store, reader)
 
 
 @asynccontextmanager

@@ -121,6 +121,25 @@ class Store:
             raise
         return cls(conn, spath, verify_threads=verify_threads, allow_segments=allow_segments)
 
+    @classmethod
+    def open_reader(cls, path: str | os.PathLike[str]) -> Store:
+        """A second, read-only connection to an open database, for queries.
+
+        In WAL mode it reads the last committed state while the main
+        connection writes. Only query methods may be called on it.
+        """
+        spath = os.fspath(path)
+        try:
+            conn = sqlite3.connect(
+                spath, isolation_level=None, check_same_thread=False, timeout=30.0
+            )
+            conn.execute("PRAGMA query_only = ON")
+            conn.execute("PRAGMA cache_size = -16384")  # 16 MiB page cache
+            conn.execute("PRAGMA temp_store = MEMORY")
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open {spath}: {exc}", reason="open_failed") from None
+        return cls(conn, spath, verify_threads=0, allow_segments=True)
+
     def close(self) -> None:
         """Close the connection and the verify pool. Idempotent."""
         if self._pool is not None:
