@@ -9,6 +9,7 @@ on to the other peers.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import Counter
@@ -105,6 +106,9 @@ class _Ingest(_Swarm):
         self._stats["entries_received"] += len(act.items)
         outcomes = await self.store.ingest(list(act.items), now_ms=int(time.time() * 1000))
         stored: list[tuple[int, Item]] = []
+        # Decoded once, by the store: a 500-entry batch decoded again here
+        # kept the event loop busy for tens of ms (bench/flood.py).
+        new_entries: list[Entry] = []
         rejected = {o.reason for o in outcomes if o.status == "rejected"}
         if "fork" in rejected:
             await self._fork_detected(author)
@@ -127,10 +131,15 @@ class _Ingest(_Swarm):
             if out.status == "stored":
                 self._stats["entries_stored"] += 1
                 stored.append((out.seq, item))
+                if out.entry is not None:
+                    new_entries.append(out.entry)
+                else:  # pragma: no cover - the store always hands it back
+                    with contextlib.suppress(ProtocolError):
+                        new_entries.append(decode_entry_untrusted(item[0]))
             else:
                 self._stats["entries_duplicate"] += 1
         if stored:
-            if any(_purges(raw) for _seq, (raw, _payload) in stored):
+            if any(e.kind in ("delete", "block") for e in new_entries):
                 # A delete (or a block of an adopted blocklist) purged
                 # payloads from the store: the cache must not serve them.
                 self._forget_cached()
@@ -145,14 +154,8 @@ class _Ingest(_Swarm):
                 if head is not None:
                     self._local_changed(author, (head[0], head[1]))
             if self.on_stored is not None:
-                entries = []
-                for _seq, (raw, _payload) in stored:
-                    try:
-                        entries.append(decode_entry_untrusted(raw))
-                    except ProtocolError:  # pragma: no cover - the store just accepted it
-                        continue
                 try:
-                    self.on_stored(entries)
+                    self.on_stored(new_entries)
                 except Exception:  # a callback bug must not drop the peer
                     log.exception("on_stored callback failed")
 
@@ -196,14 +199,6 @@ class _Ingest(_Swarm):
             for other in self._open_links():
                 if other is not link:
                     other.perform_local(other.session.send_fork_proof(fp.author, proof))
-
-
-def _purges(raw: bytes) -> bool:
-    """Whether storing this entry may purge payloads (delete, block)."""
-    try:
-        return decode_entry_untrusted(raw).kind in ("delete", "block")
-    except ProtocolError:  # pragma: no cover - the store just accepted it
-        return False
 
 
 def _proves_fork(proof: bytes) -> bool:

@@ -522,7 +522,7 @@ class IngestTxn:
             outcomes[it.index] = _rejected(it, "forked")
             return
         note = self.insert(feed, e, it.payload, it.value)
-        outcomes[it.index] = Outcome("stored", note, e.id, e.author, e.seq)
+        outcomes[it.index] = Outcome("stored", note, e.id, e.author, e.seq, e)
 
     # -------------------------------------------------------------- rows
 
@@ -621,7 +621,7 @@ class IngestTxn:
         self._payload_present(self.feed(e.author), e, eid, fid, value, len(it.payload))
         if e.kind in _TL_KINDS:
             self.pending.parents.append((e.id, e.author, fid))
-        return Outcome("stored", None, e.id, e.author, e.seq)
+        return Outcome("stored", None, e.id, e.author, e.seq, e)
 
     def purge(self, eid: int, state: str) -> None:
         """Remove one entry's payload and derived rows (``deleted``/``dropped``)."""

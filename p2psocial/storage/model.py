@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..errors import LocalUsageError
+from ..protocol.entries import Entry
 from ..protocol.identity import identity_to_text
 
 __all__ = ["EntryView", "Outcome", "Page", "decode_cursor", "encode_cursor"]
@@ -33,6 +34,9 @@ class Outcome:
     id: bytes | None = None
     author: bytes | None = None
     seq: int | None = None
+    #: The decoded entry, for ``stored`` outcomes: callers need not decode
+    #: the bytes again (they were decoded and checked on the way in).
+    entry: Entry | None = field(default=None, compare=False, repr=False)
 
 
 def _jsonable(value: Any) -> Any:
