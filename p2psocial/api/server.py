@@ -268,6 +268,13 @@ class APIServer:
             return
         params = {k: v for k, v in params.items() if v is not None}
         if method == "watch":
+            if req_id in watches:
+                # The id names the subscription; a second one under it would
+                # escape the watch limit and could never be unwatched.
+                await send.send(
+                    error_reply(req_id, "invalid_request", f"id {req_id} already names a watch")
+                )
+                return
             if len(watches) >= MAX_WATCHES:
                 await send.send(error_reply(req_id, "too_many_watches", f"at most {MAX_WATCHES}"))
                 return

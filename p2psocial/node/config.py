@@ -141,6 +141,8 @@ class NodeConfig:
                     value = node[key]
                     if type(value) is not type(default):
                         raise TypeError(f"[node] {key} must be {type(default).__name__}")
+                    if key in ("port", "dht_port") and not 0 <= value <= 65535:
+                        raise TypeError(f"[node] {key} must be 0..65535, not {value}")
                     setattr(cfg, key, value)
             pol = raw.get("policy", {})
             base = Policy()
@@ -151,6 +153,8 @@ class NodeConfig:
                         raise TypeError(
                             f"[policy] {f.name} must be {type(getattr(base, f.name)).__name__}"
                         )
+                    if type(value) is int and not 0 <= value < 2**63:
+                        raise TypeError(f"[policy] {f.name} must be 0 or more, not {value}")
                     setattr(cfg.policy, f.name, value)
         except TypeError as exc:
             raise NodeError(f"{path}: {exc}", reason="bad_config") from None

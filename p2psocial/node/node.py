@@ -590,7 +590,11 @@ class Node:
         """Open a peer link to host:port now (besides DHT discovery)."""
         if self.replicator is None:
             raise NodeError("replication is not running", reason="unavailable")
-        if not await self.replicator.connect(host, int(port)):
+        if type(port) is not int or not 0 < port < 65536:
+            raise LocalUsageError(f"port must be 1..65535, not {port!r}", reason="bad_port")
+        if not isinstance(host, str) or not 0 < len(host) <= 253:
+            raise LocalUsageError("host must be an address or a name", reason="bad_host")
+        if not await self.replicator.connect(host, port):
             raise NodeError(f"could not open a peer link to {host}:{port}", reason="connect_failed")
         return {"connected": f"{host}:{port}"}
 

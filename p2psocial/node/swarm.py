@@ -154,6 +154,13 @@ class _Swarm(_LinkPool):
             except (OSError, trio.TooSlowError):
                 self._stats["dials_failed"] += 1
                 return False
+            except Exception:
+                # A bug (or an address the resolver chokes on) ends this dial
+                # only; it must never reach the service's nursery.
+                self._stats["dials_failed"] += 1
+                self._stats["internal_errors"] += 1
+                log.exception("dialling %s:%s failed", host, port)
+                return False
             return bool(await self._nursery.start(self._serve_stream, stream, "outbound", host))
         finally:
             self._dialing.discard((host, port))

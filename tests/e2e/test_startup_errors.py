@@ -87,3 +87,22 @@ def test_wrong_passphrase_is_one_line_and_never_suggests_init_force(tmp_path: Pa
     [line] = problem_lines(err)
     assert "passphrase" in line and "identity.pem" in line
     assert "--force" not in line
+
+
+@pytest.mark.parametrize(
+    "toml",
+    [
+        "[node]\nport = 70000\n",  # was wrapped to 70000 mod 65536 = 4464 without a word
+        "[node]\ndht_port = 99999999999999999999999\n",  # was 3 OverflowError tracebacks
+        "[policy]\nmax_payload_bytes = -5\n",  # was accepted
+    ],
+)
+def test_out_of_range_config_values_are_one_line(tmp_path: Path, toml: str) -> None:
+    d = tmp_path / "node"
+    run_cli(d, "init")
+    (d / "config.toml").write_text(toml, encoding="utf-8")
+    rc, err = run_daemon(d)
+    assert rc != 0
+    assert "Traceback" not in err, err
+    [line] = problem_lines(err)
+    assert "config.toml" in line

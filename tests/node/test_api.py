@@ -488,3 +488,33 @@ def test_well_typed_nonsense_gets_a_typed_error_not_internal(daemon: Daemon) -> 
     assert not internal, internal
     assert "Traceback" not in daemon.log()
     assert p2psocial.connect(api=path).statistics()["api"]["internal_errors"] == 0
+
+
+def test_connect_with_an_out_of_range_port_is_refused_and_harmless(daemon: Daemon) -> None:
+    """connect with port 2**63 answered 'internal', then the background redial
+    raised OverflowError in the replicator's nursery and the daemon exited."""
+    c = p2psocial.connect(api=api_path(daemon))
+    for port in (2**63, 2**64 - 1, 70000, 0, -1):
+        with pytest.raises(APIError) as info:
+            c.connect(host="127.0.0.1", port=port)
+        assert info.value.code in ("invalid_argument", "invalid_params"), (port, info.value)
+    assert daemon.proc is not None and daemon.proc.poll() is None
+    assert c.status()["identity"] == c.identity
+
+
+def test_a_watch_id_cannot_be_reused_to_escape_the_limit(daemon: Daemon) -> None:
+    """20 watches with id 7 made 20 subscriptions (the limit is 8), and
+    unwatch 7 could end only one of them."""
+    s = _raw_connect(api_path(daemon))
+    _send(s, {"api": "p2psocial", "version": 1})
+    _recv(s)
+    _send(s, {"id": 7, "method": "watch", "params": {}})
+    assert _recv(s)["result"] == {"subscription": 7}
+    for _ in range(3):
+        _send(s, {"id": 7, "method": "watch", "params": {}})
+        assert _recv(s)["error"]["code"] == "invalid_request"
+    _send(s, {"id": 8, "method": "unwatch", "params": {"subscription": 7}})
+    assert _recv(s)["result"] == {"unwatched": True}
+    _send(s, {"id": 9, "method": "unwatch", "params": {"subscription": 7}})
+    assert _recv(s)["result"] == {"unwatched": False}
+    s.close()

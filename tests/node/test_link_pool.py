@@ -145,3 +145,17 @@ async def test_keepalive_and_idle_timeout(tmp_path: Path) -> None:
 )
 def test_address_groups(host: str, group: str | None) -> None:
     assert address_group(host) == group
+
+
+async def test_a_dial_that_raises_ends_that_dial_only(tmp_path: Path) -> None:
+    """An address the resolver chokes on (a port beyond a C long) raised from
+    the background redial into the replicator's nursery and ended the node."""
+    async with open_testnet(tmp_path, 1) as net:
+        (node,) = net.nodes
+        assert await node.rep.connect("127.0.0.1", 2**63) is False
+        with trio.fail_after(10):
+            while True:  # the redial (backoff 1 s) fails the same way, harmlessly
+                if node.rep.statistics()["dials_failed"] >= 2:
+                    break
+                await trio.sleep(0.05)
+        assert node.rep.statistics()["internal_errors"] >= 2
