@@ -142,12 +142,107 @@ def build_keys() -> dict[str, Any]:
                 "name": name,
                 "class": cls,
                 "reason": reason,
+                "rules": ["T10", _KEY_RULE[reason], "E8"],
                 "public_key": pk.hex(),
                 "text": identity_to_text(pk),
             }
             for name, cls, reason, pk in invalid_keys()
         ],
+        "invalid_texts": invalid_texts(),
+        "invalid_signatures": invalid_signatures(),
     }
+
+
+#: The rule of spec/protocol.md §9 that refuses a key for each key reason.
+_KEY_RULE = {"non_canonical_key": "S2", "small_order_key": "S3", "invalid_key": "S4"}
+
+_BECH32_ALPHABET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+
+
+def _bech32m(hrp: str, data: list[int]) -> str:
+    """A bech32m text (BIP 350), written here independently of the library."""
+
+    def polymod(values: list[int]) -> int:
+        gen = [0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3]
+        chk = 1
+        for v in values:
+            top = chk >> 25
+            chk = (chk & 0x1FFFFFF) << 5 ^ v
+            for i in range(5):
+                chk ^= gen[i] if (top >> i) & 1 else 0
+        return chk
+
+    expanded = [ord(c) >> 5 for c in hrp] + [0] + [ord(c) & 31 for c in hrp]
+    pm = polymod(expanded + data + [0] * 6) ^ 0x2BC830A3
+    checksum = [(pm >> 5 * (5 - i)) & 31 for i in range(6)]
+    return hrp + "1" + "".join(_BECH32_ALPHABET[d] for d in data + checksum)
+
+
+def _groups(raw: bytes) -> list[int]:
+    """8-bit to 5-bit groups, most significant first, zero-padded at the end."""
+    bits = "".join(f"{b:08b}" for b in raw)
+    bits += "0" * (-len(bits) % 5)
+    return [int(bits[i : i + 5], 2) for i in range(0, len(bits), 5)]
+
+
+def invalid_texts() -> list[dict[str, Any]]:
+    """Identity texts that break a text-form rule of §1.2 other than the key rules."""
+    pk = key(0).public_key
+    good = identity_to_text(pk)
+    assert good == _bech32m("p2ps", _groups(pk))
+    flip = "p" if good[20] == "q" else "q"
+    padded = _groups(pk)
+    padded[-1] |= 1  # one of the 4 padding bits set
+    cases: list[tuple[str, str, str | None, str]] = [
+        ("T1", "not_text", None, "bad_type"),
+        ("T2", "too_long", good + "q" * 28, "bad_length"),
+        ("T3", "mixed_case", good[:10].upper() + good[10:], "mixed_case"),
+        ("T4", "wrong_prefix", _bech32m("p2px", _groups(pk)), "wrong_prefix"),
+        ("T4", "prefix_of_node_key", _bech32m("p2p", _groups(pk)), "wrong_prefix"),
+        ("T5", "character_b", good[:20] + "b" + good[21:], "bad_character"),
+        ("T5", "character_o", good[:20] + "o" + good[21:], "bad_character"),
+        # A "1" in the data part makes it the last "1": the prefix is then wrong.
+        ("T4", "character_1_in_data", good[:20] + "1" + good[21:], "wrong_prefix"),
+        ("T6", "shorter_than_checksum", "p2ps1qqqqq", "bad_length"),
+        ("T7", "one_typo", good[:20] + flip + good[21:], "bad_checksum"),
+        ("T7", "last_character_dropped", good[:-1], "bad_checksum"),
+        ("T8", "padding_bit_set", _bech32m("p2ps", padded), "bad_padding"),
+        ("T8", "padding_longer_than_4_bits", _bech32m("p2ps", [*_groups(pk), 0, 0]), "bad_padding"),
+        ("T9", "31_bytes", _bech32m("p2ps", _groups(pk[:31])), "bad_length"),
+        ("T9", "33_bytes", _bech32m("p2ps", _groups(pk + b"\x00")), "bad_length"),
+    ]
+    return [
+        {"name": name, "rules": [rule], "text": text, "error": "DecodeError", "reason": reason}
+        for rule, name, text, reason in cases
+    ]
+
+
+def invalid_signatures() -> list[dict[str, Any]]:
+    """verify(public_key, signature, message) cases refused before the key rules."""
+    message = b"p2psocial invalid key vector"
+    pk = key(0).public_key
+    sig = key(0).sign(message)
+    cases = [
+        ("S1", "key_31_bytes", pk[:31], sig, "bad_length"),
+        ("S1", "signature_63_bytes", pk, sig[:63], "bad_length"),
+        ("S1", "signature_65_bytes", pk, sig + b"\x00", "bad_length"),
+        ("S5", "r_not_canonical", pk, b"\xff" * 31 + b"\x7f" + sig[32:], "non_canonical_r"),
+        ("S6", "r_small_order", pk, bytes([1]) + bytes(31) + sig[32:], "small_order_r"),
+        ("S7", "s_plus_l", pk, sig[:32] + (int.from_bytes(sig[32:], "little") + _L).to_bytes(32, "little"), "s_out_of_range"),
+        ("S8", "other_message", pk, sig, "mismatch"),
+    ]  # fmt: skip
+    return [
+        {
+            "name": name,
+            "rules": [rule],
+            "public_key": k.hex(),
+            "signature": sg.hex(),
+            "message": (message + b"!" if name == "other_message" else message).hex(),
+            "error": "InvalidSignature",
+            "reason": reason,
+        }
+        for rule, name, k, sg, reason in cases
+    ]
 
 
 def _point(y: int, sign: int = 0) -> bytes:
@@ -296,9 +391,65 @@ def build_feed() -> dict[str, Any]:
     return {
         "description": "A feed of 5 entries by key 3. verify_run over all five (no anchor) "
         "succeeds with one signature check (the top, seq 5); so does every suffix "
-        "anchored on the entry below it.",
+        "anchored on the entry below it. runs: runs given as entry bytes (and an optional "
+        "anchor) with the verdict of batch verification (spec/protocol.md §6.2): "
+        "'authentic', or the error class and reason of the first rule broken.",
         "entries": out,
+        "runs": build_runs(k, [bytes.fromhex(r["entry_hex"]) for r in out]),
     }
+
+
+def _mangle_s(entry: bytes) -> bytes:
+    """The same entry with S replaced by S + L (well-formed otherwise)."""
+    s = (int.from_bytes(entry[32:64], "little") + _L).to_bytes(32, "little")
+    return entry[:32] + s + entry[64:]
+
+
+def build_runs(k: SigningKey, feed: list[bytes]) -> list[dict[str, Any]]:
+    e1, e2, e3, e4, e5 = feed
+    top_bad = e5[:1] + bytes([e5[1] ^ 1]) + e5[2:]  # the top's own signature fails
+    other, _ = create_entry(
+        key(0), seq=1, prev=None, timestamp=T0, kind="post", payload={"text": "feed entry 1"}
+    )
+    rival, _ = create_entry(
+        k,
+        seq=2,
+        prev=hashlib.sha256(e1).digest(),
+        timestamp=T0,
+        kind="post",
+        payload={"text": "rival"},
+    )
+    cases: list[tuple[str, list[str], list[bytes], bytes | None, str, str]] = [
+        ("whole_feed", ["R2", "R3"], feed, None, "", "authentic"),
+        ("suffix_anchored", ["R2", "R3"], [e3, e4, e5], e2, "", "authentic"),
+        ("detached_segment", ["R2", "R3"], [e3, e4, e5], None, "", "authentic"),
+        # An empty run is authentic and establishes nothing, with or without anchor.
+        ("empty_run", ["R1"], [], None, "", "authentic"),
+        ("empty_run_anchored", ["R1"], [], e5, "", "authentic"),
+        ("gap_inside", ["R2", "C3"], [e1, e2, e4, e5], None, "ChainError", "seq_gap"),
+        ("wrong_anchor", ["R2", "C3"], [e3, e4, e5], e1, "ChainError", "seq_gap"),
+        ("other_author_anchor", ["R2", "C1"], [e2, e3], other.to_bytes(), "ChainError", "wrong_author"),
+        ("inner_s_out_of_range", ["R2", "S7"], [e1, _mangle_s(e2), e3], None,
+         "InvalidSignature", "s_out_of_range"),
+        # Per entry, its link then its signature encoding: e2's S fails before
+        # the link from e3 (whose prev no longer names e2's changed bytes).
+        ("inner_s_out_of_range_anchored", ["R2", "S7"], [_mangle_s(e2), e3], e1,
+         "InvalidSignature", "s_out_of_range"),
+        ("inner_entry_replaced", ["R2", "C4"], [e1, rival.to_bytes(), e3], None,
+         "ChainError", "prev_mismatch"),
+        ("top_signature_fails", ["R3", "S8"], [e3, e4, top_bad], e2, "InvalidSignature", "mismatch"),
+    ]  # fmt: skip
+    return [
+        {
+            "name": name,
+            "rules": rules,
+            "entries_hex": [e.hex() for e in run],
+            "anchor_hex": anchor.hex() if anchor is not None else None,
+            "verdict": verdict if not error else "refused",
+            **({"error": error, "reason": verdict} if error else {}),
+        }
+        for name, rules, run, anchor, error, verdict in cases
+    ]
 
 
 # ------------------------------------------------------------------ fork
@@ -335,7 +486,53 @@ def build_fork() -> dict[str, Any]:
         "first": entry_record(proof.first, da if proof.first is a else db, key_index=3),
         "second": entry_record(proof.second, db if proof.second is b else da, key_index=3),
         "proof_hex": proof.to_bytes().hex(),
+        "invalid_proofs": invalid_proofs(k, base, proof.first, proof.second),
     }
+
+
+def invalid_proofs(k: SigningKey, base: Entry, x: Entry, y: Entry) -> list[dict[str, Any]]:
+    """Fork proofs refused by spec/protocol.md §6.5, one or more per rule (F1-F7)."""
+    xb, yb = x.to_bytes(), y.to_bytes()
+    third, _ = create_entry(
+        k, seq=3, prev=x.id, timestamp=T0 + 180_000, kind="post", payload={"text": "feed entry 3"}
+    )
+    other, _ = create_entry(
+        key(0), seq=2, prev=bytes(32), timestamp=T0, kind="post", payload={"text": "x"}
+    )
+    bad_sig = _signed(k, y.envelope, b"")  # signed without the tag
+
+    def ordered(a: bytes, b: bytes) -> list[bytes]:
+        return sorted([a, b], key=lambda e: hashlib.sha256(e).digest())
+
+    cases: list[tuple[str, list[str], bytes, str, str]] = [
+        ("empty", ["F1", "M2"], b"", "DecodeError", "truncated"),
+        ("too_large", ["F1", "M1"], encode([xb, yb + bytes(600)]), "DecodeError", "too_large"),
+        ("trailing_byte", ["F1", "M12"], encode([xb, yb]) + b"\x00", "DecodeError", "malformed"),
+        ("nested", ["F1", "M3"], encode([[xb], yb]), "DecodeError", "too_deep"),
+        ("nil_element", ["F1", "M7"], b"\x92\xc0" + encode(yb), "DecodeError", "nil"),
+        ("bin16_for_bin8", ["F1", "M13"],
+         b"\x92\xc5\x00" + encode(xb)[1:] + encode(yb), "DecodeError", "non_canonical"),
+        ("one_entry", ["F2"], encode([xb]), "DecodeError", "bad_fork_proof"),
+        ("three_entries", ["F2"], encode([xb, yb, yb]), "DecodeError", "bad_fork_proof"),
+        ("no_entries", ["F2"], encode([]), "DecodeError", "bad_fork_proof"),
+        ("a_map", ["F2"], encode({"first": xb, "second": yb}), "DecodeError", "bad_fork_proof"),
+        ("text_element", ["F2"], encode(["x", yb]), "DecodeError", "bad_fork_proof"),
+        ("first_does_not_decode", ["F3", "E3"], encode([b"\x00" * 70, yb]), "DecodeError", "malformed"),
+        ("second_too_large", ["F3", "E1"], encode([xb, bytes(577)]), "DecodeError", "too_large"),
+        ("same_entry_twice", ["F4"], encode([xb, xb]), "ChainError", "not_a_fork"),
+        ("ids_decreasing", ["F5"], encode([yb, xb]), "DecodeError", "non_canonical"),
+        ("different_seq", ["F6"], encode(ordered(xb, third.to_bytes())), "ChainError", "not_a_fork"),
+        ("different_author", ["F6"], encode(ordered(xb, other.to_bytes())), "ChainError", "not_a_fork"),
+        ("signature_fails", ["F7", "S8"], encode(ordered(xb, bad_sig)), "InvalidSignature", "mismatch"),
+        ("signature_s_out_of_range", ["F7", "S7"], encode(ordered(xb, _mangle_s(yb))),
+         "InvalidSignature", "s_out_of_range"),
+        ("signature_small_order_r", ["F7", "S6"],
+         encode(ordered(xb, bytes([1]) + bytes(31) + yb[32:])), "InvalidSignature", "small_order_r"),
+    ]  # fmt: skip
+    return [
+        {"name": name, "rules": rules, "proof_hex": data.hex(), "error": error, "reason": reason}
+        for name, rules, data, error, reason in cases
+    ]
 
 
 # ------------------------------------------------------------------ invalid
@@ -359,6 +556,270 @@ def _signed(k: SigningKey, envelope: bytes, tag: bytes = ENTRY_TAG) -> bytes:
     return k.sign(tag + envelope) + envelope
 
 
+_INVALID_RULES: dict[str, list[str]] = {
+    "truncated": ["E2"],
+    "seq_not_shortest_form": ["E3", "M13"],
+    "keys_not_sorted": ["E3", "M13"],
+    "version_2": ["E6"],
+    "seq1_with_prev": ["E7"],
+    "seq2_without_prev": ["E7"],
+    "bad_kind_name": ["E7"],
+    "nil_prev": ["E3", "M7"],
+    "trailing_byte": ["E3", "M12"],
+    "off_curve_author": ["E8", "S4"],
+    "off_curve_author_hash": ["E8", "S4"],
+    "small_order_author": ["E8", "S3"],
+    "small_order_8_author": ["E8", "S3"],
+    "non_canonical_author": ["E8", "S2"],
+    "non_canonical_sign_author": ["E8", "S2"],
+    "flipped_signature_bit": ["S8"],
+    "signed_without_tag": ["S8"],
+    "signed_with_other_tag": ["S8"],
+    "s_not_below_l": ["S7"],
+    "small_order_r": ["S6"],
+    "signed_by_another_key": ["S8"],
+    "payload_hash_mismatch": ["P2"],
+    "payload_size_mismatch": ["P1"],
+    "text_too_long": ["P7"],
+    "unknown_post_field": ["P5"],
+    "follow_without_target": ["P6"],
+    "payload_with_nil": ["P3", "M7"],
+    "from_future": ["D1"],
+    "prev_mismatch": ["C4"],
+    "seq_gap": ["C3"],
+} | {
+    name: ["P8"]
+    for name in (
+        "follow_off_curve_target",
+        "follow_off_curve_target_hash",
+        "unfollow_off_curve_target",
+        "follow_small_order_target",
+        "block_small_order_target",
+        "follow_non_canonical_target",
+        "mention_off_curve",
+        "mention_non_canonical",
+    )
+}
+
+
+def _sorted_packb(value: dict[Any, Any]) -> bytes:
+    """Plain msgpack of a map with its str keys sorted (other keys last)."""
+    import msgpack
+
+    items = sorted(value.items(), key=lambda kv: (type(kv[0]) is not str, str(kv[0])))
+    return msgpack.packb(dict(items), use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def add_msgpack_cases(add: Any, k: SigningKey, good_payload: bytes) -> None:
+    """Every msgpack rule (M3-M13) inside an envelope and inside a payload, and the
+    envelope and payload shape rules not covered above."""
+    import msgpack
+
+    base = _envelope(k, good_payload)
+    good_env = encode(base)
+
+    def env_case(name: str, rules: list[str], reason: str, envelope: bytes) -> None:
+        add(name, "decode", "DecodeError", reason, _signed(k, envelope), rules=rules)
+
+    env_case(
+        "envelope_ext_value",
+        ["E3", "M9"],
+        "bad_type",
+        _sorted_packb({**base, "timestamp": msgpack.ExtType(1, b"x")}),
+    )
+    env_case(
+        "envelope_timestamp_ext",
+        ["E3", "M9"],
+        "bad_type",
+        _sorted_packb({**base, "timestamp": msgpack.Timestamp(0)}),
+    )
+    env_case(
+        "envelope_float_value", ["E3", "M8"], "float", _sorted_packb({**base, "timestamp": 1.5})
+    )
+    no_v = {kk: vv for kk, vv in base.items() if kk != "v"}
+    env_case("envelope_int_key", ["E3", "M6"], "bad_type", _sorted_packb({**no_v, 1: 1}))
+    env_case("envelope_bin_key", ["E3", "M6"], "bad_type", _sorted_packb({**no_v, b"v": 1}))
+    env_case(
+        "envelope_duplicate_key",
+        ["E3", "M13"],
+        "non_canonical",
+        b"\x88" + good_env[1:] + b"\xa1v\x01",
+    )
+    env_case(
+        "envelope_kind_str8",
+        ["E3", "M13"],
+        "non_canonical",
+        good_env.replace(b"\xa4post", b"\xd9\x04post"),
+    )
+    env_case(
+        "envelope_seq_int8",
+        ["E3", "M13"],
+        "non_canonical",
+        good_env.replace(b"\xa3seq\x01", b"\xa3seq\xd0\x01"),
+    )
+    env_case(
+        "envelope_invalid_utf8",
+        ["E3", "M11"],
+        "malformed",
+        good_env.replace(b"\xa4post", b"\xa4pos\xff"),
+    )
+    env_case("envelope_byte_c1", ["E3", "M5"], "malformed", b"\xc1")
+    env_case("envelope_cut_short", ["E3", "M4"], "truncated", good_env[:-1])
+    env_case(
+        "envelope_length_beyond_input",
+        ["E3", "M4"],
+        "truncated",
+        good_env[:-1] + b"\xa5\x01",
+    )
+    env_case(
+        "envelope_too_deep", ["E3", "M3"], "too_deep", _sorted_packb({**base, "kind": ["post"]})
+    )
+    env_case("envelope_length_over_limit", ["E3", "M10"], "malformed", b"\x81\xa1a\xda\x02\x01")
+    env_case("envelope_not_a_map", ["E4"], "bad_envelope", encode([1, 2]))
+    env_case(
+        "envelope_empty_container_value",
+        ["E7"],
+        "bad_envelope",
+        _sorted_packb({**base, "kind": []}),
+    )
+    env_case("envelope_unknown_key", ["E5"], "bad_envelope", encode({**base, "zzz": 1}))
+    env_case("envelope_missing_key", ["E5"], "bad_envelope", encode(no_v))
+    env_case(
+        "envelope_kind_33_characters", ["E7"], "bad_envelope", encode({**base, "kind": "k" * 33})
+    )
+    env_case("envelope_version_true", ["E6"], "bad_version", encode({**base, "v": True}))
+    # Precedence: the msgpack rules before the shape rules.
+    env_case(
+        "envelope_seq_0_not_shortest",
+        ["E3", "M13"],
+        "non_canonical",
+        encode({**base, "seq": 0}).replace(b"\xa3seq\x00", b"\xa3seq\xcc\x00"),
+    )
+    add(
+        "entry_too_large",
+        "decode",
+        "DecodeError",
+        "too_large",
+        _signed(k, good_env) + bytes(577 - 64 - len(good_env)),
+        rules=["E1"],
+    )
+
+    def payload_case(
+        name: str, rules: list[str], error: str, reason: str, payload: bytes, kind: str = "post"
+    ) -> None:
+        entry = _signed(k, encode(_envelope(k, payload, kind=kind)))
+        add(name, "payload", error, reason, entry, payload_hex=payload, rules=rules)
+
+    text = encode({"text": "valid payload"})
+    payload_case(
+        "payload_ext",
+        ["P3", "M9"],
+        "DecodeError",
+        "bad_type",
+        msgpack.packb({"text": msgpack.ExtType(5, b"")}),
+    )
+    payload_case(
+        "payload_float", ["P3", "M8"], "DecodeError", "float", msgpack.packb({"text": 0.5})
+    )
+    payload_case(
+        "payload_int_key", ["P3", "M6"], "DecodeError", "bad_type", msgpack.packb({7: "x"})
+    )
+    payload_case(
+        "payload_duplicate_key",
+        ["P3", "M13"],
+        "DecodeError",
+        "non_canonical",
+        b"\x82" + text[1:] + text[1:],
+    )
+    payload_case(
+        "payload_unsorted_keys",
+        ["P3", "M13"],
+        "DecodeError",
+        "non_canonical",
+        msgpack.packb({"text": "a", "lang": "en"}),
+    )
+    payload_case(
+        "payload_uint16_for_fixint",
+        ["P3", "M13"],
+        "DecodeError",
+        "non_canonical",
+        msgpack.packb({"n": 1})[:-1] + b"\xcd\x00\x01",
+        kind="x-poll",
+    )
+    payload_case(
+        "payload_str16_for_fixstr",
+        ["P3", "M13"],
+        "DecodeError",
+        "non_canonical",
+        b"\x81\xa4text\xda\x00\x01a",
+    )
+    payload_case(
+        "payload_invalid_utf8",
+        ["P3", "M11"],
+        "DecodeError",
+        "malformed",
+        b"\x81\xa4text\xa3\xed\xa0\x80",
+    )
+    payload_case("payload_trailing_byte", ["P3", "M12"], "DecodeError", "malformed", text + b"\x00")
+    payload_case(
+        "payload_too_deep",
+        ["P3", "M3"],
+        "DecodeError",
+        "too_deep",
+        encode({"a": {"b": {"c": {"d": {"e": 1}}}}}),
+        kind="x-poll",
+    )
+    payload_case(
+        "payload_65_elements",
+        ["P3", "M10"],
+        "DecodeError",
+        "malformed",
+        encode({"a": list(range(65))}),
+        kind="x-poll",
+    )
+    payload_case("payload_cut_short", ["P3", "M4"], "DecodeError", "truncated", text[:-1])
+    payload_case("payload_empty", ["P3", "M2"], "DecodeError", "truncated", b"")
+    payload_case("payload_not_a_map", ["P4"], "SchemaError", "bad_field", encode(["text"]))
+    payload_case(
+        "unknown_kind_not_a_map", ["P4"], "SchemaError", "bad_field", encode(1), kind="x-poll"
+    )
+    payload_case("text_empty", ["P7"], "SchemaError", "too_short", encode({"text": ""}))
+    payload_case("text_not_text", ["P8"], "SchemaError", "bad_field", encode({"text": b"hi"}))
+    # A nested map (post.reply) follows the same rules as the payload itself.
+    rid = hashlib.sha256(b"p2psocial vector thread root").digest()
+    payload_case(
+        "reply_missing_root",
+        ["P6"],
+        "SchemaError",
+        "missing_field",
+        encode({"text": "a", "reply": {"parent": rid}}),
+    )
+    payload_case(
+        "reply_unknown_field",
+        ["P5"],
+        "SchemaError",
+        "unknown_field",
+        encode({"text": "a", "reply": {"parent": rid, "root": rid, "x": 1}}),
+    )
+    payload_case(
+        "reply_short_root",
+        ["P8"],
+        "SchemaError",
+        "bad_field",
+        encode({"text": "a", "reply": {"parent": rid, "root": rid[:31]}}),
+    )
+    payload_case(
+        "reply_not_a_map",
+        ["P8"],
+        "SchemaError",
+        "bad_field",
+        encode({"text": "a", "reply": [rid, rid]}),
+    )
+    # Precedence inside a map: an unknown field before a missing one.
+    payload_case("unknown_before_missing", ["P5"], "SchemaError", "unknown_field",
+                 encode({"title": "no text"}))  # fmt: skip
+
+
 def build_invalid() -> dict[str, Any]:
     import msgpack
 
@@ -370,8 +831,10 @@ def build_invalid() -> dict[str, Any]:
     cases: list[dict[str, Any]] = []
 
     def add(name: str, stage: str, error: str, reason: str, entry: bytes, **extra: Any) -> None:
+        rules = extra.pop("rules", None) or _INVALID_RULES[name]
         rec: dict[str, Any] = {
             "name": name,
+            "rules": rules,
             "stage": stage,
             "error": error,
             "reason": reason,
@@ -424,7 +887,7 @@ def build_invalid() -> dict[str, Any]:
         "nil_prev",
         "decode",
         "DecodeError",
-        "bad_envelope",
+        "nil",
         _signed(k, msgpack.packb(dict(sorted(_envelope(k, good_payload, prev=None).items())))),
     )
     add(
@@ -533,6 +996,7 @@ def build_invalid() -> dict[str, Any]:
         _signed(k, encode(_envelope(k, nil_payload))),
         payload_hex=nil_payload,
     )
+    add_msgpack_cases(add, k, good_payload)
     # --- timestamp stage: valid, but stamped more than 10 minutes ahead of now
     future = _signed(k, encode(_envelope(k, good_payload, timestamp=T0 + 600_001)))
     add("from_future", "timestamp", "SchemaError", "from_future", future, now_ms=T0)
@@ -555,6 +1019,40 @@ def build_invalid() -> dict[str, Any]:
         k, seq=3, prev=first.id, timestamp=T0 + 1, kind="post", payload={"text": "next"}
     )
     add("seq_gap", "link", "ChainError", "seq_gap", gap.to_bytes(), prev_entry_hex=first.to_bytes())
+    # An entry does not follow itself: the same entry twice is a seq_gap, not a fork.
+    add(
+        "same_entry_twice",
+        "link",
+        "ChainError",
+        "seq_gap",
+        first.to_bytes(),
+        prev_entry_hex=first.to_bytes(),
+        rules=["C3"],
+    )
+    rival, _ = create_entry(
+        k, seq=1, prev=None, timestamp=T0 + 5, kind="post", payload={"text": "rival"}
+    )
+    add(
+        "same_seq_other_id",
+        "link",
+        "ForkError",
+        "fork",
+        rival.to_bytes(),
+        prev_entry_hex=first.to_bytes(),
+        rules=["C2"],
+    )
+    stranger, _ = create_entry(
+        key(1), seq=2, prev=first.id, timestamp=T0 + 1, kind="post", payload={"text": "next"}
+    )
+    add(
+        "other_author",
+        "link",
+        "ChainError",
+        "wrong_author",
+        stranger.to_bytes(),
+        prev_entry_hex=first.to_bytes(),
+        rules=["C1"],
+    )
     return {
         "description": "Invalid entries with the error class and reason a conforming "
         "implementation reports. stage says where the refusal happens: decode "
@@ -562,6 +1060,102 @@ def build_invalid() -> dict[str, Any]:
         "entry), timestamp (with now_ms), link (entry after prev_entry_hex). Earlier "
         "stages pass for each case.",
         "cases": cases,
+    }
+
+
+# ------------------------------------------------------------------ msgpack
+
+#: Limits named in msgpack.json: the generic default and each record's own.
+MSGPACK_LIMITS: dict[str, dict[str, int]] = {
+    "default": {"max_size": 65536, "max_depth": 8, "max_container_len": 1024,
+                "max_str_len": 16384, "max_bin_len": 65536},
+    "payload": {"max_size": 16384, "max_depth": 4, "max_container_len": 64,
+                "max_str_len": 16384, "max_bin_len": 16384},
+    "envelope": {"max_size": 512, "max_depth": 1, "max_container_len": 512,
+                 "max_str_len": 512, "max_bin_len": 512},
+    "fork_proof": {"max_size": 1168, "max_depth": 1, "max_container_len": 1168,
+                   "max_str_len": 1168, "max_bin_len": 1168},
+    "small": {"max_size": 16, "max_depth": 2, "max_container_len": 3,
+              "max_str_len": 4, "max_bin_len": 4},
+}  # fmt: skip
+
+
+def build_msgpack() -> dict[str, Any]:
+    valid = [
+        ("int_0", "00"), ("uint8", "cc80"), ("uint64_max", "cfffffffffffffffff"),
+        ("uint64_for_2pow63_minus_1", "cf7fffffffffffffff"), ("neg_fixint_min", "e0"),
+        ("int8", "d0df"), ("int64_min", "d38000000000000000"), ("true", "c3"),
+        ("bin8_empty", "c400"), ("str8", "d920" + "61" * 32), ("array16", "dc0010" + "00" * 16),
+        ("map_bytewise_order", "82a2616102a16201"), ("map_utf8_order", "82a3efbfbf01a4f090808002"),
+        ("depth_8", "91" * 8 + "00"),
+    ]  # fmt: skip
+    invalid = [
+        # (rule, name, hex, limits, reason)
+        ("M1", "over_size_limit", "c40f" + "00" * 15, "small", "too_large"),
+        ("M2", "empty", "", "default", "truncated"),
+        ("M3", "depth_9", "91" * 9 + "00", "default", "too_deep"),
+        ("M3", "empty_array_too_deep", "91919190", "small", "too_deep"),
+        ("M4", "uint16_cut_short", "cd01", "default", "truncated"),
+        ("M4", "array_cut_short", "92", "default", "truncated"),
+        ("M4", "str_longer_than_input", "a3616263"[:6], "default", "truncated"),
+        ("M4", "array_longer_than_input", "dc040000", "default", "truncated"),
+        ("M5", "byte_c1", "c1", "default", "malformed"),
+        ("M6", "int_key", "810101", "default", "bad_type"),
+        ("M6", "bin_key", "81c4016101", "default", "bad_type"),
+        ("M6", "nil_key", "81c001", "default", "bad_type"),
+        ("M6", "array_key", "819001", "default", "bad_type"),
+        ("M7", "nil", "c0", "default", "nil"),
+        ("M7", "nil_value", "81a161c0", "default", "nil"),
+        ("M8", "float32", "ca00000000", "default", "float"),
+        ("M8", "float64", "cb3ff0000000000000", "default", "float"),
+        ("M9", "fixext1", "d40110", "default", "bad_type"),
+        ("M9", "ext8", "c70006", "default", "bad_type"),
+        ("M9", "timestamp32", "d6ff5a4af6a5", "default", "bad_type"),
+        ("M9", "ext_cut_short", "d4", "default", "bad_type"),
+        ("M10", "array_over_limit", "9400000000", "small", "malformed"),
+        ("M10", "map_over_limit", "84a16100a16200a16300a16400", "small", "malformed"),
+        ("M10", "str_over_limit", "a56162636465", "small", "malformed"),
+        ("M10", "bin_over_limit", "c4050102030405", "small", "malformed"),
+        ("M10", "array32_of_4_billion", "ddffffffff00", "fork_proof", "malformed"),
+        ("M11", "invalid_utf8", "a1ff", "default", "malformed"),
+        ("M11", "utf8_surrogate", "a3eda080", "default", "malformed"),
+        ("M11", "overlong_utf8", "a2c0af", "default", "malformed"),
+        ("M11", "invalid_utf8_key", "81a1ff00", "default", "malformed"),
+        ("M12", "trailing_byte", "0000", "default", "malformed"),
+        ("M13", "uint8_for_fixint", "cc7f", "default", "non_canonical"),
+        ("M13", "uint64_for_uint32", "cf00000000ffffffff", "default", "non_canonical"),
+        ("M13", "int8_for_positive", "d07f", "default", "non_canonical"),
+        ("M13", "int64_for_2pow63_minus_1", "d37fffffffffffffff", "default", "non_canonical"),
+        ("M13", "int16_for_int8", "d1ff80", "default", "non_canonical"),
+        ("M13", "str8_for_fixstr", "d90161", "default", "non_canonical"),
+        ("M13", "bin16_for_bin8", "c50000", "default", "non_canonical"),
+        ("M13", "array16_for_fixarray", "dc0000", "default", "non_canonical"),
+        ("M13", "map16_for_fixmap", "de0000", "default", "non_canonical"),
+        ("M13", "keys_unsorted", "82a16201a16102", "default", "non_canonical"),
+        ("M13", "keys_utf16_order", "82a4f090808002a3efbfbf01", "default", "non_canonical"),
+        ("M13", "duplicate_key", "82a16101a16102", "default", "non_canonical"),
+        ("M13", "duplicate_key_same_value", "82a16101a16101", "default", "non_canonical"),
+        # Precedence: the first rule broken in byte order; M13 only if nothing else.
+        ("M7", "unsorted_then_nil", "82a16201a161c0", "default", "nil"),
+        ("M12", "not_shortest_then_trailing", "cc0100", "default", "malformed"),
+        ("M7", "nil_before_float", "92c0ca00000000", "default", "nil"),
+        ("M3", "too_deep_before_nil", "919191c0", "small", "too_deep"),
+        ("M10", "length_limit_before_depth", "91949191919100000000", "small", "malformed"),
+    ]  # fmt: skip
+    return {
+        "description": "The canonical msgpack profile (spec/protocol.md §2) on its own: "
+        "valid encodings (each the only encoding of its value), and invalid ones with the "
+        "limits they are decoded under (by name, from 'limits') and the reason of the "
+        "rule of §9 that refuses them. Every invalid case is a DecodeError.",
+        "limits": MSGPACK_LIMITS,
+        "valid": [
+            {"name": name, "hex": hexed, "value": to_json(_decode_plain(bytes.fromhex(hexed)))}
+            for name, hexed in valid
+        ],
+        "invalid": [
+            {"name": name, "rules": [rule], "hex": hexed, "limits": limits, "reason": reason}
+            for rule, name, hexed, limits, reason in invalid
+        ],
     }
 
 
@@ -573,6 +1167,7 @@ def build_all() -> dict[str, Any]:
         "feed.json": build_feed(),
         "fork.json": build_fork(),
         "invalid.json": build_invalid(),
+        "msgpack.json": build_msgpack(),
     }
 
 

@@ -63,9 +63,20 @@ MAX_FUTURE_MS = 10 * 60 * 1000
 MAX_SEQ = 2**53 - 1
 MAX_TIMESTAMP = 2**53 - 1
 
+#: The msgpack-level limits of an envelope (spec/protocol.md §4.1): its size
+#: and depth. Field counts and lengths are shape rules (``bad_envelope``), so
+#: the per-container and per-string limits are only the size itself.
 _ENVELOPE_LIMITS = Limits(
-    max_size=MAX_ENVELOPE_SIZE, max_depth=1, max_container_len=8, max_str_len=32, max_bin_len=32
+    max_size=MAX_ENVELOPE_SIZE,
+    max_depth=1,
+    max_container_len=MAX_ENVELOPE_SIZE,
+    max_str_len=MAX_ENVELOPE_SIZE,
+    max_bin_len=MAX_ENVELOPE_SIZE,
 )
+#: Tighter bounds for the fast path's parser: no valid envelope exceeds them,
+#: and input that does is refused (and named) by the full check instead.
+_FAST_MAP_LEN = 8
+_FAST_STR_LEN = 32
 _PAYLOAD_LIMITS = Limits(
     max_size=MAX_PAYLOAD_SIZE,
     max_depth=4,
@@ -122,58 +133,115 @@ def _field_error(msg: str) -> DecodeError:
     return DecodeError(f"envelope {msg}", reason="bad_envelope")
 
 
-def _unpack_envelope(envelope: bytes) -> Any:
-    """msgpack-parse an envelope under ``_ENVELOPE_LIMITS``.
+_Fields = tuple[bytes, str, bytes, int, bytes | None, int, int]
 
-    The same as ``encoding.unpack_limited(envelope, _ENVELOPE_LIMITS)``, inlined
-    because this runs once per ingested entry and the generic helper's
-    min()/keyword plumbing cost about a sixth of decoding. The caller has
-    already bounded the size (1..MAX_ENVELOPE_SIZE bytes), and every length
-    limit here is below that size, so no ``min(limit, len)`` is needed.
+
+def _envelope_fields(env: Any) -> _Fields:
+    """The envelope's shape rules (spec/protocol.md §9, rows E4-E7), in order.
+
+    ``env`` is a parsed envelope that may or may not have passed the msgpack
+    rules; the caller decides what a refusal here means (see
+    :func:`_envelope_fast` and :func:`_envelope_full`).
+
+    Returns:
+        (author, kind, payload_hash, payload_size, prev, seq, timestamp).
+
+    Raises:
+        DecodeError: ``bad_envelope`` or ``bad_version``.
+    """
+    if type(env) is not dict:
+        raise _field_error("is not a map")
+    keys = list(env)
+    # Unpacking values() in the known key order replaces eight dict lookups.
+    if keys == _ORDER_WITH_PREV:
+        author, kind, phash, psize, prev, seq, ts, v = env.values()
+    elif keys == _ORDER_WITHOUT_PREV:
+        author, kind, phash, psize, seq, ts, v = env.values()
+        prev = None
+    else:
+        # (Keys in the wrong order never get here from _envelope_full: the msgpack rules refuse them first, as non_canonical.)
+        names = set(keys)
+        missing = sorted(_REQUIRED - names)
+        extra = sorted(repr(k) for k in names - _ALL)
+        raise _field_error(f"fields wrong (missing {missing}, unknown {extra})")
+    if type(v) is not int or v != ENVELOPE_VERSION:
+        raise DecodeError(f"envelope version {v!r} is not supported", reason="bad_version")
+    if type(author) is not bytes or len(author) != 32:
+        raise _field_error("author must be 32 bytes")
+    if type(seq) is not int or not 1 <= seq <= MAX_SEQ:
+        raise _field_error(f"seq must be an integer in 1..{MAX_SEQ}")
+    if seq == 1:
+        # Test the key, not the value: any prev at seq 1 is a field too many.
+        if len(keys) == 8:
+            raise _field_error("seq 1 must not have prev")
+    elif type(prev) is not bytes or len(prev) != 32:
+        raise _field_error("prev must be a 32-byte id when seq > 1")
+    if type(ts) is not int or not 0 <= ts <= MAX_TIMESTAMP:
+        raise _field_error(f"timestamp must be an integer in 0..{MAX_TIMESTAMP} (ms)")
+    if type(kind) is not str or kind not in _GOOD_KIND_NAMES:
+        try:
+            validate_kind_name(kind)
+        except SchemaError as exc:
+            raise _field_error(exc.message) from None
+    if type(phash) is not bytes or len(phash) != 32:
+        raise _field_error("payload_hash must be 32 bytes")
+    if type(psize) is not int or not 0 <= psize <= MAX_PAYLOAD_SIZE:
+        raise _field_error(f"payload_size must be in 0..{MAX_PAYLOAD_SIZE}")
+    return author, kind, phash, psize, prev, seq, ts
+
+
+def _envelope_fast(envelope: bytes) -> _Fields | None:
+    """The fields of a valid envelope by the cheapest route, or None.
+
+    msgpack's C parser, the shape rules and one re-encoding compared byte for
+    byte: that accepts exactly the envelopes :func:`_envelope_full` accepts
+    (their values are ints, texts and byte strings under sorted keys, so
+    re-encoding equal is canonical form; tests/protocol/test_properties.py
+    checks the equivalence). It never names a reason.
     """
     try:
-        return _unpackb(
+        env = _unpackb(
             envelope,
             raw=False,
             use_list=True,
             strict_map_key=True,
-            max_str_len=_ENVELOPE_LIMITS.max_str_len,
-            max_bin_len=_ENVELOPE_LIMITS.max_bin_len,
-            max_array_len=_ENVELOPE_LIMITS.max_container_len,
-            max_map_len=_ENVELOPE_LIMITS.max_container_len,
+            max_str_len=_FAST_STR_LEN,
+            max_bin_len=_FAST_STR_LEN,
+            max_array_len=_FAST_MAP_LEN,
+            max_map_len=_FAST_MAP_LEN,
             max_ext_len=0,
         )
-    except encoding.UNPACK_ERRORS as exc:
-        raise DecodeError(f"malformed msgpack: {exc}", reason="malformed") from None
+        fields = _envelope_fields(env)
+    except (*encoding.UNPACK_ERRORS, DecodeError):
+        return None
+    return fields if _packb(env) == envelope else None
 
 
-def _envelope_problem(env: Any) -> DecodeError:
-    """The precise error for an envelope whose key list is not one of the two valid ones."""
-    if type(env) is not dict:
-        return _field_error("is not a map")
-    keys = list(env)
-    if any(type(k) is not str for k in keys):
-        # msgpack lets bin keys through; sorting them with str keys below
-        # would raise TypeError.
-        return _field_error("has a non-text key")
-    if _ALL >= set(keys) >= _REQUIRED:
-        return DecodeError("envelope keys are not in canonical order", reason="non_canonical")
-    missing = sorted(_REQUIRED - set(keys))
-    extra = sorted(set(keys) - _ALL)
-    return _field_error(f"fields wrong (missing {missing}, unknown {extra})")
+def _envelope_full(envelope: bytes) -> _Fields:
+    """Check envelope bytes in the order of the reason table (rows E3-E7).
+
+    The msgpack rules by reading the bytes (:func:`encoding.check_canonical`),
+    then the shape rules; no reason comes from the msgpack library.
+    """
+    encoding.check_canonical(envelope, _ENVELOPE_LIMITS)
+    # Canonical msgpack of depth <= 1: this parse cannot fail.
+    return _envelope_fields(_unpackb(envelope, raw=False, strict_map_key=True))
 
 
 def decode_entry_untrusted(data: bytes) -> Entry:
     """Parse entry bytes from the network or disk, without verifying the signature.
 
-    Checks the envelope's canonical encoding, field set, types and ranges, the
-    kind name, and that the author is a usable public key (the key rules of
-    spec/protocol.md §3, checked last: the verdict is cached per key, so only
-    an author's first entry pays for the curve arithmetic), and computes the id.
+    Applies the rules of spec/protocol.md §4.4 in the order of the reason
+    table (§9, rows E1-E8): size; the canonical msgpack rules under the
+    envelope's limits (512 bytes, depth 1); the field set, version, types and
+    ranges, and kind name; then that the author is a usable public key (the
+    key rules of §3; the verdict is cached per key, so only an author's first
+    entry pays for the curve arithmetic). Computes the id.
 
     This is the ingest hot path (spec/protocol.md §6.2: batch verification
-    makes decoding, not Ed25519, the per-entry cost), so it is written for
-    speed: every check is still made, in the cheapest order.
+    makes decoding, not Ed25519, the per-entry cost), so a valid entry is
+    accepted by the cheapest route; the full check names the reason of
+    anything else.
 
     Raises:
         DecodeError: for any malformed input, with the key rule's reason
@@ -188,48 +256,8 @@ def decode_entry_untrusted(data: bytes) -> Entry:
     if n <= SIGNATURE_SIZE:
         raise DecodeError("entry is shorter than a signature", reason="truncated")
     envelope = data[SIGNATURE_SIZE:]
-    env = _unpack_envelope(envelope)
-    # The field set fixes the canonical key order, so comparing the key list
-    # with the two possible sorted lists proves order and absence of extras;
-    # the re-encode at the end proves shortest forms.
-    if type(env) is not dict:
-        raise _envelope_problem(env)
-    keys = list(env)
-    # Unpacking values() in the known key order replaces eight dict lookups.
-    if keys == _ORDER_WITH_PREV:
-        author, kind, phash, psize, prev, seq, ts, v = env.values()
-    elif keys == _ORDER_WITHOUT_PREV:
-        author, kind, phash, psize, seq, ts, v = env.values()
-        prev = None
-    else:
-        raise _envelope_problem(env)
-    if type(v) is not int or v != ENVELOPE_VERSION:
-        raise DecodeError(f"envelope version {v!r} is not supported", reason="bad_version")
-    if type(author) is not bytes or len(author) != 32:
-        raise _field_error("author must be 32 bytes")
-    if type(seq) is not int or not 1 <= seq <= MAX_SEQ:
-        raise _field_error("seq must be an integer from 1")
-    if seq == 1:
-        # Test the key, not the value: an explicit nil prev is still a field.
-        if len(keys) == 8:
-            raise _field_error("seq 1 must not have prev")
-    elif type(prev) is not bytes or len(prev) != 32:
-        raise _field_error("prev must be a 32-byte id when seq > 1")
-    if type(ts) is not int or not 0 <= ts <= MAX_TIMESTAMP:
-        raise _field_error("timestamp must be a non-negative integer (ms)")
-    if type(kind) is not str or kind not in _GOOD_KIND_NAMES:
-        try:
-            validate_kind_name(kind)
-        except SchemaError as exc:
-            raise _field_error(exc.message) from None
-    if type(phash) is not bytes or len(phash) != 32:
-        raise _field_error("payload_hash must be 32 bytes")
-    if type(psize) is not int or not 0 <= psize <= MAX_PAYLOAD_SIZE:
-        raise _field_error(f"payload_size must be in 0..{MAX_PAYLOAD_SIZE}")
-    # Every value is now known to be a profile type (int, str or bytes) and
-    # keys are sorted, so re-encoding is exactly the canonicity test.
-    if _packb(env) != envelope:
-        raise DecodeError("msgpack is valid but not canonical", reason="non_canonical")
+    fields = _envelope_fast(envelope) or _envelope_full(envelope)
+    author, kind, phash, psize, prev, seq, ts = fields
     # The author is 32 bytes (checked above); the verdict is cached per key.
     problem = public_key_problem(author)
     if problem is not None:
@@ -248,42 +276,64 @@ def decode_entry_untrusted(data: bytes) -> Entry:
     )
 
 
+def _payload_value(kind: str, data: bytes) -> dict[str, Any]:
+    """The payload rules after the binding (spec/protocol.md §9, rows P3-P8).
+
+    The one definition used both for received payloads and, before signing,
+    for payloads this node publishes.
+    """
+    value = encoding.decode_untrusted(data, _PAYLOAD_LIMITS)
+    validate_payload(kind, value)
+    return value  # type: ignore[no-any-return]
+
+
 def decode_payload_untrusted(entry: Entry, payload: bytes) -> dict[str, Any]:
     """Check ``payload`` against ``entry`` and its kind's schema, and decode it.
+
+    The rules of spec/protocol.md §5.3 in the order of the reason table (§9):
+    the binding (size, then hash), the canonical msgpack rules under the
+    payload limits (16384 bytes, depth 4, 64 elements per container), then
+    the kind's schema.
 
     Raises:
         DecodeError: size or hash mismatch, or not canonical msgpack.
         SchemaError: the payload breaks its kind's schema.
     """
+    if type(payload) is not bytes:
+        payload = bytes(payload)
     if len(payload) != entry.payload_size:
         raise DecodeError(
             f"payload is {len(payload)} bytes, envelope says {entry.payload_size}",
             reason="payload_size",
         )
-    if hashlib.sha256(payload).digest() != entry.payload_hash:
+    if _sha256(payload).digest() != entry.payload_hash:
         raise DecodeError("payload does not match the envelope's hash", reason="payload_hash")
-    value = encoding.decode_untrusted(payload, _PAYLOAD_LIMITS)
-    validate_payload(entry.kind, value)
-    return value  # type: ignore[no-any-return]
+    return _payload_value(entry.kind, payload)
 
 
 def encode_payload(kind: str, payload: dict[str, Any]) -> bytes:
     """Canonically encode a payload this node is about to publish.
 
+    The bytes are then put through the same checks as a received payload
+    (:func:`decode_payload_untrusted` after the binding), so that nothing this
+    node signs is refused by a strict decoder: limits of size, depth and
+    container length included, for unknown kinds too.
+
     Raises:
-        LocalUsageError: the payload breaks its kind's schema or the size limit;
-            the message names the rule (e.g. the text length limit).
+        LocalUsageError: the kind name or payload breaks a rule; ``reason`` is
+            the one a receiver would report (``bad_envelope`` for the kind
+            name, ``too_large``, ``too_deep``, ``malformed``, a schema reason,
+            ...) and the message names the limit.
     """
     try:
         validate_kind_name(kind)
-        validate_payload(kind, payload)
     except SchemaError as exc:
-        raise LocalUsageError(exc.message, reason=exc.reason) from None
+        raise LocalUsageError(exc.message, reason="bad_envelope") from None
     data = encoding.encode(payload)
-    if len(data) > MAX_PAYLOAD_SIZE:
-        raise LocalUsageError(
-            f"payload is {len(data)} bytes; the limit is {MAX_PAYLOAD_SIZE}", reason="too_large"
-        )
+    try:
+        _payload_value(kind, data)
+    except ProtocolError as exc:
+        raise LocalUsageError(f"payload: {exc.message}", reason=exc.reason) from None
     return data
 
 
@@ -298,6 +348,10 @@ def create_entry(
 ) -> tuple[Entry, bytes]:
     """Build and sign a new entry.
 
+    Nothing is signed unless the payload passes :func:`encode_payload` and the
+    envelope passes :func:`decode_entry_untrusted`: the same code that
+    receivers run.
+
     Args:
         key: the author's identity key.
         seq: 1 for the first entry, then the previous seq + 1.
@@ -309,19 +363,22 @@ def create_entry(
         (entry, payload bytes).
 
     Raises:
-        LocalUsageError: any argument breaks a protocol rule.
+        LocalUsageError: any argument breaks a protocol rule, with the reason
+            a receiver would report.
     """
-    if not 1 <= seq <= MAX_SEQ:
-        raise LocalUsageError("seq must be at least 1")
+    if type(seq) is not int or not 1 <= seq <= MAX_SEQ:
+        raise LocalUsageError(f"seq must be an integer in 1..{MAX_SEQ}", reason="bad_envelope")
     if (seq == 1) != (prev is None):
-        raise LocalUsageError("prev must be given exactly when seq > 1")
-    if not 0 <= timestamp <= MAX_TIMESTAMP:
-        raise LocalUsageError("timestamp out of range")
+        raise LocalUsageError("prev must be given exactly when seq > 1", reason="bad_envelope")
+    if type(timestamp) is not int or not 0 <= timestamp <= MAX_TIMESTAMP:
+        raise LocalUsageError(
+            f"timestamp must be an integer in 0..{MAX_TIMESTAMP}", reason="bad_envelope"
+        )
     data = encode_payload(kind, payload)
     env: dict[str, Any] = {
         "author": key.public_key,
         "kind": kind,
-        "payload_hash": hashlib.sha256(data).digest(),
+        "payload_hash": _sha256(data).digest(),
         "payload_size": len(data),
         "seq": seq,
         "timestamp": timestamp,
@@ -330,12 +387,13 @@ def create_entry(
     if prev is not None:
         env["prev"] = prev
     envelope = encoding.encode(env)
-    signature = key.sign(ENTRY_TAG + envelope)
+    # Decoding needs no signature, so the envelope is checked before signing.
     try:
-        entry = decode_entry_untrusted(signature + envelope)
-    except ProtocolError as exc:  # pragma: no cover - would be a bug above
-        raise LocalUsageError(f"cannot build entry: {exc.message}") from None
-    return entry, data
+        decode_entry_untrusted(bytes(SIGNATURE_SIZE) + envelope)
+    except ProtocolError as exc:
+        raise LocalUsageError(f"cannot build entry: {exc.message}", reason=exc.reason) from None
+    signature = key.sign(ENTRY_TAG + envelope)
+    return decode_entry_untrusted(signature + envelope), data
 
 
 def check_timestamp(entry: Entry, now_ms: int, max_future_ms: int = MAX_FUTURE_MS) -> None:

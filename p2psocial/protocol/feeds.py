@@ -82,13 +82,18 @@ def verify_run(run: Sequence[Entry], anchor: Entry | None = None) -> None:
     run[-1].verify()
 
 
-#: Limits for the two entries of a fork proof.
+#: The msgpack-level limits of a fork proof (spec/protocol.md §6.5): its size
+#: and depth. That it is exactly two byte strings is a shape rule
+#: (``bad_fork_proof``), and how long each may be is the entry rule
+#: (``too_large``), so the per-element limits are only the size itself: an
+#: array of one element and one of three are refused alike (issue 11).
+MAX_FORK_PROOF_SIZE = 2 * MAX_ENTRY_SIZE + 16
 _FORK_LIMITS = Limits(
-    max_size=2 * MAX_ENTRY_SIZE + 16,
+    max_size=MAX_FORK_PROOF_SIZE,
     max_depth=1,
-    max_container_len=2,
-    max_str_len=0,
-    max_bin_len=MAX_ENTRY_SIZE,
+    max_container_len=MAX_FORK_PROOF_SIZE,
+    max_str_len=MAX_FORK_PROOF_SIZE,
+    max_bin_len=MAX_FORK_PROOF_SIZE,
 )
 
 
@@ -122,6 +127,11 @@ def detect_fork(a: Entry, b: Entry) -> ForkProof | None:
 
 def decode_fork_proof_untrusted(data: bytes) -> ForkProof:
     """Decode and fully verify a fork proof received from a peer.
+
+    The rules of spec/protocol.md §6.5 in the order of the reason table (§9,
+    rows F1-F7): msgpack rules, shape, each entry's decoding (first, then
+    second), the same entry twice, id order, author and seq, then each
+    entry's signature (first, then second).
 
     Raises:
         DecodeError: malformed bytes or entries, or entries not in id order.

@@ -102,24 +102,38 @@ NON_CANONICAL = [
     ("map_unsorted", "82a16201a16102", "non_canonical"),
     ("map_duplicate_key", "82a16101a16102", "non_canonical"),
     ("map_nested_unsorted", "9182a16201a16102", "non_canonical"),
+    ("map_duplicate_key_nested", "9182a16101a16101", "non_canonical"),
     ("nil", "c0", "nil"),
     ("nil_in_map", "81a161c0", "nil"),
     ("float32", "ca00000000", "float"),
     ("float64", "cb3ff0000000000000", "float"),
-    ("fixext1", "d40110", "malformed"),
+    # Every ext type is bad_type, whatever follows it (issue 11: fixext and
+    # the timestamp extension used to give malformed, ext8 bad_type).
+    ("fixext1", "d40110", "bad_type"),
     ("ext8_empty", "c70006", "bad_type"),
-    ("timestamp32", "d6ff5a4af6a5", "malformed"),
+    ("timestamp32", "d6ff5a4af6a5", "bad_type"),
+    ("ext_truncated", "d4", "bad_type"),
     ("trailing_byte", "0000", "malformed"),
-    ("truncated_uint16", "cd01", "malformed"),
-    ("truncated_array", "92", "malformed"),
+    ("truncated_uint16", "cd01", "truncated"),
+    ("truncated_array", "92", "truncated"),
+    ("truncated_str", "a3616263"[:6], "truncated"),
+    ("array_claims_more_than_input", "9300", "truncated"),
     ("never_used_c1", "c1", "malformed"),
     ("invalid_utf8", "a1ff", "malformed"),
     ("utf8_encoded_surrogate", "a3eda080", "malformed"),
     ("overlong_utf8", "a2c0af", "malformed"),
+    # Any non-text key is bad_type (an int key used to give malformed).
     ("bin_map_key", "81c4016101", "bad_type"),
     ("bin_and_str_keys", "82a16101c4016202", "bad_type"),
-    ("int_map_key", "810101", "malformed"),
+    ("int_map_key", "810101", "bad_type"),
+    ("nil_map_key", "81c001", "bad_type"),
+    ("array_map_key", "819001", "bad_type"),
     ("empty_input", "", "truncated"),
+    # Precedence: the first hard failure in byte order wins; non_canonical
+    # only when nothing else is wrong.
+    ("unsorted_then_nil", "82a16201a161c0", "nil"),
+    ("non_shortest_then_trailing", "cc0100", "malformed"),
+    ("nil_before_float", "92c0ca00000000", "nil"),
 ]
 
 
@@ -160,6 +174,7 @@ LIMIT_CASES = [
     ("depth", Limits(max_depth=3), nest(3), nest(4), "too_deep"),
     ("depth_in_map", Limits(max_depth=2), encode({"a": [1]}), encode({"a": [[1]]}), "too_deep"),
     ("array_len", Limits(max_container_len=4), encode([0] * 4), encode([0] * 5), "malformed"),
+    ("empty_deep", Limits(max_depth=2), encode([[[]]]), encode([[[[]]]]), "too_deep"),
     (
         "map_len",
         Limits(max_container_len=2),

@@ -268,11 +268,12 @@ BAD_ENVELOPES: list[tuple[str, bytes, str, str]] = [
     ("signature_only", bytes(64), "truncated", "shorter"),
     ("too_large", bytes(MAX_ENTRY_SIZE + 1), "too_large", str(MAX_ENTRY_SIZE)),
     ("not_a_map", _signed(encode([1, 2])), "bad_envelope", "not a map"),
-    ("not_msgpack", _signed(b"\xc1"), "malformed", "malformed"),
-    ("trailing", _signed(_env() + b"\x00"), "malformed", "extra"),
+    ("not_msgpack", _signed(b"\xc1"), "malformed", "0xc1"),
+    ("trailing", _signed(_env() + b"\x00"), "malformed", "trailing"),
     ("missing_author", _signed(_env(author=_DROP)), "bad_envelope", "author"),
     ("unknown_field", _signed(_env(v=_DROP, zzz=1)), "bad_envelope", "zzz"),
-    ("nine_fields", _signed(_env(zzz=1)), "malformed", "max_map_len"),
+    # Field counts and lengths are shape rules, not msgpack limits (issue 11).
+    ("nine_fields", _signed(_env(zzz=1)), "bad_envelope", "zzz"),
     ("version_2", _signed(_env(v=2)), "bad_version", "2"),
     ("version_bool", _signed(_env(v=True)), "bad_version", "True"),
     ("author_short", _signed(_env(author=bytes(31))), "bad_envelope", "author"),
@@ -289,13 +290,26 @@ BAD_ENVELOPES: list[tuple[str, bytes, str, str]] = [
     ("kind_upper", _signed(_env(kind="Post")), "bad_envelope", "kind"),
     ("kind_empty", _signed(_env(kind="")), "bad_envelope", "kind"),
     ("kind_bytes", _signed(_env(kind=b"post")), "bad_envelope", "kind"),
-    ("kind_list", _signed(msgpack.packb({**GOOD_ENV, "kind": [1]})), "bad_envelope", "kind"),
-    ("kind_map", _signed(msgpack.packb({**GOOD_ENV, "kind": {"a": 1}})), "bad_envelope", "kind"),
-    ("author_list", _signed(msgpack.packb({**GOOD_ENV, "author": [1]})), "bad_envelope", "author"),
-    ("kind_33_chars", _signed(_env(kind="k" * 33)), "malformed", "max_str_len"),
+    # Depth 1: a container with anything in it is too deep; an empty one is a
+    # field of the wrong type.
+    ("kind_list", _signed(msgpack.packb({**GOOD_ENV, "kind": [1]})), "too_deep", "deeper than 1"),
+    ("kind_empty_list", _signed(msgpack.packb({**GOOD_ENV, "kind": []})), "bad_envelope", "kind"),
+    ("kind_map", _signed(msgpack.packb({**GOOD_ENV, "kind": {"a": 1}})), "too_deep", "deeper"),
+    ("author_list", _signed(msgpack.packb({**GOOD_ENV, "author": [1]})), "too_deep", "deeper"),
+    ("kind_33_chars", _signed(_env(kind="k" * 33)), "bad_envelope", "kind"),
+    ("author_33_bytes", _signed(_env(author=bytes(33))), "bad_envelope", "author"),
     ("payload_hash_short", _signed(_env(payload_hash=bytes(16))), "bad_envelope", "payload_hash"),
     ("payload_size_negative", _signed(_env(payload_size=-1)), "bad_envelope", "payload_size"),
-    ("float_timestamp", _signed(msgpack.packb({**GOOD_ENV, "timestamp": 1.5})), "bad_envelope", "timestamp"),
+    # The msgpack rules come first, with the same reasons as everywhere.
+    ("float_timestamp", _signed(msgpack.packb({**GOOD_ENV, "timestamp": 1.5})), "float", "float"),
+    ("ext_timestamp", _signed(msgpack.packb({**GOOD_ENV, "timestamp": msgpack.ExtType(1, b"x")})), "bad_type", "ext"),
+    ("int_key", _signed(msgpack.packb({**{k: v for k, v in GOOD_ENV.items() if k != "v"}, 1: 1})), "bad_type", "not text"),
+    ("duplicate_key", _signed(b"\x89" + _env()[1:] + b"\xa1v\x01"), "non_canonical", "repeats"),
+    ("invalid_utf8_kind", _signed(_env(kind="post").replace(b"\xa4post", b"\xa4pos\xff")), "malformed", "UTF-8"),
+    # Unsorted keys with a missing one: canonical form is checked first.
+    ("unsorted_and_missing", _signed(msgpack.packb(dict(reversed([(k, v) for k, v in GOOD_ENV.items() if k != "author"])))), "non_canonical", "order"),
+    # Field errors are checked only once the bytes are canonical.
+    ("seq_zero_and_not_shortest", _signed(_env(seq=0).replace(b"\xa3seq\x00", b"\xa3seq\xcc\x00")), "non_canonical", "shortest"),
     # A valid map whose keys are not in canonical order.
     (
         "keys_unsorted",
@@ -305,8 +319,8 @@ BAD_ENVELOPES: list[tuple[str, bytes, str, str]] = [
     ),
     # seq 2 as uint16 instead of a fixint.
     ("seq_not_shortest", _signed(_env().replace(b"\xa3seq\x02", b"\xa3seq\xcd\x00\x02")), "non_canonical", "canonical"),
-    ("bin_key", _signed(msgpack.packb(_BIN_KEY_ENV, use_bin_type=True)), "bad_envelope", "key"),
-    ("nil_prev_at_seq1", _signed(msgpack.packb({**GOOD_ENV, "prev": None, "seq": 1})), "bad_envelope", "prev"),
+    ("bin_key", _signed(msgpack.packb(_BIN_KEY_ENV, use_bin_type=True)), "bad_type", "key"),
+    ("nil_prev_at_seq1", _signed(msgpack.packb({**GOOD_ENV, "prev": None, "seq": 1})), "nil", "nil"),
 ]  # fmt: skip
 
 
@@ -457,3 +471,42 @@ def test_timestamp_from_the_future() -> None:
 
 def test_future_limit_is_ten_minutes() -> None:
     assert MAX_FUTURE_MS == 10 * 60 * 1000
+
+
+# ------------------------------------------------------------ one validation path
+
+# (id, kind, payload, reason): payloads the strict decoder refuses, which the
+# publisher therefore refuses too, before signing and with the same reason.
+UNPUBLISHABLE: list[tuple[str, str, Any, str]] = [
+    ("unknown_kind_5_deep", "x-opaque", {"a": {"b": {"c": {"d": {"e": 1}}}}}, "too_deep"),
+    ("unknown_kind_65_elements", "x-opaque", {"a": list(range(65))}, "malformed"),
+    ("unknown_kind_65_fields", "x-opaque", {f"f{i:02}": 0 for i in range(65)}, "malformed"),
+    ("unknown_kind_too_large", "x-opaque", {"b": b"x" * MAX_PAYLOAD_SIZE}, "too_large"),
+    ("known_kind_too_deep", "post", {"text": "a", "reply": {"root": [[[[ID]]]], "parent": ID}}, "too_deep"),
+    ("unknown_kind_not_a_map", "x-opaque", [1], "bad_field"),
+    ("bad_kind_name", "Post", {"text": "a"}, "bad_envelope"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "kind,payload,reason", [c[1:] for c in UNPUBLISHABLE], ids=[c[0] for c in UNPUBLISHABLE]
+)
+def test_publisher_refuses_what_the_decoder_refuses(kind: str, payload: Any, reason: str) -> None:
+    with pytest.raises(LocalUsageError) as info:
+        create_entry(KEY, seq=1, prev=None, timestamp=T0, kind=kind, payload=payload)
+    assert info.value.reason == reason
+    if reason == "bad_envelope":
+        return
+    data = encode(payload)
+    if len(data) <= MAX_PAYLOAD_SIZE:
+        with pytest.raises((DecodeError, SchemaError)) as refused:
+            decode_payload_untrusted(_entry_for_payload(kind, data), data)
+        assert refused.value.reason == reason
+
+
+def test_publisher_accepts_exactly_at_the_limits() -> None:
+    for payload in ({"a": {"b": {"c": {"d": 1}}}}, {"a": list(range(64))}):
+        entry, data = create_entry(
+            KEY, seq=1, prev=None, timestamp=T0, kind="x-opaque", payload=payload
+        )
+        assert decode_payload_untrusted(decode_entry_untrusted(entry.to_bytes()), data) == payload

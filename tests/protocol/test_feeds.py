@@ -314,14 +314,21 @@ def test_fork_proof_refusals() -> None:
         ("bad_signature", _proof_bytes(*_ordered(b, bad_sig)), InvalidSignature, "mismatch"),
         ("small_order_r", _proof_bytes(*_ordered(b, small_r)), InvalidSignature, "small_order_r"),
         ("one_entry", encode([x.to_bytes()]), DecodeError, "bad_fork_proof"),
+        # One element and three are the same shape error (issue 11: three
+        # used to be malformed, as over a msgpack container limit).
         (
             "three_entries",
             encode([x.to_bytes(), y.to_bytes(), y.to_bytes()]),
             DecodeError,
-            "malformed",
+            "bad_fork_proof",
         ),
+        ("empty_array", encode([]), DecodeError, "bad_fork_proof"),
         ("not_bytes", encode([1, 2]), DecodeError, "bad_fork_proof"),
-        ("map", encode({"a": x.to_bytes()}), DecodeError, "malformed"),
+        ("text_element", encode(["x", y.to_bytes()]), DecodeError, "bad_fork_proof"),
+        ("map", encode({"a": x.to_bytes()}), DecodeError, "bad_fork_proof"),
+        ("nested", encode([[x.to_bytes()], y.to_bytes()]), DecodeError, "too_deep"),
+        ("entry_too_large", encode([bytes(577), y.to_bytes()]), DecodeError, "too_large"),
+        ("nil_element", bytes.fromhex("92c0") + encode(y.to_bytes()), DecodeError, "nil"),
         ("garbage_entry", encode([b"\x00" * 70, y.to_bytes()]), DecodeError, "malformed"),
         ("trailing", _proof_bytes(x, y) + b"\x00", DecodeError, "malformed"),
         ("empty", b"", DecodeError, "truncated"),

@@ -12,6 +12,7 @@ import hashlib
 import importlib.util
 import itertools
 import json
+import re
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -21,6 +22,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from p2psocial.protocol import errors
+from p2psocial.protocol.encoding import Limits, decode_untrusted
 from p2psocial.protocol.entries import (
     ENTRY_TAG,
     Entry,
@@ -41,7 +43,7 @@ from tests.protocol import ed25519_ref
 
 REPO = Path(__file__).resolve().parents[2]
 VECTORS = REPO / "spec" / "vectors"
-FILES = ["keys.json", "entries.json", "feed.json", "fork.json", "invalid.json"]
+FILES = ["keys.json", "entries.json", "feed.json", "fork.json", "invalid.json", "msgpack.json"]
 
 
 def _generator() -> ModuleType:
@@ -274,3 +276,151 @@ def test_invalid_vectors(name: str) -> None:
     with pytest.raises(expected) as info:
         run(stage)
     assert info.value.reason == case["reason"]  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------------ the other refusals
+
+
+def test_empty_run_and_runs() -> None:
+    names = [r["name"] for r in load("feed.json")["runs"]]
+    assert "empty_run" in names and "empty_run_anchored" in names
+
+
+@pytest.mark.parametrize("name", [r["name"] for r in load("feed.json")["runs"]])
+def test_run_vectors(name: str) -> None:
+    case = next(r for r in load("feed.json")["runs"] if r["name"] == name)
+    run = [decode_entry_untrusted(bytes.fromhex(h)) for h in case["entries_hex"]]
+    anchor = None
+    if case["anchor_hex"] is not None:
+        anchor = decode_entry_untrusted(bytes.fromhex(case["anchor_hex"]))
+        anchor.verify()
+    if case["verdict"] == "authentic":
+        verify_run(run, anchor=anchor)
+        return
+    with pytest.raises(getattr(errors, case["error"])) as info:
+        verify_run(run, anchor=anchor)
+    assert info.value.reason == case["reason"]
+
+
+@pytest.mark.parametrize("name", [c["name"] for c in load("fork.json")["invalid_proofs"]])
+def test_invalid_fork_proof_vectors(name: str) -> None:
+    case = next(c for c in load("fork.json")["invalid_proofs"] if c["name"] == name)
+    expected: type[Exception] = getattr(errors, case["error"])
+    with pytest.raises(expected) as info:
+        decode_fork_proof_untrusted(bytes.fromhex(case["proof_hex"]))
+    assert info.value.reason == case["reason"]  # type: ignore[attr-defined]
+    assert type(info.value) is expected
+
+
+@pytest.mark.parametrize("name", [c["name"] for c in load("keys.json")["invalid_texts"]])
+def test_invalid_text_vectors(name: str) -> None:
+    case = next(c for c in load("keys.json")["invalid_texts"] if c["name"] == name)
+    with pytest.raises(errors.DecodeError) as info:
+        identity_from_text(case["text"])
+    assert info.value.reason == case["reason"]
+
+
+@pytest.mark.parametrize("name", [c["name"] for c in load("keys.json")["invalid_signatures"]])
+def test_invalid_signature_vectors(name: str) -> None:
+    case = next(c for c in load("keys.json")["invalid_signatures"] if c["name"] == name)
+    with pytest.raises(errors.InvalidSignature) as info:
+        verify_strict(
+            bytes.fromhex(case["public_key"]),
+            bytes.fromhex(case["signature"]),
+            bytes.fromhex(case["message"]),
+        )
+    assert info.value.reason == case["reason"]
+
+
+def _limits(name: str) -> Limits:
+    return Limits(**load("msgpack.json")["limits"][name])
+
+
+@pytest.mark.parametrize("name", [c["name"] for c in load("msgpack.json")["valid"]])
+def test_valid_msgpack_vectors(name: str) -> None:
+    case = next(c for c in load("msgpack.json")["valid"] if c["name"] == name)
+    data = bytes.fromhex(case["hex"])
+    value = decode_untrusted(data)
+    assert value == GEN.from_json(case["value"])
+    # Independent: plain msgpack packs the value to the same bytes.
+    assert msgpack.packb(value, use_bin_type=True) == data
+
+
+@pytest.mark.parametrize("name", [c["name"] for c in load("msgpack.json")["invalid"]])
+def test_invalid_msgpack_vectors(name: str) -> None:
+    case = next(c for c in load("msgpack.json")["invalid"] if c["name"] == name)
+    with pytest.raises(errors.DecodeError) as info:
+        decode_untrusted(bytes.fromhex(case["hex"]), _limits(case["limits"]))
+    assert info.value.reason == case["reason"]
+
+
+# ------------------------------------------------------------ the reason table
+
+
+def spec_rules() -> dict[str, tuple[str, set[str]]]:
+    """Rule id -> (error class, reasons) from the table in spec/protocol.md §9."""
+    text = (REPO / "spec" / "protocol.md").read_text(encoding="utf-8")
+    section = text[text.index("## 9. Reason codes") :]
+    rules: dict[str, tuple[str, set[str]]] = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 4 and re.fullmatch(r"[A-Z]\d+", cells[0]):
+            reasons = set(re.findall(r"`([a-z_]+)`", cells[3]))
+            rules[cells[0]] = (cells[2], reasons)
+    return rules
+
+
+def vector_rules() -> dict[str, list[tuple[str, str]]]:
+    """Rule id -> [(vector name, reason)] over every published refusal vector."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    keys = load("keys.json")
+    sections = [
+        keys["invalid_keys"],
+        keys["invalid_texts"],
+        keys["invalid_signatures"],
+        load("invalid.json")["cases"],
+        load("fork.json")["invalid_proofs"],
+        load("feed.json")["runs"],
+        load("msgpack.json")["invalid"],
+    ]
+    for section in sections:
+        for case in section:
+            for rule in case["rules"]:
+                found.setdefault(rule, []).append((case["name"], case.get("reason", "")))
+    return found
+
+
+def test_every_rule_of_the_table_has_a_vector() -> None:
+    rules = spec_rules()
+    assert len(rules) > 50
+    found = vector_rules()
+    assert sorted(set(rules) - set(found)) == [], "rules without a vector"
+    assert sorted(set(found) - set(rules)) == [], "vectors naming no rule of the table"
+
+
+def test_vector_reasons_are_those_of_their_rules() -> None:
+    rules = spec_rules()
+    for rule, cases in vector_rules().items():
+        _, reasons = rules[rule]
+        if "*" in reasons or not reasons:
+            continue
+        for name, reason in cases:
+            # A vector names every rule it exercises (E3 and M7, say); its
+            # reason must be that of one of them.
+            assert reason in reasons or any(
+                reason in rules[r][1] or not rules[r][1]
+                for r in next(c for c in _all_cases() if c["name"] == name)["rules"]
+            ), (rule, name, reason)
+
+
+def _all_cases() -> list[dict[str, Any]]:
+    keys = load("keys.json")
+    return [
+        *keys["invalid_keys"],
+        *keys["invalid_texts"],
+        *keys["invalid_signatures"],
+        *load("invalid.json")["cases"],
+        *load("fork.json")["invalid_proofs"],
+        *load("feed.json")["runs"],
+        *load("msgpack.json")["invalid"],
+    ]
