@@ -35,7 +35,7 @@ from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from .bech32 import bech32m_decode, bech32m_encode
+from . import bech32
 from .errors import DecodeError, InvalidSignature, LocalUsageError
 
 __all__ = [
@@ -327,21 +327,30 @@ class SigningKey:
 
 
 def identity_to_text(public_key: bytes) -> str:
-    """The text form of an identity: bech32m with the prefix ``p2ps``."""
+    """The text form of an identity: bech32m with the prefix ``p2ps`` (spec/protocol.md §1.2)."""
     if len(public_key) != PUBLIC_KEY_SIZE:
         raise LocalUsageError("an identity is a 32-byte public key")
-    return bech32m_encode(IDENTITY_HRP, public_key)
+    return bech32.encode(IDENTITY_HRP, bech32.to_5bit(public_key))
 
 
 def identity_from_text(text: str) -> bytes:
-    """Parse an identity's text form.
+    """Parse an identity's text form (spec/protocol.md §1.2).
+
+    The generic bech32m rules with the prefix ``p2ps``, after ignoring leading
+    and trailing white space; then the data must be exactly 32 bytes with
+    strict padding, and a key that passes the key rules.
 
     Raises:
-        DecodeError: saying what is wrong (prefix, character, checksum, length,
-            or a key that can never verify anything).
+        DecodeError: saying what is wrong, with ``reason`` ``bad_type``,
+            ``bad_length``, ``mixed_case``, ``wrong_prefix``,
+            ``bad_character``, ``bad_checksum``, ``bad_padding`` or a key
+            reason (a key that can never verify anything).
     """
+    if not isinstance(text, str):
+        raise DecodeError("not a valid identity: expected text", reason="bad_type")
     try:
-        raw = bech32m_decode(text, IDENTITY_HRP)
+        _, data = bech32.decode(text.strip(), hrp=IDENTITY_HRP)
+        raw = bech32.from_5bit(data)
     except DecodeError as exc:
         raise DecodeError(f"not a valid identity: {exc.message}", reason=exc.reason) from None
     if len(raw) != PUBLIC_KEY_SIZE:
