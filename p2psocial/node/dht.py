@@ -6,7 +6,9 @@ Shape (STYLE.md §10-12):
   loop, request workers, hello and ping workers and a maintenance loop.
 * The receive loop never raises on bad input: it decodes each datagram with
   ``decode_datagram_untrusted``, drops and counts what is malformed, matches
-  responses to pending requests by message id *and* source address, applies a
+  responses to pending requests by message id *and* source address (the
+  answer to our own find_value may be up to 8 KiB, every other datagram
+  1,280 bytes; an answer over its limit ends its request at once), applies a
   per-address rate limit to requests, and hands them to the workers with
   ``send_nowait`` on a bounded channel (counting drops when it is full).
 * Outgoing RPCs retry with cancel scopes (``move_on_after``) and a growing
@@ -60,6 +62,7 @@ from ..protocol.dht.records import MAX_PROFILE_PAYLOAD
 from ..protocol.dht.routing import AddResult
 from ..protocol.dht.wire import (
     MAX_DATAGRAM,
+    MAX_VALUE_REPLY,
     NONCE_SIZE,
     Request,
     Response,
@@ -76,6 +79,7 @@ from ..protocol.dht.wire import (
     parse_ping_reply,
     parse_request_args,
     parse_status_reply,
+    peek_response_id,
     verify_hello,
 )
 from ..protocol.encoding import Limits, decode_untrusted
@@ -125,9 +129,10 @@ class _UDPSocket:
         await self._sock.sendto(data, addr)
 
     async def recvfrom(self) -> tuple[bytes, Addr]:
-        # One byte more than the limit, so an oversized datagram is seen as
-        # such (and counted) rather than silently truncated into a valid one.
-        data, addr = await self._sock.recvfrom(MAX_DATAGRAM + 1)
+        # One byte more than the largest datagram accepted (the answer to our
+        # own find_value), so an oversized one is seen as such (and counted)
+        # rather than silently truncated into a valid one.
+        data, addr = await self._sock.recvfrom(MAX_VALUE_REPLY + 1)
         return data, (addr[0], addr[1])
 
     def getsockname(self) -> Addr:
@@ -214,12 +219,16 @@ _PLAIN_METHODS = frozenset({"ping", "store", "find_node", "find_value"})
 
 
 class _Pending:
-    __slots__ = ("addr", "event", "value")
+    __slots__ = ("addr", "event", "max_reply", "oversized", "value")
 
-    def __init__(self, addr: Addr) -> None:
+    def __init__(self, addr: Addr, max_reply: int = MAX_DATAGRAM) -> None:
         self.addr = addr
         self.event = trio.Event()
         self.value: Any = None
+        #: The largest response datagram accepted for this request.
+        self.max_reply = max_reply
+        #: Set when the contact answered with a datagram over max_reply.
+        self.oversized = False
 
 
 class _Wake:
@@ -406,8 +415,23 @@ class DHTNode:
                 log.debug("recvfrom: %s", exc)
                 continue
             self._stats["datagrams_in"] += 1
+            cap = MAX_DATAGRAM
+            if len(data) > MAX_DATAGRAM:
+                mid = peek_response_id(data)
+                pending = self._pending.get(mid) if mid is not None else None
+                if mid is not None and pending is not None and pending.addr == addr:
+                    if len(data) > pending.max_reply:
+                        # The contact is alive and answered, only with more
+                        # than we take: end that request now, instead of
+                        # letting it time out and evict an honest node.
+                        self._drop("too_large")
+                        del self._pending[mid]
+                        pending.oversized = True
+                        pending.event.set()
+                        continue
+                    cap = pending.max_reply
             try:
-                msg = decode_datagram_untrusted(data)
+                msg = decode_datagram_untrusted(data, cap)
             except DecodeError as exc:
                 self._drop(exc.reason)
                 continue
@@ -685,15 +709,24 @@ class DHTNode:
 
     # -- calling -------------------------------------------------------------------
 
-    async def _call(self, addr: Addr, method: str, args: list[Any]) -> Any:
+    async def _call(
+        self, addr: Addr, method: str, args: list[Any], *, max_reply: int = MAX_DATAGRAM
+    ) -> Any:
         """Send a request and wait for its response, retrying with backoff.
 
+        Args:
+            max_reply: the largest response datagram accepted (MAX_VALUE_REPLY
+                for find_value, whose answer from a stock node carries a whole
+                value; MAX_DATAGRAM otherwise).
+
         Raises:
-            DHTError: ``timeout`` after every attempt went unanswered.
+            DHTError: ``timeout`` after every attempt went unanswered;
+                ``oversized_reply`` when the answer exceeded ``max_reply``
+                (the contact is alive: callers must not evict it).
         """
         msg_id = os.urandom(20)
         data = encode_request(msg_id, method, args)
-        pending = _Pending(addr)
+        pending = _Pending(addr, max_reply)
         self._pending[msg_id] = pending
         self._stats[f"rpc_out_{method}"] += 1
         timeout = self.config.rpc_timeout
@@ -703,6 +736,12 @@ class DHTNode:
                 with trio.move_on_after(timeout):
                     await pending.event.wait()
                 if pending.event.is_set():
+                    if pending.oversized:
+                        self._stats["rpc_oversized_replies"] += 1
+                        raise DHTError(
+                            f"{method} reply from {addr[0]}:{addr[1]} exceeds {max_reply} bytes",
+                            reason="oversized_reply",
+                        )
                     return pending.value
                 self._stats["rpc_retries"] += 1
                 timeout *= self.config.rpc_backoff
@@ -890,8 +929,9 @@ class DHTNode:
             try:
                 if await self._call(c.addr, "store", [self.node_id, dkey, value]) is True:
                     stored += 1
-            except DHTError:
-                self._failed(c)
+            except DHTError as exc:
+                if exc.reason == "timeout":
+                    self._failed(c)
 
         async with trio.open_nursery() as nursery:
             for c in nodes:
@@ -906,9 +946,12 @@ class DHTNode:
             return local
 
         async def ask(c: Contact) -> tuple[list[Contact], bool, Any]:
-            found, value, nodes = parse_find_value_reply(
-                await self._call(c.addr, "find_value", [self.node_id, dkey])
+            # A stock holder answers with the whole value, which may be up to
+            # 8 KiB (spec/dht.md §3): the one reply allowed past 1,280 bytes.
+            reply = await self._call(
+                c.addr, "find_value", [self.node_id, dkey], max_reply=MAX_VALUE_REPLY
             )
+            found, value, nodes = parse_find_value_reply(reply)
             return nodes, found, value
 
         seeds = self.table.closest(dkey)
@@ -1057,8 +1100,9 @@ class DHTNode:
                 ok, reason = parse_status_reply(
                     await self._call(c.addr, "put_record", [self.node_id, key, kind, data])
                 )
-            except DHTError:
-                self._failed(c)
+            except DHTError as exc:
+                if exc.reason == "timeout":
+                    self._failed(c)
                 return
             except ProtocolError:
                 return

@@ -9,6 +9,8 @@ Protocol: one JSON command per line on stdin, one JSON reply per line on stdout.
     {"op": "set", "i": 0, "key": k, "value": v}  -> {"ok": bool}
     {"op": "get", "i": 0, "key": k}              -> {"value": v or null}
     {"op": "holders", "key": k}                  -> {"count": nodes holding it}
+    {"op": "hold", "i": 0, "key": k, "value": v} -> {"ok": true}   (straight into
+        node i's storage, as a ``store`` from a non-stock node would put it: no size limit)
     {"op": "quit"}                               -> (exits)
 """
 
@@ -59,6 +61,9 @@ async def main() -> None:
         elif op == "holders":
             dkey = digest(cmd["key"])
             reply({"count": sum(1 for s in servers if s.storage.get(dkey) is not None)})
+        elif op == "hold":
+            servers[cmd["i"]].storage[digest(cmd["key"])] = cmd["value"]
+            reply({"ok": True})
         elif op == "quit":
             break
     for s in servers:

@@ -121,3 +121,52 @@ async def test_stock_and_ours_interoperate() -> None:
                     proc.kill()
                     await proc.wait()
             nursery.cancel_scope.cancel()
+
+
+async def test_values_stock_nodes_hold_up_to_8_kib_are_found_and_holders_kept() -> None:
+    """A stock ``set`` takes values up to 8,137 bytes (rpcudp caps a request
+    body at 8 KiB); a stock holder answers ``find_value`` with the whole value.
+    Before spec/dht.md §3 allowed such answers up to 8,192 bytes, a 4 KiB
+    value came back as None after 5 s and every holder was evicted."""
+    node = DHTNode(SigningKey.generate(), "127.0.0.1", 0)  # default timeouts: 5 s per call
+    sizes = (1000, 1300, 4096, 8137)
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(node.run)
+            proc = await trio.lowlevel.open_process(
+                [sys.executable, str(SCRIPT)], stdin=-1, stdout=-1, stderr=None
+            )
+            stock = StockNet(proc)
+            try:
+                ports = (await stock.cmd(op="start", n=3))["ports"]
+                for i in (1, 2):
+                    await stock.cmd(op="bootstrap", i=i, addrs=[["127.0.0.1", ports[0]]])
+                for size in sizes:
+                    assert (await stock.cmd(op="set", i=0, key=f"v{size}", value="x" * size))["ok"]
+                    assert (await stock.cmd(op="holders", key=f"v{size}"))["count"] >= 2
+                # Only a non-stock writer can make a stock node hold more; its
+                # answer (9,031 bytes) is over our cap.
+                await stock.cmd(op="hold", i=1, key="huge", value="h" * 9000)
+                assert await node.bootstrap([("127.0.0.1", p) for p in ports]) == 3
+                stock_ids = {c.node_id for c in node.table.contacts()}
+                for size in sizes:
+                    t0 = trio.current_time()
+                    assert await node.get(f"v{size}") == "x" * size
+                    assert trio.current_time() - t0 < 2.0
+                # Over the cap: None, at once (no timeout), and the holder stays.
+                t0 = trio.current_time()
+                assert await node.get("huge") is None
+                assert trio.current_time() - t0 < 2.0
+                assert {c.node_id for c in node.table.contacts()} == stock_ids
+                st = node.statistics()
+                assert st["rpc_oversized_replies"] == 1
+                assert st.get("contacts_evicted", 0) == 0
+                assert proc.stdin is not None
+                await proc.stdin.send_all(b'{"op": "quit"}\n')
+            finally:
+                with trio.move_on_after(5) as scope:
+                    await proc.wait()
+                if scope.cancelled_caught:
+                    proc.kill()
+                    await proc.wait()
+            nursery.cancel_scope.cancel()

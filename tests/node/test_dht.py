@@ -452,3 +452,47 @@ async def test_a_bug_in_one_request_ends_that_request_only(
             r.levelname == "ERROR" and r.exc_info and "injected bug" in str(r.exc_info[1])
             for r in caplog.records
         )
+
+
+async def test_find_value_answer_up_to_8_kib_is_taken_and_a_larger_one_spares_the_holder() -> None:
+    """spec/dht.md §3: the answer to our own find_value may be up to 8,192
+    bytes (a stock holder sends the whole value); over that, the request ends
+    at once and the holder stays in the table. Everything else keeps 1,280."""
+    from p2psocial.node.dht import plain_key_digest
+    from p2psocial.protocol.dht.wire import Request
+
+    values: dict[bytes, object] = {
+        plain_key_digest("big"): "v" * 4096,  # a 4,127-byte answer
+        plain_key_digest("huge"): b"h" * 9000,  # a 9,031-byte answer
+    }
+    node = DHTNode(SigningKey.generate(), "127.0.0.1", 0)  # default timeouts: 5 s per call
+    with trio.fail_after(20):
+        async with Raw() as holder, trio.open_nursery() as nursery:
+            await nursery.start(node.run)
+            holder_id = os.urandom(20)
+            # Our holder speaks only the package's RPCs; its ping puts it in the table.
+            assert await holder.call(node.address, "ping", [holder_id]) == node.node_id
+
+            async def serve_like_a_stock_node() -> None:
+                while True:
+                    data, src = await holder.sock.recvfrom(2048)
+                    msg = decode_datagram_untrusted(data)
+                    if isinstance(msg, Request) and msg.method == "find_value":
+                        body = msgpack.packb({"value": values[msg.args[1]]}, use_bin_type=True)
+                        await holder.sock.sendto(b"\x01" + msg.msg_id + body, src)
+
+            nursery.start_soon(serve_like_a_stock_node)
+            t0 = trio.current_time()
+            assert await node.get("big") == "v" * 4096
+            assert await node.get("huge") is None
+            assert trio.current_time() - t0 < 2.0  # no 5 s timeout
+            assert holder_id in {c.node_id for c in node.table.contacts()}
+            st = node.statistics()
+            assert st["rpc_oversized_replies"] == 1 and st["dropped"]["too_large"] == 1
+            # A large response nobody asked for, and a large request, are dropped.
+            async with Raw() as other:
+                await other.sock.sendto(b"\x01" + os.urandom(20) + b"\xc4" * 2000, node.address)
+                await other.sock.sendto(b"\x00" + os.urandom(20) + b"\xc4" * 2000, node.address)
+                assert await other.call(node.address, "ping", [os.urandom(20)]) == node.node_id
+            assert node.statistics()["dropped"]["too_large"] == 3
+            nursery.cancel_scope.cancel()

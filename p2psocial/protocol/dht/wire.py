@@ -36,6 +36,7 @@ __all__ = [
     "HELLO_TAG",
     "MAX_DATAGRAM",
     "MAX_NODES",
+    "MAX_VALUE_REPLY",
     "METHODS",
     "NONCE_SIZE",
     "PROVING_METHODS",
@@ -56,6 +57,7 @@ __all__ = [
     "parse_ping_reply",
     "parse_request_args",
     "parse_status_reply",
+    "peek_response_id",
     "verify_hello",
 ]
 
@@ -64,6 +66,11 @@ RESPONSE = 0x01
 MSG_ID_SIZE = 20
 #: IPv6 minimum MTU: a datagram never needs fragmenting.
 MAX_DATAGRAM = 1280
+#: The one exception to MAX_DATAGRAM: the response to a ``find_value`` we sent.
+#: A stock node answers with the whole value it holds, and ``rpcudp`` lets a
+#: ``store`` request body reach 8,192 bytes, so a value put by a stock ``set``
+#: (at most 8,137 bytes) comes back in a datagram of at most 8,168 bytes.
+MAX_VALUE_REPLY = 8192
 #: Contacts in one reply at most (k).
 MAX_NODES = 20
 MAX_HOST_LEN = 64
@@ -72,14 +79,21 @@ NONCE_SIZE = 32
 HELLO_TAG = b"p2psocial/dht-hello/v1\x00"
 
 _HEADER = 1 + MSG_ID_SIZE
-_BODY_LIMITS = Limits(
-    max_size=MAX_DATAGRAM - _HEADER,
-    max_depth=4,
-    max_container_len=64,
-    max_str_len=MAX_DATAGRAM,
-    max_bin_len=MAX_DATAGRAM,
-)
 _MAX_DEPTH = 4
+
+
+def _body_limits(max_size: int) -> Limits:
+    return Limits(
+        max_size=max_size - _HEADER,
+        max_depth=_MAX_DEPTH,
+        max_container_len=64,
+        max_str_len=max_size,
+        max_bin_len=max_size,
+    )
+
+
+_BODY_LIMITS = _body_limits(MAX_DATAGRAM)
+_VALUE_REPLY_LIMITS = _body_limits(MAX_VALUE_REPLY)
 
 #: Methods and their argument count (the requester's node id comes first).
 METHODS: dict[str, int] = {
@@ -131,11 +145,28 @@ def _depth_ok(value: Any) -> bool:
     return True
 
 
-def decode_datagram_untrusted(data: bytes) -> Request | Response:
+def peek_response_id(data: bytes) -> bytes | None:
+    """The msg id of a datagram framed as a response, or None.
+
+    Reads only the 21-byte header, so it works on a datagram of any size; the
+    node uses it to choose the size cap (:data:`MAX_VALUE_REPLY` for the
+    answer to its own ``find_value``) before it decodes anything. Never raises.
+    """
+    if len(data) <= _HEADER or data[0] != RESPONSE:
+        return None
+    return bytes(data[1:_HEADER])
+
+
+def decode_datagram_untrusted(data: bytes, max_response: int = MAX_DATAGRAM) -> Request | Response:
     """Decode one received datagram.
 
     Args:
         data: the exact bytes received.
+        max_response: the size cap for a *response*, from MAX_DATAGRAM up to
+            MAX_VALUE_REPLY. Only the caller knows whether the datagram
+            answers one of its own ``find_value`` requests (see
+            :func:`peek_response_id`); requests are always held to
+            MAX_DATAGRAM.
 
     Returns:
         A :class:`Request` (method known or not; the caller ignores unknown
@@ -144,20 +175,24 @@ def decode_datagram_untrusted(data: bytes) -> Request | Response:
     Raises:
         DecodeError: reasons ``too_large``, ``truncated``, ``bad_type``,
             ``malformed``, ``too_deep``, ``bad_request``. Nothing else.
+        LocalUsageError: ``max_response`` is out of its range (a caller bug).
     """
+    if not MAX_DATAGRAM <= max_response <= MAX_VALUE_REPLY:
+        raise LocalUsageError(f"max_response must be {MAX_DATAGRAM}..{MAX_VALUE_REPLY}")
     if type(data) is not bytes:
         data = bytes(data)
-    if len(data) > MAX_DATAGRAM:
-        raise DecodeError(
-            f"datagram of {len(data)} bytes exceeds {MAX_DATAGRAM}", reason="too_large"
-        )
+    cap = max_response if data[:1] == bytes([RESPONSE]) else MAX_DATAGRAM
+    if len(data) > cap:
+        raise DecodeError(f"datagram of {len(data)} bytes exceeds {cap}", reason="too_large")
     if len(data) <= _HEADER:
         raise DecodeError("datagram shorter than its header", reason="truncated")
     kind = data[0]
     if kind not in (REQUEST, RESPONSE):
         raise DecodeError(f"unknown datagram type {kind:#x}", reason="bad_type")
     msg_id = data[1:_HEADER]
-    body = unpack_limited(data[_HEADER:], _BODY_LIMITS)
+    body = unpack_limited(
+        data[_HEADER:], _BODY_LIMITS if len(data) <= MAX_DATAGRAM else _VALUE_REPLY_LIMITS
+    )
     if not _depth_ok(body):
         raise DecodeError("datagram nests too deep", reason="too_deep")
     if kind == RESPONSE:
