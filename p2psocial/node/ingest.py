@@ -22,7 +22,7 @@ from ..protocol.errors import ProtocolError
 from ..protocol.feeds import decode_fork_proof_untrusted
 from ..protocol.sync import Ingest
 from ..protocol.wire import Item
-from .peerlink import _Dropped, _Link
+from .peerlink import _Dropped, _Link, address_group
 from .ratelimit import RateTable
 from .swarm import _Swarm
 
@@ -98,9 +98,13 @@ class _Ingest(_Swarm):
             # Each accepted unsolicited post may start a new feed here: hold
             # the rate per remote node key and per address, across links.
             now = trio.current_time()
-            by_key = self._inbound_by_key.take(link.peer.node_id, now)
-            by_addr = self._inbound_by_addr.take(link.host, now)
-            if not (by_key and by_addr):
+            # Per network (/24, /48; loopback per address), not per exact
+            # address: an IPv6 host has a /64 of addresses to rotate through.
+            network = address_group(link.host) or link.host
+            allowed = self._inbound_by_addr.take(network, now) and self._inbound_by_key.take(
+                link.peer.node_id, now
+            )
+            if not allowed:
                 self._stats["inbound_rate_limited"] += 1
                 return
         self._stats["entries_received"] += len(act.items)

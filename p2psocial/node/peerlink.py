@@ -208,6 +208,7 @@ class _LinkPool:
     #: Connections still in the handshake: in all, and from one IP address.
     max_handshaking: int
     max_handshaking_per_address: int
+    max_handshaking_per_network: int
     _handshaking: Counter[str]
     _links: dict[bytes, _Link]
     _heads: dict[bytes, Head]
@@ -261,9 +262,15 @@ class _LinkPool:
         link: _Link | None = None
         # Connections that have not proven a key yet cost memory and a timer
         # each: bound them, in all and per address, before reading a byte.
+        group = address_group(host)
         if direction == "inbound" and (
             sum(self._handshaking.values()) >= self.max_handshaking
             or self._handshaking[host] >= self.max_handshaking_per_address
+            or (
+                group is not None
+                and sum(n for h, n in self._handshaking.items() if address_group(h) == group)
+                >= self.max_handshaking_per_network
+            )
         ):
             self._refused["too_many_handshakes"] += 1
             task_status.started(False)
@@ -357,18 +364,48 @@ class _LinkPool:
                     return "address_limit"
                 if sum(1 for lk in live if address_group(lk.host) == group) >= self.max_per_network:
                     return "network_limit"
-        if len(live) >= self.max_peers:
+        inbound = [lk for lk in live if lk.direction == "inbound"]
+        if direction == "outbound":
+            # A link we chose gets a place: inbound links, which anyone can
+            # open and fill with claimed interest, must not eclipse us.
+            if len(live) < self.max_peers:
+                return None
+            victim = self._outbound_victim()
+            if victim is None:
+                return "pool_full"
+        elif len(live) >= self.max_peers or len(inbound) >= self._max_inbound():
             victim = self._eviction_candidate()
             if victim is None:
                 return "pool_full"
-            self._stats["links_evicted"] += 1
-            victim.drop("evicted")
+        else:
+            return None
+        self._stats["links_evicted"] += 1
+        victim.drop("evicted")
         return None
 
+    def _max_inbound(self) -> int:
+        """Inbound links at most: a quarter of the pool stays for our own dials."""
+        return max(1, self.max_peers - max(1, self.max_peers // 4))
+
+    def _outbound_victim(self) -> _Link | None:
+        """The inbound link to drop for a dial of ours when the pool is full:
+        the least useful past its grace period, whatever it claims to want."""
+        now = trio.current_time()
+        inbound = [
+            lk
+            for lk in self._links.values()
+            if lk.direction == "inbound"
+            and lk.reason is None
+            and now - lk.started >= self.eviction_grace
+        ]
+        if not inbound:
+            return None
+        return min(inbound, key=lambda lk: (lk.items_in, lk.last_in))
+
     def _pool_has_room(self) -> bool:
-        """Whether a new link could join (with room, or by evicting one)."""
+        """Whether a dial of ours could get a link (with room, or by evicting)."""
         live = sum(1 for lk in self._links.values() if lk.reason is None)
-        return live < self.max_peers or self._eviction_candidate() is not None
+        return live < self.max_peers or self._outbound_victim() is not None
 
     def _eviction_candidate(self) -> _Link | None:
         now = trio.current_time()

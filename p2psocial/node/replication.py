@@ -118,8 +118,9 @@ class Replicator(_Ingest):
         eviction_grace: float = 5.0,
         max_per_address: int = 4,
         max_per_network: int = 8,
-        max_handshaking: int = 64,
-        max_handshaking_per_address: int = 16,
+        max_handshaking: int = 256,
+        max_handshaking_per_address: int = 8,
+        max_handshaking_per_network: int = 16,
         inbound_burst: float = 16.0,
         inbound_rate: float = 0.5,
     ) -> None:
@@ -147,6 +148,7 @@ class Replicator(_Ingest):
         self.max_per_network = max_per_network
         self.max_handshaking = max_handshaking
         self.max_handshaking_per_address = max_handshaking_per_address
+        self.max_handshaking_per_network = max_handshaking_per_network
         self._handshaking: Counter[str] = Counter()
         # Unsolicited posts kept (each may start a feed here), per remote
         # node key and per address; these outlive links (spec/sync.md 7).

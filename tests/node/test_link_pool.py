@@ -17,7 +17,7 @@ import trio
 from p2psocial.node.links import LinkClosed, TCPFramedStream, handshake
 from p2psocial.node.peerlink import address_group
 from p2psocial.protocol.identity import SigningKey
-from p2psocial.protocol.wire import Bye, Clock, decode_message_untrusted
+from p2psocial.protocol.wire import Bye, Clock, decode_message_untrusted, encode_message
 
 from .test_replication_helpers import open_testnet
 
@@ -49,7 +49,7 @@ async def test_idle_squatters_from_one_host_do_not_keep_an_honest_peer_out(
                 with contextlib.suppress(LinkClosed, OSError):
                     await stack.enter_async_context(squatter(victim.addr))
             live = [lk for lk in victim.rep._links.values() if lk.reason is None]
-            assert len(live) == victim.rep.max_peers
+            assert len(live) == victim.rep._max_inbound()  # a quarter stays for our dials
             await trio.sleep(0.6)  # the squatters are past their grace period
             await honest.post("hello despite the squatters")
             with trio.fail_after(10):
@@ -159,3 +159,31 @@ async def test_a_dial_that_raises_ends_that_dial_only(tmp_path: Path) -> None:
                     break
                 await trio.sleep(0.05)
         assert node.rep.statistics()["internal_errors"] >= 2
+
+
+async def test_inbound_links_claiming_our_feeds_cannot_eclipse_our_own_dials(
+    tmp_path: Path,
+) -> None:
+    """32 inbound links that echo our own clock (so they seem to share every
+    feed) filled the pool and made our own dial to a followee fail (pool_full);
+    the followee's posts never arrived."""
+    async with open_testnet(tmp_path, 2, eviction_grace=0.2) as net:
+        victim, followee = net.nodes
+        await victim.follow(followee)
+        async with contextlib.AsyncExitStack() as stack:
+            for _ in range(40):
+                with contextlib.suppress(LinkClosed, OSError):
+                    link = await stack.enter_async_context(squatter(victim.addr))
+                    with trio.fail_after(5):
+                        first = decode_message_untrusted(await link.receive_frame())
+                    if isinstance(first, Bye):  # refused: the inbound share is full
+                        continue
+                    assert isinstance(first, Clock)
+                    await link.send_frame(encode_message(first))  # "we want all you want"
+            inbound = [lk for lk in victim.rep._links.values() if lk.reason is None]
+            assert len(inbound) <= victim.rep._max_inbound()
+            await trio.sleep(0.3)  # past the grace period
+            post = await followee.post("can you hear me")
+            with trio.fail_after(10):
+                assert await victim.rep.connect(*followee.addr) is True
+                await net.wait_for(lambda: _seq_is(victim, followee, post.seq))

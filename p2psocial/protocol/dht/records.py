@@ -327,7 +327,9 @@ class SwarmStore:
         self.max_peers = max_peers
         self.max_per_host = max_per_host
         self.ttl = ttl
-        self._swarms: OrderedDict[bytes, dict[bytes, tuple[str, int, float]]] = OrderedDict()
+        self._swarms: OrderedDict[bytes, dict[tuple[bytes, str], tuple[str, int, float]]] = (
+            OrderedDict()
+        )
         self._shares = _Shares()
 
     def announce(self, key: bytes, node_id: bytes, host: str, port: int, now: float) -> None:
@@ -347,32 +349,43 @@ class SwarmStore:
             self._shares.add(key, host)
         else:
             self._swarms.move_to_end(key)
-        peers.pop(node_id, None)
-        same_host = [nid for nid, v in peers.items() if v[0] == host]
+        # Entries are keyed by (node id, address): the node id in an
+        # announce is not proven, so an announce from elsewhere naming a
+        # listed node's id adds an entry and never replaces that node's.
+        slot = (node_id, host)
+        peers.pop(slot, None)
+        for dead in [k for k, v in peers.items() if v[2] <= now]:
+            del peers[dead]
+        same_host = [k for k in peers if k[1] == host]
         if len(same_host) >= self.max_per_host:
-            del peers[min(same_host, key=lambda nid: peers[nid][2])]
+            del peers[min(same_host, key=lambda k: peers[k][2])]
         if len(peers) >= self.max_peers:
-            per_host: dict[str, list[bytes]] = {}
-            for nid, v in peers.items():
-                per_host.setdefault(v[0], []).append(nid)
+            per_host: dict[str, list[tuple[bytes, str]]] = {}
+            for k in peers:
+                per_host.setdefault(k[1], []).append(k)
             crowd = max(per_host.values(), key=len)
-            del peers[min(crowd, key=lambda nid: peers[nid][2])]
-        peers[node_id] = (host, port, now + self.ttl)
+            if len(crowd) < 2:
+                # Every address holds one entry: the newcomer waits for one
+                # to expire rather than pushing out someone who came first
+                # (otherwise many addresses could empty a swarm of its peers).
+                raise _reject("this swarm is full", "swarm_full")
+            del peers[min(crowd, key=lambda k: peers[k][2])]
+        peers[slot] = (host, port, now + self.ttl)
 
     def peers(self, key: bytes, now: float, limit: int = 32) -> list[tuple[bytes, str, int]]:
         """Live peers of a swarm, most recently announced first."""
         peers = self._swarms.get(key)
         if not peers:
             return []
-        live = [(nid, h, p) for nid, (h, p, exp) in reversed(peers.items()) if exp > now]
+        live = [(k[0], h, p) for k, (h, p, exp) in reversed(peers.items()) if exp > now]
         return live[:limit]
 
     def expire(self, now: float) -> None:
         """Drop expired announcements and empty swarms."""
         for key in list(self._swarms):
             peers = self._swarms[key]
-            for nid in [n for n, v in peers.items() if v[2] <= now]:
-                del peers[nid]
+            for k in [k for k, v in peers.items() if v[2] <= now]:
+                del peers[k]
             if not peers:
                 del self._swarms[key]
                 self._shares.remove(key)

@@ -172,10 +172,16 @@ def test_tokens_bound_to_address_and_expire_after_two_rotations() -> None:
 def test_swarm_bounded_and_expiring() -> None:
     s = SwarmStore(max_keys=2, max_peers=3, ttl=100.0)
     key = swarm_key(ALICE.public_key)
-    for i in range(5):
+    for i in range(3):
         s.announce(key, bytes([i]) * 20, f"10.0.0.{i}", 4000 + i, float(i))
+    # Full, one entry per address: a newcomer waits for an entry to expire.
+    with pytest.raises(RecordRejected) as info:
+        s.announce(key, bytes([4]) * 20, "10.0.0.4", 4004, 4.0)
+    assert info.value.reason == "swarm_full"
+    # Re-announcing a listed entry refreshes it (most recent first).
+    s.announce(key, bytes([1]) * 20, "10.0.0.1", 4001, 5.0)
     peers = s.peers(key, 10.0)
-    assert len(peers) == 3 and peers[0] == (bytes([4]) * 20, "10.0.0.4", 4004)
+    assert len(peers) == 3 and peers[0] == (bytes([1]) * 20, "10.0.0.1", 4001)
     assert s.peers(key, 200.0) == []
     for i in range(3):
         s.announce(bytes([i]) * 20, b"\x09" * 20, "h", 1, 0.0)
@@ -258,3 +264,34 @@ def test_one_host_cannot_push_others_out_of_a_swarm() -> None:
     peers = swarms.peers(key, 2.0)
     assert set(honest) <= set(peers)
     assert sum(1 for p in peers if p[1] == "203.0.113.9") == 2
+
+
+def test_an_announce_naming_a_listed_node_id_from_elsewhere_does_not_replace_it() -> None:
+    """The node id in an announce is unproven: one datagram from another
+    address used to move a listed node's entry there."""
+    swarms = SwarmStore()
+    key = swarm_key(ALICE.public_key)
+    swarms.announce(key, b"\x01" * 20, "198.51.100.1", 4000, 0.0)
+    swarms.announce(key, b"\x01" * 20, "203.0.113.9", 6666, 1.0)
+    assert (b"\x01" * 20, "198.51.100.1", 4000) in swarms.peers(key, 2.0)
+
+
+def test_many_addresses_cannot_empty_a_full_swarm() -> None:
+    """40 addresses with one entry each used to push all 5 honest entries out."""
+    swarms = SwarmStore(max_peers=8)
+    key = swarm_key(ALICE.public_key)
+    honest = [(bytes([i]) * 20, f"198.51.100.{i}", 4000) for i in range(1, 6)]
+    for nid, host, port in honest:
+        swarms.announce(key, nid, host, port, 0.0)
+    refused = 0
+    for i in range(40):
+        try:
+            swarms.announce(key, (1000 + i).to_bytes(20, "big"), f"203.0.113.{i}", 5000, 1.0)
+        except RecordRejected as exc:
+            assert exc.reason == "swarm_full"
+            refused += 1
+    assert set(honest) <= set(swarms.peers(key, 2.0))
+    assert refused == 40 - 3
+    # Entries expire and make room again.
+    swarms.announce(key, b"\x09" * 20, "192.0.2.9", 4000, 3.0 + swarms.ttl)
+    assert swarms.peers(key, 3.0 + swarms.ttl) == [(b"\x09" * 20, "192.0.2.9", 4000)]
