@@ -52,11 +52,13 @@ class AsyncStore:
             functools.partial(fn, *args, **kwargs), limiter=self._limiter
         )
 
-    async def _query(self, name: str, *args: Any, **kwargs: Any) -> Any:
+    async def _query(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run an unbound :class:`Store` query method on the reader (or, for
+        a store without one, on the main connection)."""
         if self.reader is None:
-            return await self._run(getattr(self.store, name), *args, **kwargs)
+            return await self._run(method, self.store, *args, **kwargs)
         return await trio.to_thread.run_sync(
-            functools.partial(getattr(self.reader, name), *args, **kwargs),
+            functools.partial(method, self.reader, *args, **kwargs),
             limiter=self._read_limiter,
         )
 
@@ -184,7 +186,7 @@ class AsyncStore:
 
     async def forked_feeds(self, authors: Iterable[bytes] | None = None) -> dict[bytes, int]:
         """See :meth:`Store.forked_feeds`."""
-        return await self._query("forked_feeds", None if authors is None else list(authors))
+        return await self._query(Store.forked_feeds, None if authors is None else list(authors))
 
     async def payloads_held(self, ids: Iterable[bytes]) -> set[bytes]:
         """See :meth:`Store.payloads_held`."""
@@ -192,31 +194,31 @@ class AsyncStore:
 
     async def following(self, author: bytes) -> list[bytes]:
         """See :meth:`Store.following`."""
-        return await self._query("following", author)
+        return await self._query(Store.following, author)
 
     async def followers(self, author: bytes) -> list[bytes]:
         """See :meth:`Store.followers`."""
-        return await self._query("followers", author)
+        return await self._query(Store.followers, author)
 
     async def blocks_of(self, author: bytes) -> list[bytes]:
         """See :meth:`Store.blocks_of`."""
-        return await self._query("blocks_of", author)
+        return await self._query(Store.blocks_of, author)
 
     async def blocked_by(self, author: bytes) -> list[bytes]:
         """See :meth:`Store.blocked_by`."""
-        return await self._query("blocked_by", author)
+        return await self._query(Store.blocked_by, author)
 
     async def profile(self, author: bytes) -> dict[str, Any] | None:
         """See :meth:`Store.profile`."""
-        return await self._query("profile", author)
+        return await self._query(Store.profile, author)
 
     async def reaction_counts(self, id_: bytes) -> dict[str, int]:
         """See :meth:`Store.reaction_counts`."""
-        return await self._query("reaction_counts", id_)
+        return await self._query(Store.reaction_counts, id_)
 
     async def timeline(self, me: bytes, *, limit: int = 50, before: str | None = None) -> Page:
         """See :meth:`Store.timeline`."""
-        return await self._query("timeline", me, limit=limit, before=before)
+        return await self._query(Store.timeline, me, limit=limit, before=before)
 
     async def feed(
         self,
@@ -228,7 +230,7 @@ class AsyncStore:
     ) -> Page:
         """See :meth:`Store.feed`."""
         return await self._query(
-            "feed",
+            Store.feed,
             author,
             limit=limit,
             before=before,
@@ -237,21 +239,21 @@ class AsyncStore:
 
     async def thread(self, id_: bytes) -> list[EntryView]:
         """See :meth:`Store.thread`."""
-        return await self._query("thread", id_)
+        return await self._query(Store.thread, id_)
 
     async def mentions(self, me: bytes, *, limit: int = 50, before: str | None = None) -> Page:
         """See :meth:`Store.mentions`."""
-        return await self._query("mentions", me, limit=limit, before=before)
+        return await self._query(Store.mentions, me, limit=limit, before=before)
 
     async def tagged(self, tag: str, *, limit: int = 50, before: str | None = None) -> Page:
         """See :meth:`Store.tagged`."""
-        return await self._query("tagged", tag, limit=limit, before=before)
+        return await self._query(Store.tagged, tag, limit=limit, before=before)
 
     async def search(
         self, query: str, *, author: bytes | None = None, limit: int = 50, before: str | None = None
     ) -> Page:
         """See :meth:`Store.search`."""
-        return await self._query("search", query, author=author, limit=limit, before=before)
+        return await self._query(Store.search, query, author=author, limit=limit, before=before)
 
     async def load_dht_contacts(self) -> list[tuple[bytes, str, int]]:
         """See :meth:`Store.load_dht_contacts`."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -14,7 +16,7 @@ from p2psocial.protocol.identity import (
     node_id_from_public_key,
     verify_strict,
 )
-from tests.conftest import load_shared_vector
+from tests.conftest import SHARED_VECTORS, load_shared_vector
 
 # RFC 8032 §7.1, TEST 1-3 (secret key, public key, message, signature).
 RFC8032 = [
@@ -116,11 +118,16 @@ def test_wrong_lengths_refused(pk: bytes, sig: bytes) -> None:
     assert info.value.reason == "bad_length"
 
 
-def _wycheproof_cases() -> list[tuple[int, str, str, str, str, list[str]]]:
-    try:
-        data = load_shared_vector("wycheproof/ed25519_test.json")
-    except BaseException:  # skip/fail surfaces in the test below, not at collection
-        return []
+WYCHEPROOF = "wycheproof/ed25519_test.json"
+
+
+def _wycheproof_cases() -> list[Any]:
+    """One case per Wycheproof test; without the file, one placeholder case
+    whose run skips (or fails under P2PSOCIAL_REQUIRE_VECTORS=1) naming the
+    missing file, instead of pytest's bare "empty parameter set"."""
+    if not (SHARED_VECTORS / WYCHEPROOF).is_file():
+        return [pytest.param(None, id=f"missing-{WYCHEPROOF}")]
+    data = load_shared_vector(WYCHEPROOF)
     return [
         (t["tcId"], g["publicKey"]["pk"], t["msg"], t["sig"], t["result"], t["flags"])
         for g in data["testGroups"]
@@ -135,7 +142,10 @@ def test_wycheproof_vectors_present() -> None:
 
 
 @pytest.mark.parametrize("case", _wycheproof_cases(), ids=lambda c: f"tc{c[0]}")
-def test_wycheproof(case: tuple[int, str, str, str, str, list[str]]) -> None:
+def test_wycheproof(case: tuple[int, str, str, str, str, list[str]] | None) -> None:
+    if case is None:
+        load_shared_vector(WYCHEPROOF)  # skips, or fails in CI, saying what is missing
+        raise AssertionError("unreachable: the vector file appeared during the run")
     # Our policy agrees with Wycheproof on every case: its "valid" cases use
     # canonical, large-order keys and R with S < L; every "invalid" one breaks
     # one of our rules or the equation.
