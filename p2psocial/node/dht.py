@@ -124,16 +124,21 @@ class _UDPSocket:
 
     def __init__(self, sock: trio.socket.SocketType) -> None:
         self._sock = sock
+        self._v6 = sock.family == trio.socket.AF_INET6
 
     async def sendto(self, data: bytes, addr: Addr) -> None:
-        await self._sock.sendto(data, addr)
+        host = addr[0]
+        if self._v6 and ":" not in host:
+            # A dual-stack socket reaches IPv4 peers at their mapped address.
+            host = f"::ffff:{host}"
+        await self._sock.sendto(data, (host, addr[1]))
 
     async def recvfrom(self) -> tuple[bytes, Addr]:
         # One byte more than the largest datagram accepted (the answer to our
         # own find_value), so an oversized one is seen as such (and counted)
         # rather than silently truncated into a valid one.
         data, addr = await self._sock.recvfrom(MAX_VALUE_REPLY + 1)
-        return data, (addr[0], addr[1])
+        return data, (_unmapped(addr[0]), addr[1])
 
     def getsockname(self) -> Addr:
         name = self._sock.getsockname()
@@ -141,6 +146,19 @@ class _UDPSocket:
 
     def close(self) -> None:
         self._sock.close()
+
+
+def _unmapped(host: str) -> str:
+    """An IPv4 peer seen through a dual-stack socket as ::ffff:a.b.c.d is
+    known, stored and handed out by its plain IPv4 address (spec/dht.md 3)."""
+    if host.startswith("::ffff:") and "." in host:
+        return host[7:]
+    if host.lower().startswith("::ffff:"):
+        with contextlib.suppress(ValueError):
+            mapped = ipaddress.IPv6Address(host).ipv4_mapped
+            if mapped is not None:
+                return str(mapped)
+    return host
 
 
 async def open_udp_socket(host: str, port: int) -> DatagramSocket:

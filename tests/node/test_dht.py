@@ -496,3 +496,22 @@ async def test_find_value_answer_up_to_8_kib_is_taken_and_a_larger_one_spares_th
                 assert await other.call(node.address, "ping", [os.urandom(20)]) == node.node_id
             assert node.statistics()["dropped"]["too_large"] == 3
             nursery.cancel_scope.cancel()
+
+
+async def test_a_dual_stack_node_names_ipv4_peers_by_their_ipv4_address() -> None:
+    """A node bound to :: recorded IPv4 peers as ::ffff:127.0.0.1 and handed
+    them out; other nodes (Python 3.11 writes ::ffff:7f00:1) skipped them."""
+    cfg = DHTConfig(rpc_timeout=0.3, rpc_attempts=2)
+    dual = DHTNode(SigningKey.generate(), "::", 0, config=cfg)
+    v4 = DHTNode(SigningKey.generate(), "127.0.0.1", 0, config=cfg)
+    other = DHTNode(SigningKey.generate(), "127.0.0.1", 0, config=cfg)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            for x in (dual, v4, other):
+                await nursery.start(x.run)
+            await v4.bootstrap([("127.0.0.1", dual.address[1])])
+            assert [(c.host, c.port) for c in dual.table.contacts()] == [v4.address]
+            # A third node learns v4 through the dual-stack node, usable as is.
+            await other.bootstrap([("127.0.0.1", dual.address[1])])
+            assert v4.node_id in {c.node_id for c in other.table.contacts()}
+            nursery.cancel_scope.cancel()

@@ -324,10 +324,14 @@ def _ip_literal(host: Any) -> bool:
     resolving a name that a peer chose would send DNS queries on its behalf."""
     if type(host) is not str or not 0 < len(host) <= MAX_HOST_LEN:
         return False
+    if "%" in host:  # a zone index means nothing on another host
+        return False
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
         return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return False  # an IPv4 peer is named by its IPv4 address
     return str(ip) == host and not ip.is_unspecified and not ip.is_multicast
 
 

@@ -169,6 +169,9 @@ def test_reply_parsers() -> None:
         [NID, "::", 9],
         [NID, "224.0.0.1", 9],  # multicast
         [NID, "2001:DB8::1", 9],  # IPv6 text must be the canonical (lower-case) form
+        [NID, "::ffff:127.0.0.1", 9],  # IPv4-mapped: name an IPv4 peer by its IPv4 address
+        [NID, "::ffff:7f00:1", 9],
+        [NID, "fe80::1%eth0", 9],  # a zone index means nothing elsewhere
         [NID, "", 9],
         [NID, 7, 9],
     ],
