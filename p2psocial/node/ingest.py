@@ -22,6 +22,7 @@ from ..protocol.errors import ProtocolError
 from ..protocol.feeds import decode_fork_proof_untrusted
 from ..protocol.sync import Ingest
 from ..protocol.wire import Item
+from ..storage.ingest import SENDER_FAULTS
 from .peerlink import _Dropped, _Link, address_group
 from .ratelimit import RateTable
 from .swarm import _Swarm
@@ -108,11 +109,14 @@ class _Ingest(_Swarm):
                 self._stats["inbound_rate_limited"] += 1
                 return
         self._stats["entries_received"] += len(act.items)
-        outcomes = await self.store.ingest(list(act.items), now_ms=int(time.time() * 1000))
+        outcomes = await self.store.ingest(
+            list(act.items), now_ms=int(time.time() * 1000), author=author
+        )
         stored: list[tuple[int, Item]] = []
         # Decoded once, by the store: a 500-entry batch decoded again here
         # kept the event loop busy for tens of ms (bench/flood.py).
         new_entries: list[Entry] = []
+        mismatch: str | None = None
         rejected = {o.reason for o in outcomes if o.status == "rejected"}
         if "fork" in rejected:
             await self._fork_detected(author)
@@ -120,6 +124,9 @@ class _Ingest(_Swarm):
         # author's other history, so the entries above it cannot link to ours.
         diverged = bool(rejected & _RIVAL_REJECTIONS) or author in self._forked
         for i, (item, out) in enumerate(zip(act.items, outcomes, strict=True)):
+            if out.status == "rejected" and out.reason == "mislabeled":
+                # Another author's entry in a batch of this feed: a lying peer.
+                raise _Dropped("mislabeled_entry")
             if out.status == "rejected":
                 self._rejected[out.reason or "unknown"] += 1
                 if out.reason in _BENIGN_REJECTIONS:
@@ -132,6 +139,15 @@ class _Ingest(_Swarm):
             if out.author != author or out.seq != act.start + i:
                 # Valid entry, but not what the batch claimed: a lying peer.
                 raise _Dropped("mislabeled_entry")
+            if out.reason in SENDER_FAULTS:
+                # Bytes that are not what the author signed: the envelope is
+                # kept, the bytes are not, and the sender answers for it.
+                mismatch = out.reason
+                self._rejected[out.reason] += 1
+            elif out.reason == "invalid_payload":
+                # The author signed a payload that breaks its kind's rules:
+                # the envelope stays a valid link; nobody relaying it is at fault.
+                self._stats["payloads_invalid"] += 1
             if out.status == "stored":
                 self._stats["entries_stored"] += 1
                 stored.append((out.seq, item))
@@ -162,6 +178,8 @@ class _Ingest(_Swarm):
                     self.on_stored(new_entries)
                 except Exception:  # a callback bug must not drop the peer
                     log.exception("on_stored callback failed")
+        if mismatch is not None:
+            raise _Dropped(f"invalid_payload_{mismatch}")
 
     async def _fork_detected(self, author: bytes) -> None:
         proofs = await self.store.fork_proofs(author)

@@ -172,11 +172,17 @@ class PolicyGate:
         return planned, reserved, held
 
     async def _store_charged(
-        self, items: list[Item], payloads: list[_Payload], now: float, *, now_ms: int
+        self,
+        items: list[Item],
+        payloads: list[_Payload],
+        now: float,
+        *,
+        now_ms: int,
+        author: bytes | None = None,
     ) -> list[Outcome]:
         """Ingest ``items``; charge the reserved ``payloads`` that the store kept."""
         try:
-            outcomes: list[Outcome] = await self._store.ingest(items, now_ms=now_ms)
+            outcomes: list[Outcome] = await self._store.ingest(items, now_ms=now_ms, author=author)
         finally:
             for p in payloads:
                 self._reserve(p, -1)
@@ -186,8 +192,12 @@ class PolicyGate:
                 self.refused.pop(p.entry_id, None)  # refused once, held now
         return outcomes
 
-    async def ingest(self, items: Sequence[Item], *, now_ms: int) -> list[Outcome]:
+    async def ingest(
+        self, items: Sequence[Item], *, now_ms: int, author: bytes | None = None
+    ) -> list[Outcome]:
         """The store's ``ingest``, with every payload the policy refuses left out.
+
+        ``author``: the feed the batch claims to be of (see the store's ``ingest``).
 
         Returns the store's outcomes for ``items``; an entry whose payload was
         refused is stored as an envelope alone (its reason is in ``refused``).
@@ -199,7 +209,7 @@ class PolicyGate:
             settled = await self._store.payloads_held(p.entry_id for p in payloads)
         now = self._clock()
         planned, reserved, held = self._plan(items, payloads, settled, now)
-        outcomes = await self._store_charged(planned, reserved, now, now_ms=now_ms)
+        outcomes = await self._store_charged(planned, reserved, now, now_ms=now_ms, author=author)
         # Reservations that were not charged (forgeries, or entries a concurrent
         # batch stored first) may have held back a payload that fits after all.
         retry: list[_Payload] = []
@@ -215,7 +225,7 @@ class PolicyGate:
             # The envelopes are held now, so this stores only the payloads.
             second = [items[p.index] for p in retry]
             charges = [replace(p, index=i) for i, p in enumerate(retry)]
-            await self._store_charged(second, charges, now, now_ms=now_ms)
+            await self._store_charged(second, charges, now, now_ms=now_ms, author=author)
             for p in retry:
                 p.reason = None  # stored, or not the policy's refusal (a bad payload)
         for p in held:

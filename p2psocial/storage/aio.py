@@ -86,7 +86,11 @@ class AsyncStore:
 
     # Writes -------------------------------------------------------------------
     async def ingest(
-        self, items: Sequence[tuple[bytes, bytes | None]], *, now_ms: int
+        self,
+        items: Sequence[tuple[bytes, bytes | None]],
+        *,
+        now_ms: int,
+        author: bytes | None = None,
     ) -> list[Outcome]:
         """See :meth:`Store.ingest`.
 
@@ -94,7 +98,7 @@ class AsyncStore:
         while one batch is being written the next ones are being verified.
         """
         batch = await trio.to_thread.run_sync(
-            functools.partial(self.store.prepare_ingest, list(items), now_ms=now_ms)
+            functools.partial(self.store.prepare_ingest, list(items), now_ms=now_ms, author=author)
         )
         # Waiting here, not under the limiter, keeps the database free for
         # other calls while the pool verifies.

@@ -77,6 +77,15 @@ class Item:
     payload: bytes | None
     value: dict[str, Any] | None = None
     checked: bool = False
+    #: Why the payload that came with it was set aside (spec/protocol.md
+    #: 5.3): ``invalid_payload`` (the author's fault), or ``payload_size`` /
+    #: ``payload_hash`` (the sender's). The envelope is kept either way.
+    fault: str | None = None
+
+
+#: Payload failures that are the sender's fault: the bytes are not what the
+#: author signed. Every other payload failure is the author's (protocol.md 5.3).
+SENDER_FAULTS = frozenset({"payload_size", "payload_hash"})
 
 
 @dataclass(slots=True)
@@ -118,14 +127,21 @@ def _anchor(author: bytes, seq: int, id_: bytes) -> Entry:
 
 
 def check_payload(it: Item) -> str | None:
-    """Decode and check ``it.payload`` against its entry; return a rejection reason or None."""
+    """Decode and check ``it.payload`` against its entry.
+
+    A payload that fails is set aside and the envelope kept (spec/protocol.md
+    5.3): ``it.payload`` becomes None and ``it.fault`` says whose fault it
+    was. Returns None: a payload never makes its entry invalid.
+    """
     it.checked = True
     if it.payload is None:
         return None
     try:
         it.value = decode_payload_untrusted(it.entry, it.payload)
     except ProtocolError as exc:
-        return exc.reason
+        it.payload = None
+        it.value = None
+        it.fault = exc.reason if exc.reason in SENDER_FAULTS else "invalid_payload"
     return None
 
 
@@ -522,7 +538,7 @@ class IngestTxn:
             outcomes[it.index] = _rejected(it, "forked")
             return
         note = self.insert(feed, e, it.payload, it.value)
-        outcomes[it.index] = Outcome("stored", note, e.id, e.author, e.seq, e)
+        outcomes[it.index] = Outcome("stored", note or it.fault, e.id, e.author, e.seq, e)
 
     # -------------------------------------------------------------- rows
 
@@ -600,7 +616,7 @@ class IngestTxn:
         """An entry we hold arrives again, maybe with the payload we lack."""
         e = it.entry
         if it.payload is None or pstate == _PRESENT:
-            return Outcome("duplicate", None, e.id, e.author, e.seq)
+            return Outcome("duplicate", it.fault, e.id, e.author, e.seq)
         if pstate == _DELETED:
             return Outcome("duplicate", "deleted", e.id, e.author, e.seq)
         if self.feed(e.author).blocked:
@@ -612,7 +628,8 @@ class IngestTxn:
             try:
                 value = decode_payload_untrusted(e, it.payload)
             except ProtocolError as exc:
-                return Outcome("rejected", exc.reason, e.id, e.author, e.seq)
+                fault = exc.reason if exc.reason in SENDER_FAULTS else "invalid_payload"
+                return Outcome("duplicate", fault, e.id, e.author, e.seq)
         target, root, aux = derived.derived_columns(e.kind, value)
         self.conn.execute(
             "UPDATE entries SET pstate = ?, payload = ?, target = ?, root = ?, aux = ? WHERE eid = ?",

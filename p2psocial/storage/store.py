@@ -218,7 +218,11 @@ class Store:
         return self.ingest_prepared(self.prepare_ingest(items, now_ms=now_ms))
 
     def prepare_ingest(
-        self, items: Sequence[tuple[bytes, bytes | None]], *, now_ms: int
+        self,
+        items: Sequence[tuple[bytes, bytes | None]],
+        *,
+        now_ms: int,
+        author: bytes | None = None,
     ) -> PreparedBatch:
         """First half of :meth:`ingest`: decode, start signature checks, check payloads.
 
@@ -226,6 +230,10 @@ class Store:
         another thread uses the connection: the trio façade runs it outside
         its database limiter, so one batch is verified while the previous one
         is written. Finish with :meth:`ingest_prepared`.
+
+        ``author``, if given, is the feed the batch claims to be of: an entry
+        of any other author is rejected as ``mislabeled`` and nothing of it is
+        stored (a peer may send only the feed it names).
         """
         outcomes: list[Outcome | None] = [None] * len(items)
         decoded: list[Item] = []
@@ -234,6 +242,9 @@ class Store:
                 entry = decode_entry_untrusted(raw)
             except DecodeError as exc:
                 outcomes[i] = Outcome("rejected", exc.reason)
+                continue
+            if author is not None and entry.author != author:
+                outcomes[i] = Outcome("rejected", "mislabeled", entry.id, entry.author, entry.seq)
                 continue
             try:
                 check_timestamp(entry, now_ms)

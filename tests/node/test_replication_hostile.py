@@ -98,7 +98,9 @@ ATTACKS: dict[str, tuple[Attack, str]] = {
     "non_canonical": (send_non_canonical, "protocol_non_canonical"),
     "unknown_message": (send_unknown_message, "protocol_unknown_message"),
     "invalid_entries": (send_invalid_entries, "invalid_entry_"),
-    "tampered_push": (send_tampered_push, "invalid_entry_"),
+    # Another author's entry (with tampered bytes) pushed as the followed
+    # feed: refused before anything of it is stored.
+    "tampered_push": (send_tampered_push, "mislabeled_entry"),
     "unsolicited": (send_unsolicited, "protocol_unsolicited"),
     "endless_want": (send_endless_want, "protocol_want_flood"),
     "clock_flood": (send_clock_flood, "protocol_too_many_feeds"),

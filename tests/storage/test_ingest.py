@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -61,8 +62,6 @@ def test_duplicate_within_one_batch(store: Store) -> None:
     [
         (lambda raw, pl: (b"\x00" * 10, pl), "truncated"),
         (lambda raw, pl: (raw[:64] + b"\x81\xa1x\x01", pl), "bad_envelope"),
-        (lambda raw, pl: (raw, pl + b"\x00"), "payload_size"),
-        (lambda raw, pl: (raw, pl[:-1] + bytes([pl[-1] ^ 1])), "payload_hash"),
     ],
 )
 def test_rejections_leave_nothing(store: Store, mutate, reason: str) -> None:
@@ -73,6 +72,58 @@ def test_rejections_leave_nothing(store: Store, mutate, reason: str) -> None:
     assert out[0].reason == reason
     assert rows(store)["entries"] == 0
     assert store.feed_status(a.author) == "unknown"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "fault"),
+    [
+        (lambda raw, pl: (raw, pl + b"\x00"), "payload_size"),
+        (lambda raw, pl: (raw, pl[:-1] + bytes([pl[-1] ^ 1])), "payload_hash"),
+    ],
+)
+def test_payload_bytes_not_signed_are_set_aside_and_the_envelope_kept(
+    store: Store, mutate, fault: str
+) -> None:
+    """The sender's fault (spec/protocol.md 5.3): the entry is valid, the bytes
+    are not the author's payload. The envelope is stored without them, the
+    outcome names the fault (the replicator counts it against the peer), and
+    the real payload still fills in later."""
+    a = FeedBuilder(key(1))
+    raw, pl = a.post("hello there")
+    [out] = store.ingest([mutate(raw, pl)], now_ms=NOW)
+    assert (out.status, out.reason) == ("stored", fault)
+    assert store.head(a.author) == (1, a.id(1))
+    assert store.entries_after(a.author, 0, 1)[0][1] is None
+    [again] = store.ingest([(raw, pl)], now_ms=NOW)
+    assert again.status == "stored"  # the payload, now from an honest peer
+    assert store.entries_after(a.author, 0, 1)[0][1] == pl
+
+
+def test_a_payload_the_author_signed_but_breaks_its_schema_keeps_the_chain(store: Store) -> None:
+    """The author's fault: the entry stays a valid link, the payload is
+    dropped, and the entries above it are stored as the feed's contiguous run
+    (the whole item used to be rejected, the entries above became a detached
+    segment, and the replicator dropped the honest peer that relayed it)."""
+    k = key(1)
+    # A post whose text is over its limit, as another implementation might
+    # sign it (ours refuses to): take a valid envelope and re-sign it with
+    # this payload's hash and size.
+    bad = encoding.encode({"text": "x" * 3000})
+    good, _ = create_entry(
+        k, seq=1, prev=None, timestamp=NOW - 10, kind="post", payload={"text": "stand-in"}
+    )
+    env = encoding.decode_untrusted(good.envelope)
+    env["payload_hash"], env["payload_size"] = hashlib.sha256(bad).digest(), len(bad)
+    envelope = encoding.encode(env)
+    raw1 = k.sign(ENTRY_TAG + envelope) + envelope
+    first = decode_entry_untrusted(raw1)
+    e2, p2 = create_entry(
+        k, seq=2, prev=first.id, timestamp=NOW - 5, kind="post", payload={"text": "ok"}
+    )
+    out = store.ingest([(raw1, bad), (e2.to_bytes(), p2)], now_ms=NOW)
+    assert [(o.status, o.reason) for o in out] == [("stored", "invalid_payload"), ("stored", None)]
+    assert store.head(k.public_key) == (2, e2.id)
+    assert store.entries_after(k.public_key, 0, 2)[0][1] is None
 
 
 def test_bad_signature_single_and_in_run(store: Store) -> None:
@@ -119,11 +170,13 @@ def test_from_future(store: Store) -> None:
 def test_schema_violation_in_payload(store: Store) -> None:
     a = FeedBuilder(key(1))
     raw, _ = a.post("ok")
-    # A payload matching a different envelope: hash mismatch, nothing stored.
+    # A payload matching a different envelope: the sender's fault. The valid
+    # envelope is kept without the bytes (spec/protocol.md 5.3).
     bad = encoding.encode({"text": "x" * 3000})
     out = store.ingest([(raw, bad)], now_ms=NOW)
-    assert out[0].status == "rejected"
-    assert rows(store)["entries"] == 0
+    assert (out[0].status, out[0].reason) == ("stored", "payload_size")
+    assert rows(store)["entries"] == 1
+    assert store.entries_after(a.author, 0, 1)[0][1] is None
 
 
 def test_segments_fill_in_later(store: Store) -> None:
@@ -527,12 +580,14 @@ def test_bad_payload_inside_a_run(store: Store) -> None:
     assert [(o.status, o.reason) for o in out] == [
         ("stored", None),
         ("stored", None),
-        ("rejected", "payload_size"),
+        ("stored", "payload_size"),
         ("stored", None),
         ("stored", None),
     ]
-    # The run is authentic, so what lies above the bad item is kept as a segment.
-    assert store.head(a.author) == (2, a.id(2))
+    # The run is authentic: its envelopes are all kept, contiguous, and only
+    # the swapped bytes are set aside; the real payload fills in later.
+    assert store.head(a.author) == (5, a.id(5))
+    assert store.entries_after(a.author, 2, 1)[0][1] is None
     assert store.ingest([a.item(3)], now_ms=NOW)[0].status == "stored"
     assert store.head(a.author) == (5, a.id(5))
 
