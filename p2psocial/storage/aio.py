@@ -284,7 +284,7 @@ async def open_store(path: str | os.PathLike[str], **kwargs: Any) -> AsyncStore:
     reader = None
     if os.fspath(path) != ":memory:":
         try:
-            reader = await trio.to_thread.run_sync(Store.open_reader, path)
+            reader = await trio.to_thread.run_sync(Store.open_reader, path, store)
         except BaseException:
             await trio.to_thread.run_sync(store.close)
             raise

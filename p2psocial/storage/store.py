@@ -73,7 +73,11 @@ class Store:
         self._allow_segments = allow_segments
         self._counts: Counter[str] = Counter()
         self._txns: list[IngestTxn] = []
-        self._audiences: dict[bytes, tuple[dict[int, int], int]] = {}
+        self._audiences: dict[bytes, tuple[tuple[dict[int, int], int], int]] = {}
+        # Bumped after every commit that changes follows or feeds. A reader
+        # connection shares its writer's counter, so its cached audiences
+        # are dropped when the writer's data changes (see open_reader).
+        self._social: list[int] = [0]
         self._rejected: Counter[str] = Counter()
 
     # ------------------------------------------------------------------ open/close
@@ -122,11 +126,13 @@ class Store:
         return cls(conn, spath, verify_threads=verify_threads, allow_segments=allow_segments)
 
     @classmethod
-    def open_reader(cls, path: str | os.PathLike[str]) -> Store:
+    def open_reader(cls, path: str | os.PathLike[str], writer: Store | None = None) -> Store:
         """A second, read-only connection to an open database, for queries.
 
         In WAL mode it reads the last committed state while the main
-        connection writes. Only query methods may be called on it.
+        connection writes. Only query methods may be called on it. With
+        ``writer`` (the store that writes this file), caches derived from
+        the data are dropped whenever the writer changes it.
         """
         spath = os.fspath(path)
         try:
@@ -138,7 +144,10 @@ class Store:
             conn.execute("PRAGMA temp_store = MEMORY")
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open {spath}: {exc}", reason="open_failed") from None
-        return cls(conn, spath, verify_threads=0, allow_segments=True)
+        reader = cls(conn, spath, verify_threads=0, allow_segments=True)
+        if writer is not None:
+            reader._social = writer._social
+        return reader
 
     def close(self) -> None:
         """Close the connection and the verify pool. Idempotent."""
@@ -192,6 +201,7 @@ class Store:
                 conn.execute("PRAGMA synchronous = NORMAL")
             if any(txn.social_changed for txn in self._txns):
                 self._audiences.clear()
+                self._social[0] += 1
             self._txns.clear()
 
     # ------------------------------------------------------------------ ingest
@@ -599,11 +609,18 @@ class Store:
         """Posts and reposts of ``me`` and the authors ``me`` follows, newest first."""
         # Who is in ``me``'s timeline changes only with follows and new feeds,
         # so that set is cached until a write touches either.
-        audience = self._audiences.get(me)
-        if audience is None:
+        # The generation is read before the query: a commit bumps it only
+        # after it is visible, so an entry tagged with the current generation
+        # was computed from data at least that new.
+        generation = self._social[0]
+        cached = self._audiences.get(me)
+        if cached is not None and cached[1] == generation:
+            audience = cached[0]
+        else:
             if len(self._audiences) >= 64:
                 self._audiences.clear()
-            audience = self._audiences[me] = queries.timeline_audience(self._conn, me)
+            audience = queries.timeline_audience(self._conn, me)
+            self._audiences[me] = (audience, generation)
         return queries.timeline(self._conn, me, limit=limit, before=before, audience=audience)
 
     def feed(

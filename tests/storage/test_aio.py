@@ -48,3 +48,19 @@ async def test_open_store_errors(tmp_path: Path) -> None:
         await open_store(bad)
     store = await open_store(tmp_path / "ok.db")
     await store.aclose()
+
+
+async def test_reader_timeline_sees_a_follow_made_after_its_first_query(tmp_path: Path) -> None:
+    """Page queries run on a second, read-only connection. Its cache of who is
+    in a timeline was never told about writes on the main connection, so a
+    newly followed author's posts never showed (found by tests/e2e/test_defaults.py)."""
+    me, author = FeedBuilder(key(1)), FeedBuilder(key(2))
+    author.post("before the follow")
+    async with open_async_store(tmp_path / "n.db") as store:
+        assert store.reader is not None
+        await store.ingest(author.items(), now_ms=NOW)
+        assert (await store.timeline(me.author)).items == []  # caches the audience
+        me.add("follow", {"target": author.author})
+        await store.ingest(me.items(), now_ms=NOW)
+        page = await store.timeline(me.author)
+        assert [v.author for v in page.items] == [author.author]
