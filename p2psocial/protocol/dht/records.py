@@ -223,6 +223,14 @@ class _Shares:
     def count(self, source: str) -> int:
         return len(self._by_source.get(source, ()))
 
+    def owner(self, slot: Any) -> str | None:
+        return self._source_of.get(slot)
+
+    def largest(self) -> str | None:
+        if not self._by_source:
+            return None
+        return max(self._by_source, key=lambda s: len(self._by_source[s]))
+
 
 class RecordStore:
     """Head and profile records held by this node, bounded and expiring.
@@ -340,10 +348,7 @@ class SwarmStore:
         if peers is None:
             if len(self._swarms) >= self.max_keys:
                 self.expire(now)
-                while len(self._swarms) >= self.max_keys:
-                    victim = self._shares.victim()
-                    del self._swarms[victim]
-                    self._shares.remove(victim)
+                self._evict_swarm(host)
             peers = self._swarms[key] = {}
             # The swarm is charged to the address that started it.
             self._shares.add(key, host)
@@ -371,6 +376,30 @@ class SwarmStore:
                 raise _reject("this swarm is full", "swarm_full")
             del peers[min(crowd, key=lambda k: peers[k][2])]
         peers[slot] = (host, port, now + self.ttl)
+
+    def _evict_swarm(self, newcomer: str) -> None:
+        """Make room for one swarm, from the address charged with the most.
+
+        A swarm that others joined is not that address's alone: instead of
+        evicting it, it is charged to its most recent other member, and the
+        search goes on. So a flood of new keys from the address that started
+        a swarm cannot take the swarm from the peers that joined it.
+        """
+        for _ in range(2 * self.max_keys + 1):
+            if len(self._swarms) < self.max_keys:
+                return
+            victim = self._shares.victim()
+            owner = self._shares.owner(victim)
+            others = [k[1] for k in self._swarms[victim] if k[1] != owner]
+            if others and owner == self._shares.largest():
+                self._shares.add(victim, others[-1])
+                continue
+            del self._swarms[victim]
+            self._shares.remove(victim)
+        # Every swarm is shared and keeps moving: drop the oldest outright.
+        while len(self._swarms) >= self.max_keys:
+            victim, _ = self._swarms.popitem(last=False)
+            self._shares.remove(victim)
 
     def peers(self, key: bytes, now: float, limit: int = 32) -> list[tuple[bytes, str, int]]:
         """Live peers of a swarm, most recently announced first."""

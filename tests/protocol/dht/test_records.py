@@ -295,3 +295,18 @@ def test_many_addresses_cannot_empty_a_full_swarm() -> None:
     # Entries expire and make room again.
     swarms.announce(key, b"\x09" * 20, "192.0.2.9", 4000, 3.0 + swarms.ttl)
     assert swarms.peers(key, 3.0 + swarms.ttl) == [(b"\x09" * 20, "192.0.2.9", 4000)]
+
+
+def test_the_address_that_started_a_swarm_cannot_flush_it_once_others_joined() -> None:
+    """An attacker started a swarm, 5 honest hosts joined, then 1,024 new
+    keys from the attacker's address deleted the whole swarm."""
+    swarms = SwarmStore(max_keys=32)
+    key = swarm_key(ALICE.public_key)
+    swarms.announce(key, b"\xee" * 20, "203.0.113.9", 5000, 0.0)
+    honest = [(bytes([i]) * 20, f"198.51.100.{i}", 4000) for i in range(1, 6)]
+    for nid, host, port in honest:
+        swarms.announce(key, nid, host, port, 0.5)
+    for i in range(1024):
+        swarms.announce(i.to_bytes(20, "big"), b"\xee" * 20, "203.0.113.9", 5000, 1.0)
+    assert set(honest) <= set(swarms.peers(key, 2.0))
+    assert len(swarms._swarms) <= 32
