@@ -387,20 +387,25 @@ class _LinkPool:
         """Inbound links at most: a quarter of the pool stays for our own dials."""
         return max(1, self.max_peers - max(1, self.max_peers // 4))
 
-    def _outbound_victim(self) -> _Link | None:
-        """The inbound link to drop for a dial of ours when the pool is full:
-        the least useful past its grace period, whatever it claims to want."""
+    def _inbound_past_grace(self) -> list[_Link]:
         now = trio.current_time()
-        inbound = [
+        return [
             lk
             for lk in self._links.values()
             if lk.direction == "inbound"
             and lk.reason is None
             and now - lk.started >= self.eviction_grace
         ]
-        if not inbound:
-            return None
-        return min(inbound, key=lambda lk: (lk.items_in, lk.last_in))
+
+    @staticmethod
+    def _least_useful(links: list[_Link]) -> _Link | None:
+        """Fewest entries received, then longest silent."""
+        return min(links, key=lambda lk: (lk.items_in, lk.last_in), default=None)
+
+    def _outbound_victim(self) -> _Link | None:
+        """The inbound link to drop for a dial of ours when the pool is full:
+        the least useful past its grace period, whatever it claims to want."""
+        return self._least_useful(self._inbound_past_grace())
 
     def _pool_has_room(self) -> bool:
         """Whether a dial of ours could get a link (with room, or by evicting)."""
@@ -408,19 +413,11 @@ class _LinkPool:
         return live < self.max_peers or self._outbound_victim() is not None
 
     def _eviction_candidate(self) -> _Link | None:
-        now = trio.current_time()
-        candidates = [
-            lk
-            for lk in self._links.values()
-            if lk.direction == "inbound"
-            and lk.reason is None
-            and now - lk.started >= self.eviction_grace
-            and lk.shares(self._heads) == 0
-        ]
-        if not candidates:
-            return None
-        # The least useful first: gave us the fewest entries, then idle longest.
-        return min(candidates, key=lambda lk: (lk.items_in, lk.last_in))
+        """The inbound link an inbound newcomer may replace: past its grace
+        period, sharing no feed we want, and the least useful of those."""
+        return self._least_useful(
+            [lk for lk in self._inbound_past_grace() if lk.shares(self._heads) == 0]
+        )
 
     async def _run_link(self, link: _Link) -> None:
         with link.cancel:

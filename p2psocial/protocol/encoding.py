@@ -333,23 +333,31 @@ def unpack_limited(data: bytes, limits: Limits) -> Any:
         raise DecodeError(f"{n} bytes exceeds the limit of {limits.max_size}", reason="too_large")
     if n == 0:
         raise DecodeError("empty input", reason="truncated")
-    # Every element takes at least one byte, so no honest container is longer
-    # than the input: bounding by n stops a 5-byte header from asking the parser
-    # to preallocate a list of four billion slots.
     try:
-        return msgpack.unpackb(
-            data,
-            raw=False,
-            use_list=True,
-            strict_map_key=True,
-            max_str_len=min(limits.max_str_len, n),
-            max_bin_len=min(limits.max_bin_len, n),
-            max_array_len=min(limits.max_container_len, n),
-            max_map_len=min(limits.max_container_len, n // 2),
-            max_ext_len=0,
-        )
+        return _bounded_unpack(data, limits)
     except UNPACK_ERRORS as exc:
         raise DecodeError(f"malformed msgpack: {exc}", reason="malformed") from None
+
+
+def _bounded_unpack(data: bytes, limits: Limits) -> Any:
+    """msgpack's C parser with every length bounded by the input's size.
+
+    Every element takes at least one byte, so no honest container is longer
+    than the input: bounding by n stops a 5-byte header from asking the parser
+    to preallocate a list of four billion slots. Raises what msgpack raises.
+    """
+    n = len(data)
+    return _unpackb(
+        data,
+        raw=False,
+        use_list=True,
+        strict_map_key=True,
+        max_str_len=min(limits.max_str_len, n),
+        max_bin_len=min(limits.max_bin_len, n),
+        max_array_len=min(limits.max_container_len, n),
+        max_map_len=min(limits.max_container_len, n // 2),
+        max_ext_len=0,
+    )
 
 
 #: Returned by _fast_decode when it cannot prove the bytes valid.
@@ -391,20 +399,8 @@ def _fast_decode(data: bytes, limits: Limits) -> Any:
     n = len(data)
     if not 0 < n <= limits.max_size:
         return _REFUSED
-    # Bounding every length by n keeps a 5-byte header claiming four billion
-    # elements from making the parser preallocate them.
     try:
-        value = _unpackb(
-            data,
-            raw=False,
-            use_list=True,
-            strict_map_key=True,
-            max_str_len=min(limits.max_str_len, n),
-            max_bin_len=min(limits.max_bin_len, n),
-            max_array_len=min(limits.max_container_len, n),
-            max_map_len=min(limits.max_container_len, n // 2),
-            max_ext_len=0,
-        )
+        value = _bounded_unpack(data, limits)
     except UNPACK_ERRORS:
         return _REFUSED
     if not _in_profile(value, 0, limits.max_depth) or _packb(value) != data:
