@@ -40,7 +40,7 @@ from .api.protocol import (
     encode_frame,
 )
 from .errors import APIError
-from .node.config import API_SOCKET, resolve_data_dir
+from .paths import socket_path
 from .protocol.errors import DecodeError
 
 __all__ = ["AsyncClient", "Client", "DaemonNotRunning", "connect", "connect_async", "socket_path"]
@@ -48,15 +48,6 @@ __all__ = ["AsyncClient", "Client", "DaemonNotRunning", "connect", "connect_asyn
 
 class DaemonNotRunning(APIError):
     """No daemon answers on the API socket."""
-
-
-def socket_path(
-    data_dir: str | os.PathLike[str] | None = None, api: str | os.PathLike[str] | None = None
-) -> Path:
-    """The API socket: ``api`` if given, else ``api.sock`` in the data dir."""
-    if api:
-        return Path(api).expanduser()
-    return resolve_data_dir(data_dir) / API_SOCKET
 
 
 def _not_running(path: Path, why: str) -> DaemonNotRunning:

@@ -1,16 +1,6 @@
-"""Node configuration: the data dir, config.toml, and key files.
+"""Node configuration: config.toml and the paths of the data dir's files.
 
-The data dir holds everything a node owns::
-
-    identity.pem   the user identity key (PKCS#8 PEM, 0600, optionally encrypted)
-    node.pem       the node key (identifies this node in the DHT and on peer links)
-    config.toml    settings and moderation policy
-    node.db        the SQLite store
-    api.sock       the local API socket (0600), while a daemon runs
-    daemon.lock    held by the running daemon
-
-Where the data dir is: ``--data-dir``, else ``$P2PSOCIAL_HOME``, else the
-platform's user data dir (via platformdirs).
+The data-dir layout and the rules for finding it are in :mod:`p2psocial.paths`.
 """
 
 from __future__ import annotations
@@ -21,33 +11,24 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import platformdirs
 import tomli_w
 
 from ..errors import NodeError
+from ..paths import (
+    API_SOCKET,
+    CONFIG_FILE,
+    DB_FILE,
+    IDENTITY_FILE,
+    LOCK_FILE,
+    NODE_KEY_FILE,
+    resolve_data_dir,
+)
 
 __all__ = [
     "NodeConfig",
     "Policy",
     "resolve_data_dir",
 ]
-
-CONFIG_FILE = "config.toml"
-IDENTITY_FILE = "identity.pem"
-NODE_KEY_FILE = "node.pem"
-DB_FILE = "node.db"
-API_SOCKET = "api.sock"
-LOCK_FILE = "daemon.lock"
-
-
-def resolve_data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """The data dir: the explicit argument, else $P2PSOCIAL_HOME, else platformdirs."""
-    if explicit:
-        return Path(explicit).expanduser()
-    env = os.environ.get("P2PSOCIAL_HOME")
-    if env:
-        return Path(env).expanduser()
-    return Path(platformdirs.user_data_dir("p2psocial", appauthor=False))
 
 
 @dataclass

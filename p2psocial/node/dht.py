@@ -86,6 +86,7 @@ from ..protocol.encoding import Limits, decode_untrusted
 from ..protocol.entries import decode_entry_untrusted
 from ..protocol.errors import DecodeError, LocalUsageError, ProtocolError
 from ..protocol.identity import SigningKey, node_id_from_public_key
+from ..protocol.ratelimit import RateTable
 
 __all__ = [
     "DHTConfig",
@@ -303,7 +304,9 @@ class DHTNode:
         self._pending: dict[bytes, _Pending] = {}
         self._proven: OrderedDict[bytes, Addr] = OrderedDict()
         self._not_ours: dict[Addr, float] = {}
-        self._rate: OrderedDict[Addr, tuple[float, float]] = OrderedDict()
+        self._rate = RateTable(
+            self.config.rate_burst, self.config.rate_per_s, max_keys=self.config.rate_table_size
+        )
         self._stats: Counter[str] = Counter()
         self._dropped: Counter[str] = Counter()
         self._req_send, self._req_recv = trio.open_memory_channel[tuple[Request, Addr]](
@@ -406,23 +409,6 @@ class DHTNode:
     def _drop(self, reason: str) -> None:
         self._dropped[reason] += 1
 
-    def _rate_ok(self, addr: Addr, now: float) -> bool:
-        cfg = self.config
-        tokens, last = self._rate.pop(addr, (cfg.rate_burst, now))
-        tokens = min(cfg.rate_burst, tokens + (now - last) * cfg.rate_per_s)
-        ok = tokens >= 1.0
-        self._rate[addr] = (tokens - 1.0 if ok else tokens, now)
-        # The table is ordered by last use. An address idle long enough to
-        # have refilled its whole burst is the same as an unknown one: forget
-        # it, so the table holds only the recently active (memory stays small).
-        refill = cfg.rate_burst / cfg.rate_per_s
-        while self._rate:
-            first = next(iter(self._rate.values()))
-            if now - first[1] < refill and len(self._rate) <= cfg.rate_table_size:
-                break
-            self._rate.popitem(last=False)
-        return ok
-
     async def _receive_loop(self, sock: DatagramSocket) -> None:
         while True:
             try:
@@ -462,7 +448,7 @@ class DHTNode:
                 pending.value = msg.value
                 pending.event.set()
                 continue
-            if not self._rate_ok(addr, trio.current_time()):
+            if not self._rate.take(addr, trio.current_time()):
                 self._drop("rate_limited")
                 continue
             try:

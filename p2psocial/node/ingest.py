@@ -20,11 +20,11 @@ import trio
 from ..protocol.entries import Entry, decode_entry_untrusted, decode_payload_untrusted
 from ..protocol.errors import ProtocolError
 from ..protocol.feeds import decode_fork_proof_untrusted
+from ..protocol.ratelimit import RateTable
 from ..protocol.sync import Ingest
 from ..protocol.wire import Item
 from ..storage.ingest import SENDER_FAULTS
 from .peerlink import _Dropped, _Link, address_group
-from .ratelimit import RateTable
 from .swarm import _Swarm
 
 #: Records keep the service's logger name from before the split into modules,

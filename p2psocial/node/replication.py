@@ -42,11 +42,11 @@ from ..errors import cannot_listen
 from ..protocol.entries import Entry
 from ..protocol.errors import LocalUsageError, P2PSocialError
 from ..protocol.identity import SigningKey, node_id_from_public_key
+from ..protocol.ratelimit import RateTable
 from ..protocol.sync import Head, SyncLimits
 from ..protocol.wire import Item
 from .ingest import _Ingest
 from .peerlink import _Link
-from .ratelimit import RateTable
 
 __all__ = ["ReplicationStore", "Replicator"]
 

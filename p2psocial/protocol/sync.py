@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
 from .errors import LocalUsageError, ProtocolError
+from .ratelimit import TokenBucket
 from .wire import (
     DEFAULT_WIRE_LIMITS,
     Auth,
@@ -166,27 +167,6 @@ class SyncLimits:
     wire: WireLimits = DEFAULT_WIRE_LIMITS
 
 
-class _Bucket:
-    """Token bucket driven by the caller's clock."""
-
-    __slots__ = ("burst", "last", "rate", "tokens")
-
-    def __init__(self, burst: float, rate: float) -> None:
-        self.burst = burst
-        self.rate = rate
-        self.tokens = burst
-        self.last: float | None = None
-
-    def take(self, now: float) -> bool:
-        if self.last is not None and now > self.last:
-            self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
-        self.last = now if self.last is None else max(self.last, now)
-        if self.tokens < 1.0:
-            return False
-        self.tokens -= 1.0
-        return True
-
-
 def _violation(msg: str, reason: str) -> ProtocolError:
     return ProtocolError(msg, reason=reason)
 
@@ -221,9 +201,9 @@ class SyncSession:
         self._peeks: dict[bytes, int] = {}
         #: feeds we stopped wanting; batches still in flight for them are ignored
         self._withdrawn: set[bytes] = set()
-        self._want_bucket = _Bucket(self.limits.want_burst, self.limits.want_rate)
-        self._inbound_bucket = _Bucket(self.limits.inbound_burst, self.limits.inbound_rate)
-        self._clock_bucket = _Bucket(self.limits.clock_burst, self.limits.clock_rate)
+        self._want_bucket = TokenBucket(self.limits.want_burst, self.limits.want_rate)
+        self._inbound_bucket = TokenBucket(self.limits.inbound_burst, self.limits.inbound_rate)
+        self._clock_bucket = TokenBucket(self.limits.clock_burst, self.limits.clock_rate)
         #: counters for statistics()
         self.duplicates = 0
         self.gaps = 0

@@ -9,9 +9,9 @@ from pathlib import Path
 import trio
 
 from p2psocial.node.links import LinkClosed, TCPFramedStream, handshake
-from p2psocial.node.ratelimit import RateTable
 from p2psocial.protocol.entries import create_entry
 from p2psocial.protocol.identity import SigningKey
+from p2psocial.protocol.ratelimit import RateTable
 from p2psocial.protocol.wire import Push, encode_message
 
 from .test_replication_helpers import now_ms, open_testnet

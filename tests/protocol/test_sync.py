@@ -500,3 +500,14 @@ def test_pairs_converge_for_shared_feeds(
         assert pair.a.store.head(f) == pair.b.store.head(f), f.hex()[:4]
         n = len(pair.a.store.feeds.get(f, []))
         assert pair.a.store.feeds.get(f, []) == chain(f, n)
+
+
+def test_token_bucket_ignores_a_clock_that_goes_back() -> None:
+    from p2psocial.protocol.ratelimit import TokenBucket
+
+    bucket = TokenBucket(2.0, 1.0)
+    assert bucket.take(10.0) and bucket.take(10.0)
+    assert not bucket.take(9.0)  # earlier time: nothing refilled, nothing lost
+    assert not bucket.take(10.5)
+    assert bucket.take(11.0)
+    assert not bucket.take(11.0)
