@@ -15,7 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from ..node.views import fork_note
+from ..api.notes import fork_note
 
 __all__ = [
     "Printer",

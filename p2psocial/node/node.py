@@ -23,6 +23,7 @@ from typing import Any
 
 import trio
 
+from ..api.notes import fork_note
 from ..api.server import APIServer
 from ..errors import NodeError
 from ..protocol.entries import Entry, encode_payload
@@ -42,7 +43,6 @@ from .views import (
     WatchFilter,
     check_limit,
     fmt_addr,
-    fork_note,
     parse_entry_id,
     parse_identity,
     view_json,

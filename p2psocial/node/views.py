@@ -15,7 +15,6 @@ __all__ = [
     "WatchFilter",
     "check_limit",
     "fmt_addr",
-    "fork_note",
     "parse_entry_id",
     "parse_identity",
     "view_json",
@@ -106,15 +105,6 @@ def view_json(view: Any, *, fork_seq: int | None) -> dict[str, Any]:
     js["author_forked"] = fork_seq is not None
     js["author_fork_seq"] = fork_seq
     return js
-
-
-def fork_note(fork_seq: int) -> str:
-    """What a forked feed means, in one sentence for people."""
-    return (
-        f"the author signed two different entries at seq {fork_seq}; this node holds the "
-        "proof and accepts no more entries of this feed at or above that seq, and other "
-        "nodes may show the rival history"
-    )
 
 
 def check_limit(limit: int) -> int:
