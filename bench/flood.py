@@ -32,8 +32,8 @@ from typing import Any
 
 import trio
 
+from p2psocial.api.ready import parse_ready_line
 from p2psocial.client import AsyncClient, connect_async
-from p2psocial.node.daemon import parse_ready_line
 from p2psocial.protocol.identity import SigningKey, identity_to_text
 from p2psocial.storage.aio import open_async_store
 

@@ -37,8 +37,8 @@ from typing import Any
 
 import trio
 
+from p2psocial.api.ready import parse_ready_line
 from p2psocial.client import AsyncClient, connect_async
-from p2psocial.node.daemon import parse_ready_line
 
 
 def _cmd(*args: str) -> list[str]:

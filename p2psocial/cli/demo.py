@@ -24,8 +24,8 @@ from typing import Any
 
 from rich.console import Console
 
+from ..api.ready import parse_ready_line
 from ..client import Client, connect
-from ..node.daemon import parse_ready_line
 
 __all__ = ["run_demo"]
 

@@ -20,24 +20,14 @@ from typing import TextIO
 
 import trio
 
+from ..api.ready import format_ready_line
 from ..errors import NodeError, P2PSocialError
 from .config import NodeConfig
 from .node import open_node
 
-__all__ = ["READY_PREFIX", "daemon_lock", "parse_ready_line", "run_daemon"]
+__all__ = ["daemon_lock", "run_daemon"]
 
 log = logging.getLogger("p2psocial.daemon")
-
-#: The ready line starts with this; tools (and `p2psocial demo`) parse the rest
-#: as space-separated key=value pairs.
-READY_PREFIX = "p2psocial ready"
-
-
-def parse_ready_line(line: str) -> dict[str, str] | None:
-    """The key=value fields of a daemon's ready line, or None for any other line."""
-    if not line.startswith(READY_PREFIX):
-        return None
-    return dict(kv.split("=", 1) for kv in line[len(READY_PREFIX) :].split() if "=" in kv)
 
 
 @contextlib.contextmanager
@@ -104,8 +94,13 @@ async def _serve(config: NodeConfig, out: TextIO, remember_ports: bool) -> None:
                         )
                     st = await node.status()
                     print(
-                        f"{READY_PREFIX} identity={st['identity']} node_id={st['node_id']} "
-                        f"dht={st['dht_addr']} peer={st['peer_addr']} api={st['api']}",
+                        format_ready_line(
+                            identity=st["identity"],
+                            node_id=st["node_id"],
+                            dht=st["dht_addr"],
+                            peer=st["peer_addr"],
+                            api=st["api"],
+                        ),
                         file=out,
                         flush=True,
                     )
