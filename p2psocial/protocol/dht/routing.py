@@ -173,13 +173,15 @@ class RoutingTable:
         """
         if len(contact.node_id) != ID_SIZE or contact.node_id == self.own_id:
             return AddOutcome(AddResult.IGNORED)
-        holder = self._by_addr.get(contact.addr)
-        if holder is not None and holder != contact.node_id:
-            held = self.get(holder)
-            if held is not None:
-                return AddOutcome(AddResult.PING, held)
         n = int.from_bytes(contact.node_id, "big")
         while True:
+            # Asked again after every split: a split may promote a replacement
+            # that holds this address.
+            holder = self._by_addr.get(contact.addr)
+            if holder is not None and holder != contact.node_id:
+                held = self.get(holder)
+                if held is not None:
+                    return AddOutcome(AddResult.PING, held)
             idx = self._index(n)
             b = self.buckets[idx]
             old = b.contacts.get(contact.node_id)
@@ -222,7 +224,13 @@ class RoutingTable:
             side.contacts[c.node_id] = c
         for c in b.replacements.values():
             side = left if int.from_bytes(c.node_id, "big") < mid else right
-            if len(side.contacts) < self.k and c.addr not in self._by_addr:
+            # A replacement may be a table contact's id seen at another
+            # address: it waits for that contact to fail, never displaces it.
+            if (
+                len(side.contacts) < self.k
+                and c.node_id not in side.contacts
+                and c.addr not in self._by_addr
+            ):
                 side.contacts[c.node_id] = c
                 self._by_addr[c.addr] = c.node_id
             else:

@@ -137,6 +137,20 @@ def test_one_address_holds_at_most_one_contact() -> None:
     assert len(table) == 2
 
 
+def test_a_split_keeps_one_contact_per_address_and_the_proven_one() -> None:
+    """Found by the property below: a full bucket held 1@port3; 1@port2 waited
+    as a replacement; adding 2@port2 split the bucket, the split promoted
+    1@port2 over the proven 1@port3, and 2@port2 then joined at the same
+    address, because the address was checked only before the split."""
+    table = RoutingTable(bytes(20), k=4)
+    for last, port in [(5, 5), (1, 3), (3, 1), (4, 4), (1, 2), (2, 2)]:
+        table.add(Contact(bytes(19) + bytes([last]), "192.0.2.1", port), 0.0)
+    held = {c.node_id[-1]: c.port for c in table.contacts()}
+    assert held[1] == 3  # the proven address kept
+    addrs = [c.addr for c in table.contacts()]
+    assert len(addrs) == len(set(addrs))
+
+
 @settings(max_examples=50, deadline=None)
 @given(st.lists(st.tuples(st.binary(min_size=20, max_size=20), st.integers(1, 40)), max_size=300))
 def test_address_index_stays_consistent(items: list[tuple[bytes, int]]) -> None:
