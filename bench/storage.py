@@ -4,7 +4,8 @@ Figures, each with its reference measured in the same run:
 
 * ``raw_insert_per_s``: plain ``executemany`` INSERTs of the same entry rows
   into the same ``entries`` table (same indexes), 500 per transaction, no
-  decoding or validation. Reference for:
+  decoding or validation; the rows and the statements are the store's own
+  (``IngestTxn.insert``, ``derived.flush``). Reference for:
 * ``sync_ingest_per_s``: catch-up ingest through ``Store.ingest``: batches of
   500-entry runs, decoded, batch-verified (one signature per run), stored with
   derived state and FTS rows. Goal >= 0.7 x raw_insert.
@@ -49,7 +50,8 @@ from p2psocial.protocol import encoding
 from p2psocial.protocol.entries import ENTRY_TAG, ENVELOPE_VERSION, decode_entry_untrusted
 from p2psocial.protocol.identity import SigningKey
 from p2psocial.storage import Store
-from p2psocial.storage.derived import derived_columns
+from p2psocial.storage.derived import Pending, flush
+from p2psocial.storage.ingest import IngestTxn
 from p2psocial.storage.model import encode_cursor
 from p2psocial.storage.schema import SCHEMA_VERSION
 
@@ -205,6 +207,35 @@ def measure_queries(path: str, n_followed: int, queries: int) -> dict[str, float
     }
 
 
+def store_rows(
+    path: str, batches: list[list[tuple[bytes, bytes]]]
+) -> tuple[list[tuple[int, bytes]], list[tuple[list[tuple[Any, ...]], list[tuple[int, str]]]]]:
+    """The feeds rows (fid, author), and the entries and FTS rows per 500 entries,
+    that the store writes for ``batches`` into an empty database.
+
+    The rows come from the store's own ``IngestTxn.insert`` on a scratch
+    database at ``path``, so the raw reference writes exactly the store's rows.
+    """
+    Store.open(path).close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        txn = IngestTxn(conn, allow_segments=False)
+        chunks: list[tuple[list[tuple[Any, ...]], list[tuple[int, str]]]] = []
+        for b in batches:
+            for raw, data in b:
+                e = decode_entry_untrusted(raw)
+                txn.insert(txn.feed(e.author), e, data, encoding.decode_untrusted(data))
+                if len(txn.pending.entries) == 500:
+                    chunks.append((txn.pending.entries, txn.pending.fts))
+                    txn.pending = Pending()
+        if txn.pending.entries:
+            chunks.append((txn.pending.entries, txn.pending.fts))
+        feeds = [(f.fid, f.author) for f in txn.feeds.values() if f.fid is not None]
+    finally:
+        conn.close()
+    return feeds, chunks
+
+
 def measure_sync(tmp: str, n: int, repeats: int) -> dict[str, float]:
     """sync_ingest vs raw_insert of the same rows, on fresh databases (best of ``repeats``)."""
     rng = random.Random(3)
@@ -216,44 +247,9 @@ def measure_sync(tmp: str, n: int, repeats: int) -> dict[str, float]:
     total = sum(len(b) for b in batches)
 
     # The rows the store writes for these entries (entries and their FTS
-    # rows), precomputed so that only the inserts are timed.
-    chunks: list[tuple[list[tuple[Any, ...]], list[tuple[int, str]]]] = []
-    rows: list[tuple[Any, ...]] = []
-    fts: list[tuple[int, str]] = []
-    for fid, b in enumerate(batches, start=1):
-        for raw, data in b:
-            e = decode_entry_untrusted(raw)
-            value = encoding.decode_untrusted(data)
-            target, root, aux = derived_columns(e.kind, value)
-            eid = sum(len(c[0]) for c in chunks) + len(rows) + 1
-            rows.append(
-                (
-                    eid,
-                    fid,
-                    e.seq,
-                    e.id,
-                    e.timestamp,
-                    e.kind,
-                    raw,
-                    1,
-                    data,
-                    target,
-                    root,
-                    aux,
-                    1 if e.kind in ("post", "repost") else None,
-                )
-            )
-            if e.kind == "post":
-                fts.append((eid, value["text"]))
-            if len(rows) == 500:
-                chunks.append((rows, fts))
-                rows, fts = [], []
-    if rows:
-        chunks.append((rows, fts))
-    sql = (
-        "INSERT INTO entries(eid, fid, seq, id, ts, kind, raw, pstate, payload, target, root, "
-        "aux, tl) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    )
+    # rows), built by the store's own row code on a scratch database and
+    # written by its own flush, so that only the inserts are timed.
+    feeds, chunks = store_rows(os.path.join(tmp, "rows.db"), batches)
 
     sync_rate = raw_rate = 0.0
     for r in range(repeats):
@@ -271,13 +267,13 @@ def measure_sync(tmp: str, n: int, repeats: int) -> dict[str, float]:
         conn = sqlite3.connect(path, isolation_level=None)
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA cache_size = -65536")
-        for fid in range(1, len(batches) + 1):
-            conn.execute("INSERT INTO feeds(fid, author) VALUES (?, ?)", (fid, b"%032d" % fid))
+        conn.executemany("INSERT INTO feeds(fid, author) VALUES (?, ?)", feeds)
+        # flush() empties what it wrote: each run gets its own Pending.
+        pendings = [Pending(entries=rows, fts=fts) for rows, fts in chunks]
         t = time.perf_counter()
-        for entry_rows, fts_rows in chunks:
+        for pending in pendings:
             conn.execute("BEGIN")
-            conn.executemany(sql, entry_rows)
-            conn.executemany("INSERT INTO post_fts(rowid, text) VALUES (?, ?)", fts_rows)
+            flush(conn, pending)
             conn.execute("COMMIT")
         raw_rate = max(raw_rate, total / (time.perf_counter() - t))
         conn.close()

@@ -16,43 +16,84 @@ it never asked about is a protocol violation. ``Want`` is otherwise used for
 spends a token from a small bucket, so an endless stream of wants ends the
 link instead of the node's patience.
 
-What the peer is known to hold is tracked per feed (``theirs``, raised by its
-clock, by what it sends us, and by what we send it), which is what suppresses
-echoes and most duplicates.
-
 The machine never does I/O. Inputs are decoded messages, local head changes
 and ``now`` (seconds, any monotonic origin); outputs are :data:`Action` values
 the caller performs in order: send a message, serve a range from the store,
 ingest a batch into the store, store a fork proof, report a finished peek, or
-close. Session states are ``new`` (before :meth:`SyncSession.start`),
-``open`` and ``closed`` (after a ``bye`` either way): a message in any state
-but ``open`` raises :class:`ProtocolError` naming the state and the event;
-local calls after close raise :class:`LocalUsageError`.
+close. Its states, per session and per feed, are described below and held
+as data in two tables.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 from .errors import LocalUsageError, ProtocolError
 from .ratelimit import TokenBucket
 from .wire import (
     DEFAULT_WIRE_LIMITS,
-    Auth,
     Bye,
     Clock,
     Entries,
     ForkProofMessage,
-    Hello,
     Item,
     Message,
     Push,
     Want,
     WireLimits,
 )
+
+# Theory of the states (spec/sync.md §5)
+# ---------------------------------------
+#
+# A session is in one of three states:
+#
+#   new      created; start() sends our first clock and opens it. Nothing is
+#            accepted yet (the node starts a session before it reads).
+#   open     every message but hello/auth (the link's business, done before)
+#            is taken, each by its handler in _SESSION_TABLE.
+#   closed   after close() (we said bye) or the peer's bye. Nothing more is
+#            accepted; local calls raise LocalUsageError, close() does nothing.
+#
+#   new --start()--> open --bye received, or close()--> closed
+#   new --close()--> closed
+#
+# A message with no entry for the state in _SESSION_TABLE is a violation:
+# ProtocolError ``bad_state``, naming the state and the message.
+#
+# Every feed a session deals in has one _Feed record. Its ``state`` is our
+# interest in the feed, and says what a batch or a push of it means
+# (_FEED_TABLE):
+#
+#   unknown    not wanted, never was. A push is an unsolicited entry (paid for
+#              from the inbound bucket); a batch answers our peek of the feed,
+#              or else was never asked for (``unsolicited``).
+#   wanted     in our clock. A batch or push that continues our head goes to
+#              the store; one that leaves a gap is dropped, and the gap asked
+#              for with a want, which makes the feed
+#   filling    wanted, with that gap-repair want outstanding (one per feed:
+#              later gaps are only counted). An empty batch, a batch reaching
+#              the sender's head, or our own head reaching what the peer holds
+#              (the gap was filled through another link) makes it wanted again.
+#   withdrawn  dropped from our interest. Batches and pushes still in flight
+#              for it are ignored and counted; batches still answer a peek.
+#
+#   unknown, withdrawn --set_interest adds it--> wanted
+#   wanted --gap--> filling --filled--> wanted
+#   wanted, filling --set_interest drops it--> withdrawn
+#
+# Two facts of a feed are independent of that state. ``peeking``: a peek of
+# ours is unanswered, until a batch of a feed we do not want comes back empty
+# or reaching the sender's head (a wanted feed's batches take the wanted path).
+# ``theirs``: None while the peer does not want the feed, else what it is known
+# to hold, set by its clock (seq -1 clears it) and raised by what it sends us;
+# with ``sent`` it keeps us from echoing. Wanted (or filling) feeds with
+# ``theirs`` set are shared: we serve them (_maybe_serve). A record that is
+# unknown, not peeking and not wanted by the peer is dropped, so records are
+# bounded by our interest and withdrawals, max_feeds and max_peeks.
 
 __all__ = [
     "Action",
@@ -171,6 +212,32 @@ def _violation(msg: str, reason: str) -> ProtocolError:
     return ProtocolError(msg, reason=reason)
 
 
+SessionState: TypeAlias = Literal["new", "open", "closed"]
+FeedState: TypeAlias = Literal["unknown", "wanted", "filling", "withdrawn"]
+
+
+@dataclass(slots=True)
+class _Feed:
+    """What one session knows of one feed (see the theory above)."""
+
+    state: FeedState = "unknown"
+    #: our head; meaningful while the feed is wanted or filling
+    ours: Head = (0, None)
+    #: what the peer is known to hold; None while the peer does not want it
+    theirs: int | None = None
+    #: the head id the peer stated in its clock, with ``theirs``
+    their_id: bytes | None = None
+    #: the highest seq we have sent or scheduled to send
+    sent: int = 0
+    #: a peek of ours is unanswered
+    peeking: bool = False
+
+    @property
+    def wanted(self) -> bool:
+        """Whether the feed is in our interest (wanted or filling)."""
+        return self.state == "wanted" or self.state == "filling"
+
+
 class SyncSession:
     """Replication of the feeds two nodes both want, over one link.
 
@@ -186,21 +253,14 @@ class SyncSession:
 
     def __init__(self, interest: Mapping[bytes, Head], *, limits: SyncLimits | None = None) -> None:
         self.limits = limits or SyncLimits()
-        self.state: Literal["new", "open", "closed"] = "new"
-        #: our wanted feeds -> our head
-        self._ours: dict[bytes, Head] = dict(interest)
-        #: peer's wanted feeds -> what the peer is known to hold (seq)
-        self._theirs: dict[bytes, int] = {}
-        #: head ids the peer stated in its clock
-        self._their_ids: dict[bytes, bytes] = {}
-        #: highest seq we have sent or scheduled to send, per feed
-        self._sent: dict[bytes, int] = {}
-        #: outstanding gap-repair wants: author -> from_seq
-        self._wants: dict[bytes, int] = {}
-        #: outstanding peeks: author -> limit
-        self._peeks: dict[bytes, int] = {}
-        #: feeds we stopped wanting; batches still in flight for them are ignored
-        self._withdrawn: set[bytes] = set()
+        self.state: SessionState = "new"
+        #: every feed we want, withdrew or peek, or the peer wants; wanted ones
+        #: in the order we came to want them (_want), which our clocks keep
+        self._feeds: dict[bytes, _Feed] = {a: _Feed("wanted", h) for a, h in interest.items()}
+        #: records whose ``theirs`` is set (bounded by max_feeds)
+        self._peer_feeds = 0
+        #: records whose ``peeking`` is set (bounded by max_peeks)
+        self._peeks = 0
         self._want_bucket = TokenBucket(self.limits.want_burst, self.limits.want_rate)
         self._inbound_bucket = TokenBucket(self.limits.inbound_burst, self.limits.inbound_rate)
         self._clock_bucket = TokenBucket(self.limits.clock_burst, self.limits.clock_rate)
@@ -213,15 +273,32 @@ class SyncSession:
 
     def peer_feeds(self) -> dict[bytes, int]:
         """The feeds the peer wants, with the seq it is known to hold."""
-        return dict(self._theirs)
+        return {a: f.theirs for a, f in self._feeds.items() if f.theirs is not None}
 
     def peer_wants(self, author: bytes) -> bool:
         """Whether the peer has said it wants ``author``'s feed."""
-        return author in self._theirs
+        feed = self._feeds.get(author)
+        return feed is not None and feed.theirs is not None
 
     def outstanding_wants(self) -> int:
         """Our gap-repair wants and peeks the peer has not completed."""
-        return len(self._wants) + len(self._peeks)
+        return sum(1 for f in self._feeds.values() if f.state == "filling") + self._peeks
+
+    # --- records -------------------------------------------------------
+
+    def _want(self, author: bytes, head: Head) -> _Feed:
+        """Make ``author`` wanted at ``head``, its record moved last."""
+        feed = self._feeds.pop(author, None)
+        if feed is None:
+            feed = _Feed()
+        feed.state = "wanted"
+        feed.ours = head
+        self._feeds[author] = feed
+        return feed
+
+    def _forget_if_idle(self, author: bytes, feed: _Feed) -> None:
+        if feed.state == "unknown" and feed.theirs is None and not feed.peeking:
+            self._feeds.pop(author, None)
 
     # --- local events --------------------------------------------------
 
@@ -234,7 +311,7 @@ class SyncSession:
         if self.state != "new":
             raise LocalUsageError(f"start() in state {self.state}")
         self.state = "open"
-        feeds = [(a, s, i) for a, (s, i) in self._ours.items()]
+        feeds = [(a, f.ours[0], f.ours[1]) for a, f in self._feeds.items() if f.wanted]
         return self._clock_messages(feeds) or [Send(Clock(()))]
 
     def _clock_messages(self, feeds: list[tuple[bytes, int, bytes | None]]) -> list[Action]:
@@ -245,48 +322,52 @@ class SyncSession:
         """Replace our wanted feeds; announce the difference and serve as needed."""
         self._require_open("set_interest")
         delta: list[tuple[bytes, int, bytes | None]] = []
-        for author in list(self._ours):
-            if author not in interest:
-                del self._ours[author]
-                self._wants.pop(author, None)
-                self._withdrawn.add(author)
+        for author, feed in self._feeds.items():
+            if feed.wanted and author not in interest:
+                feed.state = "withdrawn"
+                feed.ours = (0, None)
                 delta.append((author, -1, None))
         actions: list[Action] = []
         for author, head in interest.items():
-            if author not in self._ours:
-                self._ours[author] = head
-                self._withdrawn.discard(author)
+            known = self._feeds.get(author)
+            if known is None or not known.wanted:
+                feed = self._want(author, head)
                 delta.append((author, head[0], head[1]))
-                actions.extend(self._maybe_serve(author, overlap=True))
-            elif head[0] > self._ours[author][0]:
+                actions.extend(self._maybe_serve(author, feed, overlap=True))
+            elif head[0] > known.ours[0]:
                 actions.extend(self.local_update(author, head))
         return self._clock_messages(delta) + actions
 
     def local_update(self, author: bytes, head: Head) -> list[Action]:
         """Our store now holds ``author`` up to ``head``: push to the peer if behind."""
         self._require_open("local_update")
-        if author not in self._ours or head[0] <= self._ours[author][0]:
+        feed = self._feeds.get(author)
+        if feed is None or not feed.wanted or head[0] <= feed.ours[0]:
             return []
-        self._ours[author] = head
-        want = self._wants.get(author)
-        if want is not None and head[0] >= self._theirs.get(author, 0):
+        feed.ours = head
+        if feed.state == "filling" and head[0] >= (feed.theirs or 0):
             # Filled through another peer; the answer still arriving is harmless.
-            del self._wants[author]
-        return self._maybe_serve(author, overlap=False)
+            feed.state = "wanted"
+        return self._maybe_serve(author, feed, overlap=False)
 
     def peek(self, author: bytes, limit: int) -> list[Action]:
         """Ask the peer for the latest ``limit`` entries of ``author``'s feed."""
         self._require_open("peek")
-        if len(self._peeks) >= self.limits.max_peeks:
+        if self._peeks >= self.limits.max_peeks:
             raise LocalUsageError("too many peeks outstanding on this link")
         limit = max(1, min(limit, self.limits.wire.max_peek))
-        self._peeks[author] = limit
+        feed = self._feeds.get(author)
+        if feed is None:
+            feed = self._feeds[author] = _Feed()
+        if not feed.peeking:
+            feed.peeking = True
+            self._peeks += 1
         return [Send(Want(author, 0, limit))]
 
     def send_fork_proof(self, author: bytes, proof: bytes) -> list[Action]:
         """Gossip a verified fork proof of ``author`` if the peer wants that feed."""
         self._require_open("send_fork_proof")
-        if author not in self._theirs:
+        if not self.peer_wants(author):
             return []
         return [Send(ForkProofMessage(proof))]
 
@@ -299,27 +380,27 @@ class SyncSession:
 
     # --- serving -------------------------------------------------------
 
-    def _maybe_serve(self, author: bytes, *, overlap: bool) -> list[Action]:
+    def _maybe_serve(self, author: bytes, feed: _Feed, *, overlap: bool) -> list[Action]:
         """Serve what the peer lacks of a feed both sides want."""
-        if author not in self._ours or author not in self._theirs:
+        theirs = feed.theirs
+        if theirs is None or not feed.wanted:
             return []
-        ours_seq, ours_id = self._ours[author]
-        theirs = self._theirs[author]
-        known = max(theirs, self._sent.get(author, 0))
+        ours_seq, ours_id = feed.ours
+        known = max(theirs, feed.sent)
         if ours_seq > known:
             # Overlap one entry on a fresh clock so that a diverging history
             # (equivocation) meets ours at the peer's store in this round.
             first = theirs if overlap and theirs >= 1 and known == theirs else known + 1
-            self._sent[author] = ours_seq
+            feed.sent = ours_seq
             live = first == ours_seq and not overlap
             return [Serve(author, first, ours_seq, live=live)]
         if overlap and ours_seq >= 1 and ours_seq == theirs:
-            their_id = self._their_ids.get(author)
+            their_id = feed.their_id
             if their_id is not None and ours_id is not None and their_id != ours_id:
                 return [Serve(author, ours_seq, ours_seq)]
         return []
 
-    # --- peer messages -------------------------------------------------
+    # --- peer messages: the session ------------------------------------
 
     def receive(self, msg: Message, now: float) -> list[Action]:
         """Process one message from the peer.
@@ -334,53 +415,49 @@ class SyncSession:
         Raises:
             ProtocolError: the peer broke the protocol (reason names the rule:
                 ``bad_state``, ``unsolicited``, ``want_flood``,
-                ``inbound_flood``, ``too_many_feeds``). Close the link.
+                ``inbound_flood``, ``clock_flood``, ``too_many_feeds``).
+                Close the link.
         """
-        if self.state != "open":
+        step = _SESSION_TABLE.get((self.state, type(msg)))
+        if step is None:
             raise _violation(
                 f"{type(msg).__name__} received in state {self.state}", reason="bad_state"
             )
-        if isinstance(msg, Entries):
-            return self._on_entries(msg)
-        if isinstance(msg, Push):
-            return self._on_push(msg, now)
-        if isinstance(msg, Clock):
-            if not self._clock_bucket.take(now):
-                raise _violation("peer sends clocks faster than allowed", reason="clock_flood")
-            return self._on_clock(msg, now)
-        if isinstance(msg, Want):
-            return self._on_want(msg, now)
-        if isinstance(msg, ForkProofMessage):
-            return [StoreForkProof(msg.proof)]
-        if isinstance(msg, Bye):
-            self.state = "closed"
-            return [Close(msg.reason)]
-        assert isinstance(msg, (Hello, Auth))
-        raise _violation(f"{type(msg).__name__} received in state open", reason="bad_state")
+        handler, after = step
+        actions = handler(self, msg, now)
+        self.state = after
+        return actions
 
     def _on_clock(self, msg: Clock, now: float) -> list[Action]:
+        if not self._clock_bucket.take(now):
+            raise _violation("peer sends clocks faster than allowed", reason="clock_flood")
         actions: list[Action] = []
         for author, seq, hid in msg.feeds:
+            feed = self._feeds.get(author)
             if seq < 0:
-                self._theirs.pop(author, None)
-                self._their_ids.pop(author, None)
-                self._sent.pop(author, None)
+                if feed is not None:
+                    if feed.theirs is not None:
+                        self._peer_feeds -= 1
+                    feed.theirs = feed.their_id = None
+                    feed.sent = 0
+                    self._forget_if_idle(author, feed)
                 continue
-            if author not in self._theirs and len(self._theirs) >= self.limits.max_feeds:
+            known = None if feed is None else feed.theirs
+            if known is None and self._peer_feeds >= self.limits.max_feeds:
                 raise _violation("peer names too many feeds", reason="too_many_feeds")
-            known = self._theirs.get(author)
             if known is not None and seq < known and not self._want_bucket.take(now):
                 raise _violation("peer rewinds its clock too often", reason="want_flood")
-            self._theirs[author] = seq
+            if feed is None:
+                feed = self._feeds[author] = _Feed()
+            if known is None:
+                self._peer_feeds += 1
+            feed.theirs = seq
             # A stated clock resets what we assume the peer holds: if it is
             # lower than what we sent, the peer refused some (e.g. from the
             # future) and will want them; re-serving is its call.
-            self._sent[author] = seq
-            if hid is None:
-                self._their_ids.pop(author, None)
-            else:
-                self._their_ids[author] = hid
-            actions.extend(self._maybe_serve(author, overlap=True))
+            feed.sent = seq
+            feed.their_id = hid
+            actions.extend(self._maybe_serve(author, feed, overlap=True))
         return actions
 
     def _on_want(self, msg: Want, now: float) -> list[Action]:
@@ -388,80 +465,134 @@ class SyncSession:
             raise _violation("peer sends wants faster than allowed", reason="want_flood")
         if msg.limit is not None:
             return [Serve(msg.author, msg.from_seq, None, limit=msg.limit)]
-        ours = self._ours.get(msg.author)
-        if ours is not None and msg.author in self._theirs:
+        feed = self._feeds.get(msg.author)
+        if feed is not None and feed.wanted and feed.theirs is not None:
             # Gap repair of a shared feed: serve it and keep pushing after.
-            self._theirs[msg.author] = max(0, min(self._theirs[msg.author], msg.from_seq - 1))
-            self._sent[msg.author] = max(ours[0], msg.from_seq - 1)
-            return [Serve(msg.author, msg.from_seq, ours[0])]
+            feed.theirs = max(0, min(feed.theirs, msg.from_seq - 1))
+            feed.sent = max(feed.ours[0], msg.from_seq - 1)
+            return [Serve(msg.author, msg.from_seq, feed.ours[0])]
         return [Serve(msg.author, msg.from_seq, None, limit=self.limits.wire.max_batch)]
 
-    def _note_peer_holds(self, author: bytes, seq: int) -> None:
-        if author in self._theirs:
-            self._theirs[author] = max(self._theirs[author], seq)
+    def _on_feed_message(self, msg: Entries | Push, now: float) -> list[Action]:
+        # A feed the session has no record of is unknown; a fresh record
+        # stands in for it and is not kept (no unknown-feed handler keeps one).
+        feed = self._feeds.get(msg.author)
+        if feed is None:
+            feed = _Feed()
+        return _FEED_TABLE[feed.state, type(msg)](self, feed, msg, now)
+
+    def _on_fork_proof(self, msg: ForkProofMessage, now: float) -> list[Action]:
+        return [StoreForkProof(msg.proof)]
+
+    def _on_bye(self, msg: Bye, now: float) -> list[Action]:
+        return [Close(msg.reason)]
+
+    # --- peer messages: one feed ---------------------------------------
+
+    def _note_peer_holds(self, feed: _Feed, seq: int) -> None:
+        if feed.theirs is not None:
+            feed.theirs = max(feed.theirs, seq)
         # Never echo back what this peer holds (it sent it, or says it has it).
-        if seq > self._sent.get(author, 0):
-            self._sent[author] = seq
+        if seq > feed.sent:
+            feed.sent = seq
 
-    def _request_gap(self, author: bytes) -> list[Action]:
+    def _request_gap(self, author: bytes, feed: _Feed) -> list[Action]:
         self.gaps += 1
-        if author in self._wants:
+        if feed.state == "filling":
             return []
-        first = self._ours[author][0] + 1
-        self._wants[author] = first
-        return [Send(Want(author, first))]
+        feed.state = "filling"
+        return [Send(Want(author, feed.ours[0] + 1))]
 
-    def _on_entries(self, msg: Entries) -> list[Action]:
-        author = msg.author
+    def _batch_of_wanted(self, feed: _Feed, msg: Entries, now: float) -> list[Action]:
         n = len(msg.items)
-        last = msg.start + n - 1
-        if author in self._ours:
-            if n == 0:
-                self._wants.pop(author, None)
-                return []
-            if msg.start > self._ours[author][0] + 1:
-                return self._request_gap(author)
-            self._note_peer_holds(author, max(last, msg.head))
-            want = self._wants.get(author)
-            if want is not None and last >= msg.head:
-                del self._wants[author]
-            if last <= self._ours[author][0]:
-                self.duplicates += n
-            return [Ingest(author, msg.start, msg.items, "sync")]
-        if author in self._peeks:
-            actions: list[Action] = []
-            if n:
-                actions.append(Ingest(author, msg.start, msg.items, "peek"))
-            if n == 0 or last >= msg.head:
-                del self._peeks[author]
-                actions.append(PeekDone(author))
-            return actions
-        if author in self._withdrawn:
-            self.ignored += n
+        if n == 0:
+            if feed.state == "filling":
+                feed.state = "wanted"
             return []
+        if msg.start > feed.ours[0] + 1:
+            return self._request_gap(msg.author, feed)
+        last = msg.start + n - 1
+        self._note_peer_holds(feed, max(last, msg.head))
+        if feed.state == "filling" and last >= msg.head:
+            feed.state = "wanted"
+        if last <= feed.ours[0]:
+            self.duplicates += n
+        return [Ingest(msg.author, msg.start, msg.items, "sync")]
+
+    def _batch_of_withdrawn(self, feed: _Feed, msg: Entries, now: float) -> list[Action]:
+        if feed.peeking:
+            return self._peek_answer(feed, msg)
+        self.ignored += len(msg.items)
+        return []
+
+    def _batch_of_unknown(self, feed: _Feed, msg: Entries, now: float) -> list[Action]:
+        if feed.peeking:
+            return self._peek_answer(feed, msg)
         raise _violation("entries for a feed we did not ask for", reason="unsolicited")
 
-    def _on_push(self, msg: Push, now: float) -> list[Action]:
+    def _peek_answer(self, feed: _Feed, msg: Entries) -> list[Action]:
         author = msg.author
-        ours = self._ours.get(author)
-        if ours is None:
-            if author in self._withdrawn:
-                self.ignored += 1
-                return []
-            if not self._inbound_bucket.take(now):
-                raise _violation("too many unsolicited pushes", reason="inbound_flood")
-            return [Ingest(author, msg.seq, (msg.item,), "inbound")]
-        self._note_peer_holds(author, msg.seq)
-        if msg.seq <= ours[0]:
+        n = len(msg.items)
+        actions: list[Action] = []
+        if n:
+            actions.append(Ingest(author, msg.start, msg.items, "peek"))
+        if n == 0 or msg.start + n - 1 >= msg.head:
+            feed.peeking = False
+            self._peeks -= 1
+            self._forget_if_idle(author, feed)
+            actions.append(PeekDone(author))
+        return actions
+
+    def _push_of_wanted(self, feed: _Feed, msg: Push, now: float) -> list[Action]:
+        ours_seq, ours_id = feed.ours
+        self._note_peer_holds(feed, msg.seq)
+        if msg.seq <= ours_seq:
             # Already held (another peer was faster). A push at our head is
             # still handed over: a different entry there is a fork to detect.
             self.duplicates += 1
-            if msg.seq < ours[0] or hashlib.sha256(msg.item[0]).digest() == ours[1]:
+            if msg.seq < ours_seq or hashlib.sha256(msg.item[0]).digest() == ours_id:
                 return []
-            return [Ingest(author, msg.seq, (msg.item,), "push")]
-        if msg.seq > ours[0] + 1:
-            return self._request_gap(author)
-        return [Ingest(author, msg.seq, (msg.item,), "push")]
+            return [Ingest(msg.author, msg.seq, (msg.item,), "push")]
+        if msg.seq > ours_seq + 1:
+            return self._request_gap(msg.author, feed)
+        return [Ingest(msg.author, msg.seq, (msg.item,), "push")]
+
+    def _push_of_withdrawn(self, feed: _Feed, msg: Push, now: float) -> list[Action]:
+        self.ignored += 1
+        return []
+
+    def _push_of_unknown(self, feed: _Feed, msg: Push, now: float) -> list[Action]:
+        if not self._inbound_bucket.take(now):
+            raise _violation("too many unsolicited pushes", reason="inbound_flood")
+        return [Ingest(msg.author, msg.seq, (msg.item,), "inbound")]
+
+
+# The tables. A handler's message argument has the type of its key's message.
+_Handler: TypeAlias = Callable[[SyncSession, Any, float], list[Action]]
+_FeedHandler: TypeAlias = Callable[[SyncSession, _Feed, Any, float], list[Action]]
+
+#: (session state, message type) -> (handler, session state after it).
+#: Only ``open`` takes messages; hello and auth belong to the link, before.
+_SESSION_TABLE: dict[tuple[SessionState, type[Message]], tuple[_Handler, SessionState]] = {
+    ("open", Clock): (SyncSession._on_clock, "open"),
+    ("open", Want): (SyncSession._on_want, "open"),
+    ("open", Entries): (SyncSession._on_feed_message, "open"),
+    ("open", Push): (SyncSession._on_feed_message, "open"),
+    ("open", ForkProofMessage): (SyncSession._on_fork_proof, "open"),
+    ("open", Bye): (SyncSession._on_bye, "closed"),
+}
+
+#: (our interest in the feed, message type) -> handler; complete for both.
+_FEED_TABLE: dict[tuple[FeedState, type[Entries] | type[Push]], _FeedHandler] = {
+    ("wanted", Entries): SyncSession._batch_of_wanted,
+    ("filling", Entries): SyncSession._batch_of_wanted,
+    ("withdrawn", Entries): SyncSession._batch_of_withdrawn,
+    ("unknown", Entries): SyncSession._batch_of_unknown,
+    ("wanted", Push): SyncSession._push_of_wanted,
+    ("filling", Push): SyncSession._push_of_wanted,
+    ("withdrawn", Push): SyncSession._push_of_withdrawn,
+    ("unknown", Push): SyncSession._push_of_unknown,
+}
 
 
 def heads_of(interest: Iterable[bytes], heads: Mapping[bytes, Head]) -> dict[bytes, Head]:
