@@ -1380,7 +1380,7 @@ def _record_store_run() -> Run:
 
 
 def _serve_run() -> Run:
-    """The DHT request handler's protocol half (node/dht.py ``_handle``), minus I/O."""
+    """The DHT request handler's protocol half (node/dht/handler.py ``RequestHandler.handle``), minus I/O."""
     values = ValueStore(max_items=64)
     records = RecordStore(max_records=16, ttl=90.0)
     swarms = SwarmStore(max_keys=8, max_peers=4, ttl=60.0)

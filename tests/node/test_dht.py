@@ -14,6 +14,7 @@ import pytest
 import trio
 
 from p2psocial.node.dht import DHTConfig, DHTNode
+from p2psocial.node.dht.handler import RequestHandler
 from p2psocial.protocol.dht import head_key, swarm_key
 from p2psocial.protocol.dht.wire import decode_datagram_untrusted, encode_request
 from p2psocial.protocol.entries import create_entry
@@ -312,7 +313,7 @@ async def test_home_node_reuses_its_closest_set_and_falls_back_when_it_dies() ->
             assert await nodes[9].get_head(author.public_key) == chain[1]
             # Half the cached set goes silent: the next put walks again.
             hk = head_key(author.public_key)
-            cached = home._closest_cache[("head", hk)][1]
+            cached = home._records.closest_cache[("head", hk)][1]
             gone = {c.node_id for c in cached[: len(cached) // 2]}
             for x in nodes:
                 if x.node_id in gone:
@@ -368,11 +369,11 @@ async def test_record_replies_carry_a_key_proof_when_asked() -> None:
                 await nursery.start(impostor.run)
                 fake = Contact(os.urandom(20), *impostor.address)
                 asker = nodes[1]
-                value, sent = await asker._proving_call(
+                value, sent = await asker._contacts.proving_call(
                     fake, "get_record", [asker.node_id, hk, "head"]
                 )
                 with pytest.raises(InvalidSignature) as info:
-                    asker._check_proof(fake, sent, parse_get_record_reply(value)[2])
+                    asker._contacts.check_proof(fake, sent, parse_get_record_reply(value)[2])
                 assert info.value.reason == "wrong_id"
                 assert not asker.is_proven(fake)
                 nursery.cancel_scope.cancel()
@@ -436,14 +437,14 @@ async def test_a_bug_in_one_request_ends_that_request_only(
     it the DHT and the node. Now it is logged with its traceback and counted."""
     async with dht_testnet(2) as nodes:
         a, b = nodes
-        real = DHTNode._handle
+        real = RequestHandler.handle
 
-        def buggy(self: DHTNode, req: Any, addr: Any) -> Any:
+        def buggy(self: RequestHandler, req: Any, addr: Any) -> Any:
             if req.method == "find_node":
                 raise RuntimeError("injected bug")
             return real(self, req, addr)
 
-        monkeypatch.setattr(DHTNode, "_handle", buggy)
+        monkeypatch.setattr(RequestHandler, "handle", buggy)
         with trio.fail_after(10):
             await a.find_node(os.urandom(20))  # b's handler fails on it
             assert await a.ping(b.address) == b.node_id  # and b still answers

@@ -1,6 +1,6 @@
 """200 DHTNodes on a seeded lossy in-memory network under MockClock (STYLE.md §15).
 
-The same DHTNode code runs with its socket swapped for ``dht_memnet``: 10 %
+The same DHTNode code runs with its socket swapped for ``dht.memnet``: 10 %
 of datagrams are lost, some duplicated, all delayed 1-10 ms of virtual time.
 """
 
@@ -14,7 +14,7 @@ import trio
 import trio.testing
 
 from p2psocial.node.dht import DHTConfig, DHTNode
-from p2psocial.node.dht_memnet import MemoryNetwork
+from p2psocial.node.dht.memnet import MemoryNetwork
 from p2psocial.protocol.dht import distance
 from p2psocial.protocol.entries import create_entry
 from p2psocial.protocol.identity import SigningKey

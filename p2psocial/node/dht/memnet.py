@@ -16,9 +16,9 @@ import random
 
 import trio
 
-__all__ = ["MemoryNetwork", "MemorySocket"]
+from .common import Addr
 
-Addr = tuple[str, int]
+__all__ = ["MemoryNetwork", "MemorySocket"]
 
 
 class MemorySocket:

@@ -1,0 +1,93 @@
+"""What every part of the DHT service shares: its tunables, its error, its
+stores and its logger."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+
+from ...errors import NodeError
+from ...protocol.dht import RecordStore, SwarmStore, TokenIssuer, ValueStore
+
+__all__ = ["Addr", "DHTConfig", "DHTError", "Stores", "log"]
+
+#: Every module of the package logs under the name the service had when it was
+#: one module, so that log filters written for it keep working.
+log = logging.getLogger("p2psocial.node.dht")
+
+Addr = tuple[str, int]
+
+
+class DHTError(NodeError):
+    """A DHT operation could not complete (timeout, no contacts, not running)."""
+
+    reason = "dht"
+
+
+@dataclass(slots=True)
+class DHTConfig:
+    """Tunables of a :class:`DHTNode`; the defaults suit a real network.
+
+    Times are seconds of the trio clock.
+    """
+
+    k: int = 20
+    alpha: int = 3
+    #: First attempt's timeout; each retry waits ``rpc_backoff`` times longer.
+    #: Six attempts with a gentle backoff: 5 s before a silent contact is
+    #: declared dead, and at 10 % loss each way (19 % per round trip) a live
+    #: one is lost once in 20,000 requests.
+    rpc_timeout: float = 0.5
+    rpc_attempts: int = 6
+    rpc_backoff: float = 1.2
+    #: Attempts after which a lookup treats a silent contact as failed.
+    lookup_patience: int = 2
+    #: A record or peers get walks until this many closest nodes answered
+    #: (puts go to the k closest, so these hold the latest version), keeping
+    #: the highest seq seen on the way.
+    get_k: int = 5
+    request_queue: int = 256
+    request_workers: int = 1
+    hello_queue: int = 256
+    hello_workers: int = 2
+    ping_queue: int = 64
+    #: Per-address request rate limit (token bucket).
+    rate_per_s: float = 200.0
+    rate_burst: float = 400.0
+    rate_table_size: int = 4096
+    maintenance_interval: float = 60.0
+    #: How long the k closest nodes found for one of our own record slots are
+    #: reused for the next put of that slot (0 disables it).
+    closest_cache_ttl: float = 300.0
+    refresh_interval: float = 3600.0
+    republish_interval: float = 3600.0
+    announce_interval: float = 900.0
+    #: An announce that no node accepted (say, made before the node joined)
+    #: is retried after this many seconds, doubling up to announce_interval.
+    announce_retry: float = 1.0
+    token_rotation: float = 300.0
+    contact_save_interval: float = 300.0
+    #: A contact that failed hello is not asked again for this long.
+    not_ours_ttl: float = 600.0
+    max_proven: int = 8192
+
+
+@dataclass(slots=True)
+class Stores:
+    """What this node holds for the network: the sans-IO stores of
+    ``protocol.dht``, served by the request handler and read and written by
+    the clients and by maintenance."""
+
+    token_rotation: float
+    records: RecordStore = field(default_factory=RecordStore)
+    swarms: SwarmStore = field(default_factory=SwarmStore)
+    values: ValueStore = field(default_factory=ValueStore)
+    tokens: TokenIssuer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.new_tokens(0.0)
+
+    def new_tokens(self, now: float) -> None:
+        """Start a fresh announce-token issuer with a random secret at ``now``."""
+        self.tokens = TokenIssuer(os.urandom(32), now, rotation_s=self.token_rotation)

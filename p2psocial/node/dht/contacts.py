@@ -1,0 +1,302 @@
+"""Contacts: the routing table, liveness, and key proving.
+
+Any contact may sit in the routing table and serve node lookups and plain
+values, including nodes that speak only the ``kademlia`` package's four RPCs.
+Our record RPCs go only to contacts that proved their node key (node id =
+SHA-256(key)[:20]), by ``hello`` or by a proof carried in a record reply.
+Nodes that answer ping but not hello ("not ours": stock nodes) are remembered
+for a while and left out of the record seeds we hand out.
+
+The table answers and never acts (STYLE.md §4): when it asks for the oldest
+contact of a full bucket to be pinged, the ping worker here does it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from ...protocol.dht import Contact, RoutingTable
+from ...protocol.dht.routing import AddResult
+from ...protocol.dht.wire import NONCE_SIZE, parse_hello_reply, parse_ping_reply, verify_hello
+from ...protocol.errors import DecodeError, ProtocolError
+from .common import Addr, DHTConfig, DHTError
+from .engine import Caller
+
+__all__ = ["Contacts"]
+
+
+class Contacts:
+    """The contacts of one node: who is in the table, who proved their key.
+
+    Args:
+        node_id: our node id.
+        config: tunables (k, queue sizes, hello workers, not_ours_ttl, max_proven).
+        caller: sends requests (ping and hello).
+    """
+
+    def __init__(self, node_id: bytes, config: DHTConfig, caller: Caller) -> None:
+        self.node_id = node_id
+        self.table = RoutingTable(node_id, k=config.k)
+        self._config = config
+        self._caller = caller
+        self._proven: OrderedDict[bytes, Addr] = OrderedDict()
+        self._not_ours: dict[Addr, float] = {}
+        self._hello_send, self._hello_recv = trio.open_memory_channel[Contact](config.hello_queue)
+        self._ping_send, self._ping_recv = trio.open_memory_channel[Contact](config.ping_queue)
+        self._pinging: set[bytes] = set()
+        self._hello_inflight: dict[bytes, trio.Event] = {}
+        self._hellos_running = 0
+        self._stats: Counter[str] = Counter()
+        #: Set when the node (re)joins: bootstrap finished, or the table went
+        #: from empty to non-empty. Own announces and records made before
+        #: that reached no one, or not the nodes closest to their keys.
+        self.joined = trio.Event()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the hello and ping workers until cancelled."""
+        async with trio.open_nursery() as nursery:
+            for _ in range(self._config.hello_workers):
+                nursery.start_soon(self._hello_worker)
+            nursery.start_soon(self._ping_worker)
+            task_status.started()
+
+    # -- the table -----------------------------------------------------------------
+
+    def saw(self, contact: Contact, now: float, *, prove: bool = True) -> None:
+        """A contact was seen alive: tell the table, and act on its answer.
+
+        Contacts that answered us are proven (hello) in the background, so
+        record lookups rarely wait for a hello. Contacts that merely sent us a
+        request (``prove=False``) are proven lazily, if we ever ask them for
+        records: every lookup reaches a few nodes that never saw the asker,
+        and proving each asker eagerly would double the cost of a lookup.
+        """
+        was_empty = not len(self.table)
+        outcome = self.table.add(contact, now)
+        if was_empty and outcome.result is AddResult.ADDED:
+            self.joined.set()
+        if outcome.result is AddResult.ADDED and prove:
+            if contact.node_id not in self._proven and contact.addr not in self._not_ours:
+                try:
+                    self._hello_send.send_nowait(contact)
+                except trio.WouldBlock:
+                    self._stats["hello_queue_full"] += 1
+        elif outcome.result is AddResult.PING and outcome.ping is not None:
+            old = outcome.ping
+            if old.node_id not in self._pinging:
+                try:
+                    self._ping_send.send_nowait(old)
+                    self._pinging.add(old.node_id)
+                except trio.WouldBlock:
+                    self._stats["ping_queue_full"] += 1
+
+    def failed(self, contact: Contact) -> None:
+        """``contact`` went unanswered (or lied): evict it from the table."""
+        if self.table.remove(contact.node_id):
+            self._stats["contacts_evicted"] += 1
+
+    def take_joined(self) -> bool:
+        """Whether the node (re)joined since the last call; clears the signal."""
+        if not self.joined.is_set():
+            return False
+        self.joined = trio.Event()
+        return True
+
+    async def ping(self, addr: Addr) -> bytes:
+        """Ping ``addr``; returns its node id (and adds it to the table).
+
+        Raises:
+            DHTError: no answer. DecodeError: a malformed answer.
+        """
+        node_id = parse_ping_reply(await self._caller.call(addr, "ping", [self.node_id]))
+        if node_id != self.node_id:
+            self.saw(Contact(node_id, addr[0], addr[1]), trio.current_time())
+        return node_id
+
+    async def _ping_worker(self) -> None:
+        async for old in self._ping_recv:
+            try:
+                await self.ping(old.addr)
+            except (DHTError, ProtocolError):
+                self.failed(old)
+            finally:
+                self._pinging.discard(old.node_id)
+
+    # -- stock nodes -----------------------------------------------------------------
+
+    def _useful(self, c: Contact) -> bool:
+        """Whether to hand ``c`` out in record replies (not known to be stock)."""
+        return (c.host, c.port) not in self._not_ours
+
+    def useful_filter(self) -> Callable[[Contact], bool] | None:
+        """The filter for contacts fit for record RPCs, or None when all are."""
+        # No filter at all in the common case of a network without stock nodes.
+        return self._useful if self._not_ours else None
+
+    def record_seeds(self, key: bytes) -> list[Contact]:
+        """The closest contacts to ``key`` to start a record or peers lookup from."""
+        return self.table.closest(key, accept=self.useful_filter())
+
+    def speaks_ours(self, addr: Addr) -> None:
+        """``addr`` sent us one of our own RPCs: it is not a stock node after all
+        (an overloaded node of ours that missed a hello was taken for one)."""
+        self._not_ours.pop(addr, None)
+
+    def expire(self, now: float) -> None:
+        """Forget "not ours" verdicts that are due for a second chance."""
+        for addr in [a for a, t in self._not_ours.items() if t <= now]:
+            del self._not_ours[addr]
+
+    # -- key proving -------------------------------------------------------------------
+
+    def is_proven(self, contact: Contact) -> bool:
+        """Whether ``contact`` proved its node key at its current address."""
+        return self._proven.get(contact.node_id) == contact.addr
+
+    async def _hello_worker(self) -> None:
+        async for contact in self._hello_recv:
+            self._hellos_running += 1
+            try:
+                with contextlib.suppress(DHTError, ProtocolError):
+                    await self.ensure_proven(contact)
+            finally:
+                self._hellos_running -= 1
+
+    async def ensure_proven(self, contact: Contact) -> None:
+        """Run ``hello`` with ``contact`` unless it already proved its key there.
+
+        Concurrent callers for one contact share a single hello.
+
+        Raises:
+            DHTError: ``not_ours`` (answers ping but not hello: a stock node)
+                or ``timeout`` (answers nothing).
+            ProtocolError: a wrong key or signature.
+        """
+        if self.is_proven(contact):
+            return
+        until = self._not_ours.get(contact.addr)
+        if until is not None:
+            if until > trio.current_time():
+                raise DHTError("contact does not speak hello", reason="not_ours")
+            del self._not_ours[contact.addr]
+        running = self._hello_inflight.get(contact.node_id)
+        if running is not None:
+            await running.wait()
+            if self.is_proven(contact):
+                return
+            if contact.addr in self._not_ours:
+                raise DHTError("contact does not speak hello", reason="not_ours")
+            raise DHTError("hello failed", reason="timeout")
+        done = self._hello_inflight[contact.node_id] = trio.Event()
+        try:
+            await self._hello(contact)
+        finally:
+            del self._hello_inflight[contact.node_id]
+            done.set()
+
+    async def _hello(self, contact: Contact) -> None:
+        nonce = os.urandom(NONCE_SIZE)
+        # Silence to hello means a stock node (rpcudp ignores unknown methods)
+        # or a dead one. A ping, started once the first hello attempt went
+        # unanswered, tells them apart by the time the hello gives up.
+        alive = False
+
+        async def probe() -> None:
+            nonlocal alive
+            await trio.sleep(self._config.rpc_timeout)
+            with contextlib.suppress(DHTError, ProtocolError):
+                await self.ping(contact.addr)
+                alive = True
+
+        value: Any = None
+        failed = False
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(probe)
+            try:
+                value = await self._caller.call(contact.addr, "hello", [self.node_id, nonce])
+            except DHTError:
+                failed = True
+            else:
+                nursery.cancel_scope.cancel()
+        if failed:
+            if not alive:
+                self.failed(contact)
+                raise DHTError(f"hello to {contact} timed out", reason="timeout")
+            self._not_ours[contact.addr] = trio.current_time() + self._config.not_ours_ttl
+            if len(self._not_ours) > 4 * self._config.max_proven:
+                self._not_ours.pop(next(iter(self._not_ours)))
+            self._stats["not_ours"] += 1
+            raise DHTError("contact does not speak hello", reason="not_ours")
+        public_key, signature = parse_hello_reply(value)
+        self._accept_proof(contact, nonce, public_key, signature)
+
+    async def proving_call(
+        self, c: Contact, method: str, args: list[Any]
+    ) -> tuple[Any, bytes | None]:
+        """Call one of our record RPCs; to a contact not yet proven, add a
+        nonce so that its reply carries the key proof (no separate hello).
+
+        Returns:
+            (reply value, the nonce sent or None); pass both to :meth:`check_proof`.
+
+        Raises:
+            DHTError: ``not_ours`` (a known stock node) or ``no_answer``.
+        """
+        if self.is_proven(c):
+            return await self._caller.call(c.addr, method, args), None
+        until = self._not_ours.get(c.addr)
+        if until is not None and until > trio.current_time():
+            raise DHTError("contact does not speak our RPCs", reason="not_ours")
+        nonce = os.urandom(NONCE_SIZE)
+        try:
+            return await self._caller.call(c.addr, method, [*args, nonce]), nonce
+        except DHTError:
+            # A stock node (it ignores our methods) or a dead one: the hello
+            # worker tells them apart in the background, and evicts the dead.
+            with contextlib.suppress(trio.WouldBlock):
+                self._hello_send.send_nowait(c)
+            raise DHTError(f"{method} to {c} went unanswered", reason="no_answer") from None
+
+    def check_proof(
+        self, c: Contact, nonce: bytes | None, proof: tuple[bytes, bytes] | None
+    ) -> None:
+        """Accept a reply's key proof, or raise ProtocolError if it was due and is bad."""
+        if nonce is None:
+            return
+        if proof is None:
+            raise DecodeError("reply lacks the key proof asked for", reason="no_proof")
+        self._accept_proof(c, nonce, proof[0], proof[1])
+
+    def _accept_proof(self, c: Contact, nonce: bytes, public_key: bytes, signature: bytes) -> None:
+        try:
+            verify_hello(c.node_id, nonce, self.node_id, public_key, signature)
+        except ProtocolError:
+            self._stats["hello_bad"] += 1
+            self.failed(c)
+            raise
+        self._proven[c.node_id] = c.addr
+        self._proven.move_to_end(c.node_id)
+        while len(self._proven) > self._config.max_proven:
+            self._proven.popitem(last=False)
+        self._stats["hello_proven"] += 1
+
+    # -- introspection -------------------------------------------------------------------
+
+    @property
+    def proven_count(self) -> int:
+        """Contacts whose key proof we hold."""
+        return len(self._proven)
+
+    def hello_backlog(self) -> int:
+        """Hellos queued or running."""
+        return self._hello_send.statistics().current_buffer_used + self._hellos_running
+
+    def statistics(self) -> dict[str, int]:
+        """Counters: evictions, hellos proven and bad, stock nodes seen, queue overflows."""
+        return dict(self._stats)

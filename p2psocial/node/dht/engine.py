@@ -1,0 +1,300 @@
+"""The datagram engine: one socket, its receive loop, and calls that wait for
+their answers.
+
+The receive loop never raises on bad input. It decodes each datagram with
+``decode_datagram_untrusted``, drops and counts what is malformed, and matches
+responses to pending calls by message id *and* source address. The answer to
+our own find_value may be up to 8 KiB, every other datagram 1,280 bytes; an
+answer over its limit ends its call at once. Requests pass a per-address rate
+limit (a :class:`~p2psocial.protocol.ratelimit.RateTable`) and go to the
+request workers with ``send_nowait`` on a bounded channel, counted as dropped
+when it is full. A worker hands each to the :class:`Handler` it serves.
+
+Outgoing calls retry under cancel scopes (``move_on_after``) with a growing
+timeout.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from typing import Any, Protocol
+
+import trio
+
+from ...protocol.dht.wire import (
+    MAX_DATAGRAM,
+    Request,
+    Response,
+    decode_datagram_untrusted,
+    encode_request,
+    peek_response_id,
+)
+from ...protocol.errors import DecodeError, LocalUsageError, ProtocolError
+from ...protocol.ratelimit import RateTable
+from .common import Addr, DHTConfig, DHTError, log
+from .udp import DatagramSocket, SocketFactory
+
+__all__ = ["Caller", "DatagramEngine", "Handler"]
+
+
+class Handler(Protocol):
+    """What answers the requests the engine receives."""
+
+    def handle(self, req: Request, addr: Addr) -> bytes | None:
+        """The encoded response to ``req`` from ``addr``, or None for no answer.
+
+        Raises:
+            ProtocolError: bad arguments (the datagram is dropped and counted
+                under the error's reason).
+            LocalUsageError: the answer does not fit in a datagram.
+        """
+        ...
+
+
+class Caller(Protocol):
+    """What the clients of the engine use: its address and request/response calls."""
+
+    @property
+    def address(self) -> Addr:
+        """The bound (host, port); raises DHTError when not bound."""
+        ...
+
+    async def call(
+        self, addr: Addr, method: str, args: list[Any], *, max_reply: int = MAX_DATAGRAM
+    ) -> Any:
+        """Send a request to ``addr`` and return the value of its response."""
+        ...
+
+
+class _Pending:
+    __slots__ = ("addr", "event", "max_reply", "oversized", "value")
+
+    def __init__(self, addr: Addr, max_reply: int = MAX_DATAGRAM) -> None:
+        self.addr = addr
+        self.event = trio.Event()
+        self.value: Any = None
+        #: The largest response datagram accepted for this request.
+        self.max_reply = max_reply
+        #: Set when the contact answered with a datagram over max_reply.
+        self.oversized = False
+
+
+class DatagramEngine:
+    """One datagram socket with its receive loop, request workers and pending calls.
+
+    Args:
+        config: tunables (queue sizes, workers, rate limits, call retries).
+        host, port: the address to bind.
+        socket_factory: binds the socket (a real UDP one, or a simulated one).
+    """
+
+    def __init__(
+        self, config: DHTConfig, host: str, port: int, socket_factory: SocketFactory
+    ) -> None:
+        self._config = config
+        self._host = host
+        self._port = port
+        self._socket_factory = socket_factory
+        self._sock: DatagramSocket | None = None
+        self._addr: Addr | None = None
+        self._pending: dict[bytes, _Pending] = {}
+        self._rate = RateTable(
+            config.rate_burst, config.rate_per_s, max_keys=config.rate_table_size
+        )
+        self._stats: Counter[str] = Counter()
+        self._dropped: Counter[str] = Counter()
+        self._req_send, self._req_recv = trio.open_memory_channel[tuple[Request, Addr]](
+            config.request_queue
+        )
+
+    @property
+    def address(self) -> Addr:
+        """The bound (host, port). Raises DHTError before :meth:`bind`."""
+        if self._addr is None:
+            raise DHTError("the DHT node is not running", reason="not_running")
+        return self._addr
+
+    async def bind(self) -> Addr:
+        """Bind the socket; returns its (host, port).
+
+        Raises:
+            NodeError: whatever the socket factory raises (``cannot_listen``).
+        """
+        sock = await self._socket_factory(self._host, self._port)
+        self._sock = sock
+        self._addr = sock.getsockname()
+        return self._addr
+
+    def close(self) -> None:
+        """Close the socket bound by :meth:`bind` (no-op when there is none)."""
+        if self._sock is not None:
+            self._sock.close()
+        self._sock = None
+        self._addr = None
+
+    async def serve(
+        self, handler: Handler, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Receive on the bound socket and answer requests with ``handler``
+        until cancelled (the socket stays open: :meth:`close` closes it)."""
+        sock = self._sock
+        if sock is None:
+            raise DHTError("the DHT node is not running", reason="not_running")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._receive_loop, sock)
+            for _ in range(self._config.request_workers):
+                nursery.start_soon(self._request_worker, handler)
+            task_status.started()
+
+    # -- receiving ---------------------------------------------------------------
+
+    def drop(self, reason: str) -> None:
+        """Count one datagram dropped for ``reason``."""
+        self._dropped[reason] += 1
+
+    async def _receive_loop(self, sock: DatagramSocket) -> None:
+        while True:
+            try:
+                data, addr = await sock.recvfrom()
+            except OSError as exc:
+                # e.g. ICMP errors surfaced by the OS; never fatal for a UDP server.
+                self.drop("socket_error")
+                log.debug("recvfrom: %s", exc)
+                continue
+            self._stats["datagrams_in"] += 1
+            cap = MAX_DATAGRAM
+            if len(data) > MAX_DATAGRAM:
+                mid = peek_response_id(data)
+                pending = self._pending.get(mid) if mid is not None else None
+                if mid is not None and pending is not None and pending.addr == addr:
+                    if len(data) > pending.max_reply:
+                        # The contact is alive and answered, only with more
+                        # than we take: end that request now, instead of
+                        # letting it time out and evict an honest node.
+                        self.drop("too_large")
+                        del self._pending[mid]
+                        pending.oversized = True
+                        pending.event.set()
+                        continue
+                    cap = pending.max_reply
+            try:
+                msg = decode_datagram_untrusted(data, cap)
+            except DecodeError as exc:
+                self.drop(exc.reason)
+                continue
+            if isinstance(msg, Response):
+                pending = self._pending.get(msg.msg_id)
+                if pending is None or pending.addr != addr:
+                    self.drop("unexpected_response")
+                    continue
+                del self._pending[msg.msg_id]
+                pending.value = msg.value
+                pending.event.set()
+                continue
+            if not self._rate.take(addr, trio.current_time()):
+                self.drop("rate_limited")
+                continue
+            try:
+                self._req_send.send_nowait((msg, addr))
+            except trio.WouldBlock:
+                self.drop("queue_full")
+
+    async def _request_worker(self, handler: Handler) -> None:
+        async for req, addr in self._req_recv:
+            try:
+                reply = handler.handle(req, addr)
+            except ProtocolError as exc:
+                self.drop(exc.reason)
+                continue
+            except LocalUsageError:
+                # Our answer would not fit in a datagram (cannot happen with
+                # the limits of spec/dht.md, but a bad reply must not kill us).
+                self.drop("reply_too_large")
+                continue
+            except Exception:
+                # A bug in handling one datagram ends that datagram only: it
+                # is logged with its traceback and counted, and the DHT serves on.
+                self._stats["internal_errors"] += 1
+                log.exception("bug in handling a DHT %s request from %s", req.method, addr)
+                continue
+            if reply is not None:
+                await self.send(reply, addr)
+
+    # -- sending -----------------------------------------------------------------
+
+    async def send(self, data: bytes, addr: Addr) -> None:
+        """Send one datagram; a socket error is counted, not raised.
+
+        Raises:
+            DHTError: ``not_running`` (no socket bound).
+        """
+        sock = self._sock
+        if sock is None:
+            raise DHTError("the DHT node is not running", reason="not_running")
+        try:
+            await sock.sendto(data, addr)
+            self._stats["datagrams_out"] += 1
+        except OSError as exc:
+            self._stats["send_errors"] += 1
+            log.debug("sendto %s: %s", addr, exc)
+
+    async def call(
+        self, addr: Addr, method: str, args: list[Any], *, max_reply: int = MAX_DATAGRAM
+    ) -> Any:
+        """Send a request and wait for its response, retrying with backoff.
+
+        Args:
+            max_reply: the largest response datagram accepted (MAX_VALUE_REPLY
+                for find_value, whose answer from a stock node carries a whole
+                value; MAX_DATAGRAM otherwise).
+
+        Returns:
+            The response's value, undecoded beyond the envelope.
+
+        Raises:
+            DHTError: ``timeout`` after every attempt went unanswered;
+                ``oversized_reply`` when the answer exceeded ``max_reply``
+                (the contact is alive: callers must not evict it);
+                ``not_running``.
+        """
+        msg_id = os.urandom(20)
+        data = encode_request(msg_id, method, args)
+        pending = _Pending(addr, max_reply)
+        self._pending[msg_id] = pending
+        self._stats[f"rpc_out_{method}"] += 1
+        timeout = self._config.rpc_timeout
+        try:
+            for _ in range(self._config.rpc_attempts):
+                await self.send(data, addr)
+                with trio.move_on_after(timeout):
+                    await pending.event.wait()
+                if pending.event.is_set():
+                    if pending.oversized:
+                        self._stats["rpc_oversized_replies"] += 1
+                        raise DHTError(
+                            f"{method} reply from {addr[0]}:{addr[1]} exceeds {max_reply} bytes",
+                            reason="oversized_reply",
+                        )
+                    return pending.value
+                self._stats["rpc_retries"] += 1
+                timeout *= self._config.rpc_backoff
+        finally:
+            self._pending.pop(msg_id, None)
+        self._stats["rpc_timeouts"] += 1
+        raise DHTError(f"{method} to {addr[0]}:{addr[1]} timed out", reason="timeout")
+
+    # -- introspection -----------------------------------------------------------
+
+    @property
+    def pending_calls(self) -> int:
+        """Calls waiting for their answer."""
+        return len(self._pending)
+
+    def dropped(self) -> dict[str, int]:
+        """Datagrams dropped, by reason."""
+        return dict(self._dropped)
+
+    def statistics(self) -> dict[str, int]:
+        """Counters: datagrams in/out, calls out by method, retries, timeouts, bugs."""
+        return dict(self._stats)

@@ -1,0 +1,124 @@
+"""Running lookups: the pure :class:`~p2psocial.protocol.dht.Lookup` driven
+with α queries in flight.
+
+The caller says how to ask one contact (an :data:`Ask`); the runner decides
+whom to ask and when to stop, and reports answers and silences to
+:class:`.Contacts`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from ...protocol.dht import Contact, Finished, Lookup, Query
+from ...protocol.errors import ProtocolError
+from .common import DHTConfig, DHTError
+from .contacts import Contacts
+
+__all__ = ["Ask", "LookupRunner"]
+
+#: Asks one contact: returns (closer nodes, whether it had the value, the value).
+Ask = Callable[[Contact], Awaitable[tuple[list[Contact], bool, Any]]]
+
+
+class _Wake:
+    __slots__ = ("event",)
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+
+
+class LookupRunner:
+    """Drives iterative lookups over the network.
+
+    Args:
+        config: tunables (k, α, call timeouts and retries, lookup patience).
+        contacts: seeds come from its table; answers and silences go to it.
+    """
+
+    def __init__(self, config: DHTConfig, contacts: Contacts) -> None:
+        self._config = config
+        self._contacts = contacts
+        self._stats: Counter[str] = Counter()
+
+    def _timeouts(self) -> tuple[float, float]:
+        """(slow_after, timeout) for lookups.
+
+        After its first ``lookup_patience`` attempts went unanswered a contact
+        stops holding one of the α slots (the lookup asks the next candidate;
+        a dead contact must not stall it), but the lookup still waits for its
+        verdict if it is among the closest: our retries decide failure. The
+        hard timeout is only a backstop (a record query may need a hello first,
+        hence twice the retry budget).
+        """
+        cfg = self._config
+        steps = [cfg.rpc_timeout * cfg.rpc_backoff**i for i in range(cfg.rpc_attempts)]
+        return sum(steps[: cfg.lookup_patience]), 2 * sum(steps) + 1.0
+
+    def new(
+        self, target: bytes, seeds: list[Contact], quorum: int | None, k: int | None = None
+    ) -> Lookup:
+        """A lookup for ``target`` from ``seeds`` (and mark its bucket refreshed).
+
+        Args:
+            quorum: stop after this many contacts had the value (None: walk to
+                the k closest).
+            k: how many closest nodes to find (default: the config's k).
+        """
+        self._contacts.table.touch(target, trio.current_time())
+        slow_after, timeout = self._timeouts()
+        return Lookup(
+            self._contacts.node_id,
+            target,
+            seeds,
+            k=k or self._config.k,
+            alpha=self._config.alpha,
+            timeout=timeout,
+            slow_after=slow_after,
+            quorum=quorum,
+        )
+
+    async def iterate(self, lookup: Lookup, ask: Ask) -> Finished:
+        """Drive ``lookup`` to its end, asking up to α contacts at once with ``ask``.
+
+        A contact whose ``ask`` raises DHTError or ProtocolError counts as
+        failed for this lookup (and is evicted if it timed out).
+        """
+        wake = _Wake()
+        contacts = self._contacts
+
+        async def query(contact: Contact) -> None:
+            try:
+                nodes, has_value, value = await ask(contact)
+            except (DHTError, ProtocolError) as exc:
+                self._stats[f"lookup_failure_{exc.reason}"] += 1
+                lookup.on_failure(contact.node_id)
+                if exc.reason == "timeout":
+                    contacts.failed(contact)
+            else:
+                contacts.saw(contact, trio.current_time())
+                lookup.on_response(contact.node_id, nodes, value=value, has_value=has_value)
+            wake.event.set()
+
+        async with trio.open_nursery() as nursery:
+            while True:
+                action = lookup.next(trio.current_time())
+                if isinstance(action, Finished):
+                    nursery.cancel_scope.cancel()
+                    self._stats["lookups"] += 1
+                    self._stats["lookup_queries"] += lookup.queries
+                    return action
+                if isinstance(action, Query):
+                    nursery.start_soon(query, action.contact)
+                    continue
+                with trio.move_on_at(action.until):
+                    await wake.event.wait()
+                wake.event = trio.Event()
+
+    def statistics(self) -> dict[str, int]:
+        """Counters: lookups, queries sent, failures by reason."""
+        return dict(self._stats)

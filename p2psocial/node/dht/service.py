@@ -1,0 +1,279 @@
+"""The :class:`DHTNode` facade: composes the parts of the DHT service and
+keeps the one public face that the node, replication and tests use."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from ...protocol.dht import Contact, RecordStore, RoutingTable, SwarmStore, TokenIssuer, ValueStore
+from ...protocol.identity import SigningKey, node_id_from_public_key
+from .common import Addr, DHTConfig, Stores
+from .contacts import Contacts
+from .engine import DatagramEngine
+from .handler import RequestHandler
+from .lookups import LookupRunner
+from .maintenance import ContactStore, Maintenance
+from .plain import PlainKademlia
+from .records import RecordClient
+from .swarms import Peer, SwarmClient
+from .udp import SocketFactory, open_udp_socket
+
+__all__ = ["DHTNode"]
+
+
+class DHTNode:
+    """A Kademlia node that speaks the ``kademlia`` package's wire protocol.
+
+    Args:
+        key: the node key; node id = SHA-256(public key)[:20].
+        host: address to bind (an IP address).
+        port: UDP port; 0 picks an ephemeral one.
+        contact_store: None, or an object with ``async save_dht_contacts(list of
+            (node_id, host, port))`` and ``async load_dht_contacts()``; the
+            routing table is reloaded from it on start and saved periodically.
+        config: tunables.
+        socket_factory: ``async (host, port) -> DatagramSocket``; tests inject
+            an in-memory network here.
+        wall_clock: seconds since the epoch (record timestamps only).
+    """
+
+    def __init__(
+        self,
+        key: SigningKey,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        contact_store: ContactStore | None = None,
+        config: DHTConfig | None = None,
+        socket_factory: SocketFactory | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.key = key
+        self.node_id = node_id_from_public_key(key.public_key)
+        self.host = host
+        self.port = port
+        self.config = cfg = config or DHTConfig()
+
+        def now_ms() -> int:
+            return int(wall_clock() * 1000)
+
+        self._stores = Stores(cfg.token_rotation)
+        self._engine = DatagramEngine(cfg, host, port, socket_factory or open_udp_socket)
+        self._contacts = Contacts(self.node_id, cfg, self._engine)
+        self._lookups = LookupRunner(cfg, self._contacts)
+        self._handler = RequestHandler(key, self._stores, self._contacts, now_ms)
+        self._plain = PlainKademlia(self._engine, self._contacts, self._lookups, self._stores)
+        self._records = RecordClient(
+            cfg, self._engine, self._contacts, self._lookups, self._stores, now_ms
+        )
+        self._swarms = SwarmClient(cfg, self._engine, self._contacts, self._lookups, self._stores)
+        self._maintenance = Maintenance(
+            cfg,
+            self._stores,
+            self._contacts,
+            self._plain,
+            self._records,
+            self._swarms,
+            contact_store,
+        )
+
+    # -- state -----------------------------------------------------------------
+
+    @property
+    def contact_store(self) -> ContactStore | None:
+        """Where the routing table is saved between runs, or None."""
+        return self._maintenance.contact_store
+
+    @property
+    def table(self) -> RoutingTable:
+        """The routing table."""
+        return self._contacts.table
+
+    @property
+    def records(self) -> RecordStore:
+        """Signed records held for the network (and our own)."""
+        return self._stores.records
+
+    @property
+    def swarms(self) -> SwarmStore:
+        """Swarm announcements held for the network."""
+        return self._stores.swarms
+
+    @property
+    def values(self) -> ValueStore:
+        """Plain values held for the network (and our own)."""
+        return self._stores.values
+
+    @property
+    def tokens(self) -> TokenIssuer:
+        """The announce-token issuer."""
+        return self._stores.tokens
+
+    @property
+    def address(self) -> Addr:
+        """The bound (host, port). Raises DHTError before :meth:`run` started."""
+        return self._engine.address
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[Addr] = trio.TASK_STATUS_IGNORED) -> None:
+        """Bind the socket and serve until cancelled.
+
+        Calls ``task_status.started((host, port))`` once the socket is bound
+        and the saved contacts (if any) are loaded.
+
+        Raises:
+            NodeError: the socket cannot be bound (``cannot_listen``).
+        """
+        addr = await self._engine.bind()
+        self._stores.new_tokens(trio.current_time())
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self._engine.serve, self._handler)
+                await nursery.start(self._contacts.run)
+                await nursery.start(self._records.run)
+                await self._maintenance.load_contacts()
+                await nursery.start(self._maintenance.run)
+                task_status.started(addr)
+                await trio.sleep_forever()
+        finally:
+            if self.contact_store is not None:
+                with trio.CancelScope(shield=True), trio.move_on_after(5):
+                    await self._maintenance.save_contacts()
+            self._engine.close()
+
+    # -- the kademlia package's API --------------------------------------------
+
+    async def ping(self, addr: Addr) -> bytes:
+        """Ping ``addr``; returns its node id (and adds it to the table).
+
+        Raises:
+            DHTError: no answer. DecodeError: a malformed answer.
+        """
+        return await self._contacts.ping(addr)
+
+    async def bootstrap(self, addrs: list[Addr]) -> int:
+        """Join the network through the given (host, port) addresses.
+
+        Host names are resolved once, here; unreachable or unresolvable
+        entries are counted (``bootstrap_failures``) and skipped. Pings each,
+        then looks up our own id and two far ids to fill the table.
+
+        Returns:
+            The number of contacts in the routing table afterwards.
+        """
+        return await self._plain.bootstrap(addrs)
+
+    async def find_node(self, target: bytes) -> list[Contact]:
+        """The k nodes closest to ``target`` that answered, nearest first."""
+        return await self._plain.find_node(target)
+
+    async def set(self, key: Any, value: Any) -> int:
+        """Store a plain value as the ``kademlia`` package's ``Server.set`` does.
+
+        The key is hashed with SHA-1 as the package does, so either side finds
+        what the other stored. Values are int, float, bool, str or bytes.
+
+        Returns:
+            How many nodes accepted it (0 means it is stored nowhere else).
+
+        Raises:
+            LocalUsageError: a value of another type, or too large.
+        """
+        return await self._plain.set(key, value)
+
+    async def get(self, key: Any) -> Any:
+        """Find a plain value stored by any node (ours or stock); None if absent."""
+        return await self._plain.get(key)
+
+    # -- records and swarms ------------------------------------------------------
+
+    async def put_head(self, entry_bytes: bytes) -> int:
+        """Publish ``entry_bytes`` as its author's feed head.
+
+        Returns:
+            How many of the k closest nodes hold it now (0 = only us).
+
+        Raises:
+            LocalUsageError: the entry is invalid, or older than the head we hold.
+        """
+        return await self._records.put_head(entry_bytes)
+
+    async def get_head(self, author: bytes) -> bytes | None:
+        """The entry bytes of the highest-seq valid head found for ``author``, or None."""
+        return await self._records.get_head(author)
+
+    async def put_profile(self, entry_bytes: bytes, payload: bytes) -> int:
+        """Publish a ``profile`` entry and its payload (≤ 384 bytes) as a profile record.
+
+        Returns:
+            How many of the k closest nodes hold it now.
+
+        Raises:
+            LocalUsageError: invalid entry or payload, wrong kind, too large.
+        """
+        return await self._records.put_profile(entry_bytes, payload)
+
+    async def get_profile(self, author: bytes) -> tuple[bytes, bytes] | None:
+        """(entry bytes, payload) of the latest profile record found, or None."""
+        return await self._records.get_profile(author)
+
+    async def announce(self, author: bytes, peer_port: int) -> int:
+        """Announce that this node holds ``author``'s feed, reachable on TCP ``peer_port``.
+
+        The announcement is re-sent every ``announce_interval`` until the node stops.
+
+        Returns:
+            How many of the k closest nodes accepted it.
+
+        Raises:
+            LocalUsageError: ``peer_port`` is not a port number.
+        """
+        return await self._swarms.announce(author, peer_port)
+
+    async def get_peers(self, author: bytes) -> list[Peer]:
+        """Nodes that announced ``author``'s feed: (node id, host, TCP port), not us."""
+        return await self._swarms.get_peers(author)
+
+    # -- introspection -------------------------------------------------------------
+
+    def is_proven(self, contact: Contact) -> bool:
+        """Whether ``contact`` proved its node key at its current address."""
+        return self._contacts.is_proven(contact)
+
+    def routing_table_contacts(self) -> list[tuple[bytes, str, int]]:
+        """Every contact in the routing table, as (node_id, host, port), for persistence."""
+        return [(c.node_id, c.host, c.port) for c in self.table.contacts()]
+
+    def statistics(self) -> dict[str, Any]:
+        """Counters and gauges: datagrams dropped by reason, RPCs in/out, table size, stores."""
+        counters: Counter[str] = Counter()
+        for part in (
+            self._engine,
+            self._handler,
+            self._contacts,
+            self._lookups,
+            self._plain,
+            self._records,
+            self._swarms,
+            self._maintenance,
+        ):
+            counters.update(part.statistics())
+        return {
+            "node_id": self.node_id.hex(),
+            "contacts": len(self.table),
+            "buckets": len(self.table.buckets),
+            "proven": self._contacts.proven_count,
+            "records": len(self._stores.records),
+            "swarm_peers": len(self._stores.swarms),
+            "values": len(self._stores.values),
+            "pending_rpcs": self._engine.pending_calls,
+            "hello_backlog": self._contacts.hello_backlog(),
+            "dropped": self._engine.dropped(),
+            **dict(counters),
+        }

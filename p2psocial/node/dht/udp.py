@@ -1,0 +1,99 @@
+"""The socket under the DHT: a small datagram interface, and the trio UDP
+socket behind it.
+
+Tests put an in-memory network (:mod:`.memnet`) behind the same interface
+through ``socket_factory``; everything above it is the same code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+import trio
+
+from ...errors import cannot_listen
+from ...protocol.dht.wire import MAX_VALUE_REPLY
+from .common import Addr
+
+__all__ = ["DatagramSocket", "SocketFactory", "open_udp_socket"]
+
+
+class DatagramSocket(Protocol):
+    """What :class:`DHTNode` needs from a UDP socket (real or simulated)."""
+
+    async def sendto(self, data: bytes, addr: Addr) -> None: ...
+
+    async def recvfrom(self) -> tuple[bytes, Addr]: ...
+
+    def getsockname(self) -> Addr: ...
+
+    def close(self) -> None: ...
+
+
+#: ``async (host, port) -> DatagramSocket``: binds a socket.
+SocketFactory = Callable[[str, int], Awaitable[DatagramSocket]]
+
+
+class _UDPSocket:
+    """A trio UDP socket behind the :class:`DatagramSocket` interface."""
+
+    def __init__(self, sock: trio.socket.SocketType) -> None:
+        self._sock = sock
+        self._v6 = sock.family == trio.socket.AF_INET6
+
+    async def sendto(self, data: bytes, addr: Addr) -> None:
+        host = addr[0]
+        if self._v6 and ":" not in host:
+            # A dual-stack socket reaches IPv4 peers at their mapped address.
+            host = f"::ffff:{host}"
+        await self._sock.sendto(data, (host, addr[1]))
+
+    async def recvfrom(self) -> tuple[bytes, Addr]:
+        # One byte more than the largest datagram accepted (the answer to our
+        # own find_value), so an oversized one is seen as such (and counted)
+        # rather than silently truncated into a valid one.
+        data, addr = await self._sock.recvfrom(MAX_VALUE_REPLY + 1)
+        return data, (_unmapped(addr[0]), addr[1])
+
+    def getsockname(self) -> Addr:
+        name = self._sock.getsockname()
+        return (name[0], name[1])
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def _unmapped(host: str) -> str:
+    """An IPv4 peer seen through a dual-stack socket as ::ffff:a.b.c.d is
+    known, stored and handed out by its plain IPv4 address (spec/dht.md 3)."""
+    if host.startswith("::ffff:") and "." in host:
+        return host[7:]
+    if host.lower().startswith("::ffff:"):
+        with contextlib.suppress(ValueError):
+            mapped = ipaddress.IPv6Address(host).ipv4_mapped
+            if mapped is not None:
+                return str(mapped)
+    return host
+
+
+async def open_udp_socket(host: str, port: int) -> DatagramSocket:
+    """Bind a UDP socket on ``host``:``port`` (0 = ephemeral).
+
+    Raises:
+        NodeError: the address cannot be bound (``cannot_listen``).
+    """
+    family = trio.socket.AF_INET6 if ":" in host else trio.socket.AF_INET
+    sock = trio.socket.socket(family, trio.socket.SOCK_DGRAM)
+    try:
+        await sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        raise cannot_listen("UDP port for the DHT", shown, exc) from None
+    except BaseException:
+        sock.close()
+        raise
+    return _UDPSocket(sock)
