@@ -23,7 +23,7 @@ from ..protocol.feeds import decode_fork_proof_untrusted
 from ..protocol.ratelimit import RateTable
 from ..protocol.sync import Ingest
 from ..protocol.wire import Item
-from ..storage.ingest import SENDER_FAULTS
+from ..storage.batch import SENDER_FAULTS
 from .peerlink import _Dropped, _Link, address_group
 from .swarm import _Swarm
 

@@ -4,8 +4,8 @@ Theory. :meth:`Store.prepare_ingest` decodes a batch of (entry, payload)
 items, starts their signature checks on the verify pool (:mod:`.verify`) and
 checks the payloads meanwhile. Then, inside one write transaction:
 
-1. *Sort out.* Already-held ids are duplicates (or fill in a missing
-   payload). The rest are grouped by author and cut into contiguous runs,
+1. *Sort out* (:mod:`.plan`). Already-held ids are duplicates (or fill in
+   a missing payload). The rest are grouped by author and cut into contiguous runs,
    each anchored on the held entry just below it, if any. An item whose seq
    is held under another id is a fork candidate.
 2. *Verify.* A run that lies inside one verified batch run needs only its
@@ -18,12 +18,8 @@ checks the payloads meanwhile. Then, inside one write transaction:
    ``executemany`` (:class:`~.derived.Pending`); then deletes are applied and
    feed heads advanced.
 
-Forks. A fork proof must convince every other node on its own, but batch
-verification vouches for an inner entry through the hash link of the entry
-above it, not through its own signature (spec/protocol.md §6.2). So both
-halves of a proof get the full signature check here, however they were
-authenticated before. A pair that fails it proves nothing: the rival is
-refused as ``unprovable_fork`` and the feed is not frozen.
+Forks. A second entry at a held seq is judged by :class:`~.forks.ForkJudge`:
+both halves of a proof need the full signature check of their own.
 
 A rejected item never produces a row: rows are only buffered for entries that
 passed every check, and any unexpected error rolls back the whole batch.
@@ -33,22 +29,23 @@ Nothing here relies on ``assert``: the checks hold under ``python -O``.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from ..errors import StorageError
-from ..protocol.entries import Entry, decode_entry_untrusted, decode_payload_untrusted
+from ..protocol.entries import Entry, decode_payload_untrusted
 from ..protocol.errors import ProtocolError
-from ..protocol.feeds import check_link, detect_fork
+from ..protocol.feeds import check_link
 from . import derived
+from .batch import Item, PreparedBatch, check_payload, chunks, payload_fault, rejected
+from .forks import ForkJudge
 from .model import Outcome
+from .plan import Feed, Job, held_around, plan_author
 from .schema import PSTATE
 from .verify import Preverifier, verify_one_run
 
+# Item, PreparedBatch and check_payload live in .batch, Feed in .plan; they
+# are re-exported here, where the store and its callers have always found them.
 __all__ = ["Feed", "IngestTxn", "Item", "PreparedBatch", "check_payload"]
 
-CHUNK = 500  # bound on SQL parameters per IN (...) list
 _PRESENT, _ABSENT, _DELETED, _DROPPED = (
     PSTATE["present"],
     PSTATE["absent"],
@@ -59,109 +56,8 @@ _TL_KINDS = frozenset(derived.TIMELINE_KINDS)
 _SOCIAL_KINDS = frozenset({"follow", "unfollow"})
 
 
-def chunks(seq: Sequence[Any], n: int = CHUNK) -> Iterator[Sequence[Any]]:
-    for i in range(0, len(seq), n):
-        yield seq[i : i + n]
-
-
 def _in(n: int) -> str:
     return ",".join("?" * n)
-
-
-@dataclass(slots=True)
-class Item:
-    """One decoded item of a batch; ``value`` is set once the payload is checked."""
-
-    index: int
-    entry: Entry
-    payload: bytes | None
-    value: dict[str, Any] | None = None
-    checked: bool = False
-    #: Why the payload that came with it was set aside (spec/protocol.md
-    #: 5.3): ``invalid_payload`` (the author's fault), or ``payload_size`` /
-    #: ``payload_hash`` (the sender's). The envelope is kept either way.
-    fault: str | None = None
-
-
-#: Payload failures that are the sender's fault: the bytes are not what the
-#: author signed. Every other payload failure is the author's (protocol.md 5.3).
-SENDER_FAULTS = frozenset({"payload_size", "payload_hash"})
-
-
-@dataclass(slots=True)
-class Feed:
-    """A feed's row, cached for the transaction, plus what the batch changes."""
-
-    author: bytes
-    fid: int | None
-    head_seq: int
-    max_seq: int
-    fork_seq: int | None
-    blocked: bool
-    head_id: bytes | None = None
-    n_delta: int = 0
-    bytes_delta: int = 0
-    lowest_new: int | None = None
-    top_new: tuple[int, bytes] | None = None
-    old_max: int = 0
-
-
-@dataclass(slots=True)
-class Job:
-    """One verification unit: a contiguous run, or one fork candidate."""
-
-    feed: Feed
-    items: list[Item]
-    anchor: Entry | None
-    fork_with: bytes | Item | None = None  # held raw entry, or the batch's first at that seq
-    reject: str | None = None
-
-
-def _anchor(author: bytes, seq: int, id_: bytes) -> Entry:
-    """A stand-in for a held entry, enough for ``check_link`` (author, seq, id).
-
-    Held entries were authenticated when stored, so the link check needs only
-    these three fields; decoding the whole envelope would cost more.
-    """
-    return Entry(author, seq, None, 0, "", b"", 0, b"", b"", id_)
-
-
-def check_payload(it: Item) -> str | None:
-    """Decode and check ``it.payload`` against its entry.
-
-    A payload that fails is set aside and the envelope kept (spec/protocol.md
-    5.3): ``it.payload`` becomes None and ``it.fault`` says whose fault it
-    was. Returns None: a payload never makes its entry invalid.
-    """
-    it.checked = True
-    if it.payload is None:
-        return None
-    try:
-        it.value = decode_payload_untrusted(it.entry, it.payload)
-    except ProtocolError as exc:
-        it.payload = None
-        it.value = None
-        it.fault = exc.reason if exc.reason in SENDER_FAULTS else "invalid_payload"
-    return None
-
-
-def _rejected(it: Item, reason: str) -> Outcome:
-    e = it.entry
-    return Outcome("rejected", reason, e.id, e.author, e.seq)
-
-
-@dataclass(slots=True)
-class PreparedBatch:
-    """A decoded batch whose signature checks are under way (``Store.prepare_ingest``)."""
-
-    items: list[Item]
-    outcomes: list[Outcome | None]
-    pre: Preverifier | None
-
-    def wait_verified(self) -> None:
-        """Block until the batch's signature checks are done (no database use)."""
-        if self.pre is not None:
-            self.pre.wait()
 
 
 class IngestTxn:
@@ -176,11 +72,7 @@ class IngestTxn:
         self.social_changed = False
         self.feeds: dict[bytes, Feed] = {}
         self.deleted: set[tuple[bytes, bytes]] = set()
-        #: Entry id -> whether its own signature passes the full check.
-        self._verified_alone: dict[bytes, bool] = {}
-        #: (author, seq) -> a rival there that verified alone but found no
-        #: partner for a proof (the held entry's own signature failed).
-        self._lone_rival: dict[tuple[bytes, int], Item] = {}
+        self.forks = ForkJudge()
         row = conn.execute("SELECT coalesce(max(eid), 0) FROM entries").fetchone()
         # Row ids are assigned here so that rows can be buffered and written
         # in bulk; nobody else writes while this transaction holds the lock.
@@ -285,9 +177,11 @@ class IngestTxn:
 
         jobs: list[Job] = []
         late: list[Job] = []
-        held = self._held(by_author)
+        held = held_around(conn, self.feeds, by_author)
         for author, group in by_author.items():
-            self._plan_author(author, group, held[author], jobs, late)
+            plan_author(
+                conn, self.feeds[author], group, held[author], self.allow_segments, jobs, late
+            )
         # Overlap: check payloads while the pool verifies signatures (a no-op
         # for items that prepare_ingest already checked).
         for group in by_author.values():
@@ -302,106 +196,9 @@ class IngestTxn:
             return outcomes[it.index] is None
         reason = check_payload(it)
         if reason is not None:
-            outcomes[it.index] = _rejected(it, reason)
+            outcomes[it.index] = rejected(it, reason)
             return False
         return True
-
-    def _held(
-        self, by_author: dict[bytes, list[Item]]
-    ) -> dict[bytes, dict[int, tuple[bytes, bytes | None]]]:
-        """Held (id, raw) at the seqs around each author's items: anchors, forks, links above.
-
-        Only seqs up to the feed's max_seq can be held. When all a batch needs
-        is the anchor at the contiguous head (a live entry extending its feed),
-        the feed row already names it and no query is made; that shortcut
-        knows only the id, so the raw bytes are left None (see ``_held_raw``).
-        """
-        held: dict[bytes, dict[int, tuple[bytes, bytes | None]]] = {}
-        pairs: list[tuple[int, int]] = []
-        by_fid: dict[int, bytes] = {}
-        for author, group in by_author.items():
-            feed = self.feeds[author]
-            held[author] = {}
-            if feed.fid is None:
-                continue
-            seqs = {it.entry.seq for it in group}
-            wanted = {x for s in seqs for x in (s - 1, s, s + 1) if 1 <= x <= feed.max_seq}
-            if wanted == {feed.head_seq} and feed.head_seq not in seqs and feed.head_id is not None:
-                # No item at the head itself: a rival there needs its bytes.
-                held[author][feed.head_seq] = (feed.head_id, None)
-                continue
-            by_fid[feed.fid] = author
-            pairs.extend((feed.fid, x) for x in wanted)
-        for chunk in chunks(pairs):
-            values = ",".join("(?, ?)" for _ in chunk)
-            params = [v for pair in chunk for v in pair]
-            for fid, seq, id_, raw in self.conn.execute(
-                f"WITH w(fid, seq) AS (VALUES {values}) SELECT e.fid, e.seq, e.id, e.raw "
-                "FROM w JOIN entries e ON e.fid = w.fid AND e.seq = w.seq",
-                params,
-            ):
-                held[by_fid[fid]][seq] = (id_, raw)
-        return held
-
-    def _held_raw(self, seq: int, held: dict[int, tuple[bytes, bytes | None]]) -> bytes:
-        """The bytes of the held entry at ``seq``, read now if ``_held`` had only its id.
-
-        Raises:
-            StorageError: the feed row names an entry the table lacks.
-        """
-        id_, raw = held[seq]
-        if raw is None:
-            row = self.conn.execute("SELECT raw FROM entries WHERE id = ?", (id_,)).fetchone()
-            if row is None:
-                raise StorageError(
-                    f"the feed row names entry {id_.hex()[:12]}, which is not held",
-                    reason="corrupt",
-                )
-            raw = bytes(row[0])
-            held[seq] = (id_, raw)
-        return raw
-
-    def _plan_author(
-        self,
-        author: bytes,
-        group: list[Item],
-        held: dict[int, tuple[bytes, bytes | None]],
-        jobs: list[Job],
-        late: list[Job],
-    ) -> None:
-        feed = self.feeds[author]
-        if len(group) > 1:
-            group.sort(key=lambda it: it.entry.seq)
-        runs: list[list[Item]] = []
-        first_at: dict[int, Item] = {}
-        last_seq = -1
-        for it in group:
-            s = it.entry.seq
-            if s in held:
-                # Same seq, another id (equal ids were duplicates): a fork if it verifies.
-                # Checked first, so a proven fork freezes the feed before runs above it.
-                jobs.append(Job(feed, [it], None, fork_with=self._held_raw(s, held)))
-                continue
-            if s in first_at:
-                late.append(Job(feed, [it], None, fork_with=first_at[s]))
-                continue
-            first_at[s] = it
-            if s == last_seq + 1 and runs:
-                runs[-1].append(it)
-            else:
-                runs.append([it])
-            last_seq = s
-        for run in runs:
-            first, top = run[0].entry, run[-1].entry
-            below = held.get(first.seq - 1)
-            job = Job(feed, run, _anchor(author, first.seq - 1, below[0]) if below else None)
-            if below is None and first.seq > 1 and not self.allow_segments:
-                job.reject = "no_prev"
-            if top.seq + 1 in held:
-                above = decode_entry_untrusted(self._held_raw(top.seq + 1, held))
-                if above.prev != top.id:
-                    job.reject = "prev_mismatch"
-            jobs.append(job)
 
     @staticmethod
     def _work(job: Job) -> tuple[list[Entry], Entry | None]:
@@ -428,14 +225,14 @@ class IngestTxn:
         error = verify_one_run(entries, anchor)
         if error is None and len(entries) == 1 and anchor is None:
             # A lone entry had the full check of its own signature.
-            self._verified_alone[entries[0].id] = True
+            self.forks.vouch(entries[0].id)
         return error
 
     def _store_jobs(self, jobs: list[Job], outcomes: list[Outcome | None]) -> None:
         for job in jobs:
             if job.reject is not None:
                 for it in job.items:
-                    outcomes[it.index] = _rejected(it, job.reject)
+                    outcomes[it.index] = rejected(it, job.reject)
                 continue
             self._store_job(job, self._check_job(job), outcomes)
 
@@ -459,12 +256,12 @@ class IngestTxn:
         for it in job.items:
             if broken:
                 if outcomes[it.index] is None:
-                    outcomes[it.index] = _rejected(it, "no_prev")
+                    outcomes[it.index] = rejected(it, "no_prev")
                 continue
             err = verify_one_run([it.entry], prev)
             if err is not None:
                 if outcomes[it.index] is None:
-                    outcomes[it.index] = _rejected(it, err.reason)
+                    outcomes[it.index] = rejected(it, err.reason)
                 broken = True
                 continue
             if not self._check_payload(it, outcomes):
@@ -480,62 +277,19 @@ class IngestTxn:
         error: ProtocolError | None,
         outcomes: list[Outcome | None],
     ) -> None:
-        """A second entry at a seq: a fork proof if both halves verify alone (module docstring)."""
+        """A second entry at a seq: record the fork if the judge finds it proven."""
         it = job.items[0]
-        e = it.entry
         if error is not None:
-            outcomes[it.index] = _rejected(it, error.reason)
+            outcomes[it.index] = rejected(it, error.reason)
             return
-        if isinstance(other, Item):
-            out = outcomes[other.index]
-            if out is None or out.status != "stored":
-                outcomes[it.index] = _rejected(it, "seq_conflict")
-                return
-            held = other.entry
-        else:
-            held = decode_entry_untrusted(other)
-        if not self._verifies_alone(e):
-            # Authentic through its run, but no proof can be built from it.
-            outcomes[it.index] = _rejected(it, "unprovable_fork")
-            return
-        partner = held
-        earlier: Item | None = None
-        if not self._verifies_alone(held):
-            # Two rivals that each verify alone prove the fork without the held
-            # entry (e.g. both halves of a gossiped proof).
-            key = (e.author, e.seq)
-            earlier = self._lone_rival.get(key)
-            if earlier is None:
-                self._lone_rival[key] = it
-                outcomes[it.index] = _rejected(it, "unprovable_fork")
-                return
-            partner = earlier.entry
-        proof = detect_fork(partner, e)
-        if proof is None:
-            outcomes[it.index] = _rejected(it, "seq_conflict")
-            return
-        self._record_fork(job.feed, e.seq, proof.to_bytes())
-        outcomes[it.index] = _rejected(it, "fork")
-        if earlier is not None:
-            outcomes[earlier.index] = _rejected(earlier, "fork")
-
-    def _verifies_alone(self, e: Entry) -> bool:
-        """Whether ``e``'s own signature passes the full check (cached per id)."""
-        ok = self._verified_alone.get(e.id)
-        if ok is None:
-            try:
-                e.verify()
-            except ProtocolError:
-                ok = False
-            else:
-                ok = True
-            self._verified_alone[e.id] = ok
-        return ok
+        proof = self.forks.judge(it, other, outcomes)
+        if proof is not None:
+            self._record_fork(job.feed, it.entry.seq, proof)
 
     def _store_checked(self, feed: Feed, it: Item, outcomes: list[Outcome | None]) -> None:
         e = it.entry
         if feed.fork_seq is not None and e.seq >= feed.fork_seq:
-            outcomes[it.index] = _rejected(it, "forked")
+            outcomes[it.index] = rejected(it, "forked")
             return
         note = self.insert(feed, e, it.payload, it.value)
         outcomes[it.index] = Outcome("stored", note or it.fault, e.id, e.author, e.seq, e)
@@ -628,8 +382,7 @@ class IngestTxn:
             try:
                 value = decode_payload_untrusted(e, it.payload)
             except ProtocolError as exc:
-                fault = exc.reason if exc.reason in SENDER_FAULTS else "invalid_payload"
-                return Outcome("duplicate", fault, e.id, e.author, e.seq)
+                return Outcome("duplicate", payload_fault(exc), e.id, e.author, e.seq)
         target, root, aux = derived.derived_columns(e.kind, value)
         self.conn.execute(
             "UPDATE entries SET pstate = ?, payload = ?, target = ?, root = ?, aux = ? WHERE eid = ?",

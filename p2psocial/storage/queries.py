@@ -29,11 +29,22 @@ from .derived import decode_stored_payload
 from .model import EntryView, Page, decode_cursor, encode_cursor
 from .schema import PSTATE
 
-__all__ = ["feed", "get_entry", "mentions", "reaction_counts", "search", "thread", "timeline"]
+__all__ = [
+    "feed",
+    "get_entry",
+    "mentions",
+    "reaction_counts",
+    "related",
+    "search",
+    "tagged",
+    "thread",
+    "timeline",
+]
 
 _STATE_NAMES = {v: k for k, v in PSTATE.items()}
 _MAX_LIMIT = 500
 _IN_CHUNK = 500  # bound on SQL parameters per IN (...) list
+_RELATION_TABLES = frozenset({"follows", "blocks"})
 _TOP = (1 << 62, b"")  # above every real (ts, id): timestamps are < 2**53
 
 _VIEW_SQL = (
@@ -226,30 +237,49 @@ def feed(
     return _page(conn, rows, limit)
 
 
-def mentions(
-    conn: sqlite3.Connection, me: bytes, *, limit: int = 50, before: str | None = None
+def _keyed_page(
+    conn: sqlite3.Connection, table: str, column: str, key: object, limit: int, before: str | None
 ) -> Page:
+    """A page of ``table`` (an index of (ts, id, eid) rows) where ``column`` is ``key``."""
     limit = _limit(limit)
     ts0, id0 = _bound(before)
     rows = conn.execute(
-        "SELECT ts, id, eid FROM notify WHERE author = ? AND (ts, id) < (?, ?) "
+        f"SELECT ts, id, eid FROM {table} WHERE {column} = ? AND (ts, id) < (?, ?) "
         "ORDER BY ts DESC, id DESC LIMIT ?",
-        (me, ts0, id0, limit + 1),
+        (key, ts0, id0, limit + 1),
     ).fetchall()
     return _page(conn, rows, limit)
+
+
+def mentions(
+    conn: sqlite3.Connection, me: bytes, *, limit: int = 50, before: str | None = None
+) -> Page:
+    return _keyed_page(conn, "notify", "author", me, limit, before)
 
 
 def tagged(
     conn: sqlite3.Connection, tag: str, *, limit: int = 50, before: str | None = None
 ) -> Page:
-    limit = _limit(limit)
-    ts0, id0 = _bound(before)
-    rows = conn.execute(
-        "SELECT ts, id, eid FROM tags WHERE tag = ? AND (ts, id) < (?, ?) "
-        "ORDER BY ts DESC, id DESC LIMIT ?",
-        (tag.casefold(), ts0, id0, limit + 1),
-    ).fetchall()
-    return _page(conn, rows, limit)
+    return _keyed_page(conn, "tags", "tag", tag.casefold(), limit, before)
+
+
+def related(conn: sqlite3.Connection, table: str, author: bytes, *, outgoing: bool) -> list[bytes]:
+    """Authors linked to ``author`` by an active row of ``table`` (``follows``/``blocks``).
+
+    Args:
+        outgoing: the authors ``author`` names (``dst``), else those naming
+            ``author`` (``src``); sorted.
+    """
+    if table not in _RELATION_TABLES:
+        raise ValueError(f"not a relation table: {table!r}")
+    have, want = ("src", "dst") if outgoing else ("dst", "src")
+    return [
+        r[0]
+        for r in conn.execute(
+            f"SELECT {want} FROM {table} WHERE {have} = ? AND active = 1 ORDER BY {want}",
+            (author,),
+        )
+    ]
 
 
 def fts_query(query: str) -> str:

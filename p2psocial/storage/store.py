@@ -19,6 +19,12 @@ Threads. The connection is opened with ``check_same_thread=False`` and must be
 used by one thread at a time (the trio façade guarantees that with one
 ``CapacityLimiter``). Signature checks of an ingest batch run on a small
 thread pool: ``cryptography`` releases the GIL while it verifies.
+
+Layout. :class:`Store` is the one public face; the work sits in modules
+that own one concern each: :mod:`.connection` (opening, write
+transactions), :mod:`.ingest` with :mod:`.batch`, :mod:`.plan` and
+:mod:`.forks` (the ingest transaction), :mod:`.local` (the owner's own
+writes), :mod:`.feeds` (sync reads) and :mod:`.queries` (page queries).
 """
 
 from __future__ import annotations
@@ -29,22 +35,18 @@ import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from typing import Any
 
-from ..errors import LocalUsageError, StorageError
-from ..protocol.entries import (
-    Entry,
-    check_timestamp,
-    create_entry,
-    decode_entry_untrusted,
-)
+from ..errors import LocalUsageError
+from ..protocol.entries import Entry, check_timestamp, decode_entry_untrusted
 from ..protocol.errors import DecodeError, ProtocolError
 from ..protocol.identity import SigningKey
-from . import derived, queries
-from .ingest import IngestTxn, Item, PreparedBatch, check_payload, chunks
+from . import derived, feeds, local, queries
+from .connection import close_connection, connect_reader, connect_writer, write_transaction
+from .ingest import IngestTxn, Item, PreparedBatch, check_payload
 from .model import EntryView, Outcome, Page
-from .schema import PSTATE, prepare_database
+from .schema import PSTATE
 from .verify import Preverifier
 
 __all__ = ["Store"]
@@ -105,24 +107,7 @@ class Store:
                 newer schema, or the file cannot be opened.
         """
         spath = os.fspath(path)
-        try:
-            conn = sqlite3.connect(
-                spath, isolation_level=None, check_same_thread=False, timeout=30.0
-            )
-        except sqlite3.Error as exc:
-            raise StorageError(f"cannot open {spath}: {exc}", reason="open_failed") from None
-        try:
-            prepare_database(conn, spath)
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("PRAGMA foreign_keys = OFF")
-            conn.execute("PRAGMA cache_size = -65536")  # 64 MiB page cache
-            conn.execute("PRAGMA temp_store = MEMORY")
-        except sqlite3.DatabaseError as exc:
-            conn.close()
-            raise StorageError(f"cannot use {spath}: {exc}", reason="not_sqlite") from None
-        except BaseException:
-            conn.close()
-            raise
+        conn = connect_writer(spath)
         return cls(conn, spath, verify_threads=verify_threads, allow_segments=allow_segments)
 
     @classmethod
@@ -135,15 +120,7 @@ class Store:
         the data are dropped whenever the writer changes it.
         """
         spath = os.fspath(path)
-        try:
-            conn = sqlite3.connect(
-                spath, isolation_level=None, check_same_thread=False, timeout=30.0
-            )
-            conn.execute("PRAGMA query_only = ON")
-            conn.execute("PRAGMA cache_size = -16384")  # 16 MiB page cache
-            conn.execute("PRAGMA temp_store = MEMORY")
-        except sqlite3.Error as exc:
-            raise StorageError(f"cannot open {spath}: {exc}", reason="open_failed") from None
+        conn = connect_reader(spath)
         reader = cls(conn, spath, verify_threads=0, allow_segments=True)
         if writer is not None:
             reader._social = writer._social
@@ -155,9 +132,7 @@ class Store:
             self._pool.shutdown(wait=True)
             self._pool = None
         if self._conn is not None:
-            with suppress(sqlite3.Error):
-                self._conn.execute("PRAGMA optimize")
-            self._conn.close()
+            close_connection(self._conn)
             self._conn = None  # type: ignore[assignment]
 
     def __enter__(self) -> Store:
@@ -178,27 +153,10 @@ class Store:
 
     @contextmanager
     def _write(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
-        conn = self._conn
-        if conn is None:
-            raise StorageError("the store is closed", reason="closed")
         try:
-            if durable:
-                conn.execute("PRAGMA synchronous = FULL")
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise StorageError(f"cannot start a write: {exc}", reason="io") from None
-        try:
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.OperationalError):
-                raise StorageError(f"write failed: {exc}", reason="io") from exc
-            raise
+            with write_transaction(self._conn, durable=durable) as conn:
+                yield conn
         finally:
-            if durable:
-                conn.execute("PRAGMA synchronous = NORMAL")
             if any(txn.social_changed for txn in self._txns):
                 self._audiences.clear()
                 self._social[0] += 1
@@ -323,30 +281,8 @@ class Store:
             LocalUsageError: the payload breaks its kind's schema or a size
                 limit (the message names the limit), or the feed is forked.
         """
-        author = key.public_key
         with self._write(durable=True) as conn:
-            txn = self._txn(conn)
-            feed = txn.feed(author)
-            if feed.fork_seq is not None:
-                raise LocalUsageError(
-                    "this identity's feed is forked; it cannot be extended", reason="forked"
-                )
-            prev: bytes | None = None
-            seq = 1
-            if feed.fid is not None:
-                row = conn.execute(
-                    "SELECT seq, id FROM entries WHERE fid = ? ORDER BY seq DESC LIMIT 1",
-                    (feed.fid,),
-                ).fetchone()
-                if row is not None:
-                    seq, prev = row[0] + 1, row[1]
-            entry, data = create_entry(
-                key, seq=seq, prev=prev, timestamp=now_ms, kind=kind, payload=payload
-            )
-            value = derived.decode_stored_payload(data)
-            txn.insert(feed, entry, data, value)
-            txn.finish()
-        return entry
+            return local.append_own(self._txn(conn), key, kind, payload, now_ms)
 
     def block_local(self, author: bytes) -> None:
         """Block ``author`` on this node: purge and refuse their payloads.
@@ -354,13 +290,7 @@ class Store:
         Envelopes stay, so their feed remains verifiable and servable.
         """
         with self._write(durable=True) as conn:
-            txn = self._txn(conn)
-            fid = txn.ensure_fid(txn.feed(author))
-            conn.execute("UPDATE feeds SET blocked = 1 WHERE fid = ?", (fid,))
-            for (eid,) in conn.execute(
-                "SELECT eid FROM entries WHERE fid = ? AND pstate = ?", (fid, PSTATE["present"])
-            ).fetchall():
-                txn.purge(eid, "dropped")
+            local.block_feed(self._txn(conn), author)
 
     def unblock_local(self, author: bytes) -> None:
         """Lift a local block. Purged payloads come back only if re-ingested."""
@@ -397,28 +327,7 @@ class Store:
             The number of entries removed.
         """
         with self._write() as conn:
-            row = conn.execute("SELECT fid FROM feeds WHERE author = ?", (author,)).fetchone()
-            if row is None:
-                return 0
-            fid = row[0]
-            txn = self._txn(conn)
-            for (eid,) in conn.execute(
-                "SELECT eid FROM entries WHERE fid = ? AND pstate = ?", (fid, PSTATE["present"])
-            ).fetchall():
-                txn.purge(eid, "dropped")
-            # Deleted replies keep their thread links; and other authors'
-            # notifications may name these entries.
-            conn.execute(
-                "DELETE FROM notify WHERE eid IN (SELECT eid FROM entries WHERE fid = ?)", (fid,)
-            )
-            n = conn.execute("DELETE FROM entries WHERE fid = ?", (fid,)).rowcount
-            conn.execute("DELETE FROM fork_proofs WHERE fid = ?", (fid,))
-            conn.execute(
-                "UPDATE feeds SET head_seq = 0, head_id = NULL, max_seq = 0, status = 'ok', "
-                "fork_seq = NULL, n_entries = 0, payload_bytes = 0 WHERE fid = ?",
-                (fid,),
-            )
-            return int(n)
+            return local.forget_feed(conn, author, self._txn)
 
     # ------------------------------------------------------------------ feeds and sync
 
@@ -435,21 +344,7 @@ class Store:
         Args:
             authors: restrict to these; None means every feed with entries.
         """
-        if authors is None:
-            return {
-                a: s
-                for a, s in self._conn.execute(
-                    "SELECT author, head_seq FROM feeds WHERE n_entries > 0"
-                )
-            }
-        wanted = list(dict.fromkeys(authors))
-        out: dict[bytes, int] = {}
-        for chunk in chunks(wanted):
-            q = "SELECT author, head_seq FROM feeds WHERE n_entries > 0 AND author IN ({})".format(
-                ",".join("?" * len(chunk))
-            )
-            out.update(self._conn.execute(q, chunk).fetchall())
-        return out
+        return feeds.heads(self._conn, authors)
 
     def entries_after(
         self, author: bytes, seq: int, limit: int
@@ -459,19 +354,7 @@ class Store:
         Returns:
             (entry bytes, payload bytes or None when absent, deleted or dropped).
         """
-        rows = self._conn.execute(
-            "SELECT e.seq, e.raw, e.payload FROM entries e JOIN feeds f ON f.fid = e.fid "
-            "WHERE f.author = ? AND e.seq > ? ORDER BY e.seq LIMIT ?",
-            (author, seq, max(0, limit)),
-        ).fetchall()
-        out: list[tuple[bytes, bytes | None]] = []
-        expect = seq + 1
-        for s, raw, payload in rows:
-            if s != expect:
-                break
-            out.append((raw, payload))
-            expect += 1
-        return out
+        return feeds.entries_after(self._conn, author, seq, limit)
 
     def get_entry(self, id_: bytes) -> EntryView | None:
         """One entry by id, or None."""
@@ -525,67 +408,29 @@ class Store:
 
     def forked_feeds(self, authors: Iterable[bytes] | None = None) -> dict[bytes, int]:
         """author -> fork seq (frozen from there) of every forked feed, or of those in ``authors``."""
-        q = "SELECT author, fork_seq FROM feeds WHERE status = 'forked'"
-        if authors is None:
-            return {a: int(s) for a, s in self._conn.execute(q)}
-        out: dict[bytes, int] = {}
-        for chunk in chunks(list(dict.fromkeys(authors))):
-            rows = self._conn.execute(
-                q + " AND author IN ({})".format(",".join("?" * len(chunk))), chunk
-            )
-            out.update((a, int(s)) for a, s in rows)
-        return out
+        return feeds.forked_feeds(self._conn, authors)
 
     def payloads_held(self, ids: Iterable[bytes]) -> set[bytes]:
         """Those of ``ids`` held with their payload or deleted: ingesting them stores nothing new."""
-        out: set[bytes] = set()
-        for chunk in chunks(list(dict.fromkeys(ids))):
-            rows = self._conn.execute(
-                "SELECT id FROM entries WHERE pstate IN (?, ?) AND id IN ({})".format(
-                    ",".join("?" * len(chunk))
-                ),
-                (PSTATE["present"], PSTATE["deleted"], *chunk),
-            )
-            out.update(r[0] for r in rows)
-        return out
+        return feeds.payloads_held(self._conn, ids)
 
     # ------------------------------------------------------------------ derived state
 
     def following(self, author: bytes) -> list[bytes]:
         """Authors ``author`` follows, by their latest follow/unfollow entries."""
-        return [
-            r[0]
-            for r in self._conn.execute(
-                "SELECT dst FROM follows WHERE src = ? AND active = 1 ORDER BY dst", (author,)
-            )
-        ]
+        return queries.related(self._conn, "follows", author, outgoing=True)
 
     def followers(self, author: bytes) -> list[bytes]:
         """Authors known to follow ``author``."""
-        return [
-            r[0]
-            for r in self._conn.execute(
-                "SELECT src FROM follows WHERE dst = ? AND active = 1 ORDER BY src", (author,)
-            )
-        ]
+        return queries.related(self._conn, "follows", author, outgoing=False)
 
     def blocks_of(self, author: bytes) -> list[bytes]:
         """Authors ``author`` blocks publicly (``block`` entries)."""
-        return [
-            r[0]
-            for r in self._conn.execute(
-                "SELECT dst FROM blocks WHERE src = ? AND active = 1 ORDER BY dst", (author,)
-            )
-        ]
+        return queries.related(self._conn, "blocks", author, outgoing=True)
 
     def blocked_by(self, author: bytes) -> list[bytes]:
         """Authors whose public block entries name ``author``."""
-        return [
-            r[0]
-            for r in self._conn.execute(
-                "SELECT src FROM blocks WHERE dst = ? AND active = 1 ORDER BY src", (author,)
-            )
-        ]
+        return queries.related(self._conn, "blocks", author, outgoing=False)
 
     def profile(self, author: bytes) -> dict[str, Any] | None:
         """The latest profile payload of ``author`` plus its ``seq``, or None."""
