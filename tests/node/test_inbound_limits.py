@@ -8,7 +8,7 @@ from pathlib import Path
 
 import trio
 
-from p2psocial.node.links import LinkClosed, TCPFramedStream, handshake
+from p2psocial.node.replication import LinkClosed, TCPFramedStream, handshake
 from p2psocial.protocol.entries import create_entry
 from p2psocial.protocol.identity import SigningKey
 from p2psocial.protocol.ratelimit import RateTable
@@ -57,7 +57,7 @@ async def test_mention_flood_over_reconnects_is_bounded(tmp_path: Path) -> None:
             # A link's reader hands each frame to ingest before reading the
             # next, so once every link has ended, every push was decided.
             while True:
-                if victim.rep.statistics()["links_opened"] == 12 and not victim.rep._links:
+                if victim.rep.statistics()["links_opened"] == 12 and not victim.rep.pool.links:
                     break
                 await trio.sleep(0.05)
         interests = await victim.store.interests()

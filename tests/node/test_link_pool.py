@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from p2psocial.node.links import LinkClosed, TCPFramedStream, handshake
-from p2psocial.node.peerlink import address_group
+from p2psocial.node.replication import LinkClosed, TCPFramedStream, address_group, handshake
 from p2psocial.protocol.identity import SigningKey
 from p2psocial.protocol.wire import Bye, Clock, decode_message_untrusted, encode_message
 
@@ -48,8 +47,8 @@ async def test_idle_squatters_from_one_host_do_not_keep_an_honest_peer_out(
             for _ in range(100):
                 with contextlib.suppress(LinkClosed, OSError):
                     await stack.enter_async_context(squatter(victim.addr))
-            live = [lk for lk in victim.rep._links.values() if lk.reason is None]
-            assert len(live) == victim.rep._max_inbound()  # a quarter stays for our dials
+            live = [lk for lk in victim.rep.pool.links.values() if lk.reason is None]
+            assert len(live) == victim.rep.pool.max_inbound()  # a quarter stays for our dials
             await trio.sleep(0.6)  # the squatters are past their grace period
             await honest.post("hello despite the squatters")
             with trio.fail_after(10):
@@ -57,7 +56,7 @@ async def test_idle_squatters_from_one_host_do_not_keep_an_honest_peer_out(
                 await net.wait_for(lambda: _seq_is(victim, honest, 1))
             stats = victim.rep.statistics()
             assert stats["links_evicted"] >= 1
-            assert honest.rep.node_id in victim.rep._links
+            assert honest.rep.node_id in victim.rep.pool.links
 
 
 async def _seq_is(node: object, author: object, seq: int) -> bool:
@@ -75,10 +74,10 @@ async def test_silent_connections_are_capped_before_the_handshake(tmp_path: Path
                 streams.append(await trio.open_tcp_stream(*victim.addr))
             with trio.fail_after(5):
                 while True:  # counters have no event; poll briefly
-                    if victim.rep._refused["too_many_handshakes"] >= 32:
+                    if victim.rep.pool.refused["too_many_handshakes"] >= 32:
                         break
                     await trio.sleep(0.01)
-            assert sum(victim.rep._handshaking.values()) <= 8
+            assert sum(victim.rep.pool.handshaking.values()) <= 8
             # Closed at once: the refused ones read EOF without waiting for the timeout.
             closed = 0
             for s in streams:
@@ -107,7 +106,7 @@ async def test_connect_reports_a_refusal(tmp_path: Path) -> None:
         await a.connect(b)  # b's pool is now full with a link that shares a feed
         with trio.fail_after(10):
             assert await c.rep.connect(*b.addr) is False
-        assert b.rep._refused["pool_full"] >= 1
+        assert b.rep.pool.refused["pool_full"] >= 1
 
 
 async def test_keepalive_and_idle_timeout(tmp_path: Path) -> None:
@@ -180,8 +179,8 @@ async def test_inbound_links_claiming_our_feeds_cannot_eclipse_our_own_dials(
                         continue
                     assert isinstance(first, Clock)
                     await link.send_frame(encode_message(first))  # "we want all you want"
-            inbound = [lk for lk in victim.rep._links.values() if lk.reason is None]
-            assert len(inbound) <= victim.rep._max_inbound()
+            inbound = [lk for lk in victim.rep.pool.links.values() if lk.reason is None]
+            assert len(inbound) <= victim.rep.pool.max_inbound()
             await trio.sleep(0.3)  # past the grace period
             post = await followee.post("can you hear me")
             with trio.fail_after(10):

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import trio
 
-from p2psocial.node.links import TCPFramedStream, handshake
-from p2psocial.node.replication import Replicator
+from p2psocial.node.replication import Replicator, TCPFramedStream, handshake
 from p2psocial.protocol.identity import SigningKey
 from p2psocial.protocol.wire import Push, encode_message
 
@@ -38,7 +37,7 @@ async def test_peek_reads_recent_entries_of_a_feed_not_followed(tmp_path: Path) 
             rows = await reader.store.entries_after(author.public_key, 60, 100)
             assert len(rows) == 20  # seqs 61..80: the newest, as a detached run
             # A peek is one-shot: later posts are not replicated to the reader.
-            assert author.public_key not in reader.rep._heads
+            assert author.public_key not in reader.rep.heads
 
 
 async def test_mention_reaches_a_node_that_does_not_follow_the_author(tmp_path: Path) -> None:
@@ -168,11 +167,11 @@ async def test_a_deleted_payload_is_not_served_from_the_recent_cache(tmp_path: P
             post = await a.post("soon deleted")
             await net.wait_for(lambda: _holds(b, post.id))
             # b now has the post in its recent cache, with its payload.
-            assert (a.identity, post.seq) in b.rep._recent
+            assert (a.identity, post.seq) in b.rep.cache
             delete = await a.publish("delete", {"target": post.id})
             await net.wait_for(lambda: _holds(b, delete.id))
             # What b's writer would serve from memory for that seq: no payload.
-            cached = b.rep._recent.get((a.identity, post.seq))
+            cached = b.rep.cache.get((a.identity, post.seq))
             assert cached is None or cached[1] is None, "the deleted payload is still served"
             rows = await b.store.entries_after(a.identity, post.seq - 1, 1)
             assert rows[0][1] is None  # and the store purged it

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from p2psocial.node.links import LinkClosed, TCPFramedStream, handshake
+from p2psocial.node.replication import LinkClosed, TCPFramedStream, handshake
 from p2psocial.protocol.encoding import encode
 from p2psocial.protocol.entries import ENTRY_TAG, create_entry, decode_entry_untrusted
 from p2psocial.protocol.feeds import decode_fork_proof_untrusted

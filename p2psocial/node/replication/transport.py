@@ -19,9 +19,14 @@ from typing import Protocol
 
 import trio
 
-from ..protocol.errors import DecodeError, InvalidSignature, ProtocolError
-from ..protocol.identity import SigningKey, check_public_key, node_id_from_public_key, verify_strict
-from ..protocol.wire import (
+from ...protocol.errors import DecodeError, InvalidSignature, ProtocolError
+from ...protocol.identity import (
+    SigningKey,
+    check_public_key,
+    node_id_from_public_key,
+    verify_strict,
+)
+from ...protocol.wire import (
     DEFAULT_WIRE_LIMITS,
     NONCE_SIZE,
     Auth,

@@ -1,10 +1,9 @@
-"""Ingest of received entries, inbound policy and fork gossip for replication.
+"""What happens to entries and fork proofs a peer sends: :class:`IngestPipeline`.
 
-:class:`_Ingest` is the layer of :class:`~p2psocial.node.replication.Replicator`
-that hands verified batches to the store, decides which rejections are a
+It hands verified batches to the store, decides which rejections are a
 peer's fault (and drop its link), accepts unsolicited posts only when they
-mention or reply to us, and freezes forked feeds while passing their proofs
-on to the other peers.
+mention or reply to us (the inbound policy), and freezes forked feeds while
+passing their proofs on to the other peers (fork gossip).
 """
 
 from __future__ import annotations
@@ -14,18 +13,23 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import trio
 
-from ..protocol.entries import Entry, decode_entry_untrusted, decode_payload_untrusted
-from ..protocol.errors import ProtocolError
-from ..protocol.feeds import decode_fork_proof_untrusted
-from ..protocol.ratelimit import RateTable
-from ..protocol.sync import Ingest
-from ..protocol.wire import Item
-from ..storage.batch import SENDER_FAULTS
-from .peerlink import _Dropped, _Link, address_group
-from .swarm import _Swarm
+from ...protocol.entries import Entry, decode_entry_untrusted, decode_payload_untrusted
+from ...protocol.errors import ProtocolError
+from ...protocol.feeds import decode_fork_proof_untrusted
+from ...protocol.ratelimit import RateTable
+from ...protocol.sync import Head, Ingest
+from ...protocol.wire import Item
+from ...storage.batch import SENDER_FAULTS
+from .heads import Heads
+from .link import Dropped, Link, LinkSet, address_group, head_moved
+from .recent import RecentCache
+from .store import ReplicationStore
+
+__all__ = ["IngestPipeline"]
 
 #: Records keep the service's logger name from before the split into modules,
 #: so logging configuration aimed at the replication service still applies.
@@ -45,19 +49,48 @@ _RIVAL_REJECTIONS = frozenset({"fork", "unprovable_fork"})
 _CHAIN_REJECTIONS = frozenset({"prev_mismatch", "seq_gap", "chain", "no_prev"})
 
 
-class _Ingest(_Swarm):
-    """What happens to entries and fork proofs a peer sends.
+class IngestPipeline:
+    """Stores what peers send, under the inbound policy, and gossips forks.
 
-    State is created by ``Replicator.__init__``; the annotations below name
-    the part of it this layer adds to the lower layers'.
+    Args:
+        store: where batches go.
+        heads: the wanted feeds (advanced when a batch moves one).
+        cache: recent entries (fed with what was stored, purged on deletes).
+        links: the open links (told of new heads and fork proofs).
+        identity: the user identity hosted here (what inbound posts must mention).
+        on_stored: called with the entries stored from peers, after each batch.
+        accept_inbound: keep posts from authors not followed that mention or
+            reply to ``identity`` (the owner's policy; may change at run time).
+        inbound_burst, inbound_rate: unsolicited posts kept per remote node
+            key (twice that per network), as a token bucket.
     """
 
-    on_stored: Callable[[list[Entry]], None] | None
-    accept_inbound: bool
-    _known_proofs: set[bytes]
-    _rejected: Counter[str]
-    _inbound_by_key: RateTable
-    _inbound_by_addr: RateTable
+    def __init__(
+        self,
+        store: ReplicationStore,
+        heads: Heads,
+        cache: RecentCache,
+        links: LinkSet,
+        *,
+        identity: bytes,
+        on_stored: Callable[[list[Entry]], None] | None = None,
+        accept_inbound: bool = True,
+        inbound_burst: float = 16.0,
+        inbound_rate: float = 0.5,
+    ) -> None:
+        self.store = store
+        self.heads, self.cache, self.links = heads, cache, links
+        #: The owner's policy (the node changes it at run time).
+        self.accept_inbound = accept_inbound
+        self.identity = identity
+        self.on_stored = on_stored
+        # Unsolicited posts kept (each may start a feed here), per remote
+        # node key and per address; these outlive links (spec/sync.md 7).
+        self._inbound_by_key = RateTable(inbound_burst, inbound_rate)
+        self._inbound_by_addr = RateTable(2 * inbound_burst, 2 * inbound_rate)
+        self._known_proofs: set[bytes] = set()
+        self._stats: Counter[str] = Counter()
+        self._rejected: Counter[str] = Counter()
 
     async def _accept_inbound(self, author: bytes, item: Item) -> bool:
         """Policy for an unsolicited entry: a post that mentions or replies to us."""
@@ -90,10 +123,15 @@ class _Ingest(_Swarm):
 
     # ------------------------------------------------------------------ ingest
 
-    async def _ingest(self, link: _Link, act: Ingest) -> None:
-        author = act.author
-        if act.origin == "inbound":
-            if not await self._accept_inbound(author, act.items[0]):
+    async def on_batch(self, link: Link, batch: Ingest) -> None:
+        """Store a batch a link's session accepted, and tell the other links.
+
+        Raises:
+            Dropped: the peer sent what an honest peer would not.
+        """
+        author = batch.author
+        if batch.origin == "inbound":
+            if not await self._accept_inbound(author, batch.items[0]):
                 self._stats["inbound_refused"] += 1
                 return
             # Each accepted unsolicited post may start a new feed here: hold
@@ -108,9 +146,9 @@ class _Ingest(_Swarm):
             if not allowed:
                 self._stats["inbound_rate_limited"] += 1
                 return
-        self._stats["entries_received"] += len(act.items)
+        self._stats["entries_received"] += len(batch.items)
         outcomes = await self.store.ingest(
-            list(act.items), now_ms=int(time.time() * 1000), author=author
+            list(batch.items), now_ms=int(time.time() * 1000), author=author
         )
         stored: list[tuple[int, Item]] = []
         # Decoded once, by the store: a 500-entry batch decoded again here
@@ -122,11 +160,11 @@ class _Ingest(_Swarm):
             await self._fork_detected(author)
         # A rival in this batch (proven or not) means the peer relays the
         # author's other history, so the entries above it cannot link to ours.
-        diverged = bool(rejected & _RIVAL_REJECTIONS) or author in self._forked
-        for i, (item, out) in enumerate(zip(act.items, outcomes, strict=True)):
+        diverged = bool(rejected & _RIVAL_REJECTIONS) or self.heads.is_forked(author)
+        for i, (item, out) in enumerate(zip(batch.items, outcomes, strict=True)):
             if out.status == "rejected" and out.reason == "mislabeled":
                 # Another author's entry in a batch of this feed: a lying peer.
-                raise _Dropped("mislabeled_entry")
+                raise Dropped("mislabeled_entry")
             if out.status == "rejected":
                 self._rejected[out.reason or "unknown"] += 1
                 if out.reason in _BENIGN_REJECTIONS:
@@ -135,10 +173,10 @@ class _Ingest(_Swarm):
                     # Entries above a fork point do not link to what we hold:
                     # the peer relays the other history, which is not a lie.
                     continue
-                raise _Dropped(f"invalid_entry_{out.reason}")
-            if out.author != author or out.seq != act.start + i:
+                raise Dropped(f"invalid_entry_{out.reason}")
+            if out.author != author or out.seq != batch.start + i:
                 # Valid entry, but not what the batch claimed: a lying peer.
-                raise _Dropped("mislabeled_entry")
+                raise Dropped("mislabeled_entry")
             if out.reason in SENDER_FAULTS:
                 # Bytes that are not what the author signed: the envelope is
                 # kept, the bytes are not, and the sender answers for it.
@@ -162,24 +200,28 @@ class _Ingest(_Swarm):
             if any(e.kind in ("delete", "block") for e in new_entries):
                 # A delete (or a block of an adopted blocklist) purged
                 # payloads from the store: the cache must not serve them.
-                self._forget_cached()
+                self.cache.forget()
             for seq, item in stored[-64:]:
-                self._remember(author, seq, item)
-            if act.origin == "peek":
+                self.cache.remember(author, seq, item)
+            if batch.origin == "peek":
                 await self.store.set_interest(author, "peek")
-            elif act.origin == "inbound":
+            elif batch.origin == "inbound":
                 await self.store.set_interest(author, "inbound")
-            if author in self._heads:
+            if author in self.heads:
                 head = await self.store.head(author)
                 if head is not None:
-                    self._local_changed(author, (head[0], head[1]))
+                    self._advance(author, (head[0], head[1]))
             if self.on_stored is not None:
                 try:
                     self.on_stored(new_entries)
                 except Exception:  # a callback bug must not drop the peer
                     log.exception("on_stored callback failed")
         if mismatch is not None:
-            raise _Dropped(f"invalid_payload_{mismatch}")
+            raise Dropped(f"invalid_payload_{mismatch}")
+
+    def _advance(self, author: bytes, head: Head) -> None:
+        if self.heads.advance(author, head):
+            self.links.broadcast(head_moved(author, head))
 
     async def _fork_detected(self, author: bytes) -> None:
         proofs = await self.store.fork_proofs(author)
@@ -189,25 +231,25 @@ class _Ingest(_Swarm):
         self._stats["forks_detected"] += 1
         log.warning("feed %s forked: frozen, %d proof(s)", author.hex()[:12], len(new))
         self._known_proofs.update(new)
-        self._freeze(author)
-        for link in self._open_links():
-            for proof in new:
-                link.perform_local(link.session.send_fork_proof(author, proof))
+        self.heads.freeze(author)
+        self.links.broadcast(
+            lambda session: [a for p in new for a in session.send_fork_proof(author, p)]
+        )
 
-    def _freeze(self, author: bytes) -> None:
-        # The feed stays in the clocks (the store refuses anything above the
-        # fork, as "forked", which is not the relaying peer's fault).
-        self._forked.add(author)
+    async def on_fork_proof(self, link: Link, proof: bytes) -> None:
+        """Check a fork proof a peer sent; if it freezes a wanted feed, pass it on.
 
-    async def _on_fork_proof(self, link: _Link, proof: bytes) -> None:
+        Raises:
+            Dropped: the proof does not decode or verify.
+        """
         if proof in self._known_proofs:
             return
         try:
             fp = decode_fork_proof_untrusted(proof)
         except ProtocolError as exc:
-            raise _Dropped(f"bad_fork_proof_{exc.reason}") from None
+            raise Dropped(f"bad_fork_proof_{exc.reason}") from None
         self._known_proofs.add(proof)
-        if fp.author not in self._heads:
+        if fp.author not in self.heads:
             return
         # Ingesting both halves makes the store record the proof and freeze.
         outcomes = await self.store.ingest(
@@ -217,10 +259,23 @@ class _Ingest(_Swarm):
         del outcomes
         if await self.store.feed_status(fp.author) == "forked":
             self._stats["forks_detected"] += 1
-            self._freeze(fp.author)
-            for other in self._open_links():
-                if other is not link:
-                    other.perform_local(other.session.send_fork_proof(fp.author, proof))
+            self.heads.freeze(fp.author)
+            self.links.broadcast(
+                lambda session: session.send_fork_proof(fp.author, proof), skip=link
+            )
+
+    def statistics(self) -> dict[str, Any]:
+        """Entries received, stored and rejected (by reason), inbound refusals, forks."""
+        return {
+            "entries_received": self._stats["entries_received"],
+            "entries_stored": self._stats["entries_stored"],
+            "entries_duplicate": self._stats["entries_duplicate"],
+            "entries_rejected": dict(self._rejected),
+            "inbound_refused": self._stats["inbound_refused"],
+            "inbound_rate_limited": self._stats["inbound_rate_limited"],
+            "forks_detected": self._stats["forks_detected"],
+            "payloads_invalid": self._stats["payloads_invalid"],
+        }
 
 
 def _proves_fork(proof: bytes) -> bool:

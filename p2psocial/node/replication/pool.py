@@ -1,0 +1,541 @@
+"""The link pool: :class:`LinkPool` listens, handshakes, admits and runs links.
+
+One link per remote node, ``max_peers`` in all, inbound and outbound
+together. Connections that have not proven a key yet are bounded before a
+byte is read; an authenticated link joins the pool only past the admission
+rules (per address, per network, a quarter of the pool kept for our own
+dials), and a full pool makes room by evicting its least useful idle link.
+
+Each link runs a reader task, which decodes frames and feeds the link's
+:class:`~p2psocial.protocol.sync.SyncSession`, and a writer task
+(:class:`~p2psocial.node.replication.serve.FeedServer`). What the session
+hands up (a batch to store, a fork proof, a finished peek) goes to the
+:class:`LinkHandler`, as ``trio.serve_listeners`` hands each connection to
+its handler. The reader awaits the handler before reading the next frame:
+that is the backpressure. Nothing a peer sends can raise out of a link task.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import trio
+
+from ...errors import cannot_listen
+from ...protocol.errors import P2PSocialError, ProtocolError
+from ...protocol.identity import SigningKey, node_id_from_public_key
+from ...protocol.sync import (
+    Action,
+    Close,
+    Ingest,
+    PeekDone,
+    Send,
+    Serve,
+    StoreForkProof,
+    SyncLimits,
+    SyncSession,
+)
+from ...protocol.wire import Bye, decode_message_untrusted, encode_message
+from .heads import Heads
+from .link import Dropped, Link, Outbox, address_group
+from .serve import FeedServer
+from .transport import LinkClosed, PeerIdentity, TCPFramedStream, handshake
+
+__all__ = ["LinkHandler", "LinkPool", "PoolLimits"]
+
+#: Records keep the service's logger name from before the split into modules,
+#: so logging configuration aimed at the replication service still applies.
+log = logging.getLogger("p2psocial.node.replication")
+
+#: Link ends after which no bye is sent (the peer left, or it is a duplicate).
+_QUIET_ENDS = frozenset({"eof", "broken", "bye", "duplicate_link", "closed", "shutdown"})
+
+
+class LinkHandler(Protocol):
+    """What the pool hands up from its links' sessions.
+
+    ``on_batch`` and ``on_fork_proof`` may raise
+    :class:`~p2psocial.node.replication.link.Dropped` to end the link that
+    sent it, or :class:`~p2psocial.protocol.errors.P2PSocialError` for local
+    trouble (the link ends as ``local_<reason>``).
+    """
+
+    async def on_batch(self, link: Link, batch: Ingest) -> None:
+        """Store a batch the session accepted."""
+        ...
+
+    async def on_fork_proof(self, link: Link, proof: bytes) -> None:
+        """Handle a fork proof the peer sent."""
+        ...
+
+    def on_peek_done(self, author: bytes) -> None:
+        """The peer answered a peek of ``author``'s feed in full."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class PoolLimits:
+    """The link pool's bounds. The defaults suit a home node with 32 links."""
+
+    #: Links at most, inbound and outbound together.
+    max_peers: int = 32
+    #: Seconds for the hello (and for a dial to connect).
+    handshake_timeout: float = 10.0
+    #: A link on which nothing arrives for this long is dropped.
+    idle_timeout: float = 90.0
+    #: An inbound link younger than this is never evicted for a newcomer.
+    eviction_grace: float = 5.0
+    #: Inbound links from one IP address, and from one /24 (IPv4) or /48 (IPv6).
+    max_per_address: int = 4
+    max_per_network: int = 8
+    #: Connections still in the hello: in all, per address, per network.
+    max_handshaking: int = 256
+    max_handshaking_per_address: int = 8
+    max_handshaking_per_network: int = 16
+
+
+class LinkPool:
+    """The pool of peer links and their tasks.
+
+    Args:
+        handler: receives what the links' sessions hand up.
+        server: the writer task of every link.
+        heads: our wanted feeds and clock (each new session starts from it).
+        node_key: key proving this node in the hello.
+        host, port: where to listen (port 0: any; ``port`` is the bound one after ``listen``).
+        limits: per-peer protocol limits.
+        bounds: how many links, from where, and for how long.
+    """
+
+    def __init__(
+        self,
+        handler: LinkHandler,
+        server: FeedServer,
+        heads: Heads,
+        node_key: SigningKey,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        limits: SyncLimits | None = None,
+        bounds: PoolLimits | None = None,
+    ) -> None:
+        self.handler = handler
+        self.server = server
+        self.heads = heads
+        self.node_key = node_key
+        self.node_id = node_id_from_public_key(node_key.public_key)
+        self.host = host
+        self.port = port
+        self.limits = limits or SyncLimits()
+        self.bounds = bounds or PoolLimits()
+        #: The links in the pool, by remote node id (some may be ending).
+        self.links: dict[bytes, Link] = {}
+        #: Connections still in the hello, by remote address.
+        self.handshaking: Counter[str] = Counter()
+        #: Connections refused, by reason.
+        self.refused: Counter[str] = Counter()
+        self._dropped: Counter[str] = Counter()
+        self._stats: Counter[str] = Counter()
+        self._dialing: set[tuple[str, int]] = set()
+        self._listeners: list[trio.SocketListener] = []
+        self._nursery: trio.Nursery | None = None
+        self._closed = {"bytes_in": 0, "bytes_out": 0, "frames_in": 0, "frames_out": 0}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def listen(self) -> None:
+        """Bind the listening socket (``run`` does it if not done yet).
+
+        Raises:
+            NodeError: the address cannot be bound (in use, not this machine's).
+        """
+        if self._listeners:
+            return
+        try:
+            self._listeners = await trio.open_tcp_listeners(self.port, host=self.host)
+        except OSError as exc:
+            shown = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+            raise cannot_listen("TCP port for peer links", shown, exc) from None
+        self.port = self._listeners[0].socket.getsockname()[1]
+
+    async def close_listeners(self) -> None:
+        """Close the listening socket, if open (``run`` does it on the way out)."""
+        listeners, self._listeners = self._listeners, []
+        with trio.CancelScope(shield=True):
+            for listener in listeners:
+                await listener.aclose()
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Accept and run links until cancelled.
+
+        Calls ``task_status.started((host, port))`` once the listener is up.
+        """
+        await self.listen()
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                for listener in self._listeners:
+                    nursery.start_soon(self._accept, listener)
+                task_status.started((self.host, self.port))
+        finally:
+            self._nursery = None
+            await self.close_listeners()
+
+    async def _accept(self, listener: trio.SocketListener) -> None:
+        assert self._nursery is not None
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:  # e.g. EMFILE: back off instead of spinning
+                self._stats["accept_errors"] += 1
+                log.warning("accept failed: %s", exc)
+                await trio.sleep(0.1)
+                continue
+            self._nursery.start_soon(self._serve_stream, stream, "inbound", None)
+
+    # ------------------------------------------------------------------ queries
+
+    def open_links(self) -> list[Link]:
+        """Links that are up (hello done, not being dropped)."""
+        return [lk for lk in self.links.values() if lk.is_open()]
+
+    def broadcast(
+        self, make: Callable[[SyncSession], list[Action]], *, skip: Link | None = None
+    ) -> None:
+        """Run a local event on every open link's session (but ``skip``) and queue its output."""
+        for link in self.open_links():
+            if link is not skip:
+                link.perform_local(make(link.session))
+
+    def max_inbound(self) -> int:
+        """Inbound links at most: a quarter of the pool stays for our own dials."""
+        return max(1, self.bounds.max_peers - max(1, self.bounds.max_peers // 4))
+
+    def has_room(self) -> bool:
+        """Whether a dial of ours could get a link (with room, or by evicting)."""
+        live = sum(1 for lk in self.links.values() if lk.reason is None)
+        return live < self.bounds.max_peers or self._outbound_victim() is not None
+
+    def dialing(self, host: str, port: int) -> bool:
+        """Whether a dial to host:port is under way."""
+        return (host, port) in self._dialing
+
+    def peers(self) -> list[dict[str, Any]]:
+        """Connected peers: node id (hex), host, port, direction, feeds shared."""
+        return [
+            {
+                "node_id": link.peer.node_id.hex(),
+                "host": link.host,
+                "port": link.peer.listen_port,
+                "direction": link.direction,
+                "feeds": link.shares(self.heads),
+            }
+            for link in self.links.values()
+        ]
+
+    # ------------------------------------------------------------------ dialing
+
+    async def dial(self, host: str, port: int) -> bool:
+        """Open a link to host:port; True once it is up (or already was)."""
+        for link in self.links.values():
+            if link.host == host and link.peer.listen_port == port:
+                return True
+        if (host, port) in self._dialing or self._nursery is None:
+            return False
+        if not self.has_room():
+            self.refused["pool_full"] += 1
+            return False
+        self._dialing.add((host, port))
+        try:
+            try:
+                with trio.fail_after(self.bounds.handshake_timeout):
+                    stream = await trio.open_tcp_stream(host, port)
+            except (OSError, trio.TooSlowError):
+                self._stats["dials_failed"] += 1
+                return False
+            except Exception:
+                # A bug (or an address the resolver chokes on) ends this dial
+                # only; it must never reach the service's nursery.
+                self._stats["dials_failed"] += 1
+                self._stats["internal_errors"] += 1
+                log.exception("dialling %s:%s failed", host, port)
+                return False
+            return bool(await self._nursery.start(self._serve_stream, stream, "outbound", host))
+        finally:
+            self._dialing.discard((host, port))
+
+    # ------------------------------------------------------------------ links
+
+    def _too_many_handshakes(self, host: str) -> bool:
+        """Connections that have not proven a key yet cost memory and a timer
+        each: bound them, in all and per address, before reading a byte."""
+        group = address_group(host)
+        return (
+            sum(self.handshaking.values()) >= self.bounds.max_handshaking
+            or self.handshaking[host] >= self.bounds.max_handshaking_per_address
+            or (
+                group is not None
+                and sum(n for h, n in self.handshaking.items() if address_group(h) == group)
+                >= self.bounds.max_handshaking_per_network
+            )
+        )
+
+    async def _hello(self, framed: TCPFramedStream, host: str) -> PeerIdentity | None:
+        """The handshake, bounded in time and counted per address; None if it failed."""
+        self.handshaking[host] += 1
+        try:
+            with trio.fail_after(self.bounds.handshake_timeout):
+                return await handshake(framed, self.node_key, self.port, limits=self.limits.wire)
+        except (ProtocolError, LinkClosed, trio.TooSlowError) as exc:
+            reason = getattr(exc, "reason", None) or "timeout"
+            self.refused[f"handshake_{reason}"] += 1
+            return None
+        finally:
+            self.handshaking[host] -= 1
+            if self.handshaking[host] <= 0:
+                del self.handshaking[host]
+
+    async def _serve_stream(
+        self,
+        stream: trio.SocketStream,
+        direction: str,
+        host: str | None,
+        *,
+        task_status: trio.TaskStatus[bool] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Handshake, register and run one link; never raises on peer behaviour."""
+        framed = TCPFramedStream(stream, self.limits.wire)
+        if host is None:
+            try:
+                host = stream.socket.getpeername()[0]
+            except OSError:
+                host = "?"
+        assert host is not None
+        if direction == "inbound" and self._too_many_handshakes(host):
+            self.refused["too_many_handshakes"] += 1
+            task_status.started(False)
+            await framed.aclose()
+            return
+        link: Link | None = None
+        try:
+            peer = await self._hello(framed, host)
+            if peer is None:
+                task_status.started(False)
+                return
+            refusal = self._admit(peer, direction, host)
+            if refusal is not None:
+                self.refused[refusal] += 1
+                task_status.started(False)
+                # Say why, so a dialler knows it was refused (and need not
+                # count this as a link); best effort and brief.
+                with trio.move_on_after(1.0), contextlib.suppress(LinkClosed):
+                    await framed.send_frame(encode_message(Bye(refusal)))
+                return
+            link = self._register(peer, direction, host, framed)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._run_link, link)
+                # Up means the peer answered with a message of its own, not
+                # merely finished the hello: a peer that refuses us says bye.
+                with trio.move_on_after(self.bounds.handshake_timeout):
+                    await link.answered.wait()
+                task_status.started(link.reason is None)
+        finally:
+            if link is not None:
+                if self.links.get(link.peer.node_id) is link:
+                    del self.links[link.peer.node_id]
+                self._dropped[link.reason or "closed"] += 1
+                for key in self._closed:
+                    self._closed[key] += getattr(framed, key)
+            await framed.aclose()
+
+    def _register(
+        self, peer: PeerIdentity, direction: str, host: str, framed: TCPFramedStream
+    ) -> Link:
+        """Put an admitted link in the pool (ending any older one to the same node)."""
+        dialer = self.node_id if direction == "outbound" else peer.node_id
+        session = SyncSession(self.heads, limits=self.limits)
+        link = Link(
+            peer=peer,
+            host=host,
+            direction=direction,
+            stream=framed,
+            session=session,
+            outbox=Outbox(max_control=4 * self.limits.wire.max_clock),
+            dialer_id=dialer,
+            started=trio.current_time(),
+        )
+        old = self.links.get(peer.node_id)
+        if old is not None:
+            old.drop("duplicate_link")
+        self.links[peer.node_id] = link
+        self._stats["links_opened"] += 1
+        link.last_in = link.last_out = link.started
+        link.perform_local(session.start())
+        return link
+
+    def _admit(self, peer: PeerIdentity, direction: str, host: str) -> str | None:
+        """Why a link just authenticated may not join the pool, or None.
+
+        May evict a link to make room: when the pool is full, the least
+        useful inbound link past its grace period that shares no wanted feed
+        makes way, so idle links cannot keep an honest newcomer out.
+        """
+        if peer.key == self.node_key.public_key:
+            return "self"
+        old = self.links.get(peer.node_id)
+        if old is not None:
+            # Both sides keep the link dialled by the lower node id, so a
+            # simultaneous dial leaves exactly one link, not zero.
+            dialer = self.node_id if direction == "outbound" else peer.node_id
+            if dialer >= old.dialer_id:
+                return "duplicate_link"
+            return None
+        # Links being dropped (evicted, say) leave the dict a moment later.
+        live = [lk for lk in self.links.values() if lk.reason is None]
+        if direction == "inbound":
+            group = address_group(host)
+            if group is not None:
+                if sum(1 for lk in live if lk.host == host) >= self.bounds.max_per_address:
+                    return "address_limit"
+                if (
+                    sum(1 for lk in live if address_group(lk.host) == group)
+                    >= self.bounds.max_per_network
+                ):
+                    return "network_limit"
+        inbound = [lk for lk in live if lk.direction == "inbound"]
+        if direction == "outbound":
+            # A link we chose gets a place: inbound links, which anyone can
+            # open and fill with claimed interest, must not eclipse us.
+            if len(live) < self.bounds.max_peers:
+                return None
+            victim = self._outbound_victim()
+            if victim is None:
+                return "pool_full"
+        elif len(live) >= self.bounds.max_peers or len(inbound) >= self.max_inbound():
+            victim = self._eviction_candidate()
+            if victim is None:
+                return "pool_full"
+        else:
+            return None
+        self._stats["links_evicted"] += 1
+        victim.drop("evicted")
+        return None
+
+    def _inbound_past_grace(self) -> list[Link]:
+        now = trio.current_time()
+        return [
+            lk
+            for lk in self.links.values()
+            if lk.direction == "inbound"
+            and lk.reason is None
+            and now - lk.started >= self.bounds.eviction_grace
+        ]
+
+    @staticmethod
+    def _least_useful(links: list[Link]) -> Link | None:
+        """Fewest entries received, then longest silent."""
+        return min(links, key=lambda lk: (lk.items_in, lk.last_in), default=None)
+
+    def _outbound_victim(self) -> Link | None:
+        """The inbound link to drop for a dial of ours when the pool is full:
+        the least useful past its grace period, whatever it claims to want."""
+        return self._least_useful(self._inbound_past_grace())
+
+    def _eviction_candidate(self) -> Link | None:
+        """The inbound link an inbound newcomer may replace: past its grace
+        period, sharing no feed we want, and the least useful of those."""
+        return self._least_useful(
+            [lk for lk in self._inbound_past_grace() if lk.shares(self.heads) == 0]
+        )
+
+    async def _run_link(self, link: Link) -> None:
+        with link.cancel:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._guard, link, self._reader)
+                nursery.start_soon(self._guard, link, self.server.drain)
+        if link.reason not in _QUIET_ENDS and link.session.state == "open":
+            # Tell the peer why, best effort and briefly.
+            bye = link.session.close(link.reason or "closed")
+            with trio.move_on_after(0.2) as scope:
+                scope.shield = True
+                for act in bye:
+                    if isinstance(act, Send):
+                        try:
+                            await link.stream.send_frame(encode_message(act.message))
+                        except LinkClosed:
+                            break
+
+    async def _guard(self, link: Link, fn: Callable[[Link], Awaitable[None]]) -> None:
+        """Run a link task; turn every way it can end into a drop reason."""
+        try:
+            await fn(link)
+        except Dropped as exc:
+            link.drop(exc.reason)
+        except ProtocolError as exc:
+            link.drop(f"protocol_{exc.reason}")
+        except LinkClosed as exc:
+            link.drop(exc.reason)
+        except P2PSocialError as exc:  # storage trouble: not the peer's fault
+            log.warning("link to %s ended: %s", link.peer.node_id.hex()[:12], exc)
+            link.drop(f"local_{exc.reason}")
+        except Exception:
+            log.exception("bug in a replication link task")
+            link.drop("internal_error")
+        else:
+            link.drop("closed")
+
+    async def _reader(self, link: Link) -> None:
+        while True:
+            with trio.move_on_after(self.bounds.idle_timeout) as idle:
+                body = await link.stream.receive_frame()
+            if idle.cancelled_caught:
+                # The peer keeps a live link busy at least with keepalives.
+                raise Dropped("idle_timeout")
+            link.last_in = trio.current_time()
+            msg = decode_message_untrusted(body, self.limits.wire)
+            actions = link.session.receive(msg, link.last_in)
+            if not isinstance(msg, Bye):
+                link.answered.set()
+            for act in actions:
+                if isinstance(act, (Send, Serve)):
+                    link.outbox.add(act)
+                elif isinstance(act, Ingest):
+                    link.items_in += len(act.items)
+                    await self.handler.on_batch(link, act)
+                elif isinstance(act, StoreForkProof):
+                    await self.handler.on_fork_proof(link, act.proof)
+                elif isinstance(act, PeekDone):
+                    self.handler.on_peek_done(act.author)
+                elif isinstance(act, Close):
+                    link.drop("bye")
+                    return
+
+    # ------------------------------------------------------------------ statistics
+
+    def statistics(self) -> dict[str, Any]:
+        """Links, traffic (closed links included), refusals and drops; counters only grow."""
+        links = list(self.links.values())
+        traffic = {
+            key: total + sum(getattr(lk.stream, key) for lk in links)
+            for key, total in self._closed.items()
+        }
+        return {
+            "peers": len(links),
+            **traffic,
+            **self.server.statistics(),
+            "peers_refused": dict(self.refused),
+            "links_dropped": dict(self._dropped),
+            "links_opened": self._stats["links_opened"],
+            "links_evicted": self._stats["links_evicted"],
+            "dials_failed": self._stats["dials_failed"],
+            "accept_errors": self._stats["accept_errors"],
+            "internal_errors": self._stats["internal_errors"],
+            "handshaking": sum(self.handshaking.values()),
+        }

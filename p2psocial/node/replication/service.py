@@ -1,0 +1,350 @@
+"""The replication service: :class:`Replicator` composes the components.
+
+It builds the recent cache, the wanted heads, the link pool with its feed
+server, the ingest pipeline and swarm discovery, runs the pool and discovery
+in its nursery, and keeps the public surface the node uses: ``run``,
+``connect``, ``notify_local``, ``peek``, ``peers``, ``statistics`` and the
+run-time policy (``hops``, ``accept_inbound``). It is also the pool's
+:class:`~p2psocial.node.replication.pool.LinkHandler`: batches and fork proofs
+go to the ingest pipeline, finished peeks wake the peek waiting for them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import trio
+
+from ...protocol.entries import Entry
+from ...protocol.errors import LocalUsageError
+from ...protocol.identity import SigningKey, node_id_from_public_key
+from ...protocol.sync import Ingest, SyncLimits
+from .heads import Heads
+from .ingest import IngestPipeline
+from .link import Link, head_moved
+from .pool import LinkPool, PoolLimits
+from .recent import RecentCache
+from .serve import FeedServer
+from .store import ReplicationStore
+from .swarm import SwarmDiscovery
+
+__all__ = ["Replicator"]
+
+#: The service's logger name, the same for every module of the package.
+log = logging.getLogger("p2psocial.node.replication")
+
+#: The keys of :meth:`Replicator.statistics`, in order, merged from the components'.
+_STATISTICS = (
+    "peers",
+    "feeds",
+    "frames_in",
+    "frames_out",
+    "bytes_in",
+    "bytes_out",
+    "entries_received",
+    "entries_stored",
+    "entries_duplicate",
+    "entries_rejected",
+    "entries_served",
+    "inbound_refused",
+    "peers_refused",
+    "links_dropped",
+    "links_opened",
+    "forks_detected",
+    "dials_failed",
+    "links_evicted",
+    "inbound_rate_limited",
+    "internal_errors",
+    "keepalives_sent",
+    "handshaking",
+)
+
+
+class _Reporting(Protocol):
+    def statistics(self) -> dict[str, Any]: ...
+
+
+class Replicator:
+    """Replicates wanted feeds with peers over TCP links.
+
+    Args:
+        store: the node's async store (``p2psocial.storage.AsyncStore``).
+        node_key: key proving this node on links.
+        dht: a ``DHTNode`` for swarm membership and feed heads, or None.
+        host, port: where to listen for peer links (port 0: any).
+        identity: the user identity hosted here (its feed is always wanted).
+        on_stored: called with the entries stored from peers, after each batch.
+        max_peers: the connection pool size, inbound and outbound together.
+        hops: 1 replicates follows; 2 adds follows of follows.
+        accept_inbound: keep posts from authors not followed that mention or
+            reply to ``identity`` (the owner's policy; may change at run time).
+        limits: per-peer protocol limits.
+        batch_size: entries per catch-up batch.
+        refresh_interval: seconds between interest refreshes and redials.
+
+    The other arguments are the link pool's bounds
+    (:class:`~p2psocial.node.replication.pool.PoolLimits`), the keepalive
+    interval (at most a third of ``idle_timeout``), the peek timeout, and the
+    inbound policy's rate (see
+    :class:`~p2psocial.node.replication.ingest.IngestPipeline`).
+    """
+
+    def __init__(
+        self,
+        store: ReplicationStore,
+        node_key: SigningKey,
+        *,
+        dht: Any = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        identity: bytes,
+        on_stored: Callable[[list[Entry]], None] | None = None,
+        max_peers: int = 32,
+        hops: int = 1,
+        accept_inbound: bool = True,
+        limits: SyncLimits | None = None,
+        batch_size: int = 500,
+        refresh_interval: float = 2.0,
+        handshake_timeout: float = 10.0,
+        swarm_interval: float = 30.0,
+        peek_timeout: float = 5.0,
+        idle_timeout: float = 90.0,
+        keepalive_interval: float = 30.0,
+        eviction_grace: float = 5.0,
+        max_per_address: int = 4,
+        max_per_network: int = 8,
+        max_handshaking: int = 256,
+        max_handshaking_per_address: int = 8,
+        max_handshaking_per_network: int = 16,
+        inbound_burst: float = 16.0,
+        inbound_rate: float = 0.5,
+    ) -> None:
+        self.store = store
+        self.node_key = node_key
+        self.node_id = node_id_from_public_key(node_key.public_key)
+        self.dht = dht
+        self.identity = identity
+        self.limits = limits or SyncLimits()
+        self.peek_timeout = peek_timeout
+        self.cache = RecentCache()
+        self.heads = Heads(store, identity, hops=hops)
+        server = FeedServer(
+            store,
+            self.heads,
+            self.cache,
+            limits=self.limits,
+            batch_size=max(1, min(batch_size, self.limits.wire.max_batch)),
+            keepalive_interval=min(keepalive_interval, idle_timeout / 3),
+        )
+        self.pool = LinkPool(
+            self,
+            server,
+            self.heads,
+            node_key,
+            host=host,
+            port=port,
+            limits=self.limits,
+            bounds=PoolLimits(
+                max_peers=max_peers,
+                handshake_timeout=handshake_timeout,
+                idle_timeout=idle_timeout,
+                eviction_grace=eviction_grace,
+                max_per_address=max_per_address,
+                max_per_network=max_per_network,
+                max_handshaking=max_handshaking,
+                max_handshaking_per_address=max_handshaking_per_address,
+                max_handshaking_per_network=max_handshaking_per_network,
+            ),
+        )
+        self.ingest = IngestPipeline(
+            store,
+            self.heads,
+            self.cache,
+            self.pool,
+            identity=identity,
+            on_stored=on_stored,
+            accept_inbound=accept_inbound,
+            inbound_burst=inbound_burst,
+            inbound_rate=inbound_rate,
+        )
+        self.discovery = SwarmDiscovery(
+            dht,
+            self.pool,
+            self.heads,
+            store,
+            identity=identity,
+            refresh_interval=refresh_interval,
+            swarm_interval=swarm_interval,
+        )
+        self._peek_events: dict[bytes, trio.Event] = {}
+        self._stats: Counter[str] = Counter()
+
+    # ------------------------------------------------------------------ policy
+
+    @property
+    def host(self) -> str:
+        """The address links are accepted on."""
+        return self.pool.host
+
+    @property
+    def port(self) -> int:
+        """The TCP port links are accepted on (the bound one once running)."""
+        return self.pool.port
+
+    @property
+    def hops(self) -> int:
+        """1 replicates follows; 2 adds follows of follows (call ``interest_changed`` after)."""
+        return self.heads.hops
+
+    @hops.setter
+    def hops(self, value: int) -> None:
+        self.heads.hops = value
+
+    @property
+    def accept_inbound(self) -> bool:
+        """Whether unsolicited posts that mention or reply to us are kept."""
+        return self.ingest.accept_inbound
+
+    @accept_inbound.setter
+    def accept_inbound(self, value: bool) -> None:
+        self.ingest.accept_inbound = value
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Listen, accept, dial and replicate until cancelled.
+
+        Calls ``task_status.started((host, port))`` once the listener is up.
+
+        Raises:
+            NodeError: the TCP port cannot be bound.
+        """
+        # Bound here, outside the nursery, so a port in use raises as itself.
+        await self.pool.listen()
+        try:
+            await self.discovery.refresh()
+            async with trio.open_nursery() as nursery:
+                address = await nursery.start(self.pool.run)
+                await nursery.start(self.discovery.run)
+                task_status.started(address)
+        finally:
+            await self.pool.close_listeners()
+
+    # ------------------------------------------------------------------ public API
+
+    async def connect(self, host: str, port: int) -> bool:
+        """Dial ``host:port`` now and keep redialling it with backoff if it drops.
+
+        Returns:
+            True once the link is up (hello done), False if the first attempt
+            failed; either way the address is retried in the background.
+        """
+        return await self.discovery.connect(host, port)
+
+    def notify_local(self, entry: Entry, payload: bytes | None) -> None:
+        """A new own entry was stored: push it, publish the head, deliver mentions.
+
+        Non-blocking: pushes are queued on each link's outbox; the DHT work
+        and the deliveries run as tasks in the discovery nursery.
+        """
+        if entry.kind == "delete":
+            # Its target's payload is gone from the store; so from the cache.
+            self.cache.forget()
+        self.cache.remember(entry.author, entry.seq, (entry.to_bytes(), payload))
+        head = (entry.seq, entry.id)
+        if self.heads.advance(entry.author, head):
+            self.pool.broadcast(head_moved(entry.author, head))
+        if not self.discovery.publish(entry, payload):
+            # Not running (starting or stopping): the entry is in the store
+            # and reaches peers at the next sync; only the head record and
+            # mention deliveries of this entry are skipped. Said, not silent.
+            self._stats["notify_while_stopped"] += 1
+            log.info(
+                "replication not running: entry %s syncs on the next link", entry.id.hex()[:12]
+            )
+
+    def payloads_purged(self, author: bytes | None = None) -> None:
+        """The store dropped payloads (a block; all authors if None): forget
+        cached copies, so they are never served again."""
+        self.cache.forget(author)
+
+    def interest_changed(self) -> None:
+        """Follows (or policy) changed: re-read interest and tell peers soon."""
+        self.discovery.interest_changed()
+
+    async def refresh(self) -> None:
+        """Re-read interest from the store now and update every link (tests, node)."""
+        await self.discovery.refresh()
+
+    async def peek(self, author: bytes, limit: int = 50) -> int:
+        """Read the latest ``limit`` entries of a feed we do not follow.
+
+        Asks connected peers that want the feed (or, with a DHT, its swarm) and
+        stores what arrives with interest ``peek``.
+
+        Returns:
+            How many of the feed's entries the store holds afterwards, at most
+            ``limit`` counted from its newest.
+        """
+        await self.store.set_interest(author, "peek")
+        links = self._wanting(author)
+        if not links:
+            with trio.move_on_after(self.peek_timeout):
+                await self.discovery.dial_holders(author)
+            links = self._wanting(author)
+        if not links:
+            links = self.pool.open_links()
+        event = self._peek_events.setdefault(author, trio.Event())
+        asked = 0
+        for link in links[:3]:
+            if not link.is_open():
+                continue
+            try:
+                link.perform_local(link.session.peek(author, limit))
+                asked += 1
+            except LocalUsageError:  # too many peeks outstanding on that link
+                self._stats["peek_skipped"] += 1
+        if asked:
+            with trio.move_on_after(self.peek_timeout):
+                await event.wait()
+        self._peek_events.pop(author, None)
+        page = await self.store.feed(author, limit=limit, kinds=None)
+        return len(page.items)
+
+    def _wanting(self, author: bytes) -> list[Link]:
+        return [lk for lk in self.pool.open_links() if lk.session.peer_wants(author)]
+
+    def peers(self) -> list[dict[str, Any]]:
+        """Connected peers: node id (hex), host, port, direction, feeds shared."""
+        return self.pool.peers()
+
+    def statistics(self) -> dict[str, Any]:
+        """Traffic, entries and drops; counters only grow."""
+        merged: dict[str, Any] = {}
+        parts: tuple[_Reporting, ...] = (self.heads, self.pool, self.ingest, self.discovery)
+        for part in parts:
+            for key, value in part.statistics().items():
+                # A counter kept by two components (internal_errors) is summed.
+                merged[key] = merged[key] + value if key in merged else value
+        return {key: merged[key] for key in _STATISTICS}
+
+    # ------------------------------------------------------------------ LinkHandler
+
+    async def on_batch(self, link: Link, batch: Ingest) -> None:
+        """A link's session accepted a batch: the ingest pipeline stores it."""
+        await self.ingest.on_batch(link, batch)
+
+    async def on_fork_proof(self, link: Link, proof: bytes) -> None:
+        """A peer sent a fork proof: the ingest pipeline checks and gossips it."""
+        await self.ingest.on_fork_proof(link, proof)
+
+    def on_peek_done(self, author: bytes) -> None:
+        """A peer answered a peek in full: wake the peek waiting for it."""
+        event = self._peek_events.get(author)
+        if event is not None:
+            event.set()

@@ -1,0 +1,341 @@
+"""Finding peers: :class:`SwarmDiscovery` dials, announces and looks up.
+
+It keeps the links told of the wanted feeds (re-read from the store every
+``refresh_interval``, or at once when asked), redials explicit peers with
+backoff, announces each wanted feed in the DHT and dials its swarm (a feed
+with no linked holder is looked up again soon, with backoff), publishes our
+head, and pushes posts to the swarms of the identities they mention or
+reply to.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import trio
+
+from ...protocol.entries import Entry, decode_entry_untrusted, decode_payload_untrusted
+from ...protocol.errors import P2PSocialError, ProtocolError
+from ...protocol.sync import Send
+from ...protocol.wire import Push
+from .heads import Heads
+from .link import Link, LinkSet, head_moved
+from .store import ReplicationStore
+
+__all__ = ["Dialler", "SwarmDHT", "SwarmDiscovery"]
+
+#: Records keep the service's logger name from before the split into modules,
+#: so logging configuration aimed at the replication service still applies.
+log = logging.getLogger("p2psocial.node.replication")
+
+
+class SwarmDHT(Protocol):
+    """What discovery needs from the DHT (``p2psocial.node.dht.DHTNode``)."""
+
+    async def announce(self, author: bytes, peer_port: int) -> Any: ...
+    async def get_peers(self, author: bytes) -> list[tuple[bytes, str, int]]: ...
+    async def put_head(self, entry_bytes: bytes) -> Any: ...
+
+
+class Dialler(LinkSet, Protocol):
+    """What discovery needs from the link pool: the links, and a way to add one."""
+
+    node_id: bytes
+    port: int
+
+    @property
+    def links(self) -> Mapping[bytes, Link]:
+        """Every link in the pool, by remote node id."""
+        ...
+
+    def has_room(self) -> bool:
+        """Whether a dial of ours could get a link."""
+        ...
+
+    def dialing(self, host: str, port: int) -> bool:
+        """Whether a dial to host:port is under way."""
+        ...
+
+    async def dial(self, host: str, port: int) -> bool:
+        """Open a link; True once it is up (or already was)."""
+        ...
+
+
+class SwarmDiscovery:
+    """Interest, explicit peers and DHT swarms.
+
+    Args:
+        dht: the DHT for swarms and heads, or None (explicit peers only).
+        pool: the link pool to dial into.
+        heads: the wanted feeds.
+        store: where reply targets are resolved to their authors.
+        identity: the user identity hosted here.
+        refresh_interval: seconds between interest refreshes and redials.
+        swarm_interval: seconds between lookups of one feed's swarm.
+    """
+
+    def __init__(
+        self,
+        dht: SwarmDHT | None,
+        pool: Dialler,
+        heads: Heads,
+        store: ReplicationStore,
+        *,
+        identity: bytes,
+        refresh_interval: float = 2.0,
+        swarm_interval: float = 30.0,
+    ) -> None:
+        self.dht, self.pool, self.heads, self.store = dht, pool, heads, store
+        self.identity = identity
+        self.refresh_interval = refresh_interval
+        self.swarm_interval = swarm_interval
+        #: Explicit peers (``connect``): address -> when to redial it next.
+        self._explicit: dict[tuple[str, int], float] = {}
+        self._backoff: dict[tuple[str, int], float] = {}
+        self._swarm_checked: dict[bytes, float] = {}
+        self._announced: set[bytes] = set()
+        self._swarm_backoff: dict[bytes, float] = {}
+        self._nursery: trio.Nursery | None = None
+        self._wakeup = trio.Event()
+        self._swarm_due = trio.Event()
+        self._stats: Counter[str] = Counter()
+
+    @property
+    def running(self) -> bool:
+        """Whether ``run`` is up (tasks can be started)."""
+        return self._nursery is not None
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Refresh, redial and look up swarms until cancelled."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._dial_loop)
+                if self.dht is not None:
+                    nursery.start_soon(self._swarm_loop)
+                task_status.started()
+        finally:
+            self._nursery = None
+
+    # ------------------------------------------------------------------ interest
+
+    async def refresh(self) -> None:
+        """Re-read interest from the store and tell every link what changed."""
+        change = await self.heads.refresh()
+        for author, head in change.moved:
+            self.pool.broadcast(head_moved(author, head))
+        if change.changed:
+            self.pool.broadcast(lambda s: s.set_interest(self.heads))
+            for author in self.heads:
+                self._swarm_checked.setdefault(author, -math.inf)
+            # A newly wanted feed is looked up now, not at the next tick: a user
+            # who follows someone sees their posts without a second's delay.
+            self._swarm_due.set()
+
+    def interest_changed(self) -> None:
+        """Refresh soon (follows or policy changed)."""
+        self._wakeup.set()
+
+    # ------------------------------------------------------------------ dialing
+
+    async def connect(self, host: str, port: int) -> bool:
+        """Dial ``host:port`` now and keep redialling it with backoff if it drops."""
+        self._explicit.setdefault((host, port), 0.0)
+        if self._nursery is None:
+            return False
+        return await self.pool.dial(host, port)
+
+    async def _dial_loop(self) -> None:
+        while True:
+            with trio.move_on_after(self.refresh_interval):
+                await self._wakeup.wait()
+            self._wakeup = trio.Event()
+            await self.refresh()
+            now = trio.current_time()
+            connected = {(lk.host, lk.peer.listen_port) for lk in self.pool.links.values()}
+            for addr, next_try in list(self._explicit.items()):
+                if addr in connected or self.pool.dialing(*addr) or now < next_try:
+                    continue
+                assert self._nursery is not None
+                self._nursery.start_soon(self._redial, addr)
+
+    async def _redial(self, addr: tuple[str, int]) -> None:
+        ok = await self.pool.dial(*addr)
+        if ok:
+            self._backoff.pop(addr, None)
+            return
+        delay = min(30.0, self._backoff.get(addr, 0.5) * 2)
+        self._backoff[addr] = delay
+        self._explicit[addr] = trio.current_time() + delay
+
+    async def _get_peers(
+        self, author: bytes, failed: str, bug: str
+    ) -> list[tuple[bytes, str, int]]:
+        """The DHT's holders of a feed; [] when the lookup fails (counted, logged)."""
+        assert self.dht is not None
+        try:
+            return await self.dht.get_peers(author)
+        except (P2PSocialError, OSError) as exc:  # the DHT is best effort here
+            self._stats["dht_errors"] += 1
+            log.debug(failed, exc)
+        except Exception:
+            self._stats["internal_errors"] += 1
+            log.exception(bug)
+        return []
+
+    async def dial_holders(self, author: bytes, count: int = 4) -> None:
+        """Link to up to ``count`` members of a feed's swarm (for a peek); the caller bounds the time."""
+        if self.dht is None or self._nursery is None:
+            return
+        found = await self._get_peers(
+            author, "get_peers for a peek failed: %s", "bug in the swarm lookup of a peek"
+        )
+        for _node_id, host, port in found[:count]:
+            await self.pool.dial(host, port)
+
+    async def _swarm_loop(self) -> None:
+        """Announce wanted feeds and dial their swarms (DHT)."""
+        assert self.dht is not None
+        while True:
+            with trio.move_on_after(min(self.refresh_interval, 1.0)):
+                await self._swarm_due.wait()
+            self._swarm_due = trio.Event()
+            now = trio.current_time()
+            due = [
+                a
+                for a in list(self.heads)
+                if now - self._swarm_checked.get(a, -math.inf) >= self.swarm_interval
+            ]
+            for author in due:
+                self._swarm_checked[author] = now
+                have = 0
+                try:
+                    if author not in self._announced:
+                        with trio.move_on_after(10):
+                            await self.dht.announce(author, self.pool.port)
+                            self._announced.add(author)
+                    with trio.move_on_after(10):
+                        found = await self.dht.get_peers(author)
+                        have = sum(
+                            1 for lk in self.pool.links.values() if lk.session.peer_wants(author)
+                        )
+                        for node_id, host, port in found:
+                            if have >= 2 or not self.pool.has_room():
+                                break
+                            if node_id == self.pool.node_id or node_id in self.pool.links:
+                                continue
+                            if await self.pool.dial(host, port):
+                                have += 1
+                except (P2PSocialError, OSError) as exc:  # the network's doing
+                    self._stats["dht_errors"] += 1
+                    log.debug("swarm lookup for %s failed: %s", author.hex()[:12], exc)
+                except Exception:
+                    # A bug: it ends this lookup only, loudly (README, failures).
+                    self._stats["internal_errors"] += 1
+                    log.exception("bug in the swarm lookup for %s", author.hex()[:12])
+                # Failed or found no one: look again soon, with backoff.
+                self._schedule_swarm_retry(author, now, linked=have > 0)
+
+    def _schedule_swarm_retry(self, author: bytes, now: float, *, linked: bool) -> None:
+        """A wanted feed with no linked holder is looked up again soon (1 s,
+        doubling up to ``swarm_interval``), not only at the next interval: its
+        holders may not have been listed yet when we first looked."""
+        if linked or author == self.identity:
+            self._swarm_backoff.pop(author, None)
+            return
+        backoff = min(self.swarm_interval, self._swarm_backoff.get(author, 0.5) * 2)
+        self._swarm_backoff[author] = backoff
+        self._swarm_checked[author] = now - self.swarm_interval + backoff
+
+    # ------------------------------------------------------------------ own entries
+
+    def publish(self, entry: Entry, payload: bytes | None) -> bool:
+        """A new own entry: publish our head and deliver its mentions, as tasks.
+
+        Returns:
+            False if not running (nothing was started).
+        """
+        if self._nursery is None:
+            return False
+        if self.dht is not None and entry.author == self.identity:
+            self._nursery.start_soon(self._put_head, entry.to_bytes())
+        targets = self._targets_of(entry, payload)
+        if targets:
+            self._nursery.start_soon(self._deliver, entry, payload, targets)
+        return True
+
+    async def _put_head(self, entry_bytes: bytes) -> None:
+        assert self.dht is not None
+        try:
+            with trio.move_on_after(10):
+                await self.dht.put_head(entry_bytes)
+        except (P2PSocialError, OSError) as exc:  # the DHT is best effort here
+            self._stats["dht_errors"] += 1
+            log.debug("put_head failed: %s", exc)
+        except Exception:
+            self._stats["internal_errors"] += 1
+            log.exception("bug in publishing our head")
+
+    def _targets_of(self, entry: Entry, payload: bytes | None) -> set[bytes]:
+        if entry.kind != "post" or payload is None:
+            return set()
+        try:
+            value = decode_payload_untrusted(entry, payload)
+        except ProtocolError:
+            return set()
+        targets = set(value.get("mentions", []))
+        reply = value.get("reply")
+        if reply is not None:
+            targets.add(reply["parent"])  # resolved to an author in _deliver
+            targets.add(reply["root"])
+        targets.discard(self.identity)
+        return targets
+
+    async def _deliver(self, entry: Entry, payload: bytes | None, targets: set[bytes]) -> None:
+        """Push a post to the swarms of the identities it mentions or replies to."""
+        authors: set[bytes] = set()
+        for t in targets:
+            raw = await self.store.get_raw(t)  # a reply target is an entry id
+            if raw is not None:
+                try:
+                    authors.add(decode_entry_untrusted(raw[0]).author)
+                except ProtocolError:
+                    continue
+            elif len(t) == 32:
+                authors.add(t)
+        authors.discard(self.identity)
+        item = (entry.to_bytes(), payload)
+        push = Push(entry.author, entry.seq, item)
+        for author in authors:
+            sent: set[bytes] = set()
+            for link in self.pool.open_links():
+                if link.session.peer_wants(author) and not link.session.peer_wants(entry.author):
+                    link.perform_local([Send(push)])
+                    sent.add(link.peer.node_id)
+            if self.dht is None:
+                continue
+            with trio.move_on_after(10):
+                found = await self._get_peers(
+                    author, "get_peers failed: %s", "bug in delivering a mention"
+                )
+                for node_id, host, port in found[:8]:
+                    if node_id in sent or node_id == self.pool.node_id:
+                        continue
+                    if await self.pool.dial(host, port):
+                        for link in self.pool.open_links():
+                            if link.host == host and link.peer.listen_port == port:
+                                link.perform_local([Send(push)])
+                                self._stats["mentions_delivered"] += 1
+
+    def statistics(self) -> dict[str, Any]:
+        """Lookup failures (network and bugs) and mentions delivered."""
+        return {
+            "explicit_peers": len(self._explicit),
+            "dht_errors": self._stats["dht_errors"],
+            "internal_errors": self._stats["internal_errors"],
+            "mentions_delivered": self._stats["mentions_delivered"],
+        }
