@@ -3,6 +3,7 @@
 The data dir holds everything a node owns::
 
     identity.pem   the user identity key (PKCS#8 PEM, 0600, optionally encrypted)
+    identity.txt   the identity's text form (p2ps1...), for ``p2psocial id`` and for people
     node.pem       the node key (identifies this node in the DHT and on peer links)
     config.toml    settings and moderation policy
     node.db        the SQLite store
@@ -28,6 +29,7 @@ __all__ = [
     "CONFIG_FILE",
     "DB_FILE",
     "IDENTITY_FILE",
+    "IDENTITY_TEXT_FILE",
     "LOCK_FILE",
     "NODE_KEY_FILE",
     "resolve_data_dir",
@@ -36,6 +38,7 @@ __all__ = [
 
 CONFIG_FILE = "config.toml"
 IDENTITY_FILE = "identity.pem"
+IDENTITY_TEXT_FILE = "identity.txt"
 NODE_KEY_FILE = "node.pem"
 DB_FILE = "node.db"
 API_SOCKET = "api.sock"

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import time
 from collections import Counter, OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
 from ..protocol.entries import decode_entry_untrusted
 from ..protocol.errors import DecodeError
+from ..storage import AsyncStore, Page
 from ..storage.model import Outcome
 from .config import Policy
 
@@ -73,12 +73,15 @@ class PolicyGate:
     reservations against the quota (so that concurrent batches cannot overrun
     it); the reservations become charges only for what was stored.
 
-    Every method but ``ingest`` is the wrapped store's own.
+    Replication is handed the gate as its store: ``ingest`` applies the
+    policy, and the other methods, the ones replication reads and writes
+    (``ReplicationStore`` in :mod:`p2psocial.node.replication`), are the
+    wrapped store's own.
     """
 
     def __init__(
         self,
-        store: Any,
+        store: AsyncStore,
         policy: Policy,
         identity: bytes,
         clock: Callable[[], float] = time.monotonic,
@@ -93,8 +96,61 @@ class PolicyGate:
         self.refused: OrderedDict[bytes, str] = OrderedDict()
         self.stats: Counter[str] = Counter()
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
+    # -- the wrapped store's own methods, for replication ----------------------
+
+    async def head(self, author: bytes) -> tuple[int, bytes] | None:
+        """The store's :meth:`~p2psocial.storage.AsyncStore.head`."""
+        return await self._store.head(author)
+
+    async def heads(self, authors: Iterable[bytes] | None = None) -> dict[bytes, int]:
+        """The store's :meth:`~p2psocial.storage.AsyncStore.heads`."""
+        return await self._store.heads(authors)
+
+    async def entries_after(
+        self, author: bytes, seq: int, limit: int
+    ) -> list[tuple[bytes, bytes | None]]:
+        """The store's :meth:`~p2psocial.storage.AsyncStore.entries_after`."""
+        return await self._store.entries_after(author, seq, limit)
+
+    async def get_raw(self, id_: bytes) -> tuple[bytes, bytes | None] | None:
+        """The store's :meth:`~p2psocial.storage.AsyncStore.get_raw`."""
+        return await self._store.get_raw(id_)
+
+    async def set_interest(self, author: bytes, reason: str) -> None:
+        """The store's :meth:`~p2psocial.storage.AsyncStore.set_interest`."""
+        await self._store.set_interest(author, reason)
+
+    async def clear_interest(self, author: bytes, reason: str) -> None:
+        """The store's :meth:`~p2psocial.storage.AsyncStore.clear_interest`."""
+        await self._store.clear_interest(author, reason)
+
+    async def interests(self) -> dict[bytes, set[str]]:
+        """The store's :meth:`~p2psocial.storage.AsyncStore.interests`."""
+        return await self._store.interests()
+
+    async def feed_status(self, author: bytes) -> str:
+        """The store's :meth:`~p2psocial.storage.AsyncStore.feed_status`."""
+        return await self._store.feed_status(author)
+
+    async def fork_proofs(self, author: bytes) -> list[bytes]:
+        """The store's :meth:`~p2psocial.storage.AsyncStore.fork_proofs`."""
+        return await self._store.fork_proofs(author)
+
+    async def feed(
+        self, author: bytes, *, limit: int = 50, kinds: Iterable[str] | None = ("post", "repost")
+    ) -> Page:
+        """The store's :meth:`~p2psocial.storage.AsyncStore.feed`, newest page only."""
+        return await self._store.feed(author, limit=limit, kinds=kinds)
+
+    async def following(self, author: bytes) -> list[bytes]:
+        """The store's :meth:`~p2psocial.storage.AsyncStore.following`."""
+        return await self._store.following(author)
+
+    async def blocked(self) -> set[bytes]:
+        """The store's :meth:`~p2psocial.storage.AsyncStore.blocked`."""
+        return await self._store.blocked()
+
+    # -- the policy ---------------------------------------------------------------
 
     def _window(self, author: bytes, now: float) -> deque[tuple[float, int]]:
         win = self._windows.pop(author, None) or deque()
@@ -241,7 +297,7 @@ class Blocklists:
         #: blocked identity -> sources: "self" or the list owner (32 bytes).
         self.sources: dict[bytes, set[bytes | str]] = {}
 
-    async def compute(self, store: Any, own: set[bytes], lists: list[bytes]) -> set[bytes]:
+    async def compute(self, store: AsyncStore, own: set[bytes], lists: list[bytes]) -> set[bytes]:
         """The effective block set; also records each block's sources."""
         sources: dict[bytes, set[bytes | str]] = {k: {"self"} for k in own}
         for owner in lists:

@@ -5,11 +5,16 @@ and entries in the JSON-friendly shape the Node, the local API and the CLI share
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..protocol.errors import DecodeError, LocalUsageError
 from ..protocol.identity import identity_from_text
+
+if TYPE_CHECKING:
+    # Types only: importing this module (for WatchFilter) stays light.
+    from ..storage import AsyncStore, EntryView
 
 __all__ = [
     "WatchFilter",
@@ -17,6 +22,7 @@ __all__ = [
     "fmt_addr",
     "parse_entry_id",
     "parse_identity",
+    "render_views",
     "view_json",
 ]
 
@@ -107,11 +113,24 @@ def view_json(view: Any, *, fork_seq: int | None) -> dict[str, Any]:
     return js
 
 
+async def render_views(store: AsyncStore, views: Iterable[EntryView]) -> list[dict[str, Any]]:
+    """EntryViews as the API shows them, each saying whether its author's feed is forked."""
+    views = list(views)
+    forks = await store.forked_feeds({v.author for v in views}) if views else {}
+    return [view_json(v, fork_seq=forks.get(v.author)) for v in views]
+
+
 def check_limit(limit: int) -> int:
+    """``limit`` itself, when it is a page size the node serves (1 to 500).
+
+    Raises:
+        LocalUsageError: any other value.
+    """
     if not isinstance(limit, int) or not 1 <= limit <= 500:
         raise LocalUsageError("limit must be between 1 and 500")
     return limit
 
 
 def fmt_addr(addr: tuple[str, int] | None) -> str | None:
+    """``host:port``, or None for no address."""
     return None if addr is None else f"{addr[0]}:{addr[1]}"

@@ -238,7 +238,7 @@ def test_malformed_frames_never_hurt_the_daemon(daemon: Daemon) -> None:
 
 
 def test_connections_are_bounded(daemon: Daemon) -> None:
-    from p2psocial.api.server import MAX_CONNECTIONS
+    from p2psocial.node.apiserver import MAX_CONNECTIONS
 
     held: list[socket.socket] = []
     served = refused = 0

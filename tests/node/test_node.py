@@ -50,7 +50,7 @@ async def test_follow_post_and_watch(tmp_path: Path) -> None:
             async def watcher(
                 task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
             ) -> None:
-                async with b._subscribe(WatchFilter(kinds={"post"})) as recv:
+                async with b.subscribe(WatchFilter(kinds={"post"})) as recv:
                     task_status.started()
                     async for event in recv:
                         events.append(event)

@@ -1,5 +1,8 @@
 """The local API server: a Unix socket in the data dir, mode 0600.
 
+The wire format and the method table are sans-IO and shared with the client
+(:mod:`p2psocial.api`); this module is the node's I/O around them.
+
 Each connection: handshake (version check), then requests handled
 concurrently (at most MAX_INFLIGHT at a time per connection), responses and
 watch events written by one writer task from a bounded channel. A malformed
@@ -12,24 +15,25 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
-from ..errors import NodeError, StorageError
-from ..node.views import WatchFilter
-from ..protocol.errors import DecodeError, LocalUsageError, P2PSocialError
-from .methods import METHODS, check_params
-from .protocol import (
+from ..api.methods import METHODS, check_params
+from ..api.protocol import (
     API_NAME,
     API_VERSION,
     FrameBuffer,
     decode_frame_payload_untrusted,
     encode_frame,
 )
+from ..errors import NodeError, StorageError
+from ..protocol.errors import DecodeError, LocalUsageError, P2PSocialError
+from .views import WatchFilter
 
-__all__ = ["APIServer"]
+__all__ = ["APIServer", "ServedNode"]
 
 log = logging.getLogger("p2psocial.api")
 
@@ -40,6 +44,22 @@ MAX_CONNECTIONS = 64
 #: Frames (responses and events) queued for one client before it is too slow.
 OUT_BUFFER = 512
 HANDSHAKE_TIMEOUT = 10
+
+
+class ServedNode(Protocol):
+    """What the server needs of the node it serves.
+
+    Besides these, every name in :data:`p2psocial.api.methods.METHODS` (but
+    ``watch`` and ``unwatch``, which the server handles) is called as an async
+    method of the node with the request's params as keyword arguments.
+    """
+
+    @property
+    def identity_text(self) -> str: ...
+
+    def subscribe(
+        self, flt: WatchFilter
+    ) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[dict[str, Any]]]: ...
 
 
 def error_reply(req_id: Any, code: str, message: str, reason: str | None = None) -> dict[str, Any]:
@@ -64,7 +84,7 @@ def _error_from_exception(req_id: Any, exc: BaseException) -> dict[str, Any]:
 class APIServer:
     """Serves one Node over a Unix socket."""
 
-    def __init__(self, node: Any, path: Path) -> None:
+    def __init__(self, node: ServedNode, path: Path) -> None:
         self.node = node
         self.path = Path(path)
         self.stats = {
@@ -331,7 +351,7 @@ class APIServer:
                     except P2PSocialError as exc:
                         await send.send(_error_from_exception(req_id, exc))
                         return
-                    async with self.node._subscribe(flt) as events:
+                    async with self.node.subscribe(flt) as events:
                         await send.send({"id": req_id, "result": {"subscription": req_id}})
                         async for event in events:
                             await send.send({"id": req_id, "event": event})
