@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -32,8 +31,16 @@ from typing import Any
 
 import trio
 
-from p2psocial.api.ready import parse_ready_line
-from p2psocial.client import AsyncClient, connect_async
+from p2psocial.client import (
+    AsyncClient,
+    DaemonProcess,
+    DaemonProcessError,
+    cli_argv,
+    connect_async,
+    daemon_env,
+    spawn_daemon,
+    stop_daemons,
+)
 from p2psocial.protocol.identity import SigningKey, identity_to_text
 from p2psocial.storage.aio import open_async_store
 
@@ -41,50 +48,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sync import load, make_feed  # bench/sync.py: the same feed builder
 
 
-def _cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "p2psocial", *args]
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    for key in ("P2PSOCIAL_PASSPHRASE", "P2PSOCIAL_HOME", "P2PSOCIAL_API"):
-        env.pop(key, None)
-    return env
-
-
-def start(data_dir: Path) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+def start(data_dir: Path) -> DaemonProcess:
     log = data_dir.parent / f"{data_dir.name}.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            _cmd(
-                "--data-dir",
-                str(data_dir),
-                "daemon",
-                "--listen",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--dht-port",
-                "0",
-                "--log-level",
-                "warning",
-            ),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-            env=_env(),
-        )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"daemon exited:\n{log.read_text()}")
-        for line in log.read_text(errors="replace").splitlines():
-            info = parse_ready_line(line)
-            if info is not None:
-                return proc, info
-        time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("daemon not ready in 60 s")
+    try:
+        return spawn_daemon(data_dir, log_level="warning", log=log, ready_timeout=60)
+    except DaemonProcessError as exc:
+        raise SystemExit(f"{exc.message}:\n{log.read_text(errors='replace')}") from None
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -107,23 +76,22 @@ async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     holder_dir, victim_dir = root / "holder", root / "victim"
     for d in (holder_dir, victim_dir):
         await trio.run_process(
-            _cmd("--data-dir", str(d), "init"),
+            cli_argv("init", data_dir=d),
             check=True,
             stdin=b"",
             stdout=subprocess.DEVNULL,
-            env=_env(),
+            env=daemon_env(),
         )
     print(f"signing {args.entries} entries...", file=sys.stderr)
     items = make_feed(author, args.entries)
     async with open_async_store(holder_dir / "node.db") as store:
         await load(store, items)
         await store.set_interest(author.public_key, "follow")
-    procs = []
+    procs: list[DaemonProcess] = []
     try:
-        hproc, hinfo = await trio.to_thread.run_sync(start, holder_dir)
-        procs.append(hproc)
-        vproc, vinfo = await trio.to_thread.run_sync(start, victim_dir)
-        procs.append(vproc)
+        procs.append(await trio.to_thread.run_sync(start, holder_dir))
+        procs.append(await trio.to_thread.run_sync(start, victim_dir))
+        hinfo, vinfo = procs[0].info, procs[1].info
         async with (
             connect_async(api=hinfo["api"]) as holder,
             connect_async(api=vinfo["api"]) as victim,
@@ -152,12 +120,7 @@ async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             stats = await victim.statistics()
             stored = stats["replication"]["entries_stored"]
     finally:
-        for p in procs:
-            p.terminate()
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_daemons(procs)
     return {
         "bench": "flood",
         "entries": args.entries,

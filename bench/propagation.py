@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import shutil
 import statistics
@@ -37,19 +36,16 @@ from typing import Any
 
 import trio
 
-from p2psocial.api.ready import parse_ready_line
-from p2psocial.client import AsyncClient, connect_async
-
-
-def _cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "p2psocial", *args]
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("P2PSOCIAL_PASSPHRASE", None)
-    env.pop("P2PSOCIAL_HOME", None)
-    return env
+from p2psocial.client import (
+    AsyncClient,
+    DaemonProcess,
+    DaemonProcessError,
+    cli_argv,
+    connect_async,
+    daemon_env,
+    spawn_daemon,
+    stop_daemons,
+)
 
 
 class Daemon:
@@ -57,55 +53,38 @@ class Daemon:
         self.index = index
         self.data_dir = root / f"d{index:02d}"
         self.log = self.data_dir / "daemon.log"
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.process: DaemonProcess | None = None
         self.info: dict[str, str] = {}
         self.client: AsyncClient | None = None
         self.arrivals: dict[str, float] = {}
 
     def start(self, bootstrap: str | None, listen: str) -> None:
-        args = ["--data-dir", str(self.data_dir), "daemon"]
-        if listen != "default":
-            args += ["--listen", listen]
-        args += ["--port", "0", "--dht-port", "0", "--log-level", "warning"]
-        if bootstrap:
-            args += ["--bootstrap", bootstrap]
-        with self.log.open("wb") as log:
-            self.proc = subprocess.Popen(
-                _cmd(*args), stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=_env()
-            )
+        self.process = spawn_daemon(
+            self.data_dir,
+            listen=None if listen == "default" else listen,
+            bootstrap=[bootstrap] if bootstrap else [],
+            log_level="warning",
+            log=self.log,
+            wait=False,
+        )
 
     async def wait_ready(self, within: float = 60.0) -> None:
-        with trio.fail_after(within):
-            while True:
-                assert self.proc is not None
-                if self.proc.poll() is not None:
-                    raise SystemExit(f"daemon {self.index} exited:\n{self.log.read_text()}")
-                for line in self.log.read_text(errors="replace").splitlines():
-                    info = parse_ready_line(line)
-                    if info is not None:
-                        self.info = info
-                        return
-                await trio.sleep(0.05)
+        assert self.process is not None
+        try:
+            self.info = await trio.to_thread.run_sync(self.process.wait_ready, within)
+        except DaemonProcessError as exc:
+            raise SystemExit(f"daemon {self.index}: {exc.message}:\n{self.process.log()}") from None
 
     @property
     def peer_addr(self) -> tuple[str, int]:
-        host, port = self.info["peer"].rsplit(":", 1)
-        # A wildcard bind is reached through loopback on this machine.
-        return ("127.0.0.1" if host in ("0.0.0.0", "[::]") else host), int(port)
+        assert self.process is not None
+        host, port = self.process.addr("peer").rsplit(":", 1)
+        return host, int(port)
 
     @property
     def dht_addr(self) -> str:
-        host, port = self.info["dht"].rsplit(":", 1)
-        return f"{'127.0.0.1' if host in ('0.0.0.0', '[::]') else host}:{port}"
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        assert self.process is not None
+        return self.process.addr("dht")
 
 
 def init_all(daemons: list[Daemon]) -> None:
@@ -113,11 +92,11 @@ def init_all(daemons: list[Daemon]) -> None:
     print(f"initialising {len(daemons)} data dirs...", file=sys.stderr)
     procs = [
         subprocess.Popen(
-            _cmd("--data-dir", str(d.data_dir), "init"),
+            cli_argv("init", data_dir=d.data_dir),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            env=_env(),
+            env=daemon_env(),
         )
         for d in daemons
     ]
@@ -266,8 +245,7 @@ async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             got = delivered()
             nursery.cancel_scope.cancel()
     finally:
-        for d in daemons:
-            d.stop()
+        stop_daemons([d.process for d in daemons if d.process is not None])
     return {
         "bench": "propagation",
         "mode": "daemons",

@@ -10,23 +10,21 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-READY_PREFIX = "p2psocial ready"
+from p2psocial.api.ready import READY_PREFIX
+from p2psocial.client import DaemonProcess, DaemonProcessError, cli_argv, daemon_env, spawn_daemon
+
+__all__ = ["READY_PREFIX", "Daemon", "cli_env", "cli_json", "run_cli", "wait_for"]
 
 
 def cli_env() -> dict[str, str]:
-    env = dict(os.environ)
-    for key in ("P2PSOCIAL_HOME", "P2PSOCIAL_PASSPHRASE", "P2PSOCIAL_API", "P2PSOCIAL_JSON"):
-        env.pop(key, None)
-    env["NO_COLOR"] = "1"
-    return env
+    """The environment of every command a test runs: no P2PSOCIAL_* variable, no colour."""
+    return daemon_env(NO_COLOR="1")
 
 
 def run_cli(
@@ -34,7 +32,7 @@ def run_cli(
 ) -> subprocess.CompletedProcess[str]:
     """Run ``p2psocial --data-dir DATA_DIR ARGS`` and return the finished process."""
     proc = subprocess.run(
-        [sys.executable, "-m", "p2psocial", "--data-dir", str(data_dir), *args],
+        cli_argv(*args, data_dir=data_dir),
         input=input,
         capture_output=True,
         text=True,
@@ -65,13 +63,19 @@ class Daemon:
         bootstrap: list[str] | None = None,
         peers: list[str] | None = None,
         as_user: bool = False,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.as_user = as_user
         self.bootstrap = bootstrap or []
         self.peers = peers or []
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.env = env
+        self.process: DaemonProcess | None = None
         self.info: dict[str, str] = {}
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return self.process.proc if self.process is not None else None
 
     @property
     def log_path(self) -> Path:
@@ -82,47 +86,31 @@ class Daemon:
         return str(json.loads(out)["identity"])
 
     def start(self, timeout: float = 20.0) -> dict[str, str]:
-        args = [
-            sys.executable,
-            "-m",
-            "p2psocial",
-            "--data-dir",
-            str(self.data_dir),
-            "daemon",
-        ]
-        if not self.as_user:
-            args += ["--listen", "127.0.0.1", "--port", "0", "--dht-port", "0"]
-        for b in self.bootstrap:
-            args += ["--bootstrap", b]
-        for p in self.peers:
-            args += ["--peer", p]
+        # as_user: no --listen, --port or --dht-port, exactly as a user runs it.
+        listen, port = (None, None) if self.as_user else ("127.0.0.1", 0)
         self.info = {}
-        offset = len(self.log())
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=cli_env()
+        try:
+            self.process = spawn_daemon(
+                self.data_dir,
+                listen=listen,
+                port=port,
+                dht_port=port,
+                bootstrap=self.bootstrap,
+                peers=self.peers,
+                env=self.env or cli_env(),
+                log=self.log_path,
+                ready_timeout=timeout,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"daemon exited with {self.proc.returncode}:\n{self.log()}")
-            for line in self.log()[offset:].splitlines():
-                if line.startswith(READY_PREFIX):
-                    self.info = dict(
-                        kv.split("=", 1) for kv in line[len(READY_PREFIX) :].split() if "=" in kv
-                    )
-            if self.info:
-                return self.info
-            time.sleep(0.05)
-        raise AssertionError(f"daemon not ready within {timeout} s:\n{self.log()}")
+        except DaemonProcessError as exc:
+            raise AssertionError(f"{exc.message}:\n{self.log()}") from None
+        self.info = self.process.info
+        return self.info
 
     def addr(self, which: str) -> str:
         """This daemon's ``"dht"`` or ``"peer"`` address as another local node
         should dial it (a wildcard bind is reached through loopback)."""
-        host, _, port = self.info[which].rpartition(":")
-        if host in ("0.0.0.0", "[::]", "::"):
-            host = "127.0.0.1"
-        return f"{host}:{port}"
+        assert self.process is not None
+        return self.process.addr(which)
 
     def log(self) -> str:
         try:
@@ -132,25 +120,17 @@ class Daemon:
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> float:
         """Signal the daemon and wait; returns how long it took to exit."""
-        assert self.proc is not None
-        t0 = time.monotonic()
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                raise AssertionError(
-                    f"daemon did not stop within {timeout} s:\n{self.log()}"
-                ) from None
+        assert self.process is not None
+        try:
+            took = self.process.stop(sig, timeout)
+        except DaemonProcessError as exc:
+            raise AssertionError(f"{exc.message}:\n{self.log()}") from None
         self.info = {} if sig != signal.SIGKILL else self.info
-        return time.monotonic() - t0
+        return took
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        if self.process is not None:
+            self.process.kill()
 
     def __enter__(self) -> Daemon:
         return self

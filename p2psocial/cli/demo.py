@@ -10,12 +10,10 @@ Everything is shut down and removed at the end, also after Ctrl-C.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -24,8 +22,16 @@ from typing import Any
 
 from rich.console import Console
 
-from ..api.ready import parse_ready_line
-from ..client import Client, connect
+from ..client import (
+    Client,
+    DaemonProcess,
+    DaemonProcessError,
+    cli_argv,
+    connect,
+    daemon_env,
+    spawn_daemon,
+    stop_daemons,
+)
 
 __all__ = ["run_demo"]
 
@@ -51,7 +57,7 @@ PROPAGATION_TIMEOUT = 15.0
 class DemoNode:
     name: str
     data_dir: Path
-    proc: subprocess.Popen[bytes] | None = None
+    daemon: DaemonProcess | None = None
     info: dict[str, str] = field(default_factory=dict)
     client: Client | None = None
 
@@ -65,61 +71,30 @@ class DemoNode:
         return self.client
 
 
-def _cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "p2psocial", *args]
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("P2PSOCIAL_PASSPHRASE", None)
-    env.pop("P2PSOCIAL_HOME", None)
-    return env
-
-
 def _start(node: DemoNode, bootstrap: str | None) -> None:
     subprocess.run(
-        _cmd("--data-dir", str(node.data_dir), "init"),
+        cli_argv("init", data_dir=node.data_dir),
         check=True,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
-        env=_env(),
+        env=daemon_env(),
     )
-    args = [
-        "--data-dir",
-        str(node.data_dir),
-        "daemon",
-        "--listen",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--dht-port",
-        "0",
-    ]
-    if bootstrap:
-        args += ["--bootstrap", bootstrap]
-    log = node.log_path.open("wb")
-    node.proc = subprocess.Popen(
-        _cmd(*args), stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=_env()
+    node.daemon = spawn_daemon(
+        node.data_dir, bootstrap=[bootstrap] if bootstrap else [], log=node.log_path, wait=False
     )
-    log.close()
 
 
 def _wait_ready(node: DemoNode) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        assert node.proc is not None
-        if node.proc.poll() is not None:
-            raise RuntimeError(
-                f"{node.name}'s daemon exited early:\n{node.log_path.read_text(errors='replace')}"
-            )
-        for line in node.log_path.read_text(errors="replace").splitlines():
-            info = parse_ready_line(line)
-            if info is not None:
-                node.info = info
-                node.client = connect(api=info["api"], wait=5)
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"{node.name}'s daemon did not become ready in {READY_TIMEOUT:.0f} s")
+    assert node.daemon is not None
+    try:
+        node.info = node.daemon.wait_ready(READY_TIMEOUT)
+    except DaemonProcessError as exc:
+        if exc.reason == "exited":
+            raise RuntimeError(f"{node.name}'s daemon exited early:\n{node.daemon.log()}") from None
+        raise RuntimeError(
+            f"{node.name}'s daemon did not become ready in {READY_TIMEOUT:.0f} s"
+        ) from None
+    node.client = connect(api=node.info["api"], wait=5)
 
 
 def _holds(node: DemoNode, author: DemoNode, entry_id: str) -> bool:
@@ -150,16 +125,7 @@ def _stop(nodes: list[DemoNode]) -> None:
         if n.client is not None:
             with contextlib.suppress(OSError):
                 n.client.close()
-        if n.proc is not None and n.proc.poll() is None:
-            n.proc.send_signal(signal.SIGTERM)
-    for n in nodes:
-        if n.proc is None:
-            continue
-        try:
-            n.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            n.proc.kill()
-            n.proc.wait()
+    stop_daemons([n.daemon for n in nodes if n.daemon is not None], timeout=5)
 
 
 def run_demo(*, nodes: int = 4, keep: bool = False, color: bool = True, verbose: int = 0) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
@@ -13,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from p2psocial.cli.main import cli
+from p2psocial.client import DaemonProcessError, spawn_daemon
 from p2psocial.protocol.identity import identity_from_text
 from tests.cli.forks import make_fork, seed
 from tests.daemons import Daemon, cli_env, run_cli
@@ -54,36 +56,12 @@ def test_passphrase_file_encrypts_and_the_daemon_needs_it(tmp_path: Path) -> Non
     assert proc.returncode != 0 and "passphrase" in proc.stderr.lower()
     # With it (from the environment), the daemon starts.
     env = dict(cli_env(), P2PSOCIAL_PASSPHRASE="correct horse")
-    p = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "p2psocial",
-            "--data-dir",
-            str(d),
-            "daemon",
-            "--listen",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--dht-port",
-            "0",
-        ],
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
-    try:
-        assert p.stderr is not None
-        for _ in range(50):
-            line = p.stderr.readline()
-            if line.startswith("p2psocial ready") or not line:
-                break
+    with spawn_daemon(d, env=env, log=tmp_path / "daemon.log", wait=False) as daemon:
+        # Not ready (or exited): the assertion below shows the log.
+        with contextlib.suppress(DaemonProcessError):
+            daemon.wait_ready()
+        line = daemon.ready_line or daemon.log()
         assert line.startswith("p2psocial ready"), line
-    finally:
-        p.terminate()
-        p.wait(timeout=10)
 
 
 def test_data_dir_from_environment(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 import p2psocial
+from p2psocial.client import spawn_daemon
 from tests.daemons import READY_PREFIX, Daemon, cli_env, wait_for
 
 pytestmark = pytest.mark.slow
@@ -140,22 +141,12 @@ def test_default_data_dir_without_any_option(tmp_path: Path) -> None:
     expected_dir = tmp_path / "home" / ".local" / "share" / "p2psocial"
     assert (expected_dir / "identity.txt").read_text().strip() == identity
     log_path = tmp_path / "daemon.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [*cmd, "daemon"], env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
-        )
-    try:
-        ready = wait_for(
-            lambda: [ln for ln in log_path.read_text().splitlines() if ln.startswith(READY_PREFIX)],
-            timeout=20,
-            what="the daemon's ready line",
-        )
+    # No --data-dir, no --listen, no ports: the command line a user types.
+    with spawn_daemon(None, listen=None, port=None, dht_port=None, env=env, log=log_path):
+        ready = [ln for ln in log_path.read_text().splitlines() if ln.startswith(READY_PREFIX)]
         assert f"api={expected_dir / 'api.sock'}" in ready[0]
         status = subprocess.run(
             [*cmd, "--json", "status"], env=env, capture_output=True, text=True, timeout=30
         )
         assert status.returncode == 0, status.stderr
         assert json.loads(status.stdout)["identity"] == identity
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from p2psocial.client import cli_argv, daemon_argv
 from tests.daemons import cli_env, run_cli
 
 pytestmark = pytest.mark.slow
@@ -18,7 +18,8 @@ pytestmark = pytest.mark.slow
 
 def run_daemon(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
     proc = subprocess.run(
-        [sys.executable, "-m", "p2psocial", "--data-dir", str(data_dir), "daemon", *args],
+        # Only the options each test gives: it is the daemon's own checks under test.
+        daemon_argv(data_dir, listen=None, port=None, dht_port=None, extra_args=args),
         capture_output=True,
         text=True,
         timeout=30,
@@ -72,7 +73,7 @@ def test_wrong_passphrase_is_one_line_and_never_suggests_init_force(tmp_path: Pa
     env = cli_env()
     env["P2PSOCIAL_PASSPHRASE"] = "the right one"
     subprocess.run(
-        [sys.executable, "-m", "p2psocial", "--data-dir", str(d), "init"],
+        cli_argv("init", data_dir=d),
         env=env,
         check=True,
         capture_output=True,

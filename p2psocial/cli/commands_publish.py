@@ -1,0 +1,100 @@
+"""Commands that publish an entry in your feed: post, reply, react, repost, delete."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..client import MAX_TEXT_CHARS
+from .context import Ctx, fail, json_option, pass_ctx, published
+
+__all__ = ["COMMANDS"]
+
+
+def _text_arg(text: str | None, edit: bool) -> str:
+    if edit:
+        edited = click.edit("")
+        if not edited or not edited.strip():
+            fail("empty post; nothing published")
+        return edited.strip()
+    if text is None:
+        fail("give the text to post, '-' to read it from stdin, or --edit")
+    if text == "-":
+        text = sys.stdin.read().strip()
+    if not text:
+        fail("empty post; nothing published")
+    # The daemon refuses over-long text too; checking here first says so
+    # without a round trip, and even when no daemon runs.
+    if len(text) > MAX_TEXT_CHARS:
+        fail(f"post is {len(text)} characters; the limit is {MAX_TEXT_CHARS}")
+    return text
+
+
+@click.command()
+@click.argument("text", required=False)
+@click.option("--edit", is_flag=True, help="Write the post in $EDITOR.")
+@click.option(
+    "--mention",
+    "mentions",
+    multiple=True,
+    metavar="IDENTITY",
+    help="Mention an identity (repeatable).",
+)
+@click.option("--tag", "tags", multiple=True, help="Add a tag (repeatable).")
+@json_option
+@pass_ctx
+def post(
+    c: Ctx, text: str | None, edit: bool, mentions: tuple[str, ...], tags: tuple[str, ...]
+) -> None:
+    """Publish a post. TEXT '-' reads it from stdin."""
+    body = _text_arg(text, edit)
+    published(
+        c,
+        c.call("post", text=body, mentions=list(mentions) or None, tags=list(tags) or None),
+        "posted",
+    )
+
+
+@click.command()
+@click.argument("id")
+@click.argument("text", required=False)
+@click.option("--edit", is_flag=True, help="Write the reply in $EDITOR.")
+@json_option
+@pass_ctx
+def reply(c: Ctx, id: str, text: str | None, edit: bool) -> None:
+    """Reply to the entry ID."""
+    body = _text_arg(text, edit)
+    published(c, c.call("post", text=body, reply_to=id), "replied")
+
+
+@click.command()
+@click.argument("id")
+@click.argument("emoji")
+@json_option
+@pass_ctx
+def react(c: Ctx, id: str, emoji: str) -> None:
+    """React to the entry ID with an EMOJI."""
+    published(c, c.call("react", target=id, emoji=emoji), "reacted")
+
+
+@click.command()
+@click.argument("id")
+@json_option
+@pass_ctx
+def repost(c: Ctx, id: str) -> None:
+    """Repost the entry ID to your followers."""
+    published(c, c.call("repost", target=id), "reposted")
+
+
+@click.command()
+@click.argument("id")
+@json_option
+@pass_ctx
+def delete(c: Ctx, id: str) -> None:
+    """Delete your entry ID everywhere (its payload is purged; the feed still verifies)."""
+    published(c, c.call("delete", target=id), "deleted")
+
+
+#: This module's commands, for the root group.
+COMMANDS = [post, reply, react, repost, delete]
