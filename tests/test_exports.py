@@ -109,6 +109,36 @@ SUBPACKAGES = {
         "Action", "Close", "Head", "Ingest", "PeekDone", "Send", "Serve", "StoreForkProof",
         "SyncLimits", "SyncSession",
     },
+    "p2psocial.api": {
+        "API_NAME", "API_VERSION", "MAX_FRAME", "METHODS", "READY_PREFIX", "FrameBuffer",
+        "ListOf", "ParamSpec", "check_params", "decode_frame_payload_untrusted",
+        "encode_frame", "fork_note", "format_ready_line", "parse_ready_line",
+    },
+    "p2psocial.client": {
+        "AsyncClient", "Client", "DaemonNotRunning", "DaemonProcess", "DaemonProcessError",
+        "MAX_TEXT_CHARS", "cli_argv", "connect", "connect_async", "daemon_argv", "daemon_env",
+        "socket_path", "spawn_daemon", "stop_daemons",
+    },
+    "p2psocial.cli": {"cli"},
+    "p2psocial.node": {
+        "APIServer", "Blocklists", "Node", "NodeConfig", "Policy", "PolicyGate",
+        "WatchFilter", "create_keys", "daemon_lock", "load_keys", "open_node", "run_daemon",
+    },
+    "p2psocial.node.dht": {
+        "DHTConfig", "DHTError", "DHTNode", "DatagramSocket", "open_udp_socket",
+        "plain_key_digest",
+    },
+    "p2psocial.node.replication": {
+        "FeedServer", "FramedStream", "Heads", "IngestPipeline", "Link", "LinkClosed",
+        "LinkHandler", "LinkPool", "LinkSet", "PeerIdentity", "RecentCache",
+        "ReplicationStore", "Replicator", "SwarmDiscovery", "TCPFramedStream",
+        "address_group", "handshake",
+    },
+    "p2psocial.paths": {
+        "API_SOCKET", "CONFIG_FILE", "DB_FILE", "IDENTITY_FILE", "IDENTITY_TEXT_FILE",
+        "LOCK_FILE", "NODE_KEY_FILE", "resolve_data_dir", "socket_path",
+    },
+    "p2psocial.protocol.ratelimit": {"RateTable", "TokenBucket"},
     "p2psocial.storage": {
         "SCHEMA_VERSION", "AsyncStore", "EntryView", "Outcome", "Page", "PreparedBatch",
         "StorageError", "Store", "open_async_store", "open_store",
@@ -131,3 +161,20 @@ def test_subpackage_all_is_pinned() -> None:
         assert set(module.__all__) == names, module_name
         for name in names:
             assert hasattr(module, name), (module_name, name)
+
+
+def test_every_package_declares_its_public_names() -> None:
+    """Each package of p2psocial re-exports its public names with ``__all__``,
+    and each of those is pinned above (or is the root / protocol package)."""
+    import importlib
+    from pathlib import Path
+
+    root = Path(p2psocial.__file__).parent
+    packages = {
+        ".".join(("p2psocial", *init.parent.relative_to(root).parts))
+        for init in root.rglob("__init__.py")
+    }
+    for name in packages:
+        module = importlib.import_module(name)
+        assert isinstance(getattr(module, "__all__", None), list), name
+    assert packages - {"p2psocial", "p2psocial.protocol"} <= set(SUBPACKAGES)
