@@ -4,9 +4,9 @@ A function that reads bytes (or text) from outside may raise only its
 documented typed error (STYLE §6): ``DecodeError`` for the ``*_untrusted``
 decoders, the DHT parsers, identity texts and key files; ``RecordRejected``
 for DHT records and the record store; ``LocalUsageError`` for cursors and
-entry ids; and ``check_params`` must return a str or None. This bench checks
-that at scale and counts what each decoder accepts and why it rejects the
-rest.
+entry ids; and ``check_params`` and ``emoji_problem`` (reactions) must
+return a str or None. This bench checks that at scale and counts what each
+decoder accepts and why it rejects the rest.
 
 Inputs start from valid encodings made by the library itself (fixed-seed
 keys, ``create_entry``, the ``encode_*`` functions) and from the published
@@ -103,6 +103,7 @@ from p2psocial.protocol.dht.wire import (
     parse_status_reply,
     verify_hello,
 )
+from p2psocial.protocol.emoji import MAX_EMOJI_BYTES, MAX_EMOJI_CODE_POINTS, emoji_problem
 from p2psocial.protocol.encoding import Limits, decode_untrusted, encode
 from p2psocial.protocol.entries import (
     MAX_PAYLOAD_SIZE,
@@ -216,7 +217,8 @@ EXTRA_PAYLOADS: list[tuple[str, dict[str, Any]]] = [
     ("post", {"text": "t", "tags": ["x" * 64]}),
     ("profile", {"name": "n" * 64, "bio": "b" * 500}),
     ("profile", {"name": ""}),
-    ("react", {"target": TARGET_ID, "emoji": "e" * 16}),
+    # The longest reaction allowed: 16 code points of ZWJ sequence (spec §5.4).
+    ("react", {"target": TARGET_ID, "emoji": "😀" + "\u200d😀" * 7 + "\ufe0f"}),
     ("block", {"target": MENTION_KEYS[0], "reason": "r" * 280}),
     ("block", {"target": MENTION_KEYS[1]}),
     ("custom.kind", {"a": {"b": {"c": [b"x" * 40]}}}),
@@ -295,6 +297,7 @@ class Corpus:
     key_files: list[tuple[bytes, bytes]]
     cursors: list[str]
     entry_ids: list[str]
+    emojis: list[str]
 
 
 def _contacts(n: int) -> list[list[Any]]:
@@ -603,6 +606,7 @@ def corpus() -> Corpus:
         key_files=_key_files(),
         cursors=cursors,
         entry_ids=entry_ids,
+        emojis=_emoji_seeds(),
     )
 
 
@@ -1446,6 +1450,33 @@ def _params_run(method: str) -> Callable[[], Run]:
     return make
 
 
+def _emoji_seeds() -> list[str]:
+    """Reactions from spec/vectors/emoji.json (both verdicts), plus a few of our own."""
+    own = ["👍", "❤️", "👍🏽", "👨‍👩‍👧‍👦", "🇫🇷", "1️⃣", "🏴‍☠️", "hello"]
+    try:
+        data = json.loads((VECTORS / "emoji.json").read_text(encoding="utf-8"))
+        found = [c["emoji"] for k in ("accepted", "refused") for c in data[k]]
+    except (OSError, ValueError, KeyError, TypeError):
+        found = []
+    return _dedup(own + [t for t in found if isinstance(t, str) and t])
+
+
+def _emoji_run() -> Run:
+    def run(text: str) -> str | None:
+        problem = emoji_problem(text)
+        if problem is None:
+            if not 1 <= len(text) <= MAX_EMOJI_CODE_POINTS:
+                raise AssertionError("an accepted emoji is outside the code point bound")
+            if len(text.encode("utf-8")) > MAX_EMOJI_BYTES:
+                raise AssertionError("an accepted emoji is outside the byte bound")
+            return None
+        if type(problem) is not str:
+            raise AssertionError(f"emoji_problem returned {problem!r}")
+        return "too_long" if len(text) > MAX_EMOJI_CODE_POINTS else "not_emoji"
+
+    return run
+
+
 def _identity_run() -> Run:
     def run(text: str) -> None:
         raw = identity_from_text(text)
@@ -1583,6 +1614,7 @@ def targets() -> dict[str, Target]:
     add(Target("identity_text", c.identities, _identity_run, (DecodeError,), shape="text"))
     add(Target("key_file", c.key_files, _fixed(SigningKey.from_pem), (DecodeError,), shape="pem"))
     add(Target("cursor", c.cursors, _cursor_run, (LocalUsageError,), shape="text"))
+    add(Target("emoji", c.emojis, _emoji_run, (), shape="text"))
     add(
         Target(
             "entry_id_text", c.entry_ids, _fixed(parse_entry_id), (LocalUsageError,), shape="text"

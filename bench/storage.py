@@ -106,7 +106,7 @@ def gen_feed(
         ts += rng.randrange(30_000, 90_000)
         r = rng.random()
         if r < 0.10 and roots:
-            raw, data, _ = g.next("react", {"target": rng.choice(roots), "emoji": "+1"}, ts)
+            raw, data, _ = g.next("react", {"target": rng.choice(roots), "emoji": "👍"}, ts)
         elif r < 0.15 and roots:
             raw, data, _ = g.next("repost", {"target": rng.choice(roots)}, ts)
         else:

@@ -965,6 +965,13 @@ def build_invalid() -> dict[str, Any]:
         kind = "follow" if name.startswith("follow") else "post"
         env = encode(_envelope(k, payload, kind=kind))
         add(name, "payload", "SchemaError", reason, _signed(k, env), payload_hex=payload)
+    # A reaction is exactly one emoji (§5.4), checked after its length.
+    for name, text in (("react_with_a_word", "hello"), ("react_with_two_emoji", "👍👍")):
+        payload = encode({"target": hashlib.sha256(b"p2psocial vector target entry").digest(),
+                          "emoji": text})  # fmt: skip
+        env = encode(_envelope(k, payload, kind="react"))
+        add(name, "payload", "SchemaError", "not_emoji", _signed(k, env), payload_hex=payload,
+            rules=["P9"])  # fmt: skip
     # Payload identities must pass the key rules too (bad_field).
     for name, kind, payload in (
         ("follow_off_curve_target", "follow", {"target": by_name["off_curve_y2"]}),
@@ -1159,6 +1166,115 @@ def build_msgpack() -> dict[str, Any]:
     }
 
 
+# ------------------------------------------------------------------ emoji
+
+#: The rule of spec/protocol.md §5.4, case by case: (name, code points).
+EMOJI_ACCEPTED: list[tuple[str, list[int]]] = [
+    ("thumbs_up", [0x1F44D]),
+    ("heart_vs16", [0x2764, 0xFE0F]),
+    ("heart_text_style", [0x2764]),
+    ("copyright_sign", [0xA9]),
+    ("skin_tone", [0x270C, 0x1F3FD]),
+    ("vs16_then_skin_tone", [0x1F44D, 0xFE0F, 0x1F3FB]),
+    ("zwj_family", [0x1F468, 0x200D, 0x1F469, 0x200D, 0x1F467, 0x200D, 0x1F466]),
+    ("zwj_rainbow_flag", [0x1F3F3, 0xFE0F, 0x200D, 0x1F308]),
+    ("zwj_pirate_flag", [0x1F3F4, 0x200D, 0x2620, 0xFE0F]),
+    ("zwj_kiss_two_tones",
+     [0x1F9D1, 0x1F3FB, 0x200D, 0x2764, 0xFE0F, 0x200D, 0x1F48B, 0x200D, 0x1F9D1, 0x1F3FC]),
+    ("flag_fr", [0x1F1EB, 0x1F1F7]),
+    ("flag_any_two_indicators", [0x1F1E6, 0x1F1E6]),
+    ("keycap_1", [0x31, 0xFE0F, 0x20E3]),
+    ("keycap_hash_no_vs16", [0x23, 0x20E3]),
+    ("keycap_star", [0x2A, 0xFE0F, 0x20E3]),
+    ("tag_flag_england", [0x1F3F4, 0xE0067, 0xE0062, 0xE0065, 0xE006E, 0xE0067, 0xE007F]),
+    ("reserved_pictographic", [0x1FC00]),
+    ("sixteen_code_points", [0x1F600] + [0x200D, 0x1F600] * 7 + [0xFE0F]),
+    ("tag_sequence_of_sixteen", [0x1F3F4] + [0xE0061] * 14 + [0xE007F]),
+]  # fmt: skip
+
+#: (name, code points, rule, reason) of texts that are not one emoji.
+EMOJI_REFUSED: list[tuple[str, list[int], str, str]] = [
+    ("empty", [], "P7", "too_short"),
+    ("seventeen_code_points", [0x1F600] + [0x200D, 0x1F600] * 8, "P7", "too_long"),
+    ("seventeen_letters", [0x78] * 17, "P7", "too_long"),
+    ("word", [ord(c) for c in "hello"], "P9", "not_emoji"),
+    ("plus_one", [0x2B, 0x31], "P9", "not_emoji"),
+    ("letter", [0x78], "P9", "not_emoji"),
+    ("digit_alone", [0x31], "P9", "not_emoji"),
+    ("digit_vs16_no_keycap", [0x31, 0xFE0F], "P9", "not_emoji"),
+    ("keycap_two_vs16", [0x31, 0xFE0F, 0xFE0F, 0x20E3], "P9", "not_emoji"),
+    ("keycap_alone", [0x20E3], "P9", "not_emoji"),
+    ("two_emoji", [0x1F44D, 0x1F44D], "P9", "not_emoji"),
+    ("emoji_then_text", [0x1F44D, 0x21], "P9", "not_emoji"),
+    ("text_then_emoji", [0x21, 0x1F44D], "P9", "not_emoji"),
+    ("lone_skin_tone", [0x1F3FB], "P9", "not_emoji"),
+    ("two_skin_tones", [0x1F44D, 0x1F3FB, 0x1F3FC], "P9", "not_emoji"),
+    ("skin_tone_then_vs16", [0x1F44D, 0x1F3FB, 0xFE0F], "P9", "not_emoji"),
+    ("lone_zwj", [0x200D], "P9", "not_emoji"),
+    ("leading_zwj", [0x200D, 0x1F44D], "P9", "not_emoji"),
+    ("trailing_zwj", [0x1F44D, 0x200D], "P9", "not_emoji"),
+    ("double_zwj", [0x1F44D, 0x200D, 0x200D, 0x1F44D], "P9", "not_emoji"),
+    ("zwj_to_text", [0x1F44D, 0x200D, 0x61], "P9", "not_emoji"),
+    ("lone_vs16", [0xFE0F], "P9", "not_emoji"),
+    ("double_vs16", [0x2764, 0xFE0F, 0xFE0F], "P9", "not_emoji"),
+    ("vs15_text_style", [0x2764, 0xFE0E], "P9", "not_emoji"),
+    ("lone_regional_indicator", [0x1F1EB], "P9", "not_emoji"),
+    ("three_regional_indicators", [0x1F1EB, 0x1F1F7, 0x1F1EA], "P9", "not_emoji"),
+    ("two_flags", [0x1F1EB, 0x1F1F7, 0x1F1E9, 0x1F1EA], "P9", "not_emoji"),
+    ("combining_mark", [0x1F44D, 0x301], "P9", "not_emoji"),
+    ("combining_enclosing_circle", [0x1F44D, 0x20DD], "P9", "not_emoji"),
+    ("tag_flag_without_cancel", [0x1F3F4, 0xE0067, 0xE0062], "P9", "not_emoji"),
+    ("tag_flag_cancel_only", [0x1F3F4, 0xE007F], "P9", "not_emoji"),
+    ("tags_on_other_base", [0x1F600, 0xE0067, 0xE007F], "P9", "not_emoji"),
+    ("lone_cancel_tag", [0xE007F], "P9", "not_emoji"),
+    ("space_after_emoji", [0x1F44D, 0x20], "P9", "not_emoji"),
+    ("regional_indicator_then_emoji", [0x1F1EB, 0x1F44D], "P9", "not_emoji"),
+]  # fmt: skip
+
+#: The ``target`` of every emoji vector's payload.
+EMOJI_TARGET = bytes([1]) * 32
+
+
+def build_emoji() -> dict[str, Any]:
+    from p2psocial.protocol.errors import SchemaError
+    from p2psocial.protocol.kinds import validate_payload
+
+    def record(name: str, cps: list[int]) -> dict[str, Any]:
+        text = "".join(map(chr, cps))
+        payload = encode({"target": EMOJI_TARGET, "emoji": text})
+        return {
+            "name": name,
+            "code_points": [f"{c:04X}" for c in cps],
+            "emoji": text,
+            "payload_hex": payload.hex(),
+        }
+
+    accepted = []
+    for name, cps in EMOJI_ACCEPTED:
+        validate_payload("react", {"target": EMOJI_TARGET, "emoji": "".join(map(chr, cps))})
+        accepted.append(record(name, cps))
+    refused = []
+    for name, cps, rule, reason in EMOJI_REFUSED:
+        try:
+            validate_payload("react", {"target": EMOJI_TARGET, "emoji": "".join(map(chr, cps))})
+        except SchemaError as exc:
+            # The generator states the verdict; this implementation must agree.
+            assert exc.reason == reason, (name, exc.reason, reason)
+        else:
+            raise AssertionError(f"emoji vector {name} is accepted")
+        refused.append(
+            {**record(name, cps), "rules": [rule], "error": "SchemaError", "reason": reason}
+        )
+    return {
+        "description": "The reaction rule of spec/protocol.md §5.4 on its own. Each case "
+        "gives the emoji text, its code points (hex) and the canonical payload of a react "
+        "entry carrying it (target: 32 bytes of 0x01). 'accepted' payloads validate; "
+        "'refused' ones are refused with the stated error, rule of §9 and reason.",
+        "accepted": accepted,
+        "refused": refused,
+    }
+
+
 def build_all() -> dict[str, Any]:
     """Every vector file's content, by file name."""
     return {
@@ -1168,6 +1284,7 @@ def build_all() -> dict[str, Any]:
         "fork.json": build_fork(),
         "invalid.json": build_invalid(),
         "msgpack.json": build_msgpack(),
+        "emoji.json": build_emoji(),
     }
 
 

@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .emoji import MAX_EMOJI_CODE_POINTS, emoji_problem
 from .errors import InvalidSignature, SchemaError
 from .identity import check_public_key
 
@@ -32,7 +33,7 @@ MAX_TAG_CHARS = 64
 MAX_NAME_CHARS = 64
 MAX_BIO_CHARS = 500
 MAX_REASON_CHARS = 280
-MAX_EMOJI_CHARS = 16
+MAX_EMOJI_CHARS = MAX_EMOJI_CODE_POINTS
 MAX_LANG_CHARS = 16
 
 _KIND_RE = re.compile(r"[a-z][a-z0-9_.-]{0,31}\Z")
@@ -51,6 +52,18 @@ def _text(max_chars: int, min_chars: int = 0) -> Checker:
             )
 
     return check
+
+
+_emoji_text = _text(MAX_EMOJI_CHARS, 1)
+
+
+def _emoji(name: str, v: Any) -> None:
+    # The text rules first (type, then 1..16 code points), so that only short
+    # texts reach the matcher and the older reasons keep their meaning.
+    _emoji_text(name, v)
+    problem = emoji_problem(v)
+    if problem is not None:
+        raise SchemaError(f"{name} must be exactly one emoji: {problem}", reason="not_emoji")
 
 
 def _entry_id(name: str, v: Any) -> None:
@@ -120,7 +133,7 @@ KINDS: dict[str, FieldSpec] = {
     },
     "follow": _TARGET_AUTHOR,
     "unfollow": _TARGET_AUTHOR,
-    "react": {"target": (_entry_id, True), "emoji": (_text(MAX_EMOJI_CHARS, 1), True)},
+    "react": {"target": (_entry_id, True), "emoji": (_emoji, True)},
     "repost": _TARGET_ENTRY,
     "delete": _TARGET_ENTRY,
     "block": {"target": (_author, True), "reason": (_text(MAX_REASON_CHARS), False)},

@@ -100,6 +100,7 @@ INVALID_PAYLOADS: list[tuple[str, str, Any, str, str]] = [
     ("react_no_emoji", "react", {"target": ID}, "missing_field", "emoji"),
     ("react_empty_emoji", "react", {"target": ID, "emoji": ""}, "too_short", "emoji"),
     ("react_long_emoji", "react", {"target": ID, "emoji": "x" * 17}, "too_long", "16"),
+    ("react_word", "react", {"target": ID, "emoji": "hello"}, "not_emoji", "one emoji"),
     ("repost_author_not_id", "repost", {"target": "abc"}, "bad_field", "entry id"),
     ("delete_missing", "delete", {}, "missing_field", "target"),
     ("delete_extra", "delete", {"target": ID, "why": "oops"}, "unknown_field", "why"),

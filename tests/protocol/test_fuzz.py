@@ -63,7 +63,7 @@ SAMPLE_PAYLOADS: list[tuple[str, dict[str, Any]]] = [
     ("profile", {"name": "Ann", "bio": "hi"}),
     ("follow", {"target": OTHER}),
     ("unfollow", {"target": OTHER}),
-    ("react", {"target": ID, "emoji": "+"}),
+    ("react", {"target": ID, "emoji": "👍"}),
     ("repost", {"target": ID}),
     ("delete", {"target": ID}),
     ("block", {"target": OTHER, "reason": "spam"}),
@@ -383,6 +383,7 @@ def test_identity_round_trip(seed: bytes) -> None:
 
 _text = st.text(min_size=1, max_size=30)
 _ids = st.binary(min_size=32, max_size=32)
+_EMOJI = ["👍", "❤️", "✌🏽", "🇫🇷", "1️⃣", "👨‍👩‍👧", "🏴‍☠️"]
 _authors = st.sampled_from([OTHER, KEY.public_key])
 PAYLOAD_STRATEGIES: dict[str, st.SearchStrategy[dict[str, Any]]] = {
     "post": st.fixed_dictionaries(
@@ -397,7 +398,7 @@ PAYLOAD_STRATEGIES: dict[str, st.SearchStrategy[dict[str, Any]]] = {
     "profile": st.fixed_dictionaries({}, optional={"name": _text, "bio": _text}),
     "follow": st.fixed_dictionaries({"target": _authors}),
     "unfollow": st.fixed_dictionaries({"target": _authors}),
-    "react": st.fixed_dictionaries({"target": _ids, "emoji": st.text(min_size=1, max_size=4)}),
+    "react": st.fixed_dictionaries({"target": _ids, "emoji": st.sampled_from(_EMOJI)}),
     "repost": st.fixed_dictionaries({"target": _ids}),
     "delete": st.fixed_dictionaries({"target": _ids}),
     "block": st.fixed_dictionaries({"target": _authors}, optional={"reason": _text}),

@@ -82,7 +82,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "profile": {"name": "n", "bio": "b"},
     "follow": {"target": FRIEND},
     "unfollow": {"target": FRIEND},
-    "react": {"target": ID, "emoji": "+"},
+    "react": {"target": ID, "emoji": "👍"},
     "repost": {"target": ID},
     "delete": {"target": ID},
     "block": {"target": FRIEND, "reason": "r"},

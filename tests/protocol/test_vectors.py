@@ -43,7 +43,15 @@ from tests.protocol import ed25519_ref
 
 REPO = Path(__file__).resolve().parents[2]
 VECTORS = REPO / "spec" / "vectors"
-FILES = ["keys.json", "entries.json", "feed.json", "fork.json", "invalid.json", "msgpack.json"]
+FILES = [
+    "keys.json",
+    "entries.json",
+    "feed.json",
+    "fork.json",
+    "invalid.json",
+    "msgpack.json",
+    "emoji.json",
+]
 
 
 def _generator() -> ModuleType:
@@ -354,6 +362,46 @@ def test_invalid_msgpack_vectors(name: str) -> None:
     assert info.value.reason == case["reason"]
 
 
+# ------------------------------------------------------------ the emoji rule (§5.4)
+
+
+def _emoji_case(section: str, name: str) -> dict[str, Any]:
+    return next(c for c in load("emoji.json")[section] if c["name"] == name)
+
+
+def _react_entry(payload: bytes) -> Entry:
+    # An unsigned entry that commits to the payload: decode_payload_untrusted
+    # checks the binding and the schema, not the signature.
+    digest = hashlib.sha256(payload).digest()
+    author = SigningKey.from_seed(bytes(32)).public_key
+    return Entry(author, 1, None, 0, "react", digest, len(payload), bytes(64), b"", digest)
+
+
+def _check_emoji_record(case: dict[str, Any]) -> bytes:
+    text = "".join(chr(int(c, 16)) for c in case["code_points"])
+    assert case["emoji"] == text
+    payload = bytes.fromhex(case["payload_hex"])
+    # The payload is independently re-encoded with plain msgpack.
+    assert payload == msgpack.packb({"emoji": text, "target": bytes([1]) * 32}, use_bin_type=True)
+    return payload
+
+
+@pytest.mark.parametrize("name", [c["name"] for c in load("emoji.json")["accepted"]])
+def test_accepted_emoji_vectors(name: str) -> None:
+    payload = _check_emoji_record(_emoji_case("accepted", name))
+    value = decode_payload_untrusted(_react_entry(payload), payload)
+    assert value["emoji"] == _emoji_case("accepted", name)["emoji"]
+
+
+@pytest.mark.parametrize("name", [c["name"] for c in load("emoji.json")["refused"]])
+def test_refused_emoji_vectors(name: str) -> None:
+    case = _emoji_case("refused", name)
+    payload = _check_emoji_record(case)
+    with pytest.raises(errors.SchemaError) as info:
+        decode_payload_untrusted(_react_entry(payload), payload)
+    assert info.value.reason == case["reason"]
+
+
 # ------------------------------------------------------------ the reason table
 
 
@@ -382,6 +430,7 @@ def vector_rules() -> dict[str, list[tuple[str, str]]]:
         load("fork.json")["invalid_proofs"],
         load("feed.json")["runs"],
         load("msgpack.json")["invalid"],
+        load("emoji.json")["refused"],
     ]
     for section in sections:
         for case in section:
@@ -423,4 +472,5 @@ def _all_cases() -> list[dict[str, Any]]:
         *load("fork.json")["invalid_proofs"],
         *load("feed.json")["runs"],
         *load("msgpack.json")["invalid"],
+        *load("emoji.json")["refused"],
     ]

@@ -25,7 +25,7 @@ def _world() -> tuple[list[FeedBuilder], list[tuple[bytes, bytes | None]]]:
                 "follow" if rng.random() < 0.7 else "unfollow", {"target": rng.choice(feeds).author}
             )
         elif r < 0.2 and posts:
-            f.add("react", {"target": rng.choice(posts), "emoji": rng.choice(["+1", "<3"])})
+            f.add("react", {"target": rng.choice(posts), "emoji": rng.choice(["👍", "❤️"])})
         elif r < 0.3 and posts:
             root = rng.choice(posts)
             f.post(

@@ -69,7 +69,7 @@ def test_feed_pagination_and_kinds(store: Store) -> None:
     a = FeedBuilder(key(1))
     for i in range(12):
         a.post(f"p{i}")
-        a.add("react", {"target": a.id(len(a.entries)), "emoji": "x"})
+        a.add("react", {"target": a.id(len(a.entries)), "emoji": "👀"})
     store.ingest(a.items(), now_ms=NOW)
     pages = all_pages(lambda **kw: store.feed(a.author, **kw), 5)
     assert [len(p) for p in pages] == [5, 5, 2]
@@ -172,14 +172,14 @@ def test_entry_view_to_json(store: Store) -> None:
     a, b = FeedBuilder(key(1)), FeedBuilder(key(2))
     a.post("hi", mentions=[b.author], tags=["t"])
     b.add("follow", {"target": a.author})
-    b.add("react", {"target": a.id(1), "emoji": "+1"})
+    b.add("react", {"target": a.id(1), "emoji": "👍"})
     store.ingest(a.items() + b.items(), now_ms=NOW)
     v = store.get_entry(a.id(1))
     assert v is not None
     j = v.to_json()
     json.dumps(j)
     assert j["id"] == a.id(1).hex() and j["author"].startswith("p2ps1")
-    assert j["mentions"][0].startswith("p2ps1") and j["reactions"] == {"+1": 1}
+    assert j["mentions"][0].startswith("p2ps1") and j["reactions"] == {"👍": 1}
     f = store.get_entry(b.id(1))
     assert f is not None and f.to_json()["target"].startswith("p2ps1")
     json.dumps(f.to_json())

@@ -46,21 +46,21 @@ def test_reactions_reposts_replies(store: Store) -> None:
     a, b, c = FeedBuilder(key(1)), FeedBuilder(key(2)), FeedBuilder(key(3))
     a.post("root")
     root = a.id(1)
-    b.add("react", {"target": root, "emoji": "+1"})
-    b.add("react", {"target": root, "emoji": "+1"})  # same author twice counts once
-    c.add("react", {"target": root, "emoji": "+1"})
-    c.add("react", {"target": root, "emoji": "<3"})
+    b.add("react", {"target": root, "emoji": "👍"})
+    b.add("react", {"target": root, "emoji": "👍"})  # same author twice counts once
+    c.add("react", {"target": root, "emoji": "👍"})
+    c.add("react", {"target": root, "emoji": "❤️"})
     b.add("repost", {"target": root})
     c.post("reply", reply={"root": root, "parent": root})
     store.ingest(a.items() + b.items() + c.items(), now_ms=NOW)
-    assert store.reaction_counts(root) == {"+1": 2, "<3": 1}
+    assert store.reaction_counts(root) == {"👍": 2, "❤️": 1}
     v = store.get_entry(root)
     assert v is not None
-    assert (v.reactions, v.reposts, v.replies) == ({"+1": 2, "<3": 1}, 1, 1)
+    assert (v.reactions, v.reposts, v.replies) == ({"👍": 2, "❤️": 1}, 1, 1)
     # Un-react by deleting the reaction entry.
     c.add("delete", {"target": c.id(2)})
     store.ingest(c.items(4, 4), now_ms=NOW)
-    assert store.reaction_counts(root) == {"+1": 2}
+    assert store.reaction_counts(root) == {"👍": 2}
 
 
 def test_delete_after_target(store: Store) -> None:
