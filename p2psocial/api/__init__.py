@@ -8,7 +8,7 @@ over the socket is node I/O and lives in :mod:`p2psocial.node.apiserver`; the
 client is :mod:`p2psocial.client`. Nothing here imports either.
 """
 
-from .methods import METHODS, ListOf, ParamSpec, check_params
+from .methods import METHODS, PAGE_LIMIT_MAX, ListOf, ParamSpec, check_params
 from .notes import fork_note
 from .protocol import (
     API_NAME,
@@ -25,6 +25,7 @@ __all__ = [
     "API_VERSION",
     "MAX_FRAME",
     "METHODS",
+    "PAGE_LIMIT_MAX",
     "READY_PREFIX",
     "FrameBuffer",
     "ListOf",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["METHODS", "ListOf", "ParamSpec", "check_params"]
+__all__ = ["METHODS", "PAGE_LIMIT_MAX", "ListOf", "ParamSpec", "check_params"]
 
 
 class ListOf:
@@ -36,6 +36,9 @@ ParamSpec = dict[str, tuple[Type | tuple[Type, ...], bool]]
 
 _STRS = ListOf(str)
 
+#: The largest page a daemon serves: a paged method's ``limit`` is 1 to this.
+PAGE_LIMIT_MAX = 500
+
 _PAGE: ParamSpec = {"limit": (int, False), "before": (str, False)}
 
 #: method -> parameters. Every method's result is a map; see spec/client-api.md.
@@ -51,7 +54,7 @@ METHODS: dict[str, ParamSpec] = {
         "tags": (_STRS, False),
         "lang": (str, False),
     },
-    "react": {"target": (str, True), "emoji": (str, True)},
+    "react": {"target": (str, True), "emoji": (str, True), "force": (bool, False)},
     "repost": {"target": (str, True)},
     "delete": {"target": (str, True)},
     "set_profile": {"name": (str, False), "bio": (str, False)},

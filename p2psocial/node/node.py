@@ -115,18 +115,41 @@ class Node:
     ) -> dict[str, Any]:
         """Publish a post, optionally as a reply, with mentions and tags.
 
+        Args:
+            reply_to: the parent entry: its id, or a unique prefix of at least
+                8 hex digits (as everywhere an entry id is taken).
+
         Returns:
             ``{"id": hex, "seq": int}``.
 
         Raises:
-            LocalUsageError: text too long (the message gives the limit), an
-                unknown reply target, or a malformed identity.
+            LocalUsageError: text empty or only whitespace (reason ``empty_text``)
+                or too long (the message gives the limit); a reply target that
+                is unknown here (``not_found``, or ``unknown_id`` for a prefix),
+                ambiguous (``ambiguous_id``) or malformed (``bad_id``); a
+                malformed identity.
         """
         return await self.publisher.post(text, reply_to, mentions, tags, lang)
 
-    async def react(self, target: str | bytes, emoji: str) -> dict[str, Any]:
-        """React to an entry with an emoji."""
-        return await self.publisher.react(target, emoji)
+    async def react(
+        self, target: str | bytes, emoji: str, *, force: bool = False
+    ) -> dict[str, Any]:
+        """React to an entry with an emoji.
+
+        Args:
+            target: the entry's id, or a unique prefix of at least 8 hex digits.
+            force: react even though this node has never seen the entry (an id
+                known to exist elsewhere; it must then be given in full).
+
+        Returns:
+            ``{"id": hex, "seq": int}``.
+
+        Raises:
+            LocalUsageError: the entry is unknown here and ``force`` is not set,
+                or a prefix matches nothing (both reason ``unknown_id``); an
+                ambiguous prefix (``ambiguous_id``); a malformed id (``bad_id``).
+        """
+        return await self.publisher.react(target, emoji, force)
 
     async def repost(self, target: str | bytes) -> dict[str, Any]:
         """Repost an entry to this identity's followers."""
@@ -136,7 +159,9 @@ class Node:
         """Delete one of this identity's own entries, on every conforming node.
 
         Raises:
-            LocalUsageError: the entry is unknown here or is somebody else's.
+            LocalUsageError: the entry is unknown here (``not_found``, or
+                ``unknown_id`` for a prefix), somebody else's (``not_author``)
+                or already deleted (``already_deleted``).
         """
         return await self.publisher.delete(target)
 
@@ -149,11 +174,21 @@ class Node:
     # -- graph and policy ---------------------------------------------------
 
     async def follow(self, identity: str | bytes) -> dict[str, Any]:
-        """Follow an identity: publish a follow entry and start replicating its feed."""
+        """Follow an identity: publish a follow entry and start replicating its feed.
+
+        Raises:
+            LocalUsageError: already followed (reason ``already_following``),
+                this node's own identity (``self``), or a malformed identity.
+        """
         return await self.publisher.follow(identity)
 
     async def unfollow(self, identity: str | bytes) -> dict[str, Any]:
-        """Stop following an identity (its entries already held are kept)."""
+        """Stop following an identity (its entries already held are kept).
+
+        Raises:
+            LocalUsageError: not followed (reason ``not_following``), or a
+                malformed identity.
+        """
         return await self.publisher.unfollow(identity)
 
     async def block(
@@ -195,7 +230,12 @@ class Node:
         return await self.moderator.set_policy(key, value)
 
     async def explain(self, id: str | bytes) -> dict[str, Any]:
-        """Why this node holds, hides or refused an entry: which rule, and whose list."""
+        """Why this node holds, hides or refused an entry: which rule, and whose list.
+
+        Raises:
+            LocalUsageError: no entry held here has this id (reason
+                ``unknown_id``), or the id is ambiguous or malformed.
+        """
         return await self.reader.explain(id)
 
     # -- reading ------------------------------------------------------------
@@ -225,7 +265,15 @@ class Node:
         return await self.reader.feed(identity, limit, before, kinds)
 
     async def thread(self, id: str | bytes) -> dict[str, Any]:
-        """A post with its nested replies, in tree order (each item has a depth)."""
+        """A post with its nested replies, in tree order (each item has a depth).
+
+        Args:
+            id: any entry of the thread: its id, or a unique prefix of it.
+
+        Raises:
+            LocalUsageError: no entry held here has this id (reason
+                ``unknown_id``), or the id is ambiguous or malformed.
+        """
         return await self.reader.thread(id)
 
     async def mentions(self, *, limit: int = 50, before: str | None = None) -> dict[str, Any]:

@@ -8,17 +8,17 @@ replication and the watchers all see it in the same order.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import trio
 
 from ..protocol.entries import Entry, encode_payload
 from ..protocol.errors import LocalUsageError
-from ..protocol.identity import SigningKey
+from ..protocol.identity import SigningKey, identity_to_text
 from ..storage import AsyncStore
 from .replication import Replicator
-from .views import parse_entry_id, parse_identity
+from .views import parse_identity, resolve_entry_id
 
 __all__ = ["Publisher", "now_ms"]
 
@@ -51,13 +51,25 @@ class Publisher:
         #: Told about every new entry and follow once replication runs.
         self.replicator: Replicator | None = None
 
-    async def publish(self, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+    async def publish(
+        self,
+        kind: str,
+        payload: dict[str, Any],
+        guard: Callable[[], Awaitable[None]] | None = None,
+    ) -> dict[str, Any]:
         """Sign, store and announce one entry.
+
+        Args:
+            guard: checks the owner's feed allows this entry, raising if not. It
+                runs under the same lock as the append, so two racing calls
+                cannot both pass it (two follows of one identity publish one).
 
         Returns:
             ``{"id": hex, "seq": int}``.
         """
         async with self._lock:
+            if guard is not None:
+                await guard()
             entry: Entry = await self._store.append_local(self._key, kind, payload, now_ms=now_ms())
         if self.replicator is not None:
             # Canonical encoding: these are exactly the payload bytes just stored.
@@ -74,10 +86,14 @@ class Publisher:
         lang: str | None,
     ) -> dict[str, Any]:
         """Publish a post; see :meth:`p2psocial.Node.post`."""
+        if isinstance(text, str) and not text.strip():
+            raise LocalUsageError(
+                "a post needs text, and this one is empty or only whitespace", reason="empty_text"
+            )
         payload: dict[str, Any] = {"text": text}
         mention_keys = [parse_identity(m) for m in mentions]
         if reply_to is not None:
-            parent_id = parse_entry_id(reply_to)
+            parent_id = await resolve_entry_id(self._store, reply_to)
             parent = await self._store.get_entry(parent_id)
             if parent is None:
                 raise LocalUsageError(
@@ -98,23 +114,39 @@ class Publisher:
             payload["lang"] = lang
         return await self.publish("post", payload)
 
-    async def react(self, target: str | bytes, emoji: str) -> dict[str, Any]:
-        """Publish a reaction."""
-        return await self.publish("react", {"target": parse_entry_id(target), "emoji": emoji})
+    async def react(self, target: str | bytes, emoji: str, force: bool) -> dict[str, Any]:
+        """Publish a reaction; see :meth:`p2psocial.Node.react`."""
+        target_id = await resolve_entry_id(self._store, target)
+        if not force and await self._store.get_entry(target_id) is None:
+            raise LocalUsageError(
+                f"cannot react to {target_id.hex()}: this node has never seen that entry "
+                "(force=True, or --force, reacts to an id known to exist elsewhere)",
+                reason="unknown_id",
+            )
+        return await self.publish("react", {"target": target_id, "emoji": emoji})
 
     async def repost(self, target: str | bytes) -> dict[str, Any]:
         """Publish a repost."""
-        return await self.publish("repost", {"target": parse_entry_id(target)})
+        return await self.publish("repost", {"target": await resolve_entry_id(self._store, target)})
 
     async def delete(self, target: str | bytes) -> dict[str, Any]:
         """Publish a delete of one of the owner's entries; see :meth:`p2psocial.Node.delete`."""
-        target_id = parse_entry_id(target)
-        entry = await self._store.get_entry(target_id)
-        if entry is None:
-            raise LocalUsageError(f"no entry {target_id.hex()} on this node", reason="not_found")
-        if entry.author != self.identity:
-            raise LocalUsageError("only the author can delete an entry", reason="not_author")
-        return await self.publish("delete", {"target": target_id})
+        target_id = await resolve_entry_id(self._store, target)
+
+        async def deletable() -> None:
+            entry = await self._store.get_entry(target_id)
+            if entry is None:
+                raise LocalUsageError(
+                    f"no entry {target_id.hex()} on this node", reason="not_found"
+                )
+            if entry.author != self.identity:
+                raise LocalUsageError("only the author can delete an entry", reason="not_author")
+            if entry.deleted:
+                raise LocalUsageError(
+                    f"entry {target_id.hex()} is already deleted", reason="already_deleted"
+                )
+
+        return await self.publish("delete", {"target": target_id}, deletable)
 
     async def set_profile(self, name: str | None, bio: str | None) -> dict[str, Any]:
         """Publish a profile; fields left None keep their previous value."""
@@ -127,12 +159,29 @@ class Publisher:
                 payload[key] = current[key]
         return await self.publish("profile", payload)
 
+    def _follows(self, target: bytes, publishing_follow: bool) -> Callable[[], Awaitable[None]]:
+        """A publish guard: refuse a follow of a followed identity, or an unfollow of
+        one not followed (by the owner's latest follow/unfollow entries)."""
+
+        async def check() -> None:
+            followed = target in await self._store.following(self.identity)
+            if followed and publishing_follow:
+                raise LocalUsageError(
+                    f"you already follow {identity_to_text(target)}", reason="already_following"
+                )
+            if not followed and not publishing_follow:
+                raise LocalUsageError(
+                    f"you do not follow {identity_to_text(target)}", reason="not_following"
+                )
+
+        return check
+
     async def follow(self, identity: str | bytes) -> dict[str, Any]:
         """Publish a follow and start wanting the feed."""
         target = parse_identity(identity)
         if target == self.identity:
             raise LocalUsageError("you cannot follow yourself", reason="self")
-        result = await self.publish("follow", {"target": target})
+        result = await self.publish("follow", {"target": target}, self._follows(target, True))
         await self._store.set_interest(target, "follow")
         if self.replicator is not None:
             self.replicator.interest_changed()
@@ -141,7 +190,7 @@ class Publisher:
     async def unfollow(self, identity: str | bytes) -> dict[str, Any]:
         """Publish an unfollow and stop wanting the feed (entries held are kept)."""
         target = parse_identity(identity)
-        result = await self.publish("unfollow", {"target": target})
+        result = await self.publish("unfollow", {"target": target}, self._follows(target, False))
         await self._store.clear_interest(target, "follow")
         if self.replicator is not None:
             self.replicator.interest_changed()

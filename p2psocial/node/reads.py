@@ -9,19 +9,26 @@ shows everything held.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import trio
 
 from ..api.notes import fork_note
+from ..protocol.errors import LocalUsageError
 from ..protocol.identity import identity_to_text
-from ..storage import AsyncStore, EntryView, Page
+from ..storage import AsyncStore, Page
 from .config import NodeConfig, Policy
 from .moderation import Blocklists, PolicyGate
 from .replication import Replicator
-from .views import check_limit, parse_entry_id, parse_identity, render_views, view_json
+from .views import (
+    check_limit,
+    held_entry,
+    parse_identity,
+    render_views,
+    resolve_entry_id,
+    view_json,
+)
 
 __all__ = ["PEEK_TIMEOUT", "Reader", "visible"]
 
@@ -132,8 +139,12 @@ class Reader:
         return result
 
     async def thread(self, id: str | bytes) -> dict[str, Any]:
-        """A post with its nested replies, in tree order."""
-        views: Iterable[EntryView] = await self.store.thread(parse_entry_id(id))
+        """A post with its nested replies, in tree order; see :meth:`p2psocial.Node.thread`."""
+        entry_id = await resolve_entry_id(self.store, id)
+        views = await self.store.thread(entry_id)
+        if not views:
+            # The thread of a held entry holds at least that entry.
+            raise LocalUsageError(f"this node holds no entry {entry_id.hex()}", reason="unknown_id")
         return {"items": await render_views(self.store, views)}
 
     async def mentions(self, limit: int, before: str | None) -> dict[str, Any]:
@@ -181,12 +192,8 @@ class Reader:
 
     async def explain(self, id: str | bytes) -> dict[str, Any]:
         """Why this node holds, hides or refused an entry; see :meth:`p2psocial.Node.explain`."""
-        entry_id = parse_entry_id(id)
-        view = await self.store.get_entry(entry_id)
-        result: dict[str, Any] = {"id": entry_id.hex(), "held": view is not None}
-        if view is None:
-            result["why"] = ["this node holds no envelope with this id"]
-            return result
+        view = await held_entry(self.store, id)
+        result: dict[str, Any] = {"id": view.id.hex(), "held": True}
         fork_seq = await self._fork_seq(view.author)
         js = view_json(view, fork_seq=fork_seq)
         why = await self._held_why(view.author)

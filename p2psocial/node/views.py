@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..api.methods import PAGE_LIMIT_MAX
 from ..protocol.errors import DecodeError, LocalUsageError
 from ..protocol.identity import identity_from_text
 
@@ -17,14 +18,24 @@ if TYPE_CHECKING:
     from ..storage import AsyncStore, EntryView
 
 __all__ = [
+    "MAX_CANDIDATES",
+    "MIN_PREFIX_HEX",
     "WatchFilter",
     "check_limit",
     "fmt_addr",
+    "held_entry",
     "parse_entry_id",
     "parse_identity",
     "render_views",
+    "resolve_entry_id",
     "view_json",
 ]
+
+#: The shortest id prefix accepted. 8 hex digits are 32 bits: with a million
+#: entries held, a given prefix is shared with another entry once in ~4,000.
+MIN_PREFIX_HEX = 8
+#: How many of the matching ids an ambiguous prefix's error lists.
+MAX_CANDIDATES = 5
 
 
 def parse_identity(value: str | bytes) -> bytes:
@@ -43,23 +54,87 @@ def parse_identity(value: str | bytes) -> bytes:
         raise LocalUsageError(exc.message, reason="bad_identity") from None
 
 
+def _id_hex(value: str) -> str:
+    """``value`` as lowercase hex of 8 to 64 digits, or a ``bad_id`` error."""
+    text = value.strip().lower()
+    if not re.fullmatch(r"[0-9a-f]*", text):
+        raise LocalUsageError(
+            f"not a valid entry id: {value.strip()[:80]!r} is not hex", reason="bad_id"
+        )
+    if not MIN_PREFIX_HEX <= len(text) <= 64:
+        raise LocalUsageError(
+            "not a valid entry id: expected 64 hex characters, or a unique prefix of "
+            f"at least {MIN_PREFIX_HEX}, got {len(text)} characters",
+            reason="bad_id",
+        )
+    return text
+
+
 def parse_entry_id(value: str | bytes) -> bytes:
-    """An entry id from 64 hex characters (or raw 32 bytes).
+    """An entry id from 64 hex characters (or raw 32 bytes); prefixes need the store.
 
     Raises:
-        LocalUsageError: not a valid id.
+        LocalUsageError: not a valid id (reason ``bad_id``).
     """
     if isinstance(value, bytes):
         if len(value) != 32:
             raise LocalUsageError("an entry id is 32 bytes")
         return value
-    text = value.strip().lower()
-    if not re.fullmatch(r"[0-9a-f]{64}", text):
+    text = _id_hex(value)
+    if len(text) != 64:
         raise LocalUsageError(
             f"not a valid entry id: expected 64 hex characters, got {len(text)} characters",
             reason="bad_id",
         )
     return bytes.fromhex(text)
+
+
+async def resolve_entry_id(store: AsyncStore, value: str | bytes) -> bytes:
+    """An entry id from its full form (64 hex, or 32 bytes) or a unique prefix of it.
+
+    A full id is returned as it is, whether or not this node holds the entry
+    (a reply or reaction may name an entry held elsewhere). A prefix of
+    ``MIN_PREFIX_HEX`` to 63 hex digits, any case, must name exactly one entry
+    held here; the lookup is one range seek on the id index.
+
+    Raises:
+        LocalUsageError: with reason ``bad_id`` (not hex, or too short),
+            ``unknown_id`` (no entry held here starts so) or ``ambiguous_id``
+            (several do; the message lists up to ``MAX_CANDIDATES`` of them in full).
+    """
+    if isinstance(value, bytes):
+        return parse_entry_id(value)
+    text = _id_hex(value)
+    if len(text) == 64:
+        return bytes.fromhex(text)
+    found = await store.ids_with_prefix(text, limit=MAX_CANDIDATES + 1)
+    if not found:
+        raise LocalUsageError(
+            f"no entry held by this node has an id starting with {text}", reason="unknown_id"
+        )
+    if len(found) > 1:
+        count = f"more than {MAX_CANDIDATES}" if len(found) > MAX_CANDIDATES else str(len(found))
+        listed = ", ".join(i.hex() for i in found[:MAX_CANDIDATES])
+        raise LocalUsageError(
+            f"id prefix {text} is ambiguous: {count} entries start with it "
+            f"({listed}); give more digits",
+            reason="ambiguous_id",
+        )
+    return found[0]
+
+
+async def held_entry(store: AsyncStore, value: str | bytes) -> EntryView:
+    """The entry named by ``value`` (see :func:`resolve_entry_id`), which this node must hold.
+
+    Raises:
+        LocalUsageError: as :func:`resolve_entry_id`, and ``unknown_id`` for a
+            full id this node holds no entry for.
+    """
+    entry_id = await resolve_entry_id(store, value)
+    view = await store.get_entry(entry_id)
+    if view is None:
+        raise LocalUsageError(f"this node holds no entry {entry_id.hex()}", reason="unknown_id")
+    return view
 
 
 @dataclass
@@ -121,13 +196,13 @@ async def render_views(store: AsyncStore, views: Iterable[EntryView]) -> list[di
 
 
 def check_limit(limit: int) -> int:
-    """``limit`` itself, when it is a page size the node serves (1 to 500).
+    """``limit`` itself, when it is a page size the node serves (1 to ``PAGE_LIMIT_MAX``).
 
     Raises:
         LocalUsageError: any other value.
     """
-    if not isinstance(limit, int) or not 1 <= limit <= 500:
-        raise LocalUsageError("limit must be between 1 and 500")
+    if not isinstance(limit, int) or not 1 <= limit <= PAGE_LIMIT_MAX:
+        raise LocalUsageError(f"limit must be between 1 and {PAGE_LIMIT_MAX}")
     return limit
 
 

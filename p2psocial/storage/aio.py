@@ -172,6 +172,10 @@ class AsyncStore:
         """See :meth:`Store.get_entry`."""
         return await self._run(self.store.get_entry, id_)
 
+    async def ids_with_prefix(self, prefix: str, *, limit: int) -> list[bytes]:
+        """See :meth:`Store.ids_with_prefix`."""
+        return await self._query(Store.ids_with_prefix, prefix, limit=limit)
+
     async def get_raw(self, id_: bytes) -> tuple[bytes, bytes | None] | None:
         """See :meth:`Store.get_raw`."""
         return await self._run(self.store.get_raw, id_)

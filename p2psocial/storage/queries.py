@@ -20,6 +20,7 @@ the share of entries its authors hold:
 from __future__ import annotations
 
 import heapq
+import re
 import sqlite3
 from collections.abc import Iterable
 from typing import Any
@@ -30,8 +31,10 @@ from .model import EntryView, Page, decode_cursor, encode_cursor
 from .schema import PSTATE
 
 __all__ = [
+    "PREFIX_SQL",
     "feed",
     "get_entry",
+    "ids_with_prefix",
     "mentions",
     "reaction_counts",
     "related",
@@ -128,6 +131,52 @@ def get_entry(conn: sqlite3.Connection, id_: bytes) -> EntryView | None:
         return None
     views = _views(conn, [row[0]])
     return views[0] if views else None
+
+
+#: The ids in [lo, hi), in id order: a range over the unique index on ``id``.
+PREFIX_SQL = (
+    "SELECT id FROM entries INDEXED BY entries_id WHERE id >= ? AND id < ? ORDER BY id LIMIT ?"
+)
+_PREFIX_OPEN_SQL = "SELECT id FROM entries INDEXED BY entries_id WHERE id >= ? ORDER BY id LIMIT ?"
+_HEX_RE = re.compile(r"[0-9a-fA-F]{1,64}\Z")
+
+
+def _after_prefix(prefix: bytes) -> bytes | None:
+    """The smallest byte string above every string starting with ``prefix``.
+
+    None when there is none (``prefix`` is all 0xff): the range is open above.
+    """
+    head = prefix.rstrip(b"\xff")
+    if not head:
+        return None
+    return head[:-1] + bytes([head[-1] + 1])
+
+
+def ids_with_prefix(conn: sqlite3.Connection, prefix: str, limit: int) -> list[bytes]:
+    """Ids of held entries whose hex form starts with ``prefix``, in id order, at most ``limit``.
+
+    SQLite compares blobs bytewise, shorter first on a tie, so the ids starting
+    with the bytes ``p`` are exactly those in ``[p, p + 1)``; an odd digit
+    count widens the last nibble into ``[p0, pf + 1)``. Either way one range
+    seek on the ``entries_id`` index, however many entries are held.
+
+    Raises:
+        LocalUsageError: ``prefix`` is not 1 to 64 hex digits (reason ``bad_id``).
+    """
+    if not isinstance(prefix, str) or not _HEX_RE.match(prefix):
+        raise LocalUsageError(
+            f"an id prefix must be 1 to 64 hex digits, not {prefix!r}", reason="bad_id"
+        )
+    if len(prefix) % 2:
+        lo, top = bytes.fromhex(prefix + "0"), bytes.fromhex(prefix + "f")
+    else:
+        lo = top = bytes.fromhex(prefix)
+    hi = _after_prefix(top)
+    if hi is None:
+        rows = conn.execute(_PREFIX_OPEN_SQL, (lo, limit))
+    else:
+        rows = conn.execute(PREFIX_SQL, (lo, hi, limit))
+    return [r[0] for r in rows]
 
 
 def reaction_counts(conn: sqlite3.Connection, id_: bytes) -> dict[str, int]:

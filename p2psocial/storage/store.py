@@ -360,6 +360,14 @@ class Store:
         """One entry by id, or None."""
         return queries.get_entry(self._conn, id_)
 
+    def ids_with_prefix(self, prefix: str, *, limit: int) -> list[bytes]:
+        """Held entry ids whose hex starts with ``prefix`` (1 to 64 digits), in id order.
+
+        Raises:
+            LocalUsageError: ``prefix`` is not hex (reason ``bad_id``).
+        """
+        return queries.ids_with_prefix(self._conn, prefix, limit)
+
     def get_raw(self, id_: bytes) -> tuple[bytes, bytes | None] | None:
         """(entry bytes, payload or None) by id, for serving one entry."""
         row = self._conn.execute("SELECT raw, payload FROM entries WHERE id = ?", (id_,)).fetchone()
