@@ -13,8 +13,9 @@ Modules, each owning its state:
 * ``moderation``: the policy gate and blocklists;
 * ``apiserver``: the local API over a Unix socket;
 * ``replication``, ``dht``: the network services;
-* ``config``, ``keys``, ``views``, ``daemon``: configuration, key files,
-  values at the edge, the foreground daemon.
+* ``config``, ``keys``, ``views``, ``daemon``, ``activity``: configuration,
+  key files, values at the edge, the foreground daemon and what it logs;
+* ``embed``: a node inside a program (``run_embedded``, ``embedded_config``).
 """
 
 from __future__ import annotations

@@ -2,6 +2,9 @@
 
 * One daemon per data dir, enforced by an flock on ``daemon.lock``.
 * Prints one ready line on stderr once every service listens.
+* Then says what it does at INFO (:mod:`.activity`): links made and lost,
+  feeds caught up, relaying, and a summary line every ten minutes; no kind
+  of line more often than once a minute.
 * SIGINT or SIGTERM shuts down gracefully (well within 2 s); a second signal
   exits at once.
 * On exit, the API socket and the lock file are removed.
@@ -22,6 +25,7 @@ import trio
 
 from ..api.ready import format_ready_line
 from ..errors import NodeError, P2PSocialError
+from .activity import ActivityReporter
 from .config import NodeConfig
 from .node import open_node
 
@@ -68,7 +72,9 @@ def _remember_ports(config: NodeConfig, dht_port: int, peer_port: int) -> None:
     log.info("ports kept for the next start: peer %d, dht %d", peer_port, dht_port)
 
 
-async def _serve(config: NodeConfig, out: TextIO, remember_ports: bool) -> None:
+async def _serve(
+    config: NodeConfig, out: TextIO, remember_ports: bool, summary_interval: float | None
+) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             node_scope = trio.CancelScope()
@@ -104,27 +110,38 @@ async def _serve(config: NodeConfig, out: TextIO, remember_ports: bool) -> None:
                         file=out,
                         flush=True,
                     )
-                    await trio.sleep_forever()
+                    reporter = ActivityReporter(
+                        node.replicator, node.dht, summary_every=summary_interval
+                    )
+                    await reporter.run()
             nursery.cancel_scope.cancel()
     log.info("stopped")
 
 
 def run_daemon(
-    config: NodeConfig, *, out: TextIO = sys.stderr, remember_ports: bool = False
+    config: NodeConfig,
+    *,
+    out: TextIO = sys.stderr,
+    remember_ports: bool = False,
+    summary_interval: float | None = None,
 ) -> None:
     """Run a node until SIGINT/SIGTERM.
 
     Args:
         remember_ports: write the ports this run binds into config.toml (for
             a first start with no ports configured).
+        summary_interval: seconds between summary lines; default
+            :func:`~p2psocial.node.activity.summary_interval` (600, or
+            ``P2PSOCIAL_TEST_SUMMARY_INTERVAL`` in tests).
 
     Raises:
         NodeError: the data dir is locked by another daemon, the identity is
-            missing, or a service cannot start (e.g. a port in use).
+            missing, a service cannot start (e.g. a port in use), or a test
+            interval variable is not a positive number.
     """
     with daemon_lock(config):
         try:
-            trio.run(_serve, config, out, remember_ports)
+            trio.run(_serve, config, out, remember_ports, summary_interval)
         except BaseExceptionGroup as group:
             # trio wraps what a service raised on the way out of each nursery;
             # the user needs the one error that says what is wrong.

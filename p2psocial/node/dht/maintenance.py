@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import trio
 
 from ...protocol.dht import Contact
+from ..activity import LimitedLog
 from .common import DHTConfig, DHTError, Stores, log
 from .contacts import Contacts
 from .plain import PlainKademlia
@@ -67,6 +68,9 @@ class Maintenance:
         self._swarms = swarms
         self.contact_store = contact_store
         self._stats: Counter[str] = Counter()
+        # Announce retries back off from one second: without a limit, a node
+        # with no contacts would say so at INFO every few seconds.
+        self._events = LimitedLog(log)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the maintenance and placement loops until cancelled."""
@@ -137,7 +141,7 @@ class Maintenance:
                     last_republish = now
                     await self._republish(now)
             except DHTError as exc:
-                log.info("DHT maintenance: %s", exc)
+                self._events.info("maintenance", now, "DHT maintenance: %s", exc)
             if self.contact_store is not None and now - last_save >= cfg.contact_save_interval:
                 last_save = now
                 await self.save_contacts()
@@ -180,12 +184,12 @@ class Maintenance:
                 try:
                     await self._swarms.reannounce(author)
                 except DHTError as exc:
-                    log.info("re-announce failed: %s", exc)
+                    self._events.info("reannounce", now, "re-announce failed: %s", exc)
             for (kind, key), data in records:
                 try:
                     await self._records.place(kind, key, data)
                 except DHTError as exc:
-                    log.info("re-publish after joining failed: %s", exc)
+                    self._events.info("republish", now, "re-publish after joining failed: %s", exc)
 
     def statistics(self) -> dict[str, int]:
         """Counters: contacts reloaded, buckets refreshed, republish rounds, rejoins."""

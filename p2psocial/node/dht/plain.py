@@ -17,6 +17,7 @@ import trio
 from ...protocol.dht import Contact, RecordRejected
 from ...protocol.dht.wire import MAX_VALUE_REPLY, parse_find_value_reply, parse_node_list
 from ...protocol.errors import LocalUsageError, ProtocolError
+from ..activity import LimitedLog
 from .common import Addr, DHTError, Stores, log
 from .contacts import Contacts
 from .engine import Caller
@@ -52,6 +53,7 @@ class PlainKademlia:
         self._stores = stores
         self._own_values: dict[bytes, Any] = {}
         self._stats: Counter[str] = Counter()
+        self._events = LimitedLog(log)
 
     async def bootstrap(self, addrs: list[Addr]) -> int:
         """Join through ``addrs`` (see :meth:`DHTNode.bootstrap`); returns the table size."""
@@ -62,7 +64,14 @@ class PlainKademlia:
                 await contacts.ping(await self._resolve(addr[0], int(addr[1])))
             except (DHTError, ProtocolError, OSError) as exc:
                 self._stats["bootstrap_failures"] += 1
-                log.info("bootstrap %s:%s failed: %s", addr[0], addr[1], exc)
+                self._events.info(
+                    ("bootstrap", addr),
+                    trio.current_time(),
+                    "bootstrap %s:%s failed: %s",
+                    addr[0],
+                    addr[1],
+                    exc,
+                )
 
         async with trio.open_nursery() as nursery:
             for addr in addrs:

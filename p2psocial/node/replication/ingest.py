@@ -24,6 +24,7 @@ from ...protocol.ratelimit import RateTable
 from ...protocol.sync import Head, Ingest
 from ...protocol.wire import Item
 from ...storage.batch import SENDER_FAULTS
+from ..activity import LimitedLog, short_author, short_node
 from .heads import Heads
 from .link import Dropped, Link, LinkSet, address_group, head_moved
 from .recent import RecentCache
@@ -91,6 +92,9 @@ class IngestPipeline:
         self._known_proofs: set[bytes] = set()
         self._stats: Counter[str] = Counter()
         self._rejected: Counter[str] = Counter()
+        # One catch-up line a minute, whatever the feed: a first sync of a
+        # few hundred feeds says one and counts the rest.
+        self._events = LimitedLog(log)
 
     async def _accept_inbound(self, author: bytes, item: Item) -> bool:
         """Policy for an unsolicited entry: a post that mentions or replies to us."""
@@ -211,6 +215,7 @@ class IngestPipeline:
                 head = await self.store.head(author)
                 if head is not None:
                     self._advance(author, (head[0], head[1]))
+                    self._log_caught_up(link, author, head[0], len(stored))
             if self.on_stored is not None:
                 try:
                     self.on_stored(new_entries)
@@ -218,6 +223,21 @@ class IngestPipeline:
                     log.exception("on_stored callback failed")
         if mismatch is not None:
             raise Dropped(f"invalid_payload_{mismatch}")
+
+    def _log_caught_up(self, link: Link, author: bytes, seq: int, new: int) -> None:
+        """Log a wanted feed brought up to what ``link``'s peer holds (rate-limited)."""
+        theirs = link.session.peer_feeds().get(author, 0)
+        if seq < theirs:
+            return  # more batches of this feed are on the way
+        self._events.info(
+            "caught_up",
+            trio.current_time(),
+            "feed %s caught up: seq %d from peer %s (%d new)",
+            short_author(author),
+            seq,
+            short_node(link.peer.node_id),
+            new,
+        )
 
     def _advance(self, author: bytes, head: Head) -> None:
         if self.heads.advance(author, head):

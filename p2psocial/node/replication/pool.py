@@ -41,6 +41,7 @@ from ...protocol.sync import (
     SyncSession,
 )
 from ...protocol.wire import Bye, decode_message_untrusted, encode_message
+from ..activity import LimitedLog, short_node
 from .heads import Heads
 from .link import Dropped, Link, Outbox, address_group
 from .serve import FeedServer
@@ -145,6 +146,9 @@ class LinkPool:
         self._listeners: list[trio.SocketListener] = []
         self._nursery: trio.Nursery | None = None
         self._closed = {"bytes_in": 0, "bytes_out": 0, "frames_in": 0, "frames_out": 0}
+        # Link made / lost lines, at most one a minute per peer and kind: a
+        # flapping peer must not fill the log.
+        self._events = LimitedLog(log)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -351,6 +355,7 @@ class LinkPool:
                 if self.links.get(link.peer.node_id) is link:
                     del self.links[link.peer.node_id]
                 self._dropped[link.reason or "closed"] += 1
+                self._link_event("lost", link, f": {link.reason or 'closed'}")
                 for key in self._closed:
                     self._closed[key] += getattr(framed, key)
             await framed.aclose()
@@ -378,7 +383,22 @@ class LinkPool:
         self._stats["links_opened"] += 1
         link.last_in = link.last_out = link.started
         link.perform_local(session.start())
+        self._link_event("made", link, "")
         return link
+
+    def _link_event(self, what: str, link: Link, why: str) -> None:
+        """Log a link made or lost (rate-limited per peer)."""
+        self._events.info(
+            (what, link.peer.node_id),
+            trio.current_time(),
+            "link %s: peer %s at %s:%d (%s)%s",
+            what,
+            short_node(link.peer.node_id),
+            link.host,
+            link.peer.listen_port,
+            link.direction,
+            why,
+        )
 
     def _admit(self, peer: PeerIdentity, direction: str, host: str) -> str | None:
         """Why a link just authenticated may not join the pool, or None.

@@ -22,6 +22,7 @@ from ...protocol.entries import Entry
 from ...protocol.errors import LocalUsageError
 from ...protocol.identity import SigningKey, node_id_from_public_key
 from ...protocol.sync import Ingest, SyncLimits
+from ..activity import LimitedLog
 from .heads import Heads
 from .ingest import IngestPipeline
 from .link import Link, head_moved
@@ -181,6 +182,7 @@ class Replicator:
         )
         self._peek_events: dict[bytes, trio.Event] = {}
         self._stats: Counter[str] = Counter()
+        self._events = LimitedLog(log)
 
     # ------------------------------------------------------------------ policy
 
@@ -264,8 +266,11 @@ class Replicator:
             # and reaches peers at the next sync; only the head record and
             # mention deliveries of this entry are skipped. Said, not silent.
             self._stats["notify_while_stopped"] += 1
-            log.info(
-                "replication not running: entry %s syncs on the next link", entry.id.hex()[:12]
+            self._events.info(
+                "notify_while_stopped",
+                trio.current_time(),
+                "replication not running: entry %s syncs on the next link",
+                entry.id.hex()[:12],
             )
 
     def payloads_purged(self, author: bytes | None = None) -> None:
