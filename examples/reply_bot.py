@@ -1,8 +1,13 @@
 """A bot that answers every reply to its posts.
 
-Run it against a daemon (the bot posts as that daemon's identity):
+Start a daemon, then run the bot against it (the bot posts as that daemon's
+identity; ``--data-dir`` and ``P2PSOCIAL_HOME`` choose the daemon as they do
+for ``p2psocial``):
 
-    python examples/reply_bot.py --data-dir ~/.local/share/p2psocial
+    p2psocial daemon &
+    python examples/reply_bot.py
+
+With no daemon running it stops at once and says how to start one.
 
 It uses the blocking client: one connection watches for new entries that
 mention the bot (a reply names the parent's author in its mentions), another
@@ -27,7 +32,10 @@ def main(argv: list[str] | None = None) -> int:
         "--max-replies", type=int, default=0, help="exit after answering this many (0: run forever)"
     )
     parser.add_argument(
-        "--wait", type=float, default=10.0, help="seconds to wait for the daemon to come up"
+        "--wait",
+        type=float,
+        default=0.0,
+        help="seconds to wait for a daemon that is starting (default: fail at once if none runs)",
     )
     args = parser.parse_args(argv)
 
@@ -45,13 +53,13 @@ def main(argv: list[str] | None = None) -> int:
             parent_id = event.get("reply_to")
             if event["author"] == me or not parent_id:
                 continue
-            thread = calls.thread(id=parent_id)["items"]
+            thread = calls.thread(parent_id)["items"]
             parent = next((e for e in thread if e["id"] == parent_id), None)
             if parent is None or parent["author"] != me:
                 continue  # a reply to somebody else's post that happens to mention us
             text = event.get("text") or ""
             result = calls.post(
-                text=f"Thanks for your reply! You said: {text[:100]}", reply_to=event["id"]
+                f"Thanks for your reply! You said: {text[:100]}", reply_to=event["id"]
             )
             answered += 1
             print(f"reply_bot: answered {event['id'][:12]} with {result['id'][:12]}", flush=True)

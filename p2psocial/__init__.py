@@ -3,15 +3,21 @@
 Every user has an Ed25519 identity; every post is a signed entry in the
 author's append-only feed. Two ways to use the library:
 
-* run a node inside a trio program::
+* run a node inside a trio program (``embedded_config`` creates its data dir
+  and identity on first use; ``run_embedded`` stops it on Ctrl-C with one line)::
 
-      async with p2psocial.open_node(p2psocial.NodeConfig.load(data_dir)) as node:
-          await node.post("hello")
+      async def main():
+          async with p2psocial.open_node(p2psocial.embedded_config("my-node")) as node:
+              await node.post("hello")
+
+      p2psocial.run_embedded(main)
 
 * drive a running daemon from any Python code::
 
       with p2psocial.connect() as client:
-          client.post(text="hello")
+          client.post("hello")
+
+  (``connect_async`` is the same client for trio and asyncio programs.)
 
 See README.md for a tour and spec/ for the protocol.
 
@@ -42,6 +48,7 @@ from .errors import (
 if TYPE_CHECKING:
     from .client import AsyncClient, Client, DaemonNotRunning, connect, connect_async
     from .node.config import NodeConfig, Policy
+    from .node.embed import embedded_config, run_embedded
     from .node.node import Node, open_node
     from .node.views import WatchFilter
     from .protocol.identity import SigningKey, identity_from_text, identity_to_text
@@ -57,6 +64,8 @@ _LAZY = {
     "connect_async": ".client",
     "NodeConfig": ".node.config",
     "Policy": ".node.config",
+    "embedded_config": ".node.embed",
+    "run_embedded": ".node.embed",
     "Node": ".node.node",
     "open_node": ".node.node",
     "WatchFilter": ".node.views",
@@ -102,7 +111,9 @@ __all__ = [
     "__version__",
     "connect",
     "connect_async",
+    "embedded_config",
     "identity_from_text",
     "identity_to_text",
     "open_node",
+    "run_embedded",
 ]

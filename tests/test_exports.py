@@ -29,9 +29,11 @@ PUBLIC = {
     "__version__",
     "connect",
     "connect_async",
+    "embedded_config",
     "identity_from_text",
     "identity_to_text",
     "open_node",
+    "run_embedded",
 }
 
 NODE_METHODS = {
@@ -110,13 +112,14 @@ SUBPACKAGES = {
         "SyncLimits", "SyncSession",
     },
     "p2psocial.api": {
-        "API_NAME", "API_VERSION", "MAX_FRAME", "METHODS", "READY_PREFIX", "FrameBuffer",
+        "API_NAME", "API_VERSION", "MAX_FRAME", "METHODS", "PAGE_LIMIT_MAX", "READY_PREFIX", "FrameBuffer",
         "ListOf", "ParamSpec", "check_params", "decode_frame_payload_untrusted",
         "encode_frame", "fork_note", "format_ready_line", "parse_ready_line",
     },
     "p2psocial.client": {
         "AsyncClient", "Client", "DaemonNotRunning", "DaemonProcess", "DaemonProcessError",
-        "MAX_TEXT_CHARS", "cli_argv", "connect", "connect_async", "daemon_argv", "daemon_env",
+        "MAX_BIO_CHARS", "MAX_MENTIONS", "MAX_NAME_CHARS", "MAX_REASON_CHARS", "MAX_TAGS",
+        "MAX_TAG_CHARS", "MAX_TEXT_CHARS", "PAGE_LIMIT_MAX", "cli_argv", "connect", "connect_async", "daemon_argv", "daemon_env",
         "socket_path", "spawn_daemon", "stop_daemons",
     },
     "p2psocial.cli": {"cli"},

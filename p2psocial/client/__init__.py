@@ -1,19 +1,20 @@
 """Python clients of a running daemon's local API.
 
-Two flavours with the same methods (one per API method, see
-``p2psocial.api.methods.METHODS`` and spec/client-api.md):
+Two flavours with the same methods, named and ordered as the Node's (one per
+API method, see ``p2psocial.api.methods.METHODS`` and spec/client-api.md):
 
-* :func:`connect` returns a blocking :class:`Client`, for scripts, threads,
-  and asyncio programs (call it from a worker thread);
-* :func:`connect_async` returns an :class:`AsyncClient` for trio programs.
+* :func:`connect` returns a blocking :class:`Client`, for scripts and threads;
+* :func:`connect_async` returns an :class:`AsyncClient`, for trio and asyncio
+  programs alike (it runs on anyio).
 
     with p2psocial.connect() as c:
-        c.post(text="hello")
-        for item in c.timeline(limit=10)["items"]:
+        c.post("hello")
+        for item in c.timeline(limit=10):      # walks every page, 10 at a time
             print(item["author"], item["text"])
 
-Parameters are keyword arguments named as in the API table. Results are
-JSON-friendly maps. Failures raise :class:`~p2psocial.errors.APIError`
+Results are typed maps (:mod:`p2psocial.client.results`): plain dicts at run
+time, as the daemon sent them. Paged methods return a page that also walks the
+following pages when iterated. Failures raise :class:`~p2psocial.errors.APIError`
 (``.code`` names the kind of failure); a daemon that is not running raises
 :class:`DaemonNotRunning`, whose message names the socket tried and the
 command that starts a daemon.
@@ -27,8 +28,17 @@ that refuse an over-long post before sending it (``p2psocial post`` does).
 
 from __future__ import annotations
 
+from ..api.methods import PAGE_LIMIT_MAX
 from ..paths import socket_path
-from ..protocol.kinds import MAX_TEXT_CHARS
+from ..protocol.kinds import (
+    MAX_BIO_CHARS,
+    MAX_MENTIONS,
+    MAX_NAME_CHARS,
+    MAX_REASON_CHARS,
+    MAX_TAG_CHARS,
+    MAX_TAGS,
+    MAX_TEXT_CHARS,
+)
 from .aio import AsyncClient, connect_async
 from .blocking import Client, connect
 from .handshake import DaemonNotRunning
@@ -43,7 +53,14 @@ from .spawn import (
 )
 
 __all__ = [
+    "MAX_BIO_CHARS",
+    "MAX_MENTIONS",
+    "MAX_NAME_CHARS",
+    "MAX_REASON_CHARS",
+    "MAX_TAGS",
+    "MAX_TAG_CHARS",
     "MAX_TEXT_CHARS",
+    "PAGE_LIMIT_MAX",
     "AsyncClient",
     "Client",
     "DaemonNotRunning",

@@ -1,16 +1,23 @@
-"""The trio client: one reader task routes replies and events to the calls waiting for them."""
+"""The async client: runs under trio or asyncio (through anyio).
+
+One reader task routes replies and events to the calls waiting for them, so
+calls may run concurrently from several tasks. Its methods are the blocking
+:class:`~p2psocial.client.Client`'s, awaited, with the same signatures and
+docstrings.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-import trio
+import anyio
+from anyio.abc import SocketStream, TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ..api.methods import METHODS
 from ..api.protocol import (
     API_NAME,
     API_VERSION,
@@ -21,21 +28,45 @@ from ..api.protocol import (
 from ..errors import APIError
 from ..paths import socket_path
 from ..protocol.errors import DecodeError
+from .blocking import Client
 from .handshake import check_hello, not_running, raise_error
+from .results import (
+    AsyncPage,
+    Blocked,
+    Connected,
+    Entry,
+    Explained,
+    Identities,
+    Muted,
+    Peers,
+    Profile,
+    Published,
+    Status,
+    Thread,
+    Unblocked,
+    Unmuted,
+)
 
 __all__ = ["AsyncClient", "connect_async"]
 
+#: Events a watch buffers for a task that is slow to take them; beyond it they are missed.
+WATCH_BUFFER = 256
+
 
 class AsyncClient:
-    """A trio client; calls may run concurrently from several tasks."""
+    """An async client of the daemon, for trio and asyncio programs alike.
 
-    def __init__(self, stream: trio.SocketStream, path: Path) -> None:
+    Open it with :func:`connect_async`. Calls may run concurrently from several tasks.
+    """
+
+    def __init__(self, stream: SocketStream, path: Path) -> None:
         self._stream = stream
         self._path = path
         self._buf = FrameBuffer()
         self._next_id = 1
-        self._pending: dict[int, trio.MemorySendChannel[dict[str, Any]]] = {}
-        self._send_lock = trio.Lock()
+        self._pending: dict[int, MemoryObjectSendStream[dict[str, Any]]] = {}
+        self._send_lock = anyio.Lock()
+        #: The daemon's identity in text form.
         self.identity = ""
 
     async def _read(self) -> dict[str, Any] | None:
@@ -44,8 +75,9 @@ class AsyncClient:
                 body = self._buf.next_frame()
                 if body is not None:
                     return decode_frame_payload_untrusted(body)
-                data = await self._stream.receive_some(65536)
-                if not data:
+                try:
+                    data = await self._stream.receive(65536)
+                except (anyio.EndOfStream, anyio.BrokenResourceError):
                     return None
                 self._buf.feed(data)
             except DecodeError as exc:
@@ -53,11 +85,9 @@ class AsyncClient:
 
     async def _send(self, msg: dict[str, Any]) -> None:
         async with self._send_lock:
-            await self._stream.send_all(encode_frame(msg))
+            await self._stream.send(encode_frame(msg))
 
-    async def _reader(
-        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
+    async def _reader(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         try:
             while True:
@@ -67,58 +97,191 @@ class AsyncClient:
                 chan = self._pending.get(msg.get("id"))  # type: ignore[arg-type]
                 if chan is not None:
                     # A watcher that does not keep up misses events.
-                    with contextlib.suppress(trio.WouldBlock):
+                    with contextlib.suppress(anyio.WouldBlock, anyio.BrokenResourceError):
                         chan.send_nowait(msg)
         finally:
             for chan in self._pending.values():
                 chan.close()
 
-    async def call(self, method: str, **params: Any) -> Any:
-        """Call one API method and return its result."""
+    def _closed(self) -> APIError:
+        return APIError(f"the daemon at {self._path} closed the connection", code="closed")
+
+    async def _open(
+        self, method: str, params: dict[str, Any], buffer: int
+    ) -> tuple[int, MemoryObjectReceiveStream[dict[str, Any]], dict[str, Any]]:
+        """Send a request; return its id, the stream of its replies and the first reply."""
         req_id = self._next_id
         self._next_id += 1
-        send, recv = trio.open_memory_channel[dict[str, Any]](1)
+        send, recv = anyio.create_memory_object_stream[dict[str, Any]](buffer)
         self._pending[req_id] = send
         try:
             await self._send({"id": req_id, "method": method, "params": params})
             try:
-                msg = await recv.receive()
-            except trio.EndOfChannel:
-                raise APIError(
-                    f"the daemon at {self._path} closed the connection", code="closed"
-                ) from None
-            raise_error(msg)
-            return msg.get("result")
-        finally:
-            del self._pending[req_id]
-
-    async def watch(self, **filters: Any) -> AsyncIterator[dict[str, Any]]:
-        """Subscribe to new entries; returns once the subscription is active.
-
-        Use as ``async for event in await client.watch(mentions_me=True):``.
-        Filters as for :meth:`Client.watch`.
-        """
-        req_id = self._next_id
-        self._next_id += 1
-        send, recv = trio.open_memory_channel[dict[str, Any]](256)
-        self._pending[req_id] = send
-        try:
-            await self._send({"id": req_id, "method": "watch", "params": filters})
-            try:
                 first = await recv.receive()
-            except trio.EndOfChannel:
-                raise APIError(
-                    f"the daemon at {self._path} closed the connection", code="closed"
-                ) from None
+            except anyio.EndOfStream:
+                raise self._closed() from None
             raise_error(first)
         except BaseException:
             self._pending.pop(req_id, None)
+            recv.close()
             raise
+        return req_id, recv, first
+
+    async def call(self, method: str, **params: Any) -> Any:
+        """Call one API method and return its result."""
+        req_id, recv, reply = await self._open(method, params, 1)
+        self._pending.pop(req_id, None)
+        recv.close()
+        return reply.get("result")
+
+    async def _ask(self, method: str, params: dict[str, Any]) -> Any:
+        return await self.call(method, **{k: v for k, v in params.items() if v is not None})
+
+    async def _page(self, method: str, params: dict[str, Any]) -> AsyncPage:
+        async def fetch(cursor: str) -> dict[str, Any]:
+            return cast("dict[str, Any]", await self._ask(method, {**params, "before": cursor}))
+
+        return AsyncPage(await self._ask(method, params), fetch)
+
+    # -- publishing -------------------------------------------------------------
+
+    async def post(
+        self,
+        text: str,
+        *,
+        reply_to: str | None = None,
+        mentions: Iterable[str] = (),
+        tags: Iterable[str] = (),
+        lang: str | None = None,
+    ) -> Published:
+        params = {"text": text, "reply_to": reply_to, "lang": lang}
+        return cast(
+            "Published",
+            await self._ask("post", {**params, "mentions": list(mentions), "tags": list(tags)}),
+        )
+
+    async def react(self, target: str, emoji: str, *, force: bool = False) -> Published:
+        return cast(
+            "Published",
+            await self._ask("react", {"target": target, "emoji": emoji, "force": force or None}),
+        )
+
+    async def repost(self, target: str) -> Published:
+        return cast("Published", await self._ask("repost", {"target": target}))
+
+    async def delete(self, target: str) -> Published:
+        return cast("Published", await self._ask("delete", {"target": target}))
+
+    async def set_profile(self, *, name: str | None = None, bio: str | None = None) -> Published:
+        return cast("Published", await self._ask("set_profile", {"name": name, "bio": bio}))
+
+    # -- graph and policy ---------------------------------------------------------
+
+    async def follow(self, identity: str) -> Published:
+        return cast("Published", await self._ask("follow", {"identity": identity}))
+
+    async def unfollow(self, identity: str) -> Published:
+        return cast("Published", await self._ask("unfollow", {"identity": identity}))
+
+    async def block(
+        self, identity: str, *, public: bool = True, reason: str | None = None
+    ) -> Blocked:
+        params = {"identity": identity, "public": public, "reason": reason}
+        return cast("Blocked", await self._ask("block", params))
+
+    async def unblock(self, identity: str) -> Unblocked:
+        return cast("Unblocked", await self._ask("unblock", {"identity": identity}))
+
+    async def mute(self, identity: str) -> Muted:
+        return cast("Muted", await self._ask("mute", {"identity": identity}))
+
+    async def unmute(self, identity: str) -> Unmuted:
+        return cast("Unmuted", await self._ask("unmute", {"identity": identity}))
+
+    async def policy(self) -> dict[str, Any]:
+        return cast("dict[str, Any]", await self._ask("policy", {}))
+
+    async def set_policy(self, key: str, value: Any) -> dict[str, Any]:
+        return cast("dict[str, Any]", await self._ask("set_policy", {"key": key, "value": value}))
+
+    async def explain(self, id: str) -> Explained:
+        return cast("Explained", await self._ask("explain", {"id": id}))
+
+    # -- reading ------------------------------------------------------------------
+
+    async def timeline(self, *, limit: int = 50, before: str | None = None) -> AsyncPage:
+        return await self._page("timeline", {"limit": limit, "before": before})
+
+    async def feed(
+        self,
+        identity: str | None = None,
+        *,
+        limit: int = 50,
+        before: str | None = None,
+        kinds: list[str] | None = None,
+    ) -> AsyncPage:
+        params = {"identity": identity, "kinds": kinds, "limit": limit, "before": before}
+        return await self._page("feed", params)
+
+    async def thread(self, id: str) -> Thread:
+        return cast("Thread", await self._ask("thread", {"id": id}))
+
+    async def mentions(self, *, limit: int = 50, before: str | None = None) -> AsyncPage:
+        return await self._page("mentions", {"limit": limit, "before": before})
+
+    async def search(
+        self, query: str, *, author: str | None = None, limit: int = 50, before: str | None = None
+    ) -> AsyncPage:
+        return await self._page(
+            "search", {"query": query, "author": author, "limit": limit, "before": before}
+        )
+
+    async def profile(self, identity: str | None = None) -> Profile:
+        return cast("Profile", await self._ask("profile", {"identity": identity}))
+
+    async def following(self, identity: str | None = None) -> Identities:
+        return cast("Identities", await self._ask("following", {"identity": identity}))
+
+    async def followers(self, identity: str | None = None) -> Identities:
+        return cast("Identities", await self._ask("followers", {"identity": identity}))
+
+    # -- peers and status -----------------------------------------------------------
+
+    async def peers(self) -> Peers:
+        return cast("Peers", await self._ask("peers", {}))
+
+    async def connect(self, host: str, port: int) -> Connected:
+        return cast("Connected", await self._ask("connect", {"host": host, "port": port}))
+
+    async def status(self) -> Status:
+        return cast("Status", await self._ask("status", {}))
+
+    async def statistics(self) -> dict[str, Any]:
+        return cast("dict[str, Any]", await self._ask("statistics", {}))
+
+    # -- watching -------------------------------------------------------------------
+
+    async def watch(
+        self,
+        *,
+        kinds: list[str] | None = None,
+        authors: list[str] | None = None,
+        mentions_me: bool = False,
+    ) -> AsyncIterator[Entry]:
+        """Subscribe to new entries; returns once the subscription is active.
+
+        Use as ``async for event in await client.watch(mentions_me=True):``.
+        Filters as for :meth:`Client.watch`. A task that falls more than
+        ``WATCH_BUFFER`` events behind misses events.
+        """
+        filters = {"kinds": kinds, "authors": authors, "mentions_me": mentions_me or None}
+        params = {k: v for k, v in filters.items() if v is not None}
+        req_id, recv, _ = await self._open("watch", params, WATCH_BUFFER)
         return self._events(req_id, recv)
 
     async def _events(
-        self, req_id: int, recv: trio.MemoryReceiveChannel[dict[str, Any]]
-    ) -> AsyncIterator[dict[str, Any]]:
+        self, req_id: int, recv: MemoryObjectReceiveStream[dict[str, Any]]
+    ) -> AsyncIterator[Entry]:
         try:
             async for msg in recv:
                 raise_error(msg)
@@ -127,16 +290,18 @@ class AsyncClient:
         finally:
             # Events still in flight for this id are discarded by the reader.
             self._pending.pop(req_id, None)
+            recv.close()
 
-    def __getattr__(self, name: str) -> Any:
-        if name in METHODS and name not in ("watch", "unwatch"):
 
-            async def method(**params: Any) -> Any:
-                return await self.call(name, **params)
+def _share_docs() -> None:
+    """Give each AsyncClient method the docstring of its blocking twin (written once)."""
+    for name, method in vars(AsyncClient).items():
+        twin = getattr(Client, name, None)
+        if callable(method) and not name.startswith("_") and method.__doc__ is None and twin:
+            method.__doc__ = twin.__doc__
 
-            method.__name__ = name
-            return method
-        raise AttributeError(name)
+
+_share_docs()
 
 
 @contextlib.asynccontextmanager
@@ -145,7 +310,9 @@ async def connect_async(
     *,
     api: str | os.PathLike[str] | None = None,
 ) -> AsyncIterator[AsyncClient]:
-    """``async with connect_async() as client:`` — a trio client of the daemon.
+    """``async with connect_async() as client:``: an async client of the daemon.
+
+    Works under trio and asyncio alike (whichever runs the calling code).
 
     Raises:
         DaemonNotRunning: nothing answers on the socket.
@@ -153,7 +320,7 @@ async def connect_async(
     """
     path = socket_path(data_dir, api)
     try:
-        stream = await trio.open_unix_socket(str(path))
+        stream = await anyio.connect_unix(str(path))
     except (FileNotFoundError, ConnectionRefusedError) as exc:
         why = "socket not found" if isinstance(exc, FileNotFoundError) else "connection refused"
         raise not_running(path, why) from None
@@ -162,11 +329,11 @@ async def connect_async(
         await client._send({"api": API_NAME, "version": API_VERSION})
         hello = await client._read()
         if hello is None:
-            raise APIError(f"the daemon at {path} closed the connection", code="closed")
+            raise client._closed()
         client.identity = check_hello(hello, path)["identity"]
-        async with trio.open_nursery() as nursery:
-            await nursery.start(client._reader)
+        async with anyio.create_task_group() as tasks:
+            await tasks.start(client._reader)
             try:
                 yield client
             finally:
-                nursery.cancel_scope.cancel()
+                tasks.cancel_scope.cancel()

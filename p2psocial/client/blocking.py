@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from ..api.methods import METHODS
 from ..api.protocol import (
     API_NAME,
     API_VERSION,
@@ -21,6 +20,22 @@ from ..errors import APIError
 from ..paths import socket_path
 from ..protocol.errors import DecodeError
 from .handshake import check_hello, not_running, raise_error
+from .results import (
+    Blocked,
+    Connected,
+    Entry,
+    Explained,
+    Identities,
+    Muted,
+    Page,
+    Peers,
+    Profile,
+    Published,
+    Status,
+    Thread,
+    Unblocked,
+    Unmuted,
+)
 
 __all__ = ["Client", "connect"]
 
@@ -72,9 +87,206 @@ class Client:
                 raise_error(msg)
                 return msg.get("result")
 
+    def _ask(self, method: str, params: dict[str, Any]) -> Any:
+        """Call ``method`` with the parameters that are not None."""
+        return self.call(method, **{k: v for k, v in params.items() if v is not None})
+
+    def _page(self, method: str, params: dict[str, Any]) -> Page:
+        def fetch(cursor: str) -> dict[str, Any]:
+            return cast("dict[str, Any]", self._ask(method, {**params, "before": cursor}))
+
+        return Page(self._ask(method, params), fetch)
+
+    # -- publishing -------------------------------------------------------------
+
+    def post(
+        self,
+        text: str,
+        *,
+        reply_to: str | None = None,
+        mentions: Iterable[str] = (),
+        tags: Iterable[str] = (),
+        lang: str | None = None,
+    ) -> Published:
+        """Publish a post, optionally as a reply, with mentions and tags.
+
+        Returns:
+            ``{"id": hex, "seq": int}``.
+
+        Raises:
+            APIError: code ``invalid_argument`` for a text too long (the
+                message gives the limit), an unknown reply target or a
+                malformed identity.
+        """
+        params = {"text": text, "reply_to": reply_to, "lang": lang}
+        return cast(
+            "Published",
+            self._ask("post", {**params, "mentions": list(mentions), "tags": list(tags)}),
+        )
+
+    def react(self, target: str, emoji: str, *, force: bool = False) -> Published:
+        """React to an entry with an emoji.
+
+        Args:
+            force: react even to an id this node has never seen.
+        """
+        return cast(
+            "Published",
+            self._ask("react", {"target": target, "emoji": emoji, "force": force or None}),
+        )
+
+    def repost(self, target: str) -> Published:
+        """Repost an entry to this identity's followers."""
+        return cast("Published", self._ask("repost", {"target": target}))
+
+    def delete(self, target: str) -> Published:
+        """Delete one of this identity's own entries, on every conforming node.
+
+        Raises:
+            APIError: code ``invalid_argument`` if the entry is unknown to the
+                daemon or is somebody else's.
+        """
+        return cast("Published", self._ask("delete", {"target": target}))
+
+    def set_profile(self, *, name: str | None = None, bio: str | None = None) -> Published:
+        """Publish a new profile; fields left None keep their previous value."""
+        return cast("Published", self._ask("set_profile", {"name": name, "bio": bio}))
+
+    # -- graph and policy ---------------------------------------------------------
+
+    def follow(self, identity: str) -> Published:
+        """Follow an identity: publish a follow entry and start replicating its feed."""
+        return cast("Published", self._ask("follow", {"identity": identity}))
+
+    def unfollow(self, identity: str) -> Published:
+        """Stop following an identity (its entries already held are kept)."""
+        return cast("Published", self._ask("unfollow", {"identity": identity}))
+
+    def block(self, identity: str, *, public: bool = True, reason: str | None = None) -> Blocked:
+        """Block an identity: purge and refuse its payloads on this node.
+
+        Args:
+            public: also publish a ``block`` entry, so that subscribers of this
+                identity's blocklist adopt it; False keeps it in local policy only.
+        """
+        params = {"identity": identity, "public": public, "reason": reason}
+        return cast("Blocked", self._ask("block", params))
+
+    def unblock(self, identity: str) -> Unblocked:
+        """Lift a block (public blocks get an ``unblock`` entry)."""
+        return cast("Unblocked", self._ask("unblock", {"identity": identity}))
+
+    def mute(self, identity: str) -> Muted:
+        """Hide an identity from this owner's timelines (still stored and relayed)."""
+        return cast("Muted", self._ask("mute", {"identity": identity}))
+
+    def unmute(self, identity: str) -> Unmuted:
+        """Show a muted identity again."""
+        return cast("Unmuted", self._ask("unmute", {"identity": identity}))
+
+    def policy(self) -> dict[str, Any]:
+        """This node's moderation policy (the [policy] table of config.toml)."""
+        return cast("dict[str, Any]", self._ask("policy", {}))
+
+    def set_policy(self, key: str, value: Any) -> dict[str, Any]:
+        """Change one policy setting and save it to config.toml.
+
+        Returns the new policy.
+        ``blocked`` and ``muted`` are changed with block/unblock and mute/unmute,
+        which also act on stored data.
+        """
+        return cast("dict[str, Any]", self._ask("set_policy", {"key": key, "value": value}))
+
+    def explain(self, id: str) -> Explained:
+        """Why this node holds, hides or refused an entry: which rule, and whose list."""
+        return cast("Explained", self._ask("explain", {"id": id}))
+
+    # -- reading ------------------------------------------------------------------
+
+    def timeline(self, *, limit: int = 50, before: str | None = None) -> Page:
+        """Own and followed authors' entries, newest first (muted authors hidden).
+
+        ``limit`` is the page size; iterating the result walks every page.
+        """
+        return self._page("timeline", {"limit": limit, "before": before})
+
+    def feed(
+        self,
+        identity: str | None = None,
+        *,
+        limit: int = 50,
+        before: str | None = None,
+        kinds: list[str] | None = None,
+    ) -> Page:
+        """One author's entries, newest first. Peeks at the network when not followed.
+
+        Args:
+            kinds: entry kinds to include; default posts and reposts; ``["*"]`` for all.
+
+        Returns:
+            A page (iterating it walks every page), plus ``forked`` and
+            ``fork_seq``: whether the node holds a proof that the author signed
+            two different entries at one seq, and the seq the feed is frozen at.
+        """
+        params = {"identity": identity, "kinds": kinds, "limit": limit, "before": before}
+        return self._page("feed", params)
+
+    def thread(self, id: str) -> Thread:
+        """A post with its nested replies, in tree order (each item has a depth)."""
+        return cast("Thread", self._ask("thread", {"id": id}))
+
+    def mentions(self, *, limit: int = 50, before: str | None = None) -> Page:
+        """Replies to this identity's posts and posts mentioning it, newest first."""
+        return self._page("mentions", {"limit": limit, "before": before})
+
+    def search(
+        self, query: str, *, author: str | None = None, limit: int = 50, before: str | None = None
+    ) -> Page:
+        """Full-text search over held posts (words and "phrases")."""
+        return self._page(
+            "search", {"query": query, "author": author, "limit": limit, "before": before}
+        )
+
+    def profile(self, identity: str | None = None) -> Profile:
+        """An identity's latest profile, with follow counts as seen by this node."""
+        return cast("Profile", self._ask("profile", {"identity": identity}))
+
+    def following(self, identity: str | None = None) -> Identities:
+        """Identities this identity follows (from the follow entries held here)."""
+        return cast("Identities", self._ask("following", {"identity": identity}))
+
+    def followers(self, identity: str | None = None) -> Identities:
+        """Identities seen following this identity."""
+        return cast("Identities", self._ask("followers", {"identity": identity}))
+
+    # -- peers and status -----------------------------------------------------------
+
+    def peers(self) -> Peers:
+        """Connected peers."""
+        return cast("Peers", self._ask("peers", {}))
+
+    def connect(self, host: str, port: int) -> Connected:
+        """Open a peer link to host:port now (besides DHT discovery)."""
+        return cast("Connected", self._ask("connect", {"host": host, "port": port}))
+
+    def status(self) -> Status:
+        """Identity, addresses and counts (the shape ``p2psocial status --json`` prints)."""
+        return cast("Status", self._ask("status", {}))
+
+    def statistics(self) -> dict[str, Any]:
+        """Counters of every service (drops, rejections, traffic)."""
+        return cast("dict[str, Any]", self._ask("statistics", {}))
+
+    # -- watching -------------------------------------------------------------------
+
     def watch(
-        self, *, idle_timeout: float | None = None, **filters: Any
-    ) -> Iterator[dict[str, Any]]:
+        self,
+        *,
+        kinds: list[str] | None = None,
+        authors: list[str] | None = None,
+        mentions_me: bool = False,
+        idle_timeout: float | None = None,
+    ) -> Iterator[Entry]:
         """Subscribe to new entries, then iterate over them as the daemon stores them.
 
         The subscription is active when this returns, so nothing stored after
@@ -83,12 +295,15 @@ class Client:
         seconds without one.
 
         Args:
-            filters: ``kinds`` (list of kind names), ``authors`` (identities),
-                ``mentions_me`` (bool).
+            kinds: kind names to include (default: all).
+            authors: identities to include (default: all).
+            mentions_me: only entries that mention or reply to this identity.
         """
+        filters = {"kinds": kinds, "authors": authors, "mentions_me": mentions_me or None}
         req_id = self._next_id
         self._next_id += 1
-        self._sock.sendall(encode_frame({"id": req_id, "method": "watch", "params": filters}))
+        params = {k: v for k, v in filters.items() if v is not None}
+        self._sock.sendall(encode_frame({"id": req_id, "method": "watch", "params": params}))
         while True:
             msg = self._read()
             if msg.get("id") in (req_id, None):
@@ -97,7 +312,7 @@ class Client:
         self._sock.settimeout(idle_timeout)
         return self._events(req_id)
 
-    def _events(self, req_id: int) -> Iterator[dict[str, Any]]:
+    def _events(self, req_id: int) -> Iterator[Entry]:
         while True:
             msg = self._read()
             if msg.get("id") not in (req_id, None):
@@ -105,16 +320,6 @@ class Client:
             raise_error(msg)
             if "event" in msg:
                 yield msg["event"]
-
-    def __getattr__(self, name: str) -> Any:
-        if name in METHODS and name not in ("watch", "unwatch"):
-
-            def method(**params: Any) -> Any:
-                return self.call(name, **params)
-
-            method.__name__ = name
-            return method
-        raise AttributeError(name)
 
     def close(self) -> None:
         self._sock.close()
