@@ -13,6 +13,7 @@ import json
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +141,16 @@ class Daemon:
             if self.proc is not None and self.proc.poll() is None:
                 self.stop()
         self.kill()
+
+
+@contextlib.contextmanager
+def running_daemon(data_dir: Path) -> Iterator[Daemon]:
+    """An initialised daemon in ``data_dir``, started, and stopped on exit."""
+    d = Daemon(data_dir)
+    d.init()
+    with d:
+        d.start()
+        yield d
 
 
 def wait_for(

@@ -61,23 +61,38 @@ def init(c: Ctx, force: bool, passphrase_file: str | None) -> None:
 
     Interactive on a terminal (asks for an optional passphrase); otherwise the
     passphrase comes from --passphrase-file or P2PSOCIAL_PASSPHRASE, or there is none.
+
+    The node's DHT (UDP) and peer (TCP) ports are picked here, free ones, and
+    saved in config.toml, so the node keeps its address across restarts
+    (change them with: p2psocial config set port|dht_port N).
     """
     from ..node.config import NodeConfig
     from ..node.keys import create_keys
 
-    cfg = NodeConfig(data_dir=c.data_dir)
+    try:
+        cfg = NodeConfig.load(c.data_dir)
+    except NodeError as exc:
+        fail(exc.message)
     if cfg.identity_path.exists() and not force:
         fail(
             f"{cfg.identity_path} already exists; pass --force to replace it (the old identity is lost)"
         )
     passphrase = _read_passphrase(passphrase_file, confirm=True)
     text = create_keys(cfg, passphrase, overwrite=force)
-    if not cfg.config_path.exists():
-        cfg.save()
+    if cfg.port == 0 and cfg.dht_port == 0:
+        try:
+            cfg.pick_ports()
+        except OSError as exc:
+            fail(f"cannot pick free ports on {cfg.listen}: {exc}")
+    cfg.save()
     if c.json:
-        click.echo(json.dumps({"identity": text, "data_dir": str(c.data_dir)}))
+        record = {"identity": text, "data_dir": str(c.data_dir)}
+        click.echo(json.dumps({**record, "port": cfg.port, "dht_port": cfg.dht_port}))
         return
     click.echo(f"Created identity {text}")
+    click.echo(
+        f"Ports: dht {cfg.dht_port} (udp), peers {cfg.port} (tcp), kept in {cfg.config_path}"
+    )
     click.echo(
         f"Data dir: {c.data_dir}" + (" (key encrypted with your passphrase)" if passphrase else "")
     )
@@ -215,6 +230,20 @@ def status(c: Ctx) -> None:
     c.out().record(st, output.format_status)
 
 
+@click.command()
+@json_option
+@pass_ctx
+def statistics(c: Ctx) -> None:
+    """Show the daemon's counters: DHT, replication, local API and store.
+
+    Drops and refusals are counted by reason (for example ``dropped``,
+    ``links_dropped``, ``internal_errors``). The output is JSON either way;
+    --json prints it on one line.
+    """
+    stats = c.call("statistics")
+    c.out().record(stats, lambda s: json.dumps(s, indent=2, sort_keys=True, ensure_ascii=False))
+
+
 # --- network -----------------------------------------------------------------------------
 
 
@@ -259,4 +288,4 @@ def demo(c: Ctx, nodes: int, keep: bool) -> None:
 
 
 #: This module's commands, for the root group.
-COMMANDS = [init, daemon, id_, status, peers, connect_cmd, demo]
+COMMANDS = [init, daemon, id_, status, statistics, peers, connect_cmd, demo]

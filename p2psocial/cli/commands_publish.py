@@ -6,8 +6,8 @@ import sys
 
 import click
 
-from ..client import MAX_TEXT_CHARS
 from .context import Ctx, fail, json_option, pass_ctx, published
+from .limits import MAX_MENTIONS, MAX_TAG_CHARS, MAX_TAGS, MAX_TEXT_CHARS
 
 __all__ = ["COMMANDS"]
 
@@ -22,7 +22,7 @@ def _text_arg(text: str | None, edit: bool) -> str:
         fail("give the text to post, '-' to read it from stdin, or --edit")
     if text == "-":
         text = sys.stdin.read().strip()
-    if not text:
+    if not text.strip():
         fail("empty post; nothing published")
     # The daemon refuses over-long text too; checking here first says so
     # without a round trip, and even when no daemon runs.
@@ -39,15 +39,20 @@ def _text_arg(text: str | None, edit: bool) -> str:
     "mentions",
     multiple=True,
     metavar="IDENTITY",
-    help="Mention an identity (repeatable).",
+    help=f"Mention an identity (repeatable, up to {MAX_MENTIONS}).",
 )
-@click.option("--tag", "tags", multiple=True, help="Add a tag (repeatable).")
+@click.option(
+    "--tag",
+    "tags",
+    multiple=True,
+    help=f"Add a tag (repeatable, up to {MAX_TAGS}, each up to {MAX_TAG_CHARS} characters).",
+)
 @json_option
 @pass_ctx
 def post(
     c: Ctx, text: str | None, edit: bool, mentions: tuple[str, ...], tags: tuple[str, ...]
 ) -> None:
-    """Publish a post. TEXT '-' reads it from stdin."""
+    """Publish a post of up to {max} characters. TEXT '-' reads it from stdin."""
     body = _text_arg(text, edit)
     published(
         c,
@@ -63,7 +68,7 @@ def post(
 @json_option
 @pass_ctx
 def reply(c: Ctx, id: str, text: str | None, edit: bool) -> None:
-    """Reply to the entry ID."""
+    """Reply to the entry ID with TEXT, up to {max} characters ('-': from stdin)."""
     body = _text_arg(text, edit)
     published(c, c.call("post", text=body, reply_to=id), "replied")
 
@@ -71,11 +76,23 @@ def reply(c: Ctx, id: str, text: str | None, edit: bool) -> None:
 @click.command()
 @click.argument("id")
 @click.argument("emoji")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="React even though this node has never seen the entry "
+    "(an id known to exist elsewhere; give it in full).",
+)
 @json_option
 @pass_ctx
-def react(c: Ctx, id: str, emoji: str) -> None:
-    """React to the entry ID with an EMOJI."""
-    published(c, c.call("react", target=id, emoji=emoji), "reacted")
+def react(c: Ctx, id: str, emoji: str, force: bool) -> None:
+    """React to the entry ID (in full, or a unique prefix of 8+ hex digits) with an EMOJI.
+
+    EMOJI is exactly one emoji: a single one, one with a skin tone, a flag, a
+    keycap, or a joined sequence such as a family (spec/protocol.md §5.4).
+    The entry must be one this node holds, unless --force.
+    """
+    # Sent only when set, so a daemon that predates the flag still takes the call.
+    published(c, c.call("react", target=id, emoji=emoji, force=True if force else None), "reacted")
 
 
 @click.command()
@@ -95,6 +112,10 @@ def delete(c: Ctx, id: str) -> None:
     """Delete your entry ID everywhere (its payload is purged; the feed still verifies)."""
     published(c, c.call("delete", target=id), "deleted")
 
+
+# The limit in --help is the daemon's (a docstring cannot be an f-string).
+for _command in (post, reply):
+    _command.help = (_command.help or "").format(max=MAX_TEXT_CHARS)
 
 #: This module's commands, for the root group.
 COMMANDS = [post, reply, react, repost, delete]

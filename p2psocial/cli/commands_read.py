@@ -7,16 +7,13 @@ from typing import Any
 import click
 
 from . import output
-from .context import Ctx, json_option, page_options, pass_ctx
+from .context import Ctx, fail, json_option, page_options, pass_ctx
 
 __all__ = ["COMMANDS"]
 
 
-def _print_page(c: Ctx, page: dict[str, Any]) -> None:
-    printer = c.out()
-    printer.entries(page.get("items", []))
-    if page.get("next") and not c.json:
-        printer.note(f"more: --before {page['next']}")
+def _print_page(c: Ctx, page: Any) -> None:
+    c.out().page(page.get("items", []), page.get("next"))
 
 
 @click.command()
@@ -64,8 +61,11 @@ def feed(
 @json_option
 @pass_ctx
 def thread(c: Ctx, id: str) -> None:
-    """A post and its replies, as a tree."""
-    c.out().entries(c.call("thread", id=id)["items"], tree=True)
+    """A post and its replies, as a tree. An id this node has never seen is an error."""
+    items = c.call("thread", id=id)["items"]
+    if not items:
+        fail(f"no entry {id} on this node")
+    c.out().entries(items, tree=True)
 
 
 @click.command()

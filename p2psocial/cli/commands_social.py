@@ -8,6 +8,7 @@ import click
 
 from . import output
 from .context import Ctx, fail, json_option, pass_ctx, published
+from .limits import MAX_BIO_CHARS, MAX_NAME_CHARS
 
 __all__ = ["COMMANDS"]
 
@@ -56,8 +57,8 @@ def followers(c: Ctx, identity: str | None) -> None:
 
 @click.command(context_settings={"ignore_unknown_options": False})
 @click.argument("words", nargs=-1, metavar="[IDENTITY] | set")
-@click.option("--name", help="With 'set': display name.")
-@click.option("--bio", help="With 'set': a short bio.")
+@click.option("--name", help=f"With 'set': display name, up to {MAX_NAME_CHARS} characters.")
+@click.option("--bio", help=f"With 'set': a short bio, up to {MAX_BIO_CHARS} characters.")
 @json_option
 @pass_ctx
 def profile(c: Ctx, words: tuple[str, ...], name: str | None, bio: str | None) -> None:

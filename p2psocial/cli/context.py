@@ -10,8 +10,17 @@ import click
 from ..client import Client, connect
 from ..paths import resolve_data_dir
 from . import output
+from .limits import PAGE_LIMIT_MAX
 
-__all__ = ["Ctx", "fail", "json_option", "page_options", "pass_ctx", "published"]
+__all__ = [
+    "Ctx",
+    "add_trailing_globals",
+    "fail",
+    "json_option",
+    "page_options",
+    "pass_ctx",
+    "published",
+]
 
 
 class Ctx:
@@ -85,16 +94,70 @@ def page_options(f: Any) -> Any:
     f = click.option(
         "--before",
         metavar="CURSOR",
-        help="Show the page after this cursor (printed by the previous page).",
+        help="Show the page after this cursor. The previous page printed it: as a "
+        '"more: --before CURSOR" hint on stderr, or with --json as its last line, '
+        '{"next": CURSOR}.',
     )(f)
     f = click.option(
         "--limit",
-        type=click.IntRange(1, 500),
+        type=click.IntRange(1, PAGE_LIMIT_MAX),
         default=20,
         show_default=True,
-        help="Entries per page.",
+        help=f"Entries per page, 1 to {PAGE_LIMIT_MAX}.",
     )(f)
     return json_option(f)
+
+
+def _set_global(attr: str) -> Any:
+    def callback(ctx: click.Context, _param: click.Parameter, value: Any) -> None:
+        c = ctx.find_object(Ctx)
+        if c is None or value in (None, False, 0):
+            return  # not given after the command: the root group's value stands
+        if attr == "data_dir":
+            c.data_dir = resolve_data_dir(value)
+        elif attr == "color":
+            c.color = False
+        elif attr == "verbose":
+            c.verbose += value
+        else:
+            setattr(c, attr, value)
+
+    return callback
+
+
+def _trailing_globals() -> list[click.Option]:
+    def opt(decls: list[str], attr: str, **kw: Any) -> click.Option:
+        return click.Option(
+            decls,
+            hidden=True,
+            expose_value=False,
+            allow_from_autoenv=False,
+            callback=_set_global(attr),
+            **kw,
+        )
+
+    return [
+        opt(["--data-dir", "_g_data_dir"], "data_dir", type=click.Path(file_okay=False)),
+        opt(["--api", "_g_api"], "api"),
+        opt(["--json", "_g_json"], "json", is_flag=True),
+        opt(["--no-color", "_g_no_color"], "color", is_flag=True),
+        opt(["-v", "--verbose", "_g_verbose"], "verbose", count=True),
+        opt(["--wait", "_g_wait"], "wait", type=float),
+    ]
+
+
+def add_trailing_globals(command: click.Command) -> None:
+    """Let the root group's options also follow ``command`` and its subcommands.
+
+    ``p2psocial timeline --data-dir x`` then means ``p2psocial --data-dir x
+    timeline``; an option given in both places takes the later value. The
+    copies are hidden from the command's --help (the root's --help lists them).
+    """
+    taken = {o for p in command.params for o in p.opts + p.secondary_opts}
+    command.params.extend(p for p in _trailing_globals() if not taken.intersection(p.opts))
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            add_trailing_globals(sub)
 
 
 def published(c: Ctx, result: dict[str, Any], what: str) -> None:

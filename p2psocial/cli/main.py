@@ -14,12 +14,20 @@ import os
 import sys
 
 import click
+from click.shell_completion import get_completion_class
 
 from .. import __version__
 from ..client import DaemonNotRunning
 from ..errors import APIError, P2PSocialError
-from . import commands_moderation, commands_node, commands_publish, commands_read, commands_social
-from .context import Ctx, fail
+from . import (
+    commands_config,
+    commands_moderation,
+    commands_node,
+    commands_publish,
+    commands_read,
+    commands_social,
+)
+from .context import Ctx, add_trailing_globals, fail
 
 __all__ = ["cli", "main"]
 
@@ -69,30 +77,68 @@ def cli(
       p2psocial daemon            run your node (foreground)
       p2psocial post "hello"      publish, in another terminal
       p2psocial demo              watch a real 4-node network on this machine
+
+    The options below may also follow the command: `p2psocial timeline
+    --json` is `p2psocial --json timeline`.
     """
     color = not no_color and "NO_COLOR" not in os.environ
     ctx.obj = Ctx(data_dir, api, json_out, color, verbose, wait)
 
 
+#: The shells ``completion`` writes a script for.
+SHELLS = ("bash", "zsh", "fish")
+
+
+@click.command()
+@click.argument("shell", type=click.Choice(SHELLS))
+def completion(shell: str) -> None:
+    """Print the shell completion script for SHELL (bash, zsh or fish).
+
+    \b
+    Load it in the current shell:
+      eval "$(p2psocial completion bash)"      bash
+      eval "$(p2psocial completion zsh)"       zsh
+      p2psocial completion fish | source       fish
+    \b
+    Or keep it for every new shell:
+      p2psocial completion bash > ~/.local/share/bash-completion/completions/p2psocial
+      p2psocial completion zsh > "${fpath[1]}/_p2psocial"
+      p2psocial completion fish > ~/.config/fish/completions/p2psocial.fish
+
+    The script calls p2psocial itself (with _P2PSOCIAL_COMPLETE set) to
+    complete commands and options, so it stays right after an upgrade.
+    """
+    comp_cls = get_completion_class(shell)
+    assert comp_cls is not None  # click ships all three
+    click.echo(comp_cls(cli, {}, "p2psocial", "_P2PSOCIAL_COMPLETE").source())
+
+
 for command in [
     *commands_node.COMMANDS,
+    *commands_config.COMMANDS,
     *commands_publish.COMMANDS,
     *commands_read.COMMANDS,
     *commands_social.COMMANDS,
     *commands_moderation.COMMANDS,
+    completion,
 ]:
+    add_trailing_globals(command)
     cli.add_command(command)
 
 
+def _one_line(message: str) -> str:
+    return "; ".join(line.strip() for line in message.splitlines() if line.strip())
+
+
 def main() -> None:
-    """Console-script entry point: every failure is one line on stderr."""
+    """Console-script entry point: every failure is one line on stderr, exit code 1."""
     try:
-        cli(standalone_mode=True)
+        cli(standalone_mode=True, complete_var="_P2PSOCIAL_COMPLETE")
     except DaemonNotRunning as exc:
-        fail(exc.message)
+        fail(_one_line(exc.message))
     except APIError as exc:
-        fail(exc.message)
+        fail(_one_line(exc.message))
     except P2PSocialError as exc:
-        fail(exc.message)
+        fail(_one_line(exc.message))
     except BrokenPipeError:
         sys.exit(1)

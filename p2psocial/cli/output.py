@@ -22,7 +22,9 @@ __all__ = [
     "fork_warning",
     "format_peer",
     "format_profile",
+    "format_settings",
     "format_status",
+    "format_value",
     "short_identity",
 ]
 
@@ -37,6 +39,22 @@ def _when(ms: int | None) -> str:
     if not ms:
         return "?"
     return datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M")
+
+
+def format_value(value: Any) -> str:
+    """A setting's value as a person reads it: ``true``/``false``, lists joined
+    with spaces (``(none)`` when empty), never a Python repr."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return " ".join(format_value(v) for v in value) or "(none)"
+    return "" if value is None else str(value)
+
+
+def format_settings(settings: dict[str, Any]) -> str:
+    """``name  value`` lines, the names aligned."""
+    width = max((len(k) for k in settings), default=0)
+    return "\n".join(f"{k:<{width}}  {format_value(v)}" for k, v in settings.items())
 
 
 def format_status(st: dict[str, Any]) -> str:
@@ -128,6 +146,17 @@ class Printer:
             print(f"\x1b[33m{text}\x1b[0m", file=sys.stderr)
         else:
             print(text, file=sys.stderr)
+
+    def page(self, items: list[dict[str, Any]], next_cursor: str | None) -> None:
+        """A page of entries; then, when there is more, the cursor for ``--before``:
+        a last ``{"next": CURSOR}`` line in JSON mode, a hint on stderr otherwise."""
+        self.entries(items)
+        if not next_cursor:
+            return
+        if self.json:
+            print(json.dumps({"next": next_cursor}), flush=True)
+        else:
+            self.note(f"more: --before {next_cursor}")
 
     def entries(self, items: list[dict[str, Any]], *, tree: bool = False) -> None:
         if self.json:

