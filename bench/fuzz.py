@@ -130,6 +130,7 @@ from p2psocial.protocol.identity import (
     node_id_from_public_key,
 )
 from p2psocial.protocol.kinds import KINDS
+from p2psocial.protocol.noise import Handshake, NoiseError
 from p2psocial.protocol.sync import SyncSession
 from p2psocial.protocol.wire import (
     Auth,
@@ -1279,6 +1280,58 @@ def _sync_run() -> Run:
     return run
 
 
+#: Fixed X25519 keys of the Noise handshake seeds (initiator, responder).
+NOISE_KEYS = tuple(hashlib.sha256(b"p2psocial fuzz noise %d" % i).digest() for i in range(4))
+NOISE_PAYLOADS = (b"", b"hello payload", b"x" * 40)
+
+
+def _noise_pair() -> tuple[Handshake, Handshake]:
+    s_i, s_r, e_i, e_r = NOISE_KEYS
+    return (
+        Handshake(initiator=True, static_private=s_i, ephemeral_private=e_i),
+        Handshake(initiator=False, static_private=s_r, ephemeral_private=e_r),
+    )
+
+
+@cache
+def _noise_messages() -> tuple[bytes, bytes, bytes]:
+    """The honest XX messages of the fixed keys (deterministic: fixed ephemerals)."""
+    ini, resp = _noise_pair()
+    out = []
+    for i, payload in enumerate(NOISE_PAYLOADS):
+        sender, receiver = (ini, resp) if i % 2 == 0 else (resp, ini)
+        out.append(sender.write_message(payload))
+        receiver.read_message(out[-1])
+    return out[0], out[1], out[2]
+
+
+def _noise_seeds() -> list[bytes]:
+    # The first byte says which message of XX the rest replaces (mod 3).
+    return [bytes([i]) + m for i, m in enumerate(_noise_messages())]
+
+
+def _noise_run() -> Run:
+    honest = _noise_messages()
+
+    def run(data: bytes) -> None:
+        # Replay the honest messages before the one under test, feed the
+        # input in its place, then finish the handshake honestly: a changed
+        # message must end it (NoiseError) before the reader completes.
+        index = data[0] % 3 if data else 0
+        message = data[1:]
+        ini, resp = _noise_pair()
+        for i in range(3):
+            sender, receiver = (ini, resp) if i % 2 == 0 else (resp, ini)
+            sent = sender.write_message(NOISE_PAYLOADS[i])
+            if i == index:
+                sent = message
+            receiver.read_message(sent)
+        if message != honest[index]:
+            raise AssertionError("a changed Noise handshake message completed the handshake")
+
+    return run
+
+
 def _datagram(data: bytes, want: type) -> Any:
     msg = _stage("datagram", decode_datagram_untrusted, data)
     return msg if type(msg) is want else None
@@ -1529,6 +1582,7 @@ def targets() -> dict[str, Target]:
             pool=c.messages,
         )
     )
+    add(Target("noise_handshake", _noise_seeds(), _noise_run, (NoiseError,)))
     add(
         Target(
             "dht_datagram",
