@@ -130,7 +130,12 @@ from p2psocial.protocol.identity import (
     node_id_from_public_key,
 )
 from p2psocial.protocol.kinds import KINDS
-from p2psocial.protocol.noise import Handshake, NoiseError
+from p2psocial.protocol.noise import Handshake, NoiseError, public_key
+from p2psocial.protocol.securelink import (
+    LinkError,
+    decode_link_payload_untrusted,
+    encode_link_payload,
+)
 from p2psocial.protocol.sync import SyncSession
 from p2psocial.protocol.wire import (
     Auth,
@@ -1332,6 +1337,17 @@ def _noise_run() -> Run:
     return run
 
 
+#: The Noise static key the link payload seeds sign.
+LINK_STATIC = public_key(NOISE_KEYS[0])
+
+
+def _link_payload_run() -> Run:
+    def run(data: bytes) -> None:
+        decode_link_payload_untrusted(data, LINK_STATIC)
+
+    return run
+
+
 def _datagram(data: bytes, want: type) -> Any:
     msg = _stage("datagram", decode_datagram_untrusted, data)
     return msg if type(msg) is want else None
@@ -1583,6 +1599,8 @@ def targets() -> dict[str, Target]:
         )
     )
     add(Target("noise_handshake", _noise_seeds(), _noise_run, (NoiseError,)))
+    link_seeds = [encode_link_payload(k, LINK_STATIC) for k in (NODE, A)]
+    add(Target("link_payload", link_seeds, _link_payload_run, (LinkError, InvalidSignature)))
     add(
         Target(
             "dht_datagram",

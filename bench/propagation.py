@@ -203,8 +203,10 @@ async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             authors = rnd.sample(range(len(daemons)), args.authors)
             for d in daemons:
                 assert d.client is not None
+                done = set(first["follows"].get(d.index, []))  # followed in the first phase
                 for t in follows[d.index]:
-                    await d.client.follow(identity=daemons[t].info["identity"])
+                    if t not in done:  # a node refuses to follow twice
+                        await d.client.follow(identity=daemons[t].info["identity"])
             for d in daemons:
                 assert d.client is not None
                 for t in follows[d.index]:

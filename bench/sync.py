@@ -10,24 +10,38 @@ Reference measured beside it, same run: ``local_ingest_per_s``, the store's
 batch-verified ingest rate for the same entries (no network), i.e. the
 ceiling sync can approach.
 
+Modes, in the same run (``--modes``): ``noise``, the real links (spec/sync.md
+§10), and ``plain``, the same nodes with the link layer swapped for plaintext
+frames and the hello only. Plaintext is not a mode of the node (there is no
+fallback); this bench patches it in to measure what encryption costs. Per
+mode: entries/s and CPU seconds per MiB received (follower, and the holder
+process). Also: handshake latency p50/p99 on loopback (preamble, Noise XX and
+the hello, as a dialler sees it).
+
 Prints progress to stderr and one JSON object as its last stdout line:
-``{"bench": "sync", "entries", "entries_per_s", "local_ingest_per_s", ...}``.
+``{"bench": "sync", "entries", "entries_per_s", "local_ingest_per_s",
+"modes": {...}, "encrypted_vs_plain", "handshake_ms": {...}, ...}``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import trio
 
-from p2psocial.node.replication import Replicator
+from p2psocial.node.replication import Replicator, TCPFramedStream, handshake, pool
+from p2psocial.node.replication.transport import open_secure_link
 from p2psocial.protocol.entries import create_entry
 from p2psocial.protocol.identity import SigningKey
 from p2psocial.storage.aio import AsyncStore, open_async_store
@@ -67,8 +81,57 @@ async def follow(store: AsyncStore, key: SigningKey, target: bytes) -> None:
     await store.append_local(key, "follow", {"target": target}, now_ms=int(time.time() * 1000))
 
 
-async def serve(db: Path, identity_seed: bytes) -> None:
+@contextlib.contextmanager
+def plaintext_links(on: bool) -> Iterator[None]:
+    """With ``on``, the pool builds plaintext framed streams and runs the bare hello."""
+    if not on:
+        yield
+        return
+    saved = pool.NoiseFramedStream, pool.secure_handshake
+    pool.NoiseFramedStream = lambda stream, link: TCPFramedStream(stream, link.limits)  # type: ignore[assignment,misc]
+    pool.secure_handshake = handshake  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        pool.NoiseFramedStream, pool.secure_handshake = saved  # type: ignore[misc]
+
+
+async def handshake_latency(count: int) -> dict[str, float]:
+    """Dial-side time of ``count`` link set-ups (TCP connect excluded) on loopback."""
+    server_key, client_key = SigningKey.generate(), SigningKey.generate()
+
+    async def accept(stream: trio.SocketStream) -> None:
+        with contextlib.suppress(Exception):
+            await open_secure_link(stream, server_key, 1, initiator=False)
+        await stream.aclose()
+
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    times: list[float] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.serve_listeners, accept, listeners)
+        for _ in range(count):
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            t0 = time.perf_counter()
+            await open_secure_link(stream, client_key, 0)
+            times.append((time.perf_counter() - t0) * 1000)
+            await stream.aclose()
+        nursery.cancel_scope.cancel()
+    times.sort()
+    return {
+        "count": count,
+        "p50": round(statistics.median(times), 3),
+        "p99": round(times[min(len(times) - 1, int(0.99 * len(times)))], 3),
+    }
+
+
+async def serve(db: Path, identity_seed: bytes, plain: bool) -> None:
     """Child process: serve ``db`` on a Replicator; print the port; stop on stdin EOF."""
+    with plaintext_links(plain):
+        await _serve(db, identity_seed)
+
+
+async def _serve(db: Path, identity_seed: bytes) -> None:
     key = SigningKey.from_seed(identity_seed)
     async with open_async_store(db) as store:
         rep = Replicator(store, SigningKey.generate(), identity=key.public_key)
@@ -79,12 +142,14 @@ async def serve(db: Path, identity_seed: bytes) -> None:
             nursery.cancel_scope.cancel()
 
 
-async def run(n: int, batch: int, workdir: Path, same_process: bool) -> dict[str, Any]:
+async def run(
+    n: int, batch: int, workdir: Path, same_process: bool, modes: list[str], handshakes: int
+) -> dict[str, Any]:
     author = SigningKey.generate()
     print(f"signing {n} entries...", file=sys.stderr)
     items = make_feed(author, n)
     holder_seed = b"h" * 32
-    hk, fk = SigningKey.from_seed(holder_seed), SigningKey.generate()
+    hk = SigningKey.from_seed(holder_seed)
     async with open_async_store(workdir / "reference.db") as ref_store:
         print("reference: local batch-verified ingest...", file=sys.stderr)
         local_rate = await load(ref_store, items, batch)
@@ -92,7 +157,48 @@ async def run(n: int, batch: int, workdir: Path, same_process: bool) -> dict[str
     async with open_async_store(workdir / "holder.db") as holder_store:
         await load(holder_store, items, batch)
         await follow(holder_store, hk, author.public_key)
-    async with open_async_store(workdir / "follower.db") as follower_store:
+    results: dict[str, Any] = {}
+    for mode in modes:
+        print(f"sync over {mode} links...", file=sys.stderr)
+        with plaintext_links(mode == "plain"):
+            results[mode] = await sync_once(
+                n, batch, workdir / f"follower-{mode}.db", author, holder_seed, same_process, mode
+            )
+        print(f"  {results[mode]['entries_per_s']:,} entries/s", file=sys.stderr)
+    print(f"handshake latency ({handshakes} links)...", file=sys.stderr)
+    latency = await handshake_latency(handshakes)
+    first = results[modes[0]]
+    out: dict[str, Any] = {
+        "bench": "sync",
+        "entries": n,
+        "entries_per_s": first["entries_per_s"],
+        "local_ingest_per_s": round(local_rate),
+        "mode": "same process" if same_process else "holder in a child process",
+        "batch": batch,
+        "modes": results,
+        "handshake_ms": latency,
+    }
+    if "plain" in results and "noise" in results:
+        out["encrypted_vs_plain"] = round(
+            results["noise"]["entries_per_s"] / results["plain"]["entries_per_s"], 3
+        )
+    return out
+
+
+async def sync_once(
+    n: int,
+    batch: int,
+    db: Path,
+    author: SigningKey,
+    holder_seed: bytes,
+    same_process: bool,
+    mode: str,
+) -> dict[str, Any]:
+    """One follower catches up from the holder; rate, traffic and CPU per MiB."""
+    workdir = db.parent
+    hk, fk = SigningKey.from_seed(holder_seed), SigningKey.generate()
+    children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    async with open_async_store(db) as follower_store:
         await follow(follower_store, fk, author.public_key)
         follower = Replicator(
             follower_store, SigningKey.generate(), identity=fk.public_key, batch_size=batch
@@ -112,6 +218,7 @@ async def run(n: int, batch: int, workdir: Path, same_process: bool) -> dict[str
                         "--serve",
                         str(workdir / "holder.db"),
                         holder_seed.hex(),
+                        mode,
                     ],
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
@@ -125,14 +232,14 @@ async def run(n: int, batch: int, workdir: Path, same_process: bool) -> dict[str
                     line += chunk
                 addr = ("127.0.0.1", int(line))
             await nursery.start(follower.run)
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), time.process_time()
             assert await follower.connect(*addr)
             while True:
                 head = await follower_store.head(author.public_key)
                 if head is not None and head[0] == n:
                     break
                 await trio.sleep(0.02)
-            elapsed = time.perf_counter() - t0
+            elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
             stats = follower.statistics()
             if proc is not None:
                 assert proc.stdin is not None
@@ -141,18 +248,23 @@ async def run(n: int, batch: int, workdir: Path, same_process: bool) -> dict[str
             else:
                 await holder_cm.__aexit__(None, None, None)
             nursery.cancel_scope.cancel()
-    return {
-        "bench": "sync",
-        "entries": n,
+    children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    holder_cpu = (children1.ru_utime + children1.ru_stime) - (
+        children0.ru_utime + children0.ru_stime
+    )
+    mib = stats["bytes_in"] / 2**20
+    result = {
         "entries_per_s": round(n / elapsed),
-        "local_ingest_per_s": round(local_rate),
-        "mode": "same process" if same_process else "holder in a child process",
         "seconds": round(elapsed, 3),
-        "batch": batch,
         "bytes_in": stats["bytes_in"],
         "bytes_per_entry": round(stats["bytes_in"] / n, 1),
         "frames_in": stats["frames_in"],
+        # Both include storing and verifying: the whole cost of a MiB synced.
+        "follower_cpu_s_per_mib": round(cpu / mib, 4),
     }
+    if not same_process:
+        result["holder_cpu_s_per_mib"] = round(holder_cpu / mib, 4)
+    return result
 
 
 def main() -> None:
@@ -162,13 +274,22 @@ def main() -> None:
     parser.add_argument(
         "--same-process", action="store_true", help="run both nodes in one trio loop"
     )
-    parser.add_argument("--serve", nargs=2, metavar=("DB", "SEED"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--modes", default="plain,noise", help="comma-separated: plain, noise (default both)"
+    )
+    parser.add_argument("--handshakes", type=int, default=200, help="links timed for latency")
+    parser.add_argument("--serve", nargs=3, metavar=("DB", "SEED", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        trio.run(serve, Path(args.serve[0]), bytes.fromhex(args.serve[1]))
+        trio.run(serve, Path(args.serve[0]), bytes.fromhex(args.serve[1]), args.serve[2] == "plain")
         return
+    modes = [m for m in args.modes.split(",") if m]
+    if not modes or set(modes) - {"plain", "noise"}:
+        parser.error("--modes takes plain and/or noise")
     with tempfile.TemporaryDirectory(prefix="p2ps-bench-sync-") as tmp:
-        result = trio.run(run, args.entries, args.batch, Path(tmp), args.same_process)
+        result = trio.run(
+            run, args.entries, args.batch, Path(tmp), args.same_process, modes, args.handshakes
+        )
     print(json.dumps(result))
 
 

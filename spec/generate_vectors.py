@@ -37,6 +37,17 @@ from p2psocial.protocol.identity import (  # noqa: E402
     identity_to_text,
     node_id_from_public_key,
 )
+from p2psocial.protocol.noise import PROTOCOL_NAME, public_key  # noqa: E402
+from p2psocial.protocol.securelink import (  # noqa: E402
+    LINK_PROLOGUE_TAG,
+    NOISE_STATIC_TAG,
+    PREAMBLE,
+    REKEY_INTERVAL,
+    SecureLink,
+    encode_link_payload,
+    static_signed_bytes,
+)
+from p2psocial.protocol.wire import Bye, Hello, encode_message  # noqa: E402
 
 VECTORS_DIR = REPO / "spec" / "vectors"
 #: 2023-11-14T22:13:20Z, the fixed clock of every vector.
@@ -1275,6 +1286,83 @@ def build_emoji() -> dict[str, Any]:
     }
 
 
+def _noise_key(role: str, what: str) -> bytes:
+    """A fixed X25519 private key for the link vector."""
+    return hashlib.sha256(f"p2psocial noise link vector {role} {what}".encode()).digest()
+
+
+def build_noise_link() -> dict[str, Any]:
+    """spec/sync.md §10: a full link from fixed keys, byte for byte on the wire."""
+    sides: dict[str, dict[str, Any]] = {}
+    links: dict[str, SecureLink] = {}
+    for index, role in ((0, "dialler"), (1, "responder")):
+        node = key(index)
+        static, ephemeral = _noise_key(role, "static"), _noise_key(role, "ephemeral")
+        static_public = public_key(static)
+        links[role] = SecureLink(
+            initiator=role == "dialler",
+            node_key=node,
+            static_private=static,
+            ephemeral_private=ephemeral,
+        )
+        sides[role] = {
+            "node_seed": seed(index).hex(),
+            "node_public_key": node.public_key.hex(),
+            "node_id": node_id_from_public_key(node.public_key).hex(),
+            "static_private": static.hex(),
+            "static_public": static_public.hex(),
+            "ephemeral_private": ephemeral.hex(),
+            "ephemeral_public": public_key(ephemeral).hex(),
+            "signed_bytes": static_signed_bytes(static_public).hex(),
+            "payload": encode_link_payload(node, static_public).hex(),
+        }
+    dialler, responder = links["dialler"], links["responder"]
+    transcript = []
+
+    def move(sender: str, data: bytes, note: str) -> None:
+        transcript.append({"from": sender, "bytes": data.hex(), "note": note})
+        receiver = responder if sender == "dialler" else dialler
+        assert receiver.receive_data(data) == [] or receiver.established
+
+    move("dialler", dialler.data_to_send(), "preamble, then u16 length || message 1 (-> e)")
+    move(
+        "responder",
+        responder.data_to_send(),
+        "preamble, then u16 length || message 2 (<- e, ee, s, es; payload)",
+    )
+    move("dialler", dialler.data_to_send(), "u16 length || message 3 (-> s, se; payload)")
+    assert dialler.established and responder.established
+    assert dialler.handshake_hash == responder.handshake_hash
+    bodies = [
+        ("dialler", encode_message(Hello(key(0).public_key, bytes(range(32)), 7000))),
+        ("responder", encode_message(Hello(key(1).public_key, bytes(range(32, 64)), 0))),
+        ("dialler", encode_message(Bye("vector"))),
+    ]
+    transport = []
+    for sender, body in bodies:
+        send, recv = (dialler, responder) if sender == "dialler" else (responder, dialler)
+        wire = send.send_frame(body)
+        assert recv.receive_data(wire) == [body]
+        transport.append({"from": sender, "frame_body": body.hex(), "bytes": wire.hex()})
+    return {
+        "description": "spec/sync.md §10: one encrypted link between fixed keys. Node keys "
+        "are keys.json's seeds 0 (dialler) and 1 (responder); static and ephemeral X25519 "
+        "keys are fixed. 'transcript' is every byte of the handshake on the TCP stream, in "
+        "order; 'transport' gives frame bodies (§2) and the bytes that carry them. A "
+        "compatible implementation given the same keys produces exactly these bytes.",
+        "protocol_name": PROTOCOL_NAME.decode(),
+        "preamble": PREAMBLE.hex(),
+        "prologue": (LINK_PROLOGUE_TAG + PREAMBLE).hex(),
+        "static_tag": NOISE_STATIC_TAG.hex(),
+        "rekey_interval": REKEY_INTERVAL,
+        "dialler": sides["dialler"],
+        "responder": sides["responder"],
+        "transcript": transcript,
+        "handshake_hash": (dialler.handshake_hash or b"").hex(),
+        "transport": transport,
+    }
+
+
 def build_all() -> dict[str, Any]:
     """Every vector file's content, by file name."""
     return {
@@ -1285,6 +1373,7 @@ def build_all() -> dict[str, Any]:
         "invalid.json": build_invalid(),
         "msgpack.json": build_msgpack(),
         "emoji.json": build_emoji(),
+        "noise_link.json": build_noise_link(),
     }
 
 

@@ -17,7 +17,7 @@ import pytest
 import trio
 
 from p2psocial.node.activity import REPEAT_INTERVAL_ENV, SUMMARY_INTERVAL_ENV
-from p2psocial.node.replication.transport import TCPFramedStream, handshake
+from p2psocial.node.replication.transport import open_secure_link
 from p2psocial.protocol.identity import SigningKey, node_id_from_public_key
 from tests.daemons import Daemon, cli_env, cli_json, run_cli, wait_for
 
@@ -139,12 +139,11 @@ async def _flap(port: int, key: SigningKey) -> None:
     """Link to the daemon as a peer, wait for its first message, hang up."""
     with trio.fail_after(10):
         stream = await trio.open_tcp_stream("127.0.0.1", port)
-        framed = TCPFramedStream(stream)
         try:
-            await handshake(framed, key, 0)
+            framed, _ = await open_secure_link(stream, key, 0)
             await framed.receive_frame()  # the daemon has made the link
         finally:
-            await framed.aclose()
+            await stream.aclose()
 
 
 def test_a_flapping_link_is_logged_once_per_interval_with_a_count(tmp_path: Path) -> None:

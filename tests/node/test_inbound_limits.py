@@ -8,7 +8,8 @@ from pathlib import Path
 
 import trio
 
-from p2psocial.node.replication import LinkClosed, TCPFramedStream, handshake
+from p2psocial.node.replication import LinkClosed
+from p2psocial.node.replication.transport import open_secure_link
 from p2psocial.protocol.entries import create_entry
 from p2psocial.protocol.identity import SigningKey
 from p2psocial.protocol.ratelimit import RateTable
@@ -41,9 +42,8 @@ async def test_mention_flood_over_reconnects_is_bounded(tmp_path: Path) -> None:
         t0 = trio.current_time()
         for _ in range(12):
             stream = await trio.open_tcp_stream(*victim.addr)
-            link = TCPFramedStream(stream)
             try:
-                await handshake(link, SigningKey.generate(), 1)
+                link, _ = await open_secure_link(stream, SigningKey.generate(), 1)
                 with contextlib.suppress(LinkClosed):
                     for _ in range(84):  # 12 x 84 = 1,008
                         author, entry, payload = mention_post(victim.identity)
@@ -51,7 +51,7 @@ async def test_mention_flood_over_reconnects_is_bounded(tmp_path: Path) -> None:
                     # Let the victim take what it will before we hang up.
                     await trio.sleep(0.05)
             finally:
-                await link.aclose()
+                await stream.aclose()
         elapsed = trio.current_time() - t0
         with trio.fail_after(10):
             # A link's reader hands each frame to ingest before reading the

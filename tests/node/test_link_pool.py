@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from p2psocial.node.replication import LinkClosed, TCPFramedStream, address_group, handshake
+from p2psocial.node.replication import LinkClosed, address_group
+from p2psocial.node.replication.transport import NoiseFramedStream, open_secure_link
 from p2psocial.protocol.identity import SigningKey
 from p2psocial.protocol.wire import Bye, Clock, decode_message_untrusted, encode_message
 
@@ -22,16 +23,15 @@ from .test_replication_helpers import open_testnet
 
 
 @asynccontextmanager
-async def squatter(addr: tuple[str, int]) -> AsyncIterator[TCPFramedStream]:
+async def squatter(addr: tuple[str, int]) -> AsyncIterator[NoiseFramedStream]:
     """An authenticated link (a fresh node key, a real hello) that then says nothing."""
     stream = await trio.open_tcp_stream(*addr)
-    framed = TCPFramedStream(stream)
     try:
-        await handshake(framed, SigningKey.generate(), 1)
+        framed, _ = await open_secure_link(stream, SigningKey.generate(), 1)
         yield framed
     finally:
         with trio.CancelScope(shield=True):
-            await framed.aclose()
+            await stream.aclose()
 
 
 async def test_idle_squatters_from_one_host_do_not_keep_an_honest_peer_out(

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import trio
 
-from p2psocial.node.replication import Replicator, TCPFramedStream, handshake
+from p2psocial.node.replication import Replicator
+from p2psocial.node.replication.transport import open_secure_link
 from p2psocial.protocol.identity import SigningKey
 from p2psocial.protocol.wire import Push, encode_message
 
@@ -78,8 +79,7 @@ async def test_unsolicited_push_that_does_not_concern_us_is_refused(tmp_path: Pa
         async with open_testnet(tmp_path, 1) as net:
             (victim,) = net.nodes
             sock = await trio.open_tcp_stream(*victim.addr)
-            link = TCPFramedStream(sock)
-            await handshake(link, SigningKey.generate(), 0)
+            link, _ = await open_secure_link(sock, SigningKey.generate(), 0)
             stranger = SigningKey.generate()
             raw, payload = make_feed(stranger, 1)[0]
             await link.send_frame(encode_message(Push(stranger.public_key, 1, (raw, payload))))

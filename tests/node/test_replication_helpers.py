@@ -120,11 +120,12 @@ async def open_testnet(
         async with trio.open_nursery() as nursery:
             net.nursery = nursery
             dhts: list[DHTNode | None] = [None] * n
+            # One node key per node for its DHT node and its links, as a daemon
+            # has: swarm dials then pin the node id the DHT named.
+            node_keys = [SigningKey.generate() for _ in range(n)]
             if with_dht:
                 cfg = DHTConfig(rpc_timeout=0.3, rpc_attempts=3)
-                dhts = [
-                    DHTNode(SigningKey.generate(), "127.0.0.1", 0, config=cfg) for _ in range(n)
-                ]
+                dhts = [DHTNode(k, "127.0.0.1", 0, config=cfg) for k in node_keys]
                 for d in dhts:
                     assert d is not None
                     await nursery.start(d.run)
@@ -132,7 +133,7 @@ async def open_testnet(
                     assert d is not None and dhts[0] is not None
                     await d.bootstrap([dhts[0].address])
             for i, store in enumerate(stores):
-                key, node_key = SigningKey.generate(), SigningKey.generate()
+                key, node_key = SigningKey.generate(), node_keys[i]
                 await store.set_interest(key.public_key, "self")
                 rep = Replicator(
                     store,

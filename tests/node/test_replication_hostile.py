@@ -1,7 +1,7 @@
 """A hostile peer: garbage, oversize frames, invalid entries, endless wants.
 
-The attacker speaks the real hello (it has a valid node key) and then
-misbehaves on a raw TCP link. Each case must end with the link dropped and
+The attacker speaks the real encrypted link and hello (it has a valid node
+key) and then misbehaves inside the encrypted channel. Each case must end with the link dropped and
 counted, nothing stored from the attacker, and the victim still serving an
 honest peer.
 """
@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from p2psocial.node.replication import LinkClosed, TCPFramedStream, handshake
+from p2psocial.node.replication import LinkClosed
+from p2psocial.node.replication.transport import NoiseFramedStream, open_secure_link
 from p2psocial.protocol.encoding import encode
 from p2psocial.protocol.entries import ENTRY_TAG, create_entry, decode_entry_untrusted
 from p2psocial.protocol.feeds import decode_fork_proof_untrusted
@@ -34,27 +35,27 @@ from p2psocial.protocol.wire import (
 
 from .test_replication_helpers import TNode, load_feed, make_feed, now_ms, open_testnet
 
-Attack = Callable[[TCPFramedStream, bytes], Awaitable[None]]
+Attack = Callable[[NoiseFramedStream, bytes], Awaitable[None]]
 
 
-async def send_garbage(link: TCPFramedStream, _author: bytes) -> None:
+async def send_garbage(link: NoiseFramedStream, _author: bytes) -> None:
     await link.send_frame(b"\xc1\x00garbage")
 
 
-async def send_oversize(link: TCPFramedStream, _author: bytes) -> None:
+async def send_oversize(link: NoiseFramedStream, _author: bytes) -> None:
     # Only the length prefix: the victim must refuse it before any body.
-    await link.stream.send_all(struct.pack(">I", 64 * 1024 * 1024))
+    await link.stream.send_all(link.link.seal(struct.pack(">I", 64 * 1024 * 1024)))
 
 
-async def send_non_canonical(link: TCPFramedStream, _author: bytes) -> None:
+async def send_non_canonical(link: NoiseFramedStream, _author: bytes) -> None:
     await link.send_frame(b"\x82\xa1t\xa3bye\xa6reason\xa0")
 
 
-async def send_unknown_message(link: TCPFramedStream, _author: bytes) -> None:
+async def send_unknown_message(link: NoiseFramedStream, _author: bytes) -> None:
     await link.send_frame(encode({"t": "gimme"}))
 
 
-async def send_invalid_entries(link: TCPFramedStream, author: bytes) -> None:
+async def send_invalid_entries(link: NoiseFramedStream, author: bytes) -> None:
     # Claim to hold the feed, then send a batch whose signatures are wrong.
     await link.send_frame(encode_message(Clock(((author, 5, None),))))
     forger = SigningKey.generate()
@@ -67,24 +68,24 @@ async def send_invalid_entries(link: TCPFramedStream, author: bytes) -> None:
     await link.send_frame(encode_message(Entries(author, 1, 5, tuple(bad))))
 
 
-async def send_tampered_push(link: TCPFramedStream, author: bytes) -> None:
+async def send_tampered_push(link: NoiseFramedStream, author: bytes) -> None:
     await link.send_frame(encode_message(Clock(((author, 0, None),))))
     raw, payload = make_feed(SigningKey.generate(), 1)[0]
     await link.send_frame(encode_message(Push(author, 1, (raw[:64] + raw[64:], payload + b"x"))))
 
 
-async def send_unsolicited(link: TCPFramedStream, _author: bytes) -> None:
+async def send_unsolicited(link: NoiseFramedStream, _author: bytes) -> None:
     stranger = SigningKey.generate()
     items = make_feed(stranger, 3)
     await link.send_frame(encode_message(Entries(stranger.public_key, 1, 3, tuple(items))))
 
 
-async def send_endless_want(link: TCPFramedStream, author: bytes) -> None:
+async def send_endless_want(link: NoiseFramedStream, author: bytes) -> None:
     for _ in range(10_000):
         await link.send_frame(encode_message(Want(author, 1)))
 
 
-async def send_clock_flood(link: TCPFramedStream, _author: bytes) -> None:
+async def send_clock_flood(link: NoiseFramedStream, _author: bytes) -> None:
     for i in range(100):
         feeds = tuple(
             (i.to_bytes(2, "big") + j.to_bytes(2, "big") + bytes(28), 0, None) for j in range(4096)
@@ -119,8 +120,7 @@ async def test_hostile_peer_is_dropped_and_node_keeps_serving(tmp_path: Path, at
 
             attacker_key = SigningKey.generate()
             sock = await trio.open_tcp_stream(*victim.addr)
-            link = TCPFramedStream(sock)
-            await handshake(link, attacker_key, 0)
+            link, _ = await open_secure_link(sock, attacker_key, 0)
             # The victim's clock arrives first; drain it in the background.
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_drain, link)
@@ -144,7 +144,7 @@ async def test_hostile_peer_is_dropped_and_node_keeps_serving(tmp_path: Path, at
             await net.wait_for(lambda: _seq(victim, honest, 1))
 
 
-async def _drain(link: TCPFramedStream) -> None:
+async def _drain(link: NoiseFramedStream) -> None:
     try:
         while True:
             await link.receive_frame()
@@ -165,7 +165,6 @@ async def test_handshake_with_a_bad_signature_is_refused(tmp_path: Path) -> None
         async with open_testnet(tmp_path, 1) as net:
             (victim,) = net.nodes
             sock = await trio.open_tcp_stream(*victim.addr)
-            link = TCPFramedStream(sock)
             real = SigningKey.generate()
 
             class Impostor:
@@ -177,12 +176,11 @@ async def test_handshake_with_a_bad_signature_is_refused(tmp_path: Path) -> None
                 def sign(self, data: bytes) -> bytes:
                     return self._other.sign(data)
 
-            # The victim's own auth is valid, so our side of the hello ends;
-            # then the victim refuses ours and closes the stream.
-            await handshake(link, Impostor(), 0)  # type: ignore[arg-type]
+            # The victim's proof is valid, so our side of the Noise handshake
+            # ends; then the victim refuses ours and closes the stream.
             with pytest.raises(LinkClosed):
-                await link.receive_frame()
-            await link.aclose()
+                await open_secure_link(sock, Impostor(), 0)  # type: ignore[arg-type]
+            await sock.aclose()
             await net.wait_for(lambda: _refused(victim))
             assert not victim.rep.peers()
 
@@ -213,9 +211,8 @@ async def _rival_peer(victim: TNode, messages: list[Message]) -> str:
     or "closed" if the stream ended without one.
     """
     sock = await trio.open_tcp_stream(*victim.addr)
-    link = TCPFramedStream(sock)
     try:
-        await handshake(link, SigningKey.generate(), 0)
+        link, _ = await open_secure_link(sock, SigningKey.generate(), 0)
         for msg in [*messages, Want(victim.identity, 0, 1)]:
             await link.send_frame(encode_message(msg))
         while True:
@@ -227,7 +224,7 @@ async def _rival_peer(victim: TNode, messages: list[Message]) -> str:
     except LinkClosed:
         return "closed"
     finally:
-        await link.aclose()
+        await sock.aclose()
 
 
 async def test_rival_of_a_one_entry_feed_is_a_fork(tmp_path: Path) -> None:

@@ -51,6 +51,7 @@ FILES = [
     "invalid.json",
     "msgpack.json",
     "emoji.json",
+    "noise_link.json",
 ]
 
 

@@ -19,7 +19,7 @@ import trio
 
 from ...protocol.sync import Action, Head, Send, Serve, SyncSession
 from ...protocol.wire import Message
-from .transport import PeerIdentity, TCPFramedStream
+from .transport import FramedStream, PeerIdentity
 
 __all__ = ["Dropped", "Link", "LinkSet", "Outbox", "Range", "address_group", "head_moved"]
 
@@ -98,7 +98,7 @@ class Link:
     peer: PeerIdentity
     host: str
     direction: str
-    stream: TCPFramedStream
+    stream: FramedStream
     session: SyncSession
     outbox: Outbox
     dialer_id: bytes

@@ -29,6 +29,8 @@ import trio
 from ...errors import cannot_listen
 from ...protocol.errors import P2PSocialError, ProtocolError
 from ...protocol.identity import SigningKey, node_id_from_public_key
+from ...protocol.noise import generate_private
+from ...protocol.securelink import SecureLink
 from ...protocol.sync import (
     Action,
     Close,
@@ -45,7 +47,7 @@ from ..activity import LimitedLog, short_node
 from .heads import Heads
 from .link import Dropped, Link, Outbox, address_group
 from .serve import FeedServer
-from .transport import LinkClosed, PeerIdentity, TCPFramedStream, handshake
+from .transport import LinkClosed, NoiseFramedStream, PeerIdentity, secure_handshake
 
 __all__ = ["LinkHandler", "LinkPool", "PoolLimits"]
 
@@ -130,6 +132,9 @@ class LinkPool:
         self.heads = heads
         self.node_key = node_key
         self.node_id = node_id_from_public_key(node_key.public_key)
+        # The Noise static key lives as long as the pool: the handshake
+        # payload binds it to the node key, so it need not be stored.
+        self._static = generate_private()
         self.host = host
         self.port = port
         self.limits = limits or SyncLimits()
@@ -202,7 +207,7 @@ class LinkPool:
                 log.warning("accept failed: %s", exc)
                 await trio.sleep(0.1)
                 continue
-            self._nursery.start_soon(self._serve_stream, stream, "inbound", None)
+            self._nursery.start_soon(self._serve_stream, stream, "inbound", None, None)
 
     # ------------------------------------------------------------------ queries
 
@@ -246,8 +251,12 @@ class LinkPool:
 
     # ------------------------------------------------------------------ dialing
 
-    async def dial(self, host: str, port: int) -> bool:
-        """Open a link to host:port; True once it is up (or already was)."""
+    async def dial(self, host: str, port: int, node_id: bytes | None = None) -> bool:
+        """Open a link to host:port; True once it is up (or already was).
+
+        With ``node_id`` (a swarm or DHT lookup names the node it found), a
+        link that turns out to be another node is refused (``handshake_wrong_node``).
+        """
         for link in self.links.values():
             if link.host == host and link.peer.listen_port == port:
                 return True
@@ -271,7 +280,9 @@ class LinkPool:
                 self._stats["internal_errors"] += 1
                 log.exception("dialling %s:%s failed", host, port)
                 return False
-            return bool(await self._nursery.start(self._serve_stream, stream, "outbound", host))
+            return bool(
+                await self._nursery.start(self._serve_stream, stream, "outbound", host, node_id)
+            )
         finally:
             self._dialing.discard((host, port))
 
@@ -291,12 +302,14 @@ class LinkPool:
             )
         )
 
-    async def _hello(self, framed: TCPFramedStream, host: str) -> PeerIdentity | None:
+    async def _hello(self, framed: NoiseFramedStream, host: str) -> PeerIdentity | None:
         """The handshake, bounded in time and counted per address; None if it failed."""
         self.handshaking[host] += 1
         try:
             with trio.fail_after(self.bounds.handshake_timeout):
-                return await handshake(framed, self.node_key, self.port, limits=self.limits.wire)
+                return await secure_handshake(
+                    framed, self.node_key, self.port, limits=self.limits.wire
+                )
         except (ProtocolError, LinkClosed, trio.TooSlowError) as exc:
             reason = getattr(exc, "reason", None) or "timeout"
             self.refused[f"handshake_{reason}"] += 1
@@ -311,11 +324,19 @@ class LinkPool:
         stream: trio.SocketStream,
         direction: str,
         host: str | None,
+        expected: bytes | None,
         *,
         task_status: trio.TaskStatus[bool] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Handshake, register and run one link; never raises on peer behaviour."""
-        framed = TCPFramedStream(stream, self.limits.wire)
+        secure = SecureLink(
+            initiator=direction == "outbound",
+            node_key=self.node_key,
+            static_private=self._static,
+            expected_node_id=expected,
+            limits=self.limits.wire,
+        )
+        framed = NoiseFramedStream(stream, secure)
         if host is None:
             try:
                 host = stream.socket.getpeername()[0]
@@ -361,7 +382,7 @@ class LinkPool:
             await framed.aclose()
 
     def _register(
-        self, peer: PeerIdentity, direction: str, host: str, framed: TCPFramedStream
+        self, peer: PeerIdentity, direction: str, host: str, framed: NoiseFramedStream
     ) -> Link:
         """Put an admitted link in the pool (ending any older one to the same node)."""
         dialer = self.node_id if direction == "outbound" else peer.node_id

@@ -36,6 +36,8 @@ log = logging.getLogger("p2psocial.node.replication")
 class SwarmDHT(Protocol):
     """What discovery needs from the DHT (``p2psocial.node.dht.DHTNode``)."""
 
+    node_id: bytes
+
     async def announce(self, author: bytes, peer_port: int) -> Any: ...
     async def get_peers(self, author: bytes) -> list[tuple[bytes, str, int]]: ...
     async def put_head(self, entry_bytes: bytes) -> Any: ...
@@ -60,8 +62,8 @@ class Dialler(LinkSet, Protocol):
         """Whether a dial to host:port is under way."""
         ...
 
-    async def dial(self, host: str, port: int) -> bool:
-        """Open a link; True once it is up (or already was)."""
+    async def dial(self, host: str, port: int, node_id: bytes | None = None) -> bool:
+        """Open a link (to node ``node_id`` only, if given); True once it is up."""
         ...
 
 
@@ -103,6 +105,15 @@ class SwarmDiscovery:
         self._wakeup = trio.Event()
         self._swarm_due = trio.Event()
         self._stats: Counter[str] = Counter()
+        # The daemon runs its DHT and its links under one node key, so the
+        # node id a swarm lists is the id the link must prove, and a dial
+        # pins it (spec/sync.md §10.5). A DHT under another key (an embedder's
+        # choice, or a test harness) lists ids we cannot hold links to.
+        self._pin_ids = dht is not None and dht.node_id == pool.node_id
+
+    def _expect(self, node_id: bytes) -> bytes | None:
+        """The node id a dial to a swarm member must meet, if we can tell."""
+        return node_id if self._pin_ids else None
 
     @property
     def running(self) -> bool:
@@ -194,8 +205,8 @@ class SwarmDiscovery:
         found = await self._get_peers(
             author, "get_peers for a peek failed: %s", "bug in the swarm lookup of a peek"
         )
-        for _node_id, host, port in found[:count]:
-            await self.pool.dial(host, port)
+        for node_id, host, port in found[:count]:
+            await self.pool.dial(host, port, self._expect(node_id))
 
     async def _swarm_loop(self) -> None:
         """Announce wanted feeds and dial their swarms (DHT)."""
@@ -228,7 +239,7 @@ class SwarmDiscovery:
                                 break
                             if node_id == self.pool.node_id or node_id in self.pool.links:
                                 continue
-                            if await self.pool.dial(host, port):
+                            if await self.pool.dial(host, port, self._expect(node_id)):
                                 have += 1
                 except (P2PSocialError, OSError) as exc:  # the network's doing
                     self._stats["dht_errors"] += 1
@@ -325,7 +336,7 @@ class SwarmDiscovery:
                 for node_id, host, port in found[:8]:
                     if node_id in sent or node_id == self.pool.node_id:
                         continue
-                    if await self.pool.dial(host, port):
+                    if await self.pool.dial(host, port, self._expect(node_id)):
                         for link in self.pool.open_links():
                             if link.host == host and link.peer.listen_port == port:
                                 link.perform_local([Send(push)])

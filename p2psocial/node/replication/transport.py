@@ -1,18 +1,23 @@
-"""Peer links: framed byte streams and the hello handshake (spec/sync.md §2-§3).
+"""Peer links: framed byte streams and the hello handshake (spec/sync.md §2-§3, §10).
 
 A link is any reliable byte stream cut into length-prefixed frames. The
-replication service sees only :class:`FramedStream`; today it is TCP
-(:class:`TCPFramedStream`), and an encrypted transport (Noise XX) can slot in
-later by implementing the same three methods.
+replication service sees only :class:`FramedStream`. Every peer link is a
+:class:`NoiseFramedStream`: the sans-IO :class:`~p2psocial.protocol.securelink.SecureLink`
+(preamble, Noise XX bound to the node key, encrypted frames) driven over a
+trio stream. :class:`TCPFramedStream` (plaintext frames) stays for tests and tools.
 
 The hello proves each side's node key: both send ``hello`` (key, fresh nonce,
 listen port), then each signs ``HELLO_TAG || peer's nonce || own key`` and
 sends it as ``auth``. A replayed auth fails because the nonce is fresh; the tag
-keeps the signature from ever being valid for another record type.
+keeps the signature from ever being valid for another record type. The hello
+runs inside the encrypted channel and must name the node key the Noise
+payload proved (:func:`secure_handshake`), so it can neither be relayed by a
+man in the middle nor claim a second identity.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from typing import Protocol
@@ -26,6 +31,8 @@ from ...protocol.identity import (
     node_id_from_public_key,
     verify_strict,
 )
+from ...protocol.noise import generate_private
+from ...protocol.securelink import SecureLink
 from ...protocol.wire import (
     DEFAULT_WIRE_LIMITS,
     NONCE_SIZE,
@@ -43,9 +50,12 @@ from ...protocol.wire import (
 __all__ = [
     "FramedStream",
     "LinkClosed",
+    "NoiseFramedStream",
     "PeerIdentity",
     "TCPFramedStream",
     "handshake",
+    "open_secure_link",
+    "secure_handshake",
 ]
 
 _RECEIVE_CHUNK = 256 * 1024
@@ -75,18 +85,11 @@ class FramedStream(Protocol):
         ...
 
 
-class TCPFramedStream:
-    """Length-prefixed frames over a trio stream, with byte and frame counters.
+class _CountedStream:
+    """A trio stream with byte and frame counters and LinkClosed for its ends."""
 
-    Args:
-        stream: a connected trio stream (``trio.SocketStream``).
-        limits: frame size limit, enforced on the length prefix.
-    """
-
-    def __init__(self, stream: trio.abc.Stream, limits: WireLimits = DEFAULT_WIRE_LIMITS) -> None:
+    def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
-        self.limits = limits
-        self._decoder = FrameDecoder(limits)
         self._ready: list[bytes] = []
         self._send_lock = trio.Lock()
         self.bytes_in = 0
@@ -94,32 +97,120 @@ class TCPFramedStream:
         self.frames_in = 0
         self.frames_out = 0
 
+    async def _write(self, data: bytes) -> None:
+        try:
+            await self.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise LinkClosed("broken") from exc
+        self.bytes_out += len(data)
+
+    async def _read(self) -> bytes:
+        try:
+            data = await self.stream.receive_some(_RECEIVE_CHUNK)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise LinkClosed("broken") from exc
+        if not data:
+            raise LinkClosed("eof")
+        self.bytes_in += len(data)
+        return bytes(data)
+
+    async def aclose(self) -> None:
+        """Close the stream."""
+        with trio.CancelScope(shield=True):
+            await self.stream.aclose()
+
+
+class TCPFramedStream(_CountedStream):
+    """Length-prefixed frames over a trio stream, with byte and frame counters.
+
+    Plaintext: not a peer link any more (every link is a :class:`NoiseFramedStream`);
+    kept for tools and tests.
+
+    Args:
+        stream: a connected trio stream (``trio.SocketStream``).
+        limits: frame size limit, enforced on the length prefix.
+    """
+
+    def __init__(self, stream: trio.abc.Stream, limits: WireLimits = DEFAULT_WIRE_LIMITS) -> None:
+        super().__init__(stream)
+        self.limits = limits
+        self._decoder = FrameDecoder(limits)
+
     async def send_frame(self, body: bytes) -> None:
         data = encode_frame(body, self.limits)
         async with self._send_lock:
-            try:
-                await self.stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                raise LinkClosed("broken") from exc
-        self.bytes_out += len(data)
+            await self._write(data)
         self.frames_out += 1
 
     async def receive_frame(self) -> bytes:
         while not self._ready:
-            try:
-                data = await self.stream.receive_some(_RECEIVE_CHUNK)
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                raise LinkClosed("broken") from exc
-            if not data:
-                raise LinkClosed("eof")
-            self.bytes_in += len(data)
-            self._ready.extend(self._decoder.feed(bytes(data)))
+            self._ready.extend(self._decoder.feed(await self._read()))
         self.frames_in += 1
         return self._ready.pop(0)
 
-    async def aclose(self) -> None:
-        with trio.CancelScope(shield=True):
-            await self.stream.aclose()
+
+class NoiseFramedStream(_CountedStream):
+    """Encrypted frames over a trio stream: a :class:`SecureLink` driven by I/O.
+
+    Call :meth:`establish` first (the Noise handshake); then it is a
+    :class:`FramedStream`. ``bytes_*`` count wire bytes, ``frames_*`` frames.
+
+    Args:
+        stream: a connected trio stream.
+        link: the sans-IO link state (its role, keys and limits).
+    """
+
+    def __init__(self, stream: trio.abc.Stream, link: SecureLink) -> None:
+        super().__init__(stream)
+        self.link = link
+
+    async def _receive(self) -> None:
+        data = await self._read()
+        try:
+            self._ready.extend(self.link.receive_data(data))
+        except ProtocolError:
+            # A refusal (an unsupported transport) is said before closing.
+            out = self.link.data_to_send()
+            if out:
+                with contextlib.suppress(LinkClosed):
+                    await self._write(out)
+            raise
+
+    async def establish(self) -> None:
+        """Run the Noise handshake; the caller bounds it in time.
+
+        Raises:
+            ProtocolError: the peer broke the link protocol or its node-key
+                proof failed (``link_*``, ``noise_*``, ``wrong_node``, or a
+                ``verify_strict`` reason).
+            LinkClosed: the stream ended first.
+        """
+        while True:
+            out = self.link.data_to_send()
+            if out:
+                await self._write(out)
+            if self.link.established:
+                return
+            await self._receive()
+
+    async def send_frame(self, body: bytes) -> None:
+        async with self._send_lock:
+            # Encrypt under the lock: nonces must reach the wire in order.
+            await self._write(self.link.send_frame(body))
+        self.frames_out += 1
+
+    async def receive_frame(self) -> bytes:
+        """Next frame body.
+
+        Raises:
+            LinkClosed: at EOF.
+            ProtocolError: an undecryptable, replayed or reordered message
+                (``noise_decrypt``), a bad length, or an oversize frame.
+        """
+        while not self._ready:
+            await self._receive()
+        self.frames_in += 1
+        return self._ready.pop(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,3 +270,56 @@ async def handshake(
         raise ProtocolError(f"expected auth, got {type(auth).__name__}", reason="bad_hello")
     verify_strict(hello.key, auth.sig, hello_signed_bytes(nonce, hello.key))
     return PeerIdentity(hello.key, node_id_from_public_key(hello.key), hello.port)
+
+
+async def secure_handshake(
+    framed: NoiseFramedStream,
+    node_key: SigningKey,
+    listen_port: int,
+    *,
+    limits: WireLimits = DEFAULT_WIRE_LIMITS,
+) -> PeerIdentity:
+    """The Noise handshake, then the hello inside it; the caller bounds the time.
+
+    Returns:
+        The peer's identity; its key is the one the Noise payload proved.
+
+    Raises:
+        ProtocolError: as :meth:`NoiseFramedStream.establish` and
+            :func:`handshake`, or ``key_mismatch`` when the hello names
+            another node key than the Noise payload.
+        LinkClosed: the stream ended first.
+    """
+    await framed.establish()
+    peer = await handshake(framed, node_key, listen_port, limits=limits)
+    if peer.key != framed.link.peer_key:
+        raise ProtocolError("the hello names another key than the handshake", reason="key_mismatch")
+    return peer
+
+
+async def open_secure_link(
+    stream: trio.abc.Stream,
+    node_key: SigningKey,
+    listen_port: int,
+    *,
+    initiator: bool = True,
+    expected_node_id: bytes | None = None,
+    limits: WireLimits = DEFAULT_WIRE_LIMITS,
+) -> tuple[NoiseFramedStream, PeerIdentity]:
+    """Make an encrypted, authenticated link over ``stream`` (a fresh static key).
+
+    Returns:
+        The framed stream, ready for messages, and the peer's identity.
+
+    Raises:
+        As :func:`secure_handshake`.
+    """
+    link = SecureLink(
+        initiator=initiator,
+        node_key=node_key,
+        static_private=generate_private(),
+        expected_node_id=expected_node_id,
+        limits=limits,
+    )
+    framed = NoiseFramedStream(stream, link)
+    return framed, await secure_handshake(framed, node_key, listen_port, limits=limits)
