@@ -16,6 +16,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -59,27 +60,36 @@ class Running:
             text=True,
         )
         self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        self._err: list[str] = []
+        # One reader per pipe, and nothing else reads them (communicate()
+        # would race the stdout reader for lines).
+        self._readers = [
+            threading.Thread(target=self._read, args=(self.proc.stdout, self.lines), daemon=True),
+            threading.Thread(target=self._read, args=(self.proc.stderr, self._err), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
 
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
+    @staticmethod
+    def _read(pipe: IO[str] | None, into: list[str]) -> None:
+        assert pipe is not None
+        for line in pipe:
+            into.append(line.rstrip("\n"))
 
     def printed(self, text: str) -> bool:
         return any(text in line for line in self.lines)
 
     def finish(self, timeout: float = 20) -> tuple[int, str]:
         """Wait for the exit; returns the exit status and stderr."""
-        _, err = self.proc.communicate(timeout=timeout)
-        self._reader.join(timeout)
-        return self.proc.returncode, err
+        self.proc.wait(timeout=timeout)
+        for reader in self._readers:
+            reader.join(timeout)
+        return self.proc.returncode, "".join(line + "\n" for line in self._err)
 
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
-            self.proc.communicate()
+            self.proc.wait()
 
 
 @pytest.fixture(scope="module")
