@@ -6,9 +6,9 @@ from typing import Any
 
 import click
 
+from ..client import MAX_REASON_CHARS
 from . import output
 from .context import Ctx, fail, json_option, pass_ctx
-from .limits import MAX_REASON_CHARS
 
 __all__ = ["COMMANDS"]
 

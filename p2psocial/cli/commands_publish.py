@@ -6,8 +6,8 @@ import sys
 
 import click
 
+from ..client import MAX_MENTIONS, MAX_TAG_CHARS, MAX_TAGS, MAX_TEXT_CHARS
 from .context import Ctx, fail, json_option, pass_ctx, published
-from .limits import MAX_MENTIONS, MAX_TAG_CHARS, MAX_TAGS, MAX_TEXT_CHARS
 
 __all__ = ["COMMANDS"]
 

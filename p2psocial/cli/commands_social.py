@@ -6,9 +6,9 @@ from typing import Any
 
 import click
 
+from ..client import MAX_BIO_CHARS, MAX_NAME_CHARS
 from . import output
 from .context import Ctx, fail, json_option, pass_ctx, published
-from .limits import MAX_BIO_CHARS, MAX_NAME_CHARS
 
 __all__ = ["COMMANDS"]
 

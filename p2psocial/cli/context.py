@@ -7,10 +7,9 @@ from typing import Any, NoReturn
 
 import click
 
-from ..client import Client, connect
+from ..client import PAGE_LIMIT_MAX, Client, connect
 from ..paths import resolve_data_dir
 from . import output
-from .limits import PAGE_LIMIT_MAX
 
 __all__ = [
     "Ctx",

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from p2psocial.cli import limits
+from p2psocial import client as limits  # the limits the CLI states in --help
 from p2psocial.cli.main import cli
 from p2psocial.cli.output import format_settings, format_value
 from p2psocial.client import cli_argv
