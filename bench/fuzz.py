@@ -129,6 +129,7 @@ from p2psocial.protocol.identity import (
     identity_to_text,
     node_id_from_public_key,
 )
+from p2psocial.protocol.invite import decode_invite_untrusted, make_invite
 from p2psocial.protocol.kinds import KINDS
 from p2psocial.protocol.noise import Handshake, NoiseError, public_key
 from p2psocial.protocol.securelink import (
@@ -1555,6 +1556,35 @@ def _identity_run() -> Run:
     return run
 
 
+def _invite_seeds() -> list[str]:
+    """Invites from spec/vectors/invite.json (both verdicts), plus a few of our own."""
+    own = [
+        make_invite(A, peer_addrs=[("127.0.0.1", 4001)], dht_addrs=[("127.0.0.1", 4001)]),
+        make_invite(
+            NODE,
+            peer_addrs=[("192.0.2.1", 1), ("2001:db8::1", 65535)],
+            dht_addrs=[("192.0.2.1", 2)],
+            expires_ms=2**63,
+            recommended=[A.public_key, B.public_key],
+        ),
+    ]
+    try:
+        data = json.loads((VECTORS / "invite.json").read_text(encoding="utf-8"))
+        found = [c["text"] for k in ("valid", "invalid") for c in data[k]]
+    except (OSError, ValueError, KeyError, TypeError):
+        found = []
+    return _dedup(own + [own[1].upper()] + [t for t in found if isinstance(t, str)])
+
+
+def _invite_run() -> Run:
+    def run(text: str) -> None:
+        invite = decode_invite_untrusted(text, now_ms=1_700_000_000_000)
+        if invite.text() != text.strip().lower():
+            raise AssertionError("accepted invite does not re-encode to its text")
+
+    return run
+
+
 def _cursor_run() -> Run:
     def run(text: str) -> None:
         primary, id_ = decode_cursor(text)
@@ -1684,6 +1714,8 @@ def targets() -> dict[str, Target]:
             )
         )
     add(Target("identity_text", c.identities, _identity_run, (DecodeError,), shape="text"))
+    invite_errors = (DecodeError, InvalidSignature)
+    add(Target("invite", _invite_seeds(), _invite_run, invite_errors, shape="text"))
     add(Target("key_file", c.key_files, _fixed(SigningKey.from_pem), (DecodeError,), shape="pem"))
     add(Target("cursor", c.cursors, _cursor_run, (LocalUsageError,), shape="text"))
     add(Target("emoji", c.emojis, _emoji_run, (), shape="text"))

@@ -21,10 +21,14 @@ Figures, each with its reference measured in the same run:
   search of a random vocabulary word, page of 50.
 * ``bytes_per_entry``: database file size / entries.
 
-The big database takes a few minutes to build (every entry is signed); pass
-``--cache-dir`` to build it once and reuse it. Run:
-``python bench/storage.py [--entries N] [--cache-dir DIR]``. The last line is
-one JSON object.
+Query figures are taken at every size of ``--sizes`` (default 100,000 and
+1,000,000 entries) in one run, so their growth shows (``*_growth``: the
+largest size's figure over the smallest's); ``sizes`` in the JSON holds each
+size's figures, and the top level the largest size's. A big database takes
+minutes to build (every entry is signed); pass ``--cache-dir`` to build it
+once and reuse it. Run:
+``python bench/storage.py [--sizes N,M | --entries N] [--cache-dir DIR] [--skip-ingest]``.
+The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ from p2psocial.storage import Store
 from p2psocial.storage.derived import Pending, flush
 from p2psocial.storage.ingest import IngestTxn
 from p2psocial.storage.model import encode_cursor
+from p2psocial.storage.queries import SEARCH_SQL, timeline_audience
 from p2psocial.storage.schema import SCHEMA_VERSION
 
 T0 = 1_600_000_000_000
@@ -120,22 +125,37 @@ def gen_feed(
         yield raw, data
 
 
+#: The search page as it was read before schema 2's covering index (the
+#: entries rows joined by rowid): the same-run reference for search figures.
+SEARCH_BEFORE_INDEX = (
+    "SELECT e.ts, e.id, e.eid FROM post_fts JOIN entries e ON e.eid = post_fts.rowid "
+    "WHERE post_fts MATCH ? AND (e.ts, e.id) < (?, ?) ORDER BY e.ts DESC, e.id DESC LIMIT ?"
+)
+
+
 def percentile(values: list[float], p: float) -> float:
+    """The ``p``-th percentile (nearest rank) of a non-empty list."""
     s = sorted(values)
     return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
 
 
 def build_big(path: str, n_entries: int, n_authors: int, n_followed: int, log: Any) -> None:
     rng = random.Random(1)
-    per_author = max(1, (n_entries - n_followed - 10) // n_authors)
+    # The owner's follows and 10 posts count towards n_entries; the rest is
+    # spread over the authors, or over fewer of them when there are fewer
+    # entries than authors, so that every size gets its own entry count.
+    rest = max(1, n_entries - n_followed - 10)
+    writers = min(n_authors, rest)
+    per_author, extra = divmod(rest, writers)
     roots: list[bytes] = []
     start = time.perf_counter()
     with Store.open(path) as store:
         conn = store.connection
         conn.execute("PRAGMA synchronous = OFF")  # building a cache file, not measuring
         done = 0
-        for i in range(n_authors):
-            feed = list(gen_feed(i, per_author, rng, roots, with_roots=i < 200))
+        for i in range(writers):
+            n = per_author + (i < extra)
+            feed = list(gen_feed(i, n, rng, roots, with_roots=i < 200))
             for k in range(0, len(feed), 500):
                 outs = store.ingest(feed[k : k + 500], now_ms=NOW)
                 assert all(o.status == "stored" for o in outs)
@@ -154,22 +174,78 @@ def build_big(path: str, n_entries: int, n_authors: int, n_followed: int, log: A
         conn.execute("ANALYZE")
 
 
+def big_store(cache: str, entries: int, authors: int, followed: int, log: Any) -> str:
+    """The path of the bench database of this size in ``cache``, built if missing.
+
+    Also used by bench/api.py, so both benches measure the same store.
+    """
+    os.makedirs(cache, exist_ok=True)
+    name = f"storage-v{SCHEMA_VERSION}-{entries}-{authors}-{followed}.db"
+    big = os.path.join(cache, name)
+    if not os.path.exists(big):
+        log(f"building {big} ...")
+        t = time.perf_counter()
+        build_big(big + ".tmp", entries, authors, followed, log)
+        os.replace(big + ".tmp", big)
+        for suffix in ("-wal", "-shm"):
+            if os.path.exists(big + ".tmp" + suffix):
+                os.remove(big + ".tmp" + suffix)
+        log(f"built in {time.perf_counter() - t:.0f} s")
+    return big
+
+
+def timeline_cursors(store: Store, me: bytes, count: int, rng: random.Random) -> list[str | None]:
+    """``count`` cursors for timeline pages: first pages and random depths, alternately.
+
+    A deep cursor is a real timeline entry's position with at least a full
+    page (50) older than it, so every page measured holds exactly
+    ``min(50, entries on the timeline)`` items, whatever the store's size.
+    """
+    fids, _ = timeline_audience(store.connection, me)
+    keys = [
+        (ts, id_)
+        for ts, id_, fid in store.connection.execute(
+            "SELECT ts, id, fid FROM entries INDEXED BY entries_tl_time WHERE tl = 1 "
+            "ORDER BY ts, id"
+        )
+        if fid in fids
+    ]
+    deep = keys[50:]
+    out: list[str | None] = []
+    for q in range(count):
+        if q % 2 == 0 or not deep:
+            out.append(None)
+        else:
+            out.append(encode_cursor(*rng.choice(deep)))
+    return out
+
+
+def timeline_page_size(store: Store, me: bytes) -> int:
+    """How many items each measured timeline page must hold: 50, or all there are."""
+    fids, _ = timeline_audience(store.connection, me)
+    marks = ",".join("?" * len(fids))
+    n = store.connection.execute(
+        f"SELECT count(*) FROM entries WHERE tl = 1 AND fid IN ({marks})", list(fids)
+    ).fetchone()[0]
+    return min(50, int(n))
+
+
 def measure_queries(path: str, n_followed: int, queries: int) -> dict[str, float]:
     rng = random.Random(2)
     with Store.open(path) as store:
         conn = store.connection
         assert len(store.following(ME.public_key)) == n_followed
-        lo, hi = conn.execute("SELECT min(ts), max(ts) FROM entries").fetchone()
+        cursors = timeline_cursors(store, ME.public_key, queries, rng)
+        page_size = timeline_page_size(store, ME.public_key)
         # Warm the page cache the way a running node would be warm.
         for _ in range(20):
             store.timeline(ME.public_key, limit=50)
         tl: list[float] = []
-        for q in range(queries):
-            before = None if q % 2 == 0 else encode_cursor(rng.randrange(lo, hi), b"\xff" * 32)
+        for before in cursors:
             t = time.perf_counter()
             page = store.timeline(ME.public_key, limit=50, before=before)
             tl.append((time.perf_counter() - t) * 1000)
-            assert len(page.items) == 50
+            assert len(page.items) == page_size, (len(page.items), page_size)
         roots = [
             r[0]
             for r in conn.execute(
@@ -178,18 +254,47 @@ def measure_queries(path: str, n_followed: int, queries: int) -> dict[str, float
         ]
         th: list[float] = []
         sizes = []
-        for _ in range(queries):
+        for _ in range(queries if roots else 0):
             root = rng.choice(roots)
             t = time.perf_counter()
             items = store.thread(root)
             th.append((time.perf_counter() - t) * 1000)
             sizes.append(len(items))
         se: list[float] = []
+        se_cpu: list[float] = []
+        se_old: list[float] = []
+        se_old_cpu: list[float] = []
+        se_sql_cpu: list[float] = []
+        se_next: list[float] = []
+        matches = []
         for _ in range(queries):
             word = rng.choice(VOCAB)
-            t = time.perf_counter()
-            store.search(word, limit=50)
+            # The same page by the query search ran before its index, alternately
+            # with the store's own: the reference, same run. CPU time beside
+            # wall time: on a shared machine it leaves out the waits for a core.
+            c, t = time.thread_time(), time.perf_counter()
+            old_rows = conn.execute(SEARCH_BEFORE_INDEX, (f'"{word}"', 1 << 62, b"", 51)).fetchall()
+            se_old.append((time.perf_counter() - t) * 1000)
+            se_old_cpu.append((time.thread_time() - c) * 1000)
+            c = time.thread_time()
+            new_rows = conn.execute(SEARCH_SQL % "", (f'"{word}"', 1 << 62, b"", 51)).fetchall()
+            se_sql_cpu.append((time.thread_time() - c) * 1000)
+            assert new_rows == old_rows
+            c, t = time.thread_time(), time.perf_counter()
+            page = store.search(word, limit=50)
             se.append((time.perf_counter() - t) * 1000)
+            se_cpu.append((time.thread_time() - c) * 1000)
+            assert [v.id for v in page.items] == [r[1] for r in old_rows[:50]]
+            if page.next_cursor is not None:
+                t = time.perf_counter()
+                store.search(word, limit=50, before=page.next_cursor)
+                se_next.append((time.perf_counter() - t) * 1000)
+        for word in VOCAB[:20]:
+            matches.append(
+                conn.execute(
+                    "SELECT count(*) FROM post_fts WHERE post_fts MATCH ?", (f'"{word}"',)
+                ).fetchone()[0]
+            )
         n = store.statistics()["entries"]
     size = os.path.getsize(path) + (
         os.path.getsize(path + "-wal") if os.path.exists(path + "-wal") else 0
@@ -197,11 +302,21 @@ def measure_queries(path: str, n_followed: int, queries: int) -> dict[str, float
     return {
         "timeline_p50_ms": round(percentile(tl, 50), 3),
         "timeline_p99_ms": round(percentile(tl, 99), 3),
-        "thread_p50_ms": round(percentile(th, 50), 3),
-        "thread_p99_ms": round(percentile(th, 99), 3),
-        "thread_mean_size": round(statistics.mean(sizes), 1),
+        "thread_p50_ms": round(percentile(th, 50), 3) if th else None,
+        "thread_p99_ms": round(percentile(th, 99), 3) if th else None,
+        "thread_mean_size": round(statistics.mean(sizes), 1) if sizes else None,
         "search_p50_ms": round(percentile(se, 50), 3),
         "search_p99_ms": round(percentile(se, 99), 3),
+        "search_next_p99_ms": round(percentile(se_next, 99), 3) if se_next else None,
+        "search_cpu_p50_ms": round(percentile(se_cpu, 50), 3),
+        "search_cpu_p99_ms": round(percentile(se_cpu, 99), 3),
+        "search_before_index_p50_ms": round(percentile(se_old, 50), 3),
+        "search_before_index_p99_ms": round(percentile(se_old, 99), 3),
+        "search_sql_cpu_p50_ms": round(percentile(se_sql_cpu, 50), 3),
+        "search_sql_cpu_p99_ms": round(percentile(se_sql_cpu, 99), 3),
+        "search_before_index_cpu_p50_ms": round(percentile(se_old_cpu, 50), 3),
+        "search_before_index_cpu_p99_ms": round(percentile(se_old_cpu, 99), 3),
+        "search_mean_matches": round(statistics.mean(matches), 1),
         "bytes_per_entry": round(size / n, 1),
         "big_entries": n,
     }
@@ -316,19 +431,50 @@ def measure_live(
     return {"raw_verify_per_s": round(raw_verify), "live_ingest_per_s": round(live)}
 
 
+def positive(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
+    return n
+
+
+def add_store_arguments(ap: argparse.ArgumentParser) -> None:
+    """The big store's shape options, shared by the benches that use :func:`big_store`."""
+    ap.add_argument("--authors", type=positive, default=2000, help="authors in the store")
+    ap.add_argument("--followed", type=positive, default=1000, help="of them, followed")
+    ap.add_argument("--cache-dir", default=None, help="keep/reuse the big databases here")
+
+
+def sizes(text: str) -> list[int]:
+    """argparse type: comma-separated store sizes, each at least 1."""
+    return [positive(part) for part in text.split(",") if part.strip()]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--entries", type=int, default=1_000_000)
-    ap.add_argument("--authors", type=int, default=2000)
-    ap.add_argument("--followed", type=int, default=1000)
-    ap.add_argument("--cache-dir", default=None, help="keep/reuse the big database here")
-    ap.add_argument("--sync-entries", type=int, default=100_000)
-    ap.add_argument("--live-entries", type=int, default=20_000)
-    ap.add_argument("--live-batch", type=int, default=128)
-    ap.add_argument("--verify-threads", type=int, default=2)
-    ap.add_argument("--queries", type=int, default=300)
-    ap.add_argument("--repeats", type=int, default=3, help="rate figures: best of this many runs")
+    ap.add_argument(
+        "--sizes",
+        type=sizes,
+        default=[100_000, 1_000_000],
+        help="store sizes (entries) to query, comma-separated; default 100000,1000000",
+    )
+    ap.add_argument("--entries", type=positive, default=None, help="one store size (sets --sizes)")
+    add_store_arguments(ap)
+    for name, default, text in (
+        ("--sync-entries", 100_000, "entries of the catch-up ingest figures"),
+        ("--live-entries", 20_000, "entries of the live ingest figures"),
+        ("--live-batch", 128, "entries per live ingest call"),
+        ("--verify-threads", 2, "the store's verify threads"),
+        ("--queries", 300, "queries of each kind per size"),
+        ("--repeats", 3, "rate figures: best of this many runs"),
+    ):
+        ap.add_argument(name, type=positive, default=default, help=text)
+    ap.add_argument("--skip-ingest", action="store_true", help="query figures only")
     args = ap.parse_args()
+    store_sizes: list[int] = [args.entries] if args.entries is not None else args.sizes
+    if not store_sizes:
+        ap.error("--sizes names no size")
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
@@ -336,36 +482,61 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="p2ps-bench-")
     try:
         out: dict[str, Any] = {"bench": "storage"}
-        out.update(measure_sync(tmp, args.sync_entries, args.repeats))
-        log(f"sync: {out}")
-        live_authors = max(args.live_batch, 1000)
-        out.update(
-            measure_live(
-                tmp,
-                live_authors,
-                max(1, args.live_entries // live_authors),
-                args.live_batch,
-                args.verify_threads,
-                args.repeats,
+        if not args.skip_ingest:
+            out.update(measure_sync(tmp, args.sync_entries, args.repeats))
+            log(f"sync: {out}")
+            live_authors = max(args.live_batch, 1000)
+            out.update(
+                measure_live(
+                    tmp,
+                    live_authors,
+                    max(1, args.live_entries // live_authors),
+                    args.live_batch,
+                    args.verify_threads,
+                    args.repeats,
+                )
             )
-        )
-        log(f"live: {out}")
-        cache = args.cache_dir or tmp
-        os.makedirs(cache, exist_ok=True)
-        name = f"storage-v{SCHEMA_VERSION}-{args.entries}-{args.authors}-{args.followed}.db"
-        big = os.path.join(cache, name)
-        if not os.path.exists(big):
-            log(f"building {big} ...")
-            t = time.perf_counter()
-            build_big(big + ".tmp", args.entries, args.authors, args.followed, log)
-            os.replace(big + ".tmp", big)
-            for suffix in ("-wal", "-shm"):
-                if os.path.exists(big + ".tmp" + suffix):
-                    os.remove(big + ".tmp" + suffix)
-            log(f"built in {time.perf_counter() - t:.0f} s")
-        out.update(measure_queries(big, args.followed, args.queries))
-        out["sync_vs_raw_insert"] = round(out["sync_ingest_per_s"] / out["raw_insert_per_s"], 2)
-        out["live_vs_raw_verify"] = round(out["live_ingest_per_s"] / out["raw_verify_per_s"], 2)
+            log(f"live: {out}")
+            out["sync_vs_raw_insert"] = round(out["sync_ingest_per_s"] / out["raw_insert_per_s"], 2)
+            out["live_vs_raw_verify"] = round(out["live_ingest_per_s"] / out["raw_verify_per_s"], 2)
+        by_size: dict[str, dict[str, Any]] = {}
+        for n in store_sizes:
+            big = big_store(args.cache_dir or tmp, n, args.authors, args.followed, log)
+            figures = measure_queries(big, args.followed, args.queries)
+            by_size[str(n)] = figures
+            print(
+                f"{n:>9} entries: timeline p50 {figures['timeline_p50_ms']} ms "
+                f"p99 {figures['timeline_p99_ms']} ms; thread p99 {figures['thread_p99_ms']} ms; "
+                f"search p50 {figures['search_p50_ms']} ms p99 {figures['search_p99_ms']} ms "
+                f"(CPU p99 {figures['search_cpu_p99_ms']} ms; its SQL alone CPU p50 "
+                f"{figures['search_sql_cpu_p50_ms']} p99 {figures['search_sql_cpu_p99_ms']} ms; "
+                f"the SQL before the index, same run: wall p99 "
+                f"{figures['search_before_index_p99_ms']} ms, CPU p50 "
+                f"{figures['search_before_index_cpu_p50_ms']} p99 "
+                f"{figures['search_before_index_cpu_p99_ms']} ms; "
+                f"{figures['search_mean_matches']} matches per word); "
+                f"{figures['bytes_per_entry']} bytes/entry",
+                flush=True,
+            )
+            if not args.cache_dir:
+                os.remove(big)
+        # The largest size's figures at the top level, as before; every size under "sizes".
+        out.update(by_size[str(max(store_sizes))])
+        out["sizes"] = by_size
+        if len(store_sizes) > 1:
+            lo, hi = str(min(store_sizes)), str(max(store_sizes))
+            for key in (
+                "timeline_p99_ms",
+                "search_p50_ms",
+                "search_p99_ms",
+                "search_cpu_p99_ms",
+                "search_before_index_p99_ms",
+                "search_sql_cpu_p99_ms",
+                "search_before_index_cpu_p99_ms",
+            ):
+                a, b = by_size[lo][key], by_size[hi][key]
+                out[f"{key[:-3]}_growth"] = round(b / a, 2) if a else None
+            log(f"growth {lo} -> {hi} entries: search p99 x{out['search_p99_growth']}")
         out["live_batch"] = args.live_batch
         out["verify_threads"] = args.verify_threads
         out["cpus"] = os.cpu_count()

@@ -6,9 +6,14 @@ process (as two daemons would); ``--same-process`` runs both in one trio loop.
 The holder is loaded first (not timed); the clock runs from the follower's
 ``connect()`` until its store holds the whole feed.
 
-Reference measured beside it, same run: ``local_ingest_per_s``, the store's
-batch-verified ingest rate for the same entries (no network), i.e. the
-ceiling sync can approach.
+References measured beside it, same run: ``local_ingest_per_s``, the
+store's batch-verified ingest rate for the same entries (no network), i.e. the
+ceiling sync can approach; and ``raw_sqlite_insert_per_s``, plain sqlite3
+writing the very rows that ingest stored (the ``entries`` and ``post_fts``
+rows and the feed's counters) into a database of the same schema, on a
+connection set up as the store's, in transactions of the same batch size:
+the SQLite bound, with no decoding, verification or bookkeeping. The ratios
+``ingest_vs_raw_sqlite`` and ``sync_vs_raw_sqlite`` compare against it.
 
 Modes, in the same run (``--modes``): ``noise``, the real links (spec/sync.md
 §10), and ``plain``, the same nodes with the link layer swapped for plaintext
@@ -20,6 +25,7 @@ the hello, as a dialler sees it).
 
 Prints progress to stderr and one JSON object as its last stdout line:
 ``{"bench": "sync", "entries", "entries_per_s", "local_ingest_per_s",
+"raw_sqlite_insert_per_s", "ingest_vs_raw_sqlite", "sync_vs_raw_sqlite",
 "modes": {...}, "encrypted_vs_plain", "handshake_ms": {...}, ...}``.
 """
 
@@ -29,6 +35,7 @@ import argparse
 import contextlib
 import json
 import resource
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -45,6 +52,8 @@ from p2psocial.node.replication.transport import open_secure_link
 from p2psocial.protocol.entries import create_entry
 from p2psocial.protocol.identity import SigningKey
 from p2psocial.storage.aio import AsyncStore, open_async_store
+from p2psocial.storage.connection import close_connection, connect_writer
+from p2psocial.storage.derived import decode_stored_payload
 
 
 def make_feed(key: SigningKey, n: int) -> list[tuple[bytes, bytes]]:
@@ -75,6 +84,53 @@ async def load(store: AsyncStore, items: list[tuple[bytes, bytes]], batch: int =
         if bad:
             raise SystemExit(f"load failed: {bad[0]}")
     return len(items) / (time.perf_counter() - t0)
+
+
+def raw_sqlite_insert(source: Path, target: Path, batch: int) -> float:
+    """Rows/s of plain sqlite3 writing the rows ingest stored in ``source`` (the reference).
+
+    The rows are read and prepared first (not timed): every ``entries`` row
+    as stored, the ``post_fts`` row of each post, and one feed counter update
+    per batch. The timed part is only the SQL, one transaction per batch.
+    """
+    src = sqlite3.connect(source)
+    rows = src.execute(
+        "SELECT eid, fid, seq, id, ts, kind, raw, pstate, payload, target, root, aux, tl "
+        "FROM entries ORDER BY eid"
+    ).fetchall()
+    feeds = src.execute("SELECT fid, author FROM feeds ORDER BY fid").fetchall()
+    src.close()
+    fts = [
+        (r[0], decode_stored_payload(r[8])["text"]) if r[5] == "post" and r[8] else None
+        for r in rows
+    ]
+    conn = connect_writer(str(target))
+    try:
+        conn.executemany("INSERT INTO feeds(fid, author) VALUES (?, ?)", feeds)
+        t0 = time.perf_counter()
+        for i in range(0, len(rows), batch):
+            chunk = rows[i : i + batch]
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(
+                "INSERT INTO entries(eid, fid, seq, id, ts, kind, raw, pstate, payload, "
+                "target, root, aux, tl) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                chunk,
+            )
+            conn.executemany(
+                "INSERT INTO post_fts(rowid, text) VALUES (?, ?)",
+                [f for f in fts[i : i + batch] if f is not None],
+            )
+            top = chunk[-1]
+            conn.execute(
+                "UPDATE feeds SET n_entries = n_entries + ?, max_seq = ?, head_seq = ?, "
+                "head_id = ? WHERE fid = ?",
+                (len(chunk), top[2], top[2], top[3], top[1]),
+            )
+            conn.execute("COMMIT")
+        elapsed = time.perf_counter() - t0
+    finally:
+        close_connection(conn)
+    return len(rows) / elapsed
 
 
 async def follow(store: AsyncStore, key: SigningKey, target: bytes) -> None:
@@ -154,6 +210,11 @@ async def run(
         print("reference: local batch-verified ingest...", file=sys.stderr)
         local_rate = await load(ref_store, items, batch)
         print(f"  {local_rate:,.0f} entries/s", file=sys.stderr)
+    print("reference: raw sqlite3 insert of the same rows...", file=sys.stderr)
+    raw_rate = raw_sqlite_insert(workdir / "reference.db", workdir / "raw.db", batch)
+    print(
+        f"  {raw_rate:,.0f} rows/s (ingest at {local_rate / raw_rate:.2f} x that)", file=sys.stderr
+    )
     async with open_async_store(workdir / "holder.db") as holder_store:
         await load(holder_store, items, batch)
         await follow(holder_store, hk, author.public_key)
@@ -173,6 +234,9 @@ async def run(
         "entries": n,
         "entries_per_s": first["entries_per_s"],
         "local_ingest_per_s": round(local_rate),
+        "raw_sqlite_insert_per_s": round(raw_rate),
+        "ingest_vs_raw_sqlite": round(local_rate / raw_rate, 3),
+        "sync_vs_raw_sqlite": round(first["entries_per_s"] / raw_rate, 3),
         "mode": "same process" if same_process else "holder in a child process",
         "batch": batch,
         "modes": results,

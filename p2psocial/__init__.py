@@ -28,8 +28,7 @@ pay for the node's services it does not run.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .errors import (
     APIError,
@@ -44,6 +43,7 @@ from .errors import (
     SchemaError,
     StorageError,
 )
+from .protocol import lazy_exports
 
 if TYPE_CHECKING:
     from .client import AsyncClient, Client, DaemonNotRunning, connect, connect_async
@@ -56,36 +56,26 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 #: Public name -> module that defines it (imported on first access).
-_LAZY = {
-    "AsyncClient": ".client",
-    "Client": ".client",
-    "DaemonNotRunning": ".client",
-    "connect": ".client",
-    "connect_async": ".client",
-    "NodeConfig": ".node.config",
-    "Policy": ".node.config",
-    "embedded_config": ".node.embed",
-    "run_embedded": ".node.embed",
-    "Node": ".node.node",
-    "open_node": ".node.node",
-    "WatchFilter": ".node.views",
-    "SigningKey": ".protocol.identity",
-    "identity_from_text": ".protocol.identity",
-    "identity_to_text": ".protocol.identity",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'p2psocial' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "AsyncClient": ".client",
+        "Client": ".client",
+        "DaemonNotRunning": ".client",
+        "connect": ".client",
+        "connect_async": ".client",
+        "NodeConfig": ".node.config",
+        "Policy": ".node.config",
+        "embedded_config": ".node.embed",
+        "run_embedded": ".node.embed",
+        "Node": ".node.node",
+        "open_node": ".node.node",
+        "WatchFilter": ".node.views",
+        "SigningKey": ".protocol.identity",
+        "identity_from_text": ".protocol.identity",
+        "identity_to_text": ".protocol.identity",
+    },
+)
 
 
 __all__ = [

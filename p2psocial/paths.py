@@ -14,15 +14,14 @@ Where the data dir is: ``--data-dir``, else ``$P2PSOCIAL_HOME``, else the
 platform's user data dir (via platformdirs).
 
 This module sits below the client, the CLI and the node, which all follow the
-same rules; it imports nothing else of the package.
+same rules; it imports nothing else of the package, and platformdirs only
+when it is asked for the default data dir.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-
-import platformdirs
 
 __all__ = [
     "API_SOCKET",
@@ -52,6 +51,10 @@ def resolve_data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     env = os.environ.get("P2PSOCIAL_HOME")
     if env:
         return Path(env).expanduser()
+    # Imported here: every command that names its data dir (or the daemon's
+    # socket) never pays for platformdirs, which loads the platform module.
+    import platformdirs
+
     return Path(platformdirs.user_data_dir("p2psocial", appauthor=False))
 
 

@@ -58,12 +58,22 @@ NODE_METHODS = {
     "followers",
     "peers",
     "connect",
+    "invite",
+    "accept_invite",
+    "sync_progress",
     "status",
     "statistics",
     "watch",
     "policy",
     "set_policy",
     "explain",
+    "set_petname",
+    "petnames",
+    "remove_petname",
+    "notifications",
+    "mark_notifications_read",
+    "suggest",
+    "search_people",
 }
 # fmt: on
 

@@ -47,6 +47,8 @@ METHODS: dict[str, ParamSpec] = {
     "statistics": {},
     "peers": {},
     "connect": {"host": (str, True), "port": (int, True)},
+    # first timeline in seconds (issue 19.2): how far each feed has caught up
+    "sync_progress": {"identity": (str, False)},
     "post": {
         "text": (str, True),
         "reply_to": (str, False),
@@ -75,6 +77,18 @@ METHODS: dict[str, ParamSpec] = {
     "policy": {},
     "set_policy": {"key": (str, True), "value": ((str, int, bool, _STRS), True)},
     "explain": {"id": (str, True)},
+    # Petnames: local, private names for identities (issue 19.3).
+    "set_petname": {"name": (str, True), "identity": (str, True)},
+    "petnames": {},
+    "remove_petname": {"name": (str, True)},
+    # Notifications and finding people (issue 19.5, 19.6).
+    "notifications": {"unread": (bool, False), **_PAGE},
+    "mark_notifications_read": {"upto": (str, False)},
+    "suggest": {"limit": (int, False)},
+    "search_people": {"query": (str, True), **_PAGE},
+    # Invites: first contact (issue 19.1, spec/invite.md).
+    "invite": {"expires_in": (int, False), "recommend": (_STRS, False)},
+    "accept_invite": {"invite": (str, True)},
     # Streams: the result is {"subscription": id}, then {"id": id, "event": ...}
     # frames follow until the client sends "unwatch" or closes.
     "watch": {"kinds": (_STRS, False), "authors": (_STRS, False), "mentions_me": (bool, False)},

@@ -22,9 +22,9 @@ from typing import Any
 
 import msgpack
 
-from ..protocol import wire
+from ..protocol import framing
 from ..protocol.errors import DecodeError
-from ..protocol.wire import FrameDecoder, WireLimits
+from ..protocol.framing import FrameDecoder, WireLimits
 
 __all__ = [
     "API_NAME",
@@ -49,7 +49,7 @@ def encode_frame(message: dict[str, Any]) -> bytes:
         LocalUsageError: the message exceeds the frame limit.
     """
     body: bytes = msgpack.packb(message, use_bin_type=True)
-    return wire.encode_frame(body, _LIMITS)
+    return framing.encode_frame(body, _LIMITS)
 
 
 def decode_frame_payload_untrusted(body: bytes) -> dict[str, Any]:

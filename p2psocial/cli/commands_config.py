@@ -11,14 +11,17 @@ and the command says so.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..client import Client, DaemonNotRunning
+from ..client import DaemonNotRunning
 from ..errors import APIError, P2PSocialError
 from . import output
 from .context import Ctx, fail, json_option, pass_ctx
+
+if TYPE_CHECKING:
+    from ..client import Client
 
 __all__ = ["COMMANDS"]
 

@@ -9,7 +9,6 @@ commands here ask the running daemon.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 from pathlib import Path
@@ -154,6 +153,8 @@ def daemon(
     log_level: str | None,
 ) -> None:
     """Run this data dir's node in the foreground until Ctrl-C (logs on stderr)."""
+    import logging
+
     from ..node.config import NodeConfig
     from ..node.daemon import run_daemon
 

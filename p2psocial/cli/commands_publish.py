@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
@@ -39,26 +40,40 @@ def _text_arg(text: str | None, edit: bool) -> str:
     "mentions",
     multiple=True,
     metavar="IDENTITY",
-    help=f"Mention an identity (repeatable, up to {MAX_MENTIONS}).",
+    help=f"Mention an identity or petname (repeatable; up to {MAX_MENTIONS} in all, "
+    "with those in the text).",
 )
 @click.option(
     "--tag",
     "tags",
     multiple=True,
-    help=f"Add a tag (repeatable, up to {MAX_TAGS}, each up to {MAX_TAG_CHARS} characters).",
+    help=f"Add a tag (repeatable; up to {MAX_TAGS} in all, with those in the text, "
+    f"each up to {MAX_TAG_CHARS} characters).",
 )
 @json_option
 @pass_ctx
 def post(
     c: Ctx, text: str | None, edit: bool, mentions: tuple[str, ...], tags: tuple[str, ...]
 ) -> None:
-    """Publish a post of up to {max} characters. TEXT '-' reads it from stdin."""
+    """Publish a post of up to {max} characters. TEXT '-' reads it from stdin.
+
+    In the text, @petname and @p2ps1... mention someone and #word tags the
+    post (tags match ignoring case). An @name that is not one of your
+    petnames stays plain text, with a warning.
+    """
     body = _text_arg(text, edit)
-    published(
+    _posted(
         c,
         c.call("post", text=body, mentions=list(mentions) or None, tags=list(tags) or None),
         "posted",
     )
+
+
+def _posted(c: Ctx, result: dict[str, Any], what: str) -> None:
+    """Print a published post, warning about inline @names that named no one."""
+    published(c, result, what)
+    for token in result.get("unresolved") or []:
+        c.out().warn(f"{token} is not one of your petnames: left as text, not a mention")
 
 
 @click.command()
@@ -70,7 +85,7 @@ def post(
 def reply(c: Ctx, id: str, text: str | None, edit: bool) -> None:
     """Reply to the entry ID with TEXT, up to {max} characters ('-': from stdin)."""
     body = _text_arg(text, edit)
-    published(c, c.call("post", text=body, reply_to=id), "replied")
+    _posted(c, c.call("post", text=body, reply_to=id), "replied")
 
 
 @click.command()

@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from . import output
+from .commands_notify import people_page
 from .context import Ctx, fail, json_option, page_options, pass_ctx
 
 __all__ = ["COMMANDS"]
@@ -79,10 +80,25 @@ def mentions(c: Ctx, limit: int, before: str | None) -> None:
 @click.command()
 @click.argument("query")
 @click.option("--author", metavar="IDENTITY", help="Only posts by this identity.")
+@click.option(
+    "--people", is_flag=True, help="Search the profiles held here (name and bio) instead."
+)
 @page_options
 @pass_ctx
-def search(c: Ctx, query: str, author: str | None, limit: int, before: str | None) -> None:
-    """Full-text search over the posts this node holds (words, "exact phrases")."""
+def search(
+    c: Ctx, query: str, author: str | None, people: bool, limit: int, before: str | None
+) -> None:
+    """Full-text search over the posts this node holds (words, "exact phrases").
+
+    With --people: the profiles this node holds whose name or bio contains
+    QUERY (any case). There is no global directory: only people whose feeds
+    reach this node can be found.
+    """
+    if people:
+        if author is not None:
+            raise click.UsageError("--people searches profiles; --author is for posts")
+        people_page(c, c.call("search_people", query=query, limit=limit, before=before))
+        return
     _print_page(c, c.call("search", query=query, author=author, limit=limit, before=before))
 
 

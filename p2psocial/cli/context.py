@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import sys
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from ..client import PAGE_LIMIT_MAX, Client, connect
+from ..api.methods import PAGE_LIMIT_MAX
 from ..paths import resolve_data_dir
 from . import output
+
+if TYPE_CHECKING:
+    from ..client import Client
 
 __all__ = [
     "Ctx",
@@ -49,6 +53,10 @@ class Ctx:
             DaemonNotRunning: no daemon answers (within ``--wait``).
         """
         if self._client is None:
+            # Imported on first use: --help and the commands that need no
+            # daemon never load the client and its frame codec.
+            from ..client import connect
+
             self._client = connect(self.data_dir, api=self.api, wait=self.wait)
         return self._client
 
@@ -124,7 +132,10 @@ def _set_global(attr: str) -> Any:
     return callback
 
 
-def _trailing_globals() -> list[click.Option]:
+@functools.cache
+def _trailing_globals() -> tuple[click.Option, ...]:
+    # Made once and shared by every command: an Option holds no per-command
+    # state, and building ~300 of them cost the start-up of every command.
     def opt(decls: list[str], attr: str, **kw: Any) -> click.Option:
         return click.Option(
             decls,
@@ -135,14 +146,14 @@ def _trailing_globals() -> list[click.Option]:
             **kw,
         )
 
-    return [
+    return (
         opt(["--data-dir", "_g_data_dir"], "data_dir", type=click.Path(file_okay=False)),
         opt(["--api", "_g_api"], "api"),
         opt(["--json", "_g_json"], "json", is_flag=True),
         opt(["--no-color", "_g_no_color"], "color", is_flag=True),
         opt(["-v", "--verbose", "_g_verbose"], "verbose", count=True),
         opt(["--wait", "_g_wait"], "wait", type=float),
-    ]
+    )
 
 
 def add_trailing_globals(command: click.Command) -> None:

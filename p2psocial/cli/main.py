@@ -22,7 +22,9 @@ from ..errors import APIError, P2PSocialError
 from . import (
     commands_config,
     commands_moderation,
+    commands_names,
     commands_node,
+    commands_notify,
     commands_publish,
     commands_read,
     commands_social,
@@ -120,6 +122,8 @@ for command in [
     *commands_read.COMMANDS,
     *commands_social.COMMANDS,
     *commands_moderation.COMMANDS,
+    *commands_names.COMMANDS,
+    *commands_notify.COMMANDS,
     completion,
 ]:
     add_trailing_globals(command)

@@ -8,23 +8,30 @@ from __future__ import annotations
 
 import json
 import sys
+import unicodedata
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
-
-from rich.console import Console
-from rich.markup import escape
+from typing import TYPE_CHECKING, Any
 
 from ..api.notes import fork_note
 
+if TYPE_CHECKING:
+    # rich is imported only when a person's terminal is printed to: scripts
+    # (--json, pipes) and --help never load it.
+    from rich.console import Console
+
 __all__ = [
     "Printer",
+    "display_identity",
     "fork_warning",
     "format_peer",
+    "format_person",
+    "format_petname",
     "format_profile",
     "format_settings",
     "format_status",
     "format_value",
+    "notification_label",
     "short_identity",
 ]
 
@@ -33,6 +40,50 @@ def short_identity(text: str | None) -> str:
     if not text:
         return "?"
     return f"{text[:10]}…{text[-4:]}"
+
+
+#: The most of a self-chosen profile name shown.
+PROFILE_NAME_SHOWN = 32
+
+
+def _profile_shown(name: str) -> str:
+    """A self-chosen name made safe to print: no control or format characters
+    (a bidi override could reorder the line), blanks collapsed, truncated."""
+    spaced = "".join(" " if ch.isspace() else ch for ch in name)
+    kept = " ".join("".join(c for c in spaced if unicodedata.category(c)[0] != "C").split())
+    if len(kept) > PROFILE_NAME_SHOWN:
+        kept = kept[: PROFILE_NAME_SHOWN - 1] + "…"
+    return kept
+
+
+def display_identity(identity: str | None, names: dict[str, Any] | None = None) -> str:
+    """How an identity is shown: your petname bare (``alice``); else the name it
+    chose itself, marked with ``~`` and followed by its short key
+    (``~alice (p2ps1abcde…wxyz)``); else the short key.
+
+    Only a petname is ever shown without ``~`` and a key, so an identity that
+    calls itself "alice" never looks like the one you named alice.
+    """
+    if not identity:
+        return "?"
+    known = (names or {}).get(identity) or {}
+    petname = known.get("petname")
+    if isinstance(petname, str) and petname:
+        return petname
+    profile = known.get("profile")
+    shown = _profile_shown(profile) if isinstance(profile, str) else ""
+    if shown:
+        return f"~{shown} ({short_identity(identity)})"
+    return short_identity(identity)
+
+
+def format_petname(p: dict[str, Any]) -> str:
+    """A ``name list`` line: the petname, the identity, and the name it chose itself."""
+    line = f"{p.get('name')}  {p.get('identity')}"
+    profile = p.get("profile")
+    if isinstance(profile, str) and _profile_shown(profile):
+        line += f"  (calls itself ~{_profile_shown(profile)})"
+    return line
 
 
 def _when(ms: int | None) -> str:
@@ -66,6 +117,7 @@ def format_status(st: dict[str, Any]) -> str:
         f"api       {st.get('api')}",
         f"peers     {st.get('peers')}",
         f"feeds     {st.get('feeds')}",
+        f"unread    {st.get('unread_notifications', 0)}",
         f"forked    {st.get('forked_feeds', 0)}",
     ]
     forks = st.get("forks") or []
@@ -84,8 +136,10 @@ def fork_warning(identity: str, fork_seq: int) -> str:
 
 def format_profile(p: dict[str, Any]) -> str:
     lines = [p.get("identity", "")]
+    if p.get("petname"):
+        lines.append(f"petname    {p['petname']}")
     if p.get("name"):
-        lines.append(f"name       {p['name']}")
+        lines.append(f"name       ~{_profile_shown(str(p['name']))} (self-chosen)")
     if p.get("bio"):
         lines.append(f"bio        {p['bio']}")
     lines.append(f"following  {p.get('following', 0)}   followers {p.get('followers', 0)}")
@@ -97,8 +151,52 @@ def format_profile(p: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def format_person(p: dict[str, Any]) -> str:
+    """A ``suggest`` or ``search --people`` result: the profile name (chosen by its
+    owner, so marked as self-chosen) and the short key, then why it is suggested."""
+    name = p.get("name")
+    who = f'"{name}" (self-chosen)  ' if name else ""
+    line = f"{who}{short_identity(p.get('identity'))}"
+    if p.get("followed_by"):
+        via = ", ".join(short_identity(v) for v in p.get("via") or [])
+        line += f"  followed by {p['followed_by']} you follow ({via})"
+    bio = p.get("bio")
+    if bio:
+        line += f"\n  {bio}"
+    return f"{line}\n  {p.get('identity')}"
+
+
+_NOTIFIED = {
+    "reply": "replied to you",
+    "mention": "mentioned you",
+    "react": "reacted to your post",
+    "repost": "reposted your post",
+    "follow": "followed you",
+}
+
+
+def notification_label(e: dict[str, Any]) -> str:
+    """The line above a notification's entry: who did what, and whether it is new."""
+    what = _NOTIFIED.get(str(e.get("notification")), str(e.get("notification")))
+    new = "new  " if e.get("unread") else ""
+    return f"{new}{short_identity(e.get('author'))} {what}"
+
+
 def format_peer(p: dict[str, Any]) -> str:
     return f"{p.get('host')}:{p.get('port')}  {p.get('direction', '')}  node {str(p.get('node_id', ''))[:16]}"
+
+
+def _entry_refs(e: dict[str, Any]) -> str:
+    """The line under a post naming its mentions (by name) and tags, or ``""``."""
+    parts = []
+    mentions = [m for m in e.get("mentions") or [] if isinstance(m, str)]
+    if mentions:
+        names = e.get("names")
+        parts.append("mentions " + ", ".join(display_identity(m, names) for m in mentions))
+    tags = [t for t in e.get("tags") or [] if isinstance(t, str)]
+    if tags:
+        parts.append("tags " + " ".join(f"#{t}" for t in tags))
+    return "  ".join(parts)
 
 
 def _entry_body(e: dict[str, Any]) -> str:
@@ -108,7 +206,11 @@ def _entry_body(e: dict[str, Any]) -> str:
     if kind == "post":
         return e.get("text") or "[payload not held]"
     target = e.get("target")
-    short = target[:12] if isinstance(target, str) and len(target) == 64 else short_identity(target)
+    short = (
+        target[:12]
+        if isinstance(target, str) and len(target) == 64
+        else display_identity(target, e.get("names"))
+    )
     if kind == "react":
         return f"reacted {e.get('emoji', '')} to {short}"
     if kind in ("follow", "unfollow", "block", "unblock", "repost", "delete"):
@@ -122,11 +224,22 @@ class Printer:
     def __init__(self, *, json_mode: bool, color: bool) -> None:
         self.json = json_mode
         self.color = color
-        tty = sys.stdout.isatty()
-        self.console = Console(
-            no_color=not color, highlight=False, force_terminal=tty and color, soft_wrap=True
-        )
-        self.rich = tty
+        self.rich = sys.stdout.isatty()
+        self._console: Console | None = None
+
+    @property
+    def console(self) -> Console:
+        """The rich console for stdout, created (and rich imported) on first use."""
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(
+                no_color=not self.color,
+                highlight=False,
+                force_terminal=self.rich and self.color,
+                soft_wrap=True,
+            )
+        return self._console
 
     def record(self, obj: dict[str, Any], human: Callable[[dict[str, Any]], str]) -> None:
         if self.json:
@@ -168,9 +281,8 @@ class Printer:
             return
         for e in items:
             indent = "  " * int(e.get("depth") or 0) if tree else ""
-            head = (
-                f"{_when(e.get('timestamp'))}  {short_identity(e.get('author'))}  #{e.get('seq')}"
-            )
+            who = display_identity(e.get("author"), e.get("names"))
+            head = f"{_when(e.get('timestamp'))}  {who}  #{e.get('seq')}"
             extras = []
             if e.get("reply_to"):
                 extras.append(f"reply to {str(e['reply_to'])[:12]}")
@@ -182,13 +294,20 @@ class Printer:
             if e.get("author_forked"):
                 extras.append(f"forked feed (frozen at #{e.get('author_fork_seq')})")
             body = _entry_body(e)
+            refs = _entry_refs(e) if e.get("kind") == "post" and not e.get("deleted") else ""
             if self.rich:
+                from rich.markup import escape
+
                 self.console.print(
                     f"{indent}[bold cyan]{escape(head)}[/]  [dim]{escape(' · '.join(extras))}[/]"
                 )
                 self.console.print(f"{indent}  {escape(body)}")
+                if refs:
+                    self.console.print(f"{indent}  [magenta]{escape(refs)}[/]")
                 self.console.print(f"{indent}  [dim]{e.get('id')}[/]")
             else:
                 print(f"{indent}{head}  {' · '.join(extras)}".rstrip())
                 print(f"{indent}  {body}")
+                if refs:
+                    print(f"{indent}  {refs}")
                 print(f"{indent}  {e.get('id')}")

@@ -28,29 +28,65 @@ that refuse an over-long post before sending it (``p2psocial post`` does).
 
 from __future__ import annotations
 
-from ..api.methods import PAGE_LIMIT_MAX
-from ..paths import socket_path
-from ..protocol.kinds import (
-    MAX_BIO_CHARS,
-    MAX_MENTIONS,
-    MAX_NAME_CHARS,
-    MAX_REASON_CHARS,
-    MAX_TAG_CHARS,
-    MAX_TAGS,
-    MAX_TEXT_CHARS,
+from typing import TYPE_CHECKING
+
+from ..protocol import lazy_exports
+
+if TYPE_CHECKING:
+    from ..api.methods import PAGE_LIMIT_MAX
+    from ..paths import socket_path
+    from ..protocol.kinds import (
+        MAX_BIO_CHARS,
+        MAX_MENTIONS,
+        MAX_NAME_CHARS,
+        MAX_REASON_CHARS,
+        MAX_TAG_CHARS,
+        MAX_TAGS,
+        MAX_TEXT_CHARS,
+    )
+    from .aio import AsyncClient, connect_async
+    from .blocking import Client, connect
+    from .handshake import DaemonNotRunning
+    from .spawn import (
+        DaemonProcess,
+        DaemonProcessError,
+        cli_argv,
+        daemon_argv,
+        daemon_env,
+        spawn_daemon,
+        stop_daemons,
+    )
+
+#: Public name -> the module that defines it, imported on first access: the
+#: blocking client never loads anyio (the async client's), and a program that
+#: only reads a limit or catches DaemonNotRunning loads neither client.
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "PAGE_LIMIT_MAX": "..api.methods",
+        "socket_path": "..paths",
+        "MAX_BIO_CHARS": "..protocol.kinds",
+        "MAX_MENTIONS": "..protocol.kinds",
+        "MAX_NAME_CHARS": "..protocol.kinds",
+        "MAX_REASON_CHARS": "..protocol.kinds",
+        "MAX_TAG_CHARS": "..protocol.kinds",
+        "MAX_TAGS": "..protocol.kinds",
+        "MAX_TEXT_CHARS": "..protocol.kinds",
+        "AsyncClient": ".aio",
+        "connect_async": ".aio",
+        "Client": ".blocking",
+        "connect": ".blocking",
+        "DaemonNotRunning": ".handshake",
+        "DaemonProcess": ".spawn",
+        "DaemonProcessError": ".spawn",
+        "cli_argv": ".spawn",
+        "daemon_argv": ".spawn",
+        "daemon_env": ".spawn",
+        "spawn_daemon": ".spawn",
+        "stop_daemons": ".spawn",
+    },
 )
-from .aio import AsyncClient, connect_async
-from .blocking import Client, connect
-from .handshake import DaemonNotRunning
-from .spawn import (
-    DaemonProcess,
-    DaemonProcessError,
-    cli_argv,
-    daemon_argv,
-    daemon_env,
-    spawn_daemon,
-    stop_daemons,
-)
+
 
 __all__ = [
     "MAX_BIO_CHARS",

@@ -253,6 +253,59 @@ class AsyncClient:
     async def connect(self, host: str, port: int) -> Connected:
         return cast("Connected", await self._ask("connect", {"host": host, "port": port}))
 
+    async def invite(
+        self, *, expires_in: int | None = None, recommend: list[str] | None = None
+    ) -> dict[str, Any]:
+        """This node's invite: one signed line with its identity and addresses."""
+        return cast(
+            "dict[str, Any]",
+            await self._ask("invite", {"expires_in": expires_in, "recommend": recommend}),
+        )
+
+    async def accept_invite(self, invite: str) -> dict[str, Any]:
+        """Check an invite, follow its identity, connect to its node and seed the DHT."""
+        return cast("dict[str, Any]", await self._ask("accept_invite", {"invite": invite}))
+
+    async def notifications(
+        self, *, limit: int = 50, before: str | None = None, unread: bool = False
+    ) -> AsyncPage:
+        """Replies, mentions, reactions, reposts and follows of this identity, newest first."""
+        return await self._page(
+            "notifications", {"limit": limit, "before": before, "unread": unread or None}
+        )
+
+    async def mark_notifications_read(self, *, upto: str | None = None) -> dict[str, Any]:
+        """Mark notifications read up to ``upto`` (a page's ``mark``), or all of them."""
+        return cast("dict[str, Any]", await self._ask("mark_notifications_read", {"upto": upto}))
+
+    async def suggest(self, *, limit: int = 20) -> dict[str, Any]:
+        """People followed by those this identity follows, most-followed first."""
+        return cast("dict[str, Any]", await self._ask("suggest", {"limit": limit}))
+
+    async def search_people(
+        self, query: str, *, limit: int = 20, before: str | None = None
+    ) -> AsyncPage:
+        """Profiles held here whose name or bio contains ``query``, case-insensitively."""
+        return await self._page("search_people", {"query": query, "limit": limit, "before": before})
+
+    async def set_petname(self, name: str, identity: str) -> dict[str, Any]:
+        """Give an identity a petname: local and private, never published."""
+        return cast(
+            "dict[str, Any]", await self._ask("set_petname", {"name": name, "identity": identity})
+        )
+
+    async def petnames(self) -> dict[str, Any]:
+        """Every petname: ``{"items": [{"name", "identity", "profile"}]}``, by name."""
+        return cast("dict[str, Any]", await self._ask("petnames", {}))
+
+    async def remove_petname(self, name: str) -> dict[str, Any]:
+        """Forget a petname."""
+        return cast("dict[str, Any]", await self._ask("remove_petname", {"name": name}))
+
+    async def sync_progress(self, identity: str | None = None) -> dict[str, Any]:
+        """How far each wanted feed (or only ``identity``'s) has caught up."""
+        return cast("dict[str, Any]", await self._ask("sync_progress", {"identity": identity}))
+
     async def status(self) -> Status:
         return cast("Status", await self._ask("status", {}))
 

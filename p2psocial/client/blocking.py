@@ -269,6 +269,57 @@ class Client:
         """Open a peer link to host:port now (besides DHT discovery)."""
         return cast("Connected", self._ask("connect", {"host": host, "port": port}))
 
+    def invite(
+        self, *, expires_in: int | None = None, recommend: list[str] | None = None
+    ) -> dict[str, Any]:
+        """This node's invite: one signed line with its identity and addresses."""
+        return cast(
+            "dict[str, Any]",
+            self._ask("invite", {"expires_in": expires_in, "recommend": recommend}),
+        )
+
+    def accept_invite(self, invite: str) -> dict[str, Any]:
+        """Check an invite, follow its identity, connect to its node and seed the DHT."""
+        return cast("dict[str, Any]", self._ask("accept_invite", {"invite": invite}))
+
+    def notifications(
+        self, *, limit: int = 50, before: str | None = None, unread: bool = False
+    ) -> Page:
+        """Replies, mentions, reactions, reposts and follows of this identity, newest first."""
+        return self._page(
+            "notifications", {"limit": limit, "before": before, "unread": unread or None}
+        )
+
+    def mark_notifications_read(self, *, upto: str | None = None) -> dict[str, Any]:
+        """Mark notifications read up to ``upto`` (a page's ``mark``), or all of them."""
+        return cast("dict[str, Any]", self._ask("mark_notifications_read", {"upto": upto}))
+
+    def suggest(self, *, limit: int = 20) -> dict[str, Any]:
+        """People followed by those this identity follows, most-followed first."""
+        return cast("dict[str, Any]", self._ask("suggest", {"limit": limit}))
+
+    def search_people(self, query: str, *, limit: int = 20, before: str | None = None) -> Page:
+        """Profiles held here whose name or bio contains ``query``, case-insensitively."""
+        return self._page("search_people", {"query": query, "limit": limit, "before": before})
+
+    def set_petname(self, name: str, identity: str) -> dict[str, Any]:
+        """Give an identity a petname: local and private, never published."""
+        return cast(
+            "dict[str, Any]", self._ask("set_petname", {"name": name, "identity": identity})
+        )
+
+    def petnames(self) -> dict[str, Any]:
+        """Every petname: ``{"items": [{"name", "identity", "profile"}]}``, by name."""
+        return cast("dict[str, Any]", self._ask("petnames", {}))
+
+    def remove_petname(self, name: str) -> dict[str, Any]:
+        """Forget a petname."""
+        return cast("dict[str, Any]", self._ask("remove_petname", {"name": name}))
+
+    def sync_progress(self, identity: str | None = None) -> dict[str, Any]:
+        """How far each wanted feed (or only ``identity``'s) has caught up."""
+        return cast("dict[str, Any]", self._ask("sync_progress", {"identity": identity}))
+
     def status(self) -> Status:
         """Identity, addresses and counts (the shape ``p2psocial status --json`` prints)."""
         return cast("Status", self._ask("status", {}))

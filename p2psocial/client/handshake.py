@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..api.protocol import API_NAME, API_VERSION
 from ..errors import APIError
 
 __all__ = ["DaemonNotRunning", "check_hello", "not_running", "raise_error"]
@@ -41,6 +40,10 @@ def check_hello(msg: dict[str, Any], path: Path) -> dict[str, Any]:
     Raises:
         APIError: an error reply, or another API or version.
     """
+    # Imported here, not above: the CLI imports DaemonNotRunning for every
+    # command, --help included, and the frame codec is not light.
+    from ..api.protocol import API_NAME, API_VERSION
+
     raise_error(msg)
     if msg.get("api") != API_NAME or msg.get("version") != API_VERSION:
         raise APIError(

@@ -41,13 +41,15 @@ class Moderator:
     Args:
         config: the node's configuration; its ``policy`` is changed in place.
         store: the node's store (its block set and interests).
-        publisher: publishes the owner's public ``block``/``unblock`` entries.
+        publisher: publishes the owner's public ``block``/``unblock`` entries;
+            its ``names`` resolve the petnames this takes for identities.
     """
 
     def __init__(self, config: NodeConfig, store: AsyncStore, publisher: Publisher) -> None:
         self._config = config
         self._store = store
         self._publisher = publisher
+        self._names = publisher.names
         self._identity = publisher.identity
         self._config_lock = trio.Lock()
         self._blocks_changed = trio.Event()
@@ -63,7 +65,7 @@ class Moderator:
         self, identity: str | bytes, public: bool, reason: str | None
     ) -> dict[str, Any]:
         """Block an identity; see :meth:`p2psocial.Node.block`."""
-        target = parse_identity(identity)
+        target = await self._names.resolve(identity)
         if target == self._identity:
             raise LocalUsageError("you cannot block yourself", reason="self")
         await self._list_add("blocked", target)
@@ -78,7 +80,7 @@ class Moderator:
 
     async def unblock(self, identity: str | bytes) -> dict[str, Any]:
         """Lift a block and publish an ``unblock`` entry."""
-        target = parse_identity(identity)
+        target = await self._names.resolve(identity)
         await self._list_remove("blocked", target)
         await self.apply_blocks()
         result: dict[str, Any] = {"unblocked": identity_to_text(target)}
@@ -87,13 +89,13 @@ class Moderator:
 
     async def mute(self, identity: str | bytes) -> dict[str, Any]:
         """Add an identity to the muted list."""
-        target = parse_identity(identity)
+        target = await self._names.resolve(identity)
         await self._list_add("muted", target)
         return {"muted": identity_to_text(target)}
 
     async def unmute(self, identity: str | bytes) -> dict[str, Any]:
         """Remove an identity from the muted list."""
-        target = parse_identity(identity)
+        target = await self._names.resolve(identity)
         await self._list_remove("muted", target)
         return {"unmuted": identity_to_text(target)}
 
@@ -125,7 +127,7 @@ class Moderator:
                         f"hide pattern {pattern!r} is not a valid regex: {exc}"
                     ) from None
         if key == "blocklists":
-            value = [identity_to_text(parse_identity(v)) for v in value]
+            value = [identity_to_text(await self._names.resolve(v)) for v in value]
         setattr(policy, key, value)
         await self._save_config()
         if key == "hops" and self.replicator is not None:
@@ -165,6 +167,9 @@ class Moderator:
         lifted = current - effective
         for author in lifted:
             await self._store.unblock_local(author)
+        if effective != current:
+            # A purge drops profiles; an unblocked author's comes back later.
+            self._names.forget_profiles()
         if self.replicator is not None and (lifted or effective != current):
             self.replicator.interest_changed()
         if lifted and self.replicator is not None and self._nursery is not None:

@@ -38,12 +38,16 @@ from ..storage import AsyncStore, open_async_store
 from .apiserver import APIServer
 from .config import NodeConfig
 from .dht import DHTNode
+from .invites import Invites
 from .keys import load_keys
 from .moderation import Blocklists, PolicyGate
 from .moderator import Moderator
+from .names import Names
+from .notifications import Notifier
 from .publish import Publisher, now_ms
 from .reads import Reader
 from .replication import Replicator
+from .replication.progress import progress_rows
 from .views import WatchFilter, fmt_addr
 from .watch import Watchers
 
@@ -79,10 +83,15 @@ class Node:
         self.peer_addr: tuple[str, int] | None = None
         #: The owner's limits, applied to what replication stores.
         self.gate = PolicyGate(store, config.policy, self.identity)
-        self.watchers = Watchers(store, self.identity_text)
-        self.publisher = Publisher(store, identity_key, self._on_stored)
+        #: Petnames and the names entry views carry (node/names.py).
+        self.names = Names(store)
+        self.watchers = Watchers(store, self.identity_text, self.names)
+        self.publisher = Publisher(store, identity_key, self._on_stored, self.names)
         self.moderator = Moderator(config, store, self.publisher)
         self.reader = Reader(config, store, self.identity, self.moderator.blocklists, self.gate)
+        self.notifier = Notifier(config, store, self.identity)
+        #: Invites made and accepted (node/invites.py).
+        self.invites = Invites(self, identity_key)
         self._started = now_ms()
 
     @property
@@ -100,6 +109,7 @@ class Node:
     def _on_stored(self, entries: list[Entry]) -> None:
         """Called (synchronously) whenever entries are stored, own or replicated."""
         self.moderator.entries_stored(entries)
+        self.names.entries_stored(entries)
         self.watchers.notify(entries)
 
     # -- publishing ---------------------------------------------------------
@@ -242,7 +252,7 @@ class Node:
 
     async def timeline(self, *, limit: int = 50, before: str | None = None) -> dict[str, Any]:
         """Own and followed authors' entries, newest first (muted authors hidden)."""
-        return await self.reader.timeline(limit, before)
+        return await self.names.annotate_page(await self.reader.timeline(limit, before))
 
     async def feed(
         self,
@@ -262,7 +272,8 @@ class Node:
             proof that the author signed two different entries at one seq, and
             the seq the feed is frozen at (None when not forked).
         """
-        return await self.reader.feed(identity, limit, before, kinds)
+        page = await self.reader.feed(await self._who(identity), limit, before, kinds)
+        return await self.names.annotate_page(page)
 
     async def thread(self, id: str | bytes) -> dict[str, Any]:
         """A post with its nested replies, in tree order (each item has a depth).
@@ -274,11 +285,38 @@ class Node:
             LocalUsageError: no entry held here has this id (reason
                 ``unknown_id``), or the id is ambiguous or malformed.
         """
-        return await self.reader.thread(id)
+        return await self.names.annotate_page(await self.reader.thread(id))
 
     async def mentions(self, *, limit: int = 50, before: str | None = None) -> dict[str, Any]:
         """Replies to this identity's posts and posts mentioning it, newest first."""
-        return await self.reader.mentions(limit, before)
+        return await self.names.annotate_page(await self.reader.mentions(limit, before))
+
+    # Notifications and finding people (node/notifications.py).
+    async def notifications(
+        self, *, limit: int = 50, before: str | None = None, unread: bool = False
+    ) -> dict[str, Any]:
+        """Replies, mentions, reactions, reposts and follows of this identity, newest first.
+
+        Each item is an entry with ``notification`` (its kind) and ``unread``;
+        the page has ``unread`` (the count) and ``mark`` (for ``mark_notifications_read``).
+        """
+        return await self.names.annotate_page(
+            await self.notifier.notifications(limit, before, unread)
+        )
+
+    async def mark_notifications_read(self, *, upto: str | None = None) -> dict[str, Any]:
+        """Mark notifications read up to ``upto`` (a page's ``mark``), or all of them."""
+        return await self.notifier.mark_read(upto)
+
+    async def suggest(self, *, limit: int = 20) -> dict[str, Any]:
+        """People followed by those this identity follows, most-followed first."""
+        return await self.notifier.suggest(limit)
+
+    async def search_people(
+        self, query: str, *, limit: int = 20, before: str | None = None
+    ) -> dict[str, Any]:
+        """Profiles held here whose name or bio contains ``query``, case-insensitively."""
+        return await self.notifier.search_people(query, limit, before)
 
     async def search(
         self,
@@ -289,25 +327,114 @@ class Node:
         before: str | None = None,
     ) -> dict[str, Any]:
         """Full-text search over held posts (words and "phrases")."""
-        return await self.reader.search(query, author, limit, before)
+        page = await self.reader.search(query, await self._who(author), limit, before)
+        return await self.names.annotate_page(page)
 
     async def profile(self, identity: str | bytes | None = None) -> dict[str, Any]:
         """An identity's latest profile, with follow counts as seen by this node."""
-        return await self.reader.profile(identity)
+        result = await self.reader.profile(await self._who(identity))
+        result["petname"] = self.names.petname(result["identity"])
+        return result
 
     async def following(self, identity: str | bytes | None = None) -> dict[str, Any]:
         """Identities this identity follows (from the follow entries held here)."""
-        return await self.reader.following(identity)
+        result = await self.reader.following(await self._who(identity))
+        result["names"] = await self.names.identity_names(result["items"])
+        return result
 
     async def followers(self, identity: str | bytes | None = None) -> dict[str, Any]:
         """Identities seen following this identity."""
-        return await self.reader.followers(identity)
+        result = await self.reader.followers(await self._who(identity))
+        result["names"] = await self.names.identity_names(result["items"])
+        return result
+
+    # -- petnames (node/names.py) ----------------------------------------------
+
+    async def _who(self, identity: str | bytes | None) -> bytes | None:
+        """An identity argument with petnames resolved (None stays None)."""
+        return None if identity is None else await self.names.resolve(identity)
+
+    async def set_petname(self, name: str, identity: str | bytes) -> dict[str, Any]:
+        """Give an identity a petname: local and private, never published.
+
+        Returns:
+            ``{"name", "identity", "previous"}`` (the identity's earlier petname or None).
+
+        Raises:
+            LocalUsageError: ``bad_name``, ``name_taken``, ``too_many_names``,
+                or a malformed identity.
+        """
+        return await self.names.set(name, identity)
+
+    async def petnames(self) -> dict[str, Any]:
+        """Every petname: ``{"items": [{"name", "identity", "profile"}]}``, by name."""
+        return await self.names.listing()
+
+    async def remove_petname(self, name: str) -> dict[str, Any]:
+        """Forget a petname.
+
+        Raises:
+            LocalUsageError: ``unknown_name``.
+        """
+        return await self.names.remove(name)
 
     # -- peers and status -----------------------------------------------------
 
     async def peers(self) -> dict[str, Any]:
         """Connected peers."""
         items = self.replicator.peers() if self.replicator is not None else []
+        return {"items": items}
+
+    # Invites: first contact (node/invites.py, spec/invite.md).
+    async def invite(
+        self, *, expires_in: int | None = None, recommend: list[str] | None = None
+    ) -> dict[str, Any]:
+        """This node's invite: one signed line with its identity and addresses.
+
+        Args:
+            expires_in: seconds until readers refuse it (1 to a year); None: never.
+            recommend: identities to recommend (at most 8).
+
+        Returns:
+            ``{"invite", "identity", "peer_addrs", "dht_addrs", "expires", "recommended"}``.
+
+        Raises:
+            LocalUsageError: a bad expiry (``bad_expiry``), a malformed or own
+                identity among ``recommend``, or more than 8 of them.
+        """
+        return await self.invites.invite(expires_in, recommend or ())
+
+    async def accept_invite(self, invite: str) -> dict[str, Any]:
+        """Check an invite, follow its identity, connect to its node and seed the DHT.
+
+        Returns:
+            ``{"identity", "followed", "connected", "connect_error", "dht_contacts",
+            "recommended", "expires"}``; a failed connection is reported here.
+
+        Raises:
+            DecodeError: ``bad_invite``, ``bad_checksum``, ``unsupported_version``, ``expired``.
+            InvalidSignature: ``bad_signature``.
+            LocalUsageError: the invite is this node's own (``self``).
+        """
+        return await self.invites.accept(invite)
+
+    async def sync_progress(self, identity: str | None = None) -> dict[str, Any]:
+        """How far each wanted feed (or only ``identity``'s) has caught up.
+
+        Each item: ``identity``, ``held``, ``contiguous``, ``head`` (the best
+        known head), ``recent`` and ``recent_held`` (the newest entries up to
+        that head, and how many are held), ``recent_complete``, ``complete``,
+        ``catching`` (spec/sync.md 5.6).
+
+        Raises:
+            LocalUsageError: a malformed identity or unknown petname.
+            NodeError: replication is not running (``unavailable``).
+        """
+        rep = self.replicator
+        if rep is None:
+            raise NodeError("replication is not running", reason="unavailable")
+        authors = [await self.names.resolve(identity)] if identity else rep.wanted_feeds()
+        items = await progress_rows(self.store, authors, rep.known_heads(authors), rep.recent)
         return {"items": items}
 
     async def connect(self, host: str, port: int) -> dict[str, Any]:
@@ -343,6 +470,7 @@ class Node:
             "forked_feeds": len(forks),
             "forks": [{"identity": ident, "fork_seq": seq} for ident, seq in listed],
             "uptime_s": (now_ms() - self._started) // 1000,
+            "unread_notifications": await self.notifier.unread_count(),
         }
 
     @property
@@ -421,6 +549,7 @@ async def open_node(
     async with open_async_store(config.db_path) as store:
         node = Node(config, identity_key, node_key, store)
         await store.set_interest(node.identity, "self")
+        await node.names.load()
         async with trio.open_nursery() as nursery:
             await nursery.start(node.moderator.run)
             await nursery.start(node.watchers.run)

@@ -1,8 +1,12 @@
 """Publishing: the owner's new entries, signed, stored and handed to replication.
 
-Every entry this node writes goes through :meth:`Publisher.publish`, one at a
-time (the feed is a chain: each entry names the one before it), so the store,
-replication and the watchers all see it in the same order.
+Every entry this node writes goes through :meth:`Publisher.publish`. The
+store chains them (each entry names the one before it) and lets acts that
+overlap share one durable commit. Acts that overlap are announced to
+replication and the watchers as each is acknowledged, so those may see a
+group's entries out of seq order; a head only moves forward, and peers fetch
+any gap by range. Guarded acts (a follow that must not repeat) run one at a
+time under a lock, their check and append together.
 """
 
 from __future__ import annotations
@@ -16,9 +20,12 @@ import trio
 from ..protocol.entries import Entry, encode_payload
 from ..protocol.errors import LocalUsageError
 from ..protocol.identity import SigningKey, identity_to_text
+from ..protocol.kinds import MAX_MENTIONS, MAX_TAGS, MAX_TEXT_CHARS
+from ..protocol.textrefs import find_text_refs, tag_key
 from ..storage import AsyncStore
+from .names import Names
 from .replication import Replicator
-from .views import parse_identity, resolve_entry_id
+from .views import resolve_entry_id
 
 __all__ = ["Publisher", "now_ms"]
 
@@ -35,6 +42,8 @@ class Publisher:
         store: the node's store.
         identity_key: the user identity the entries are signed with.
         on_stored: called with each entry once it is stored (before this returns).
+        names: resolves petnames wherever an identity is taken (default: a
+            :class:`Names` of its own over ``store``).
     """
 
     def __init__(
@@ -42,8 +51,11 @@ class Publisher:
         store: AsyncStore,
         identity_key: SigningKey,
         on_stored: Callable[[list[Entry]], None],
+        names: Names | None = None,
     ) -> None:
         self._store = store
+        #: Petnames: every identity this publisher takes may be one.
+        self.names = names if names is not None else Names(store)
         self._key = identity_key
         self._on_stored = on_stored
         self._lock = trio.Lock()
@@ -61,16 +73,21 @@ class Publisher:
 
         Args:
             guard: checks the owner's feed allows this entry, raising if not. It
-                runs under the same lock as the append, so two racing calls
-                cannot both pass it (two follows of one identity publish one).
+                runs under one lock with the append, so two racing guarded
+                calls cannot both pass it (two follows of one identity publish one).
 
         Returns:
             ``{"id": hex, "seq": int}``.
         """
-        async with self._lock:
-            if guard is not None:
+        entry: Entry
+        if guard is None:
+            # Unguarded acts run side by side: the store shares one commit
+            # among those that overlap (group commit) and orders their seqs.
+            entry = await self._store.append_local(self._key, kind, payload, now_ms=now_ms())
+        else:
+            async with self._lock:
                 await guard()
-            entry: Entry = await self._store.append_local(self._key, kind, payload, now_ms=now_ms())
+                entry = await self._store.append_local(self._key, kind, payload, now_ms=now_ms())
         if self.replicator is not None:
             # Canonical encoding: these are exactly the payload bytes just stored.
             self.replicator.notify_local(entry, encode_payload(kind, payload))
@@ -85,13 +102,33 @@ class Publisher:
         tags: Iterable[str],
         lang: str | None,
     ) -> dict[str, Any]:
-        """Publish a post; see :meth:`p2psocial.Node.post`."""
+        """Publish a post; see :meth:`p2psocial.Node.post`.
+
+        ``@name``, ``@p2ps1...`` and ``#tag`` in the text are added to the
+        explicit mentions and tags (protocol/textrefs.py has the token rules),
+        deduplicated, explicit ones first. An inline ``@name`` that names no
+        one here stays plain text and is listed in the result's ``unresolved``
+        (present only when there is one).
+        """
         if isinstance(text, str) and not text.strip():
             raise LocalUsageError(
                 "a post needs text, and this one is empty or only whitespace", reason="empty_text"
             )
+        if isinstance(text, str) and len(text) > MAX_TEXT_CHARS:
+            # Checked before the text is scanned; the schema would refuse it too.
+            raise LocalUsageError(
+                f"post text has {len(text)} characters; the limit is {MAX_TEXT_CHARS}",
+                reason="too_long",
+            )
         payload: dict[str, Any] = {"text": text}
-        mention_keys = [parse_identity(m) for m in mentions]
+        mention_keys = [await self.names.resolve(m) for m in mentions]
+        refs = find_text_refs(text, max_mentions=MAX_MENTIONS, max_tags=MAX_TAGS)
+        unresolved: list[str] = []
+        for token in refs.mentions:
+            try:
+                mention_keys.append(await self.names.resolve(token))
+            except LocalUsageError:
+                unresolved.append("@" + token)
         if reply_to is not None:
             parent_id = await resolve_entry_id(self._store, reply_to)
             parent = await self._store.get_entry(parent_id)
@@ -105,14 +142,33 @@ class Publisher:
             # The parent's author hears about the reply through its swarm.
             if parent.author != self.identity and parent.author not in mention_keys:
                 mention_keys.append(parent.author)
+        mention_keys = list(dict.fromkeys(mention_keys))
+        if len(mention_keys) + refs.extra_mentions > MAX_MENTIONS:
+            raise LocalUsageError(
+                f"this post names {len(mention_keys) + refs.extra_mentions} people; "
+                f"a post mentions at most {MAX_MENTIONS}",
+                reason="too_many_mentions",
+            )
         if mention_keys:
-            payload["mentions"] = list(dict.fromkeys(mention_keys))
-        tag_list = list(dict.fromkeys(t.lstrip("#") for t in tags))
+            payload["mentions"] = mention_keys
+        tag_list: dict[str, str] = {}
+        for tag in [*(t.lstrip("#") for t in tags), *refs.tags]:
+            tag_list.setdefault(tag_key(tag), tag)
+        if len(tag_list) + refs.extra_tags > MAX_TAGS:
+            raise LocalUsageError(
+                f"this post has {len(tag_list) + refs.extra_tags} tags; "
+                f"a post has at most {MAX_TAGS}",
+                reason="too_many_tags",
+            )
         if tag_list:
-            payload["tags"] = tag_list
+            payload["tags"] = list(tag_list.values())
         if lang:
             payload["lang"] = lang
-        return await self.publish("post", payload)
+        result = await self.publish("post", payload)
+        if unresolved:
+            # Only then, so the usual answer keeps its {"id", "seq"} shape.
+            result["unresolved"] = unresolved
+        return result
 
     async def react(self, target: str | bytes, emoji: str, force: bool) -> dict[str, Any]:
         """Publish a reaction; see :meth:`p2psocial.Node.react`."""
@@ -178,7 +234,7 @@ class Publisher:
 
     async def follow(self, identity: str | bytes) -> dict[str, Any]:
         """Publish a follow and start wanting the feed."""
-        target = parse_identity(identity)
+        target = await self.names.resolve(identity)
         if target == self.identity:
             raise LocalUsageError("you cannot follow yourself", reason="self")
         result = await self.publish("follow", {"target": target}, self._follows(target, True))
@@ -189,7 +245,7 @@ class Publisher:
 
     async def unfollow(self, identity: str | bytes) -> dict[str, Any]:
         """Publish an unfollow and stop wanting the feed (entries held are kept)."""
-        target = parse_identity(identity)
+        target = await self.names.resolve(identity)
         result = await self.publish("unfollow", {"target": target}, self._follows(target, False))
         await self._store.clear_interest(target, "follow")
         if self.replicator is not None:

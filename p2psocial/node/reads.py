@@ -87,7 +87,12 @@ class Reader:
     replicator: Replicator | None = None
 
     async def _page(self, page: Page, *, filter_visible: bool) -> dict[str, Any]:
-        items = await render_views(self.store, page.items)
+        if page.forks is not None:
+            # The store read the authors' fork state with the page: no second
+            # query (and thread hop) per page.
+            items = [view_json(v, fork_seq=page.forks.get(v.author)) for v in page.items]
+        else:
+            items = await render_views(self.store, page.items)
         if filter_visible:
             items = [v for v in items if visible(self.config.policy, v)]
         return {"items": items, "next": page.next_cursor}

@@ -4,6 +4,12 @@ Storing never waits for a watcher. New entry ids go into one bounded channel
 (``notify`` is synchronous and drops, counted, when it is full); one task
 renders them and offers each view to every matching watcher's own bounded
 channel, so a slow watcher misses events instead of slowing the node down.
+
+Notifications. A filter whose kinds include the pseudo-kind
+:data:`NOTIFICATION_KIND` also gets every new entry that notifies the owner
+(a reply, mention, reaction, repost or follow, as ``notifications`` lists
+them), with ``notification`` set to what it is. The store says whether an
+entry notifies, so a watch and the ``notifications`` list always agree.
 """
 
 from __future__ import annotations
@@ -16,14 +22,33 @@ import trio
 
 from ..protocol.entries import Entry
 from ..storage import AsyncStore
-from .views import WatchFilter, render_views
+from .names import Names
+from .views import WatchFilter, parse_identity, render_views
 
-__all__ = ["STORED_BUFFER", "WATCH_BUFFER", "Watchers"]
+__all__ = ["NOTIFICATION_KIND", "STORED_BUFFER", "WATCH_BUFFER", "Watchers", "wants_notifications"]
+
+#: The pseudo-kind a watch filter names to receive the owner's notifications.
+NOTIFICATION_KIND = "notification"
 
 #: Events buffered per watcher before the slowest watcher starts missing events.
 WATCH_BUFFER = 256
 #: Batches of stored entry ids waiting to be rendered for the watchers.
 STORED_BUFFER = 1024
+
+
+def wants_notifications(flt: WatchFilter) -> bool:
+    """Whether ``flt`` asks for the owner's notifications (:data:`NOTIFICATION_KIND`)."""
+    return NOTIFICATION_KIND in flt.kinds
+
+
+def _matches(flt: WatchFilter, event: dict[str, Any], me: str, why: str | None) -> bool:
+    if not wants_notifications(flt):
+        return flt.matches(event, me)
+    if why is not None and (not flt.authors or parse_identity(event["author"]) in flt.authors):
+        return True
+    # Other kinds named beside the pseudo-kind match as usual.
+    rest = flt.kinds - {NOTIFICATION_KIND}
+    return bool(rest) and WatchFilter(rest, flt.authors, flt.mentions_me).matches(event, me)
 
 
 class Watchers:
@@ -32,11 +57,14 @@ class Watchers:
     Args:
         store: where stored entries are read back from, to render them.
         identity_text: the owner's identity, for ``mentions_me`` filters.
+        names: adds the names to each event, as to every entry view.
     """
 
-    def __init__(self, store: AsyncStore, identity_text: str) -> None:
+    def __init__(self, store: AsyncStore, identity_text: str, names: Names | None = None) -> None:
         self._store = store
+        self._names = names
         self._me = identity_text
+        self._me_key = parse_identity(identity_text)
         self._watchers: list[tuple[trio.MemorySendChannel[dict[str, Any]], WatchFilter]] = []
         self._stored_send, self._stored_recv = trio.open_memory_channel[list[bytes]](STORED_BUFFER)
         #: ``watch_events_dropped``, ``stored_notifications_dropped``.
@@ -62,10 +90,18 @@ class Watchers:
                 if view is None:
                     continue
                 [event] = await render_views(self._store, [view])
+                if self._names is not None:
+                    await self._names.annotate([event])
+                why = None
+                if any(wants_notifications(flt) for _, flt in self._watchers):
+                    why = await self._store.notification_kind(self._me_key, entry_id)
                 for send, flt in list(self._watchers):
-                    if flt.matches(event, self._me):
+                    if _matches(flt, event, self._me, why):
+                        out = event
+                        if why is not None and wants_notifications(flt):
+                            out = {**event, "notification": why}
                         try:
-                            send.send_nowait(event)
+                            send.send_nowait(out)
                         except (
                             trio.WouldBlock,
                             trio.BrokenResourceError,

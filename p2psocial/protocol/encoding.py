@@ -15,16 +15,21 @@ canonical by re-encoding it and comparing bytes. The profile (spec/protocol.md
 
 There is no nil, no float and no ext type: an optional field is absent, not nil.
 
-The untrusted decoder never asks msgpack whether the bytes are valid: it walks
-them itself first (:func:`check_canonical`), checking types, lengths, depth,
-UTF-8 and shortest forms against the record's limits before anything is
-allocated, and reports the reason of the first rule broken (spec/protocol.md
-§9, rows M1-M13). Only bytes that pass are handed to the parser.
+The untrusted decoder proves valid input canonical the cheap way: msgpack's C
+parser under the record's limits, a check of the types, key order and depth
+of the result, and the C re-encoding compared byte for byte with the input
+(:func:`_fast_decode`). It never asks msgpack *why* input is bad: anything the
+fast path refuses is walked by :func:`check_canonical`, which checks types,
+lengths, depth, UTF-8 and shortest forms against the limits before anything
+is allocated, and reports the reason of the first rule broken (spec/protocol.md
+§9, rows M1-M13). The two accept exactly the same inputs
+(tests/protocol/test_properties.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
@@ -41,7 +46,6 @@ __all__ = [
 ]
 
 _unpackb = msgpack.unpackb
-_packb = msgpack.packb
 _INT_MIN = -(2**63)
 _INT_MAX = 2**64 - 1
 
@@ -59,6 +63,36 @@ class Limits:
     max_container_len: int = 1024
     max_str_len: int = 16 * 1024
     max_bin_len: int = 64 * 1024
+    #: The ``max_*_len`` arguments of msgpack's parser that are tighter than
+    #: ``max_size`` (derived, not a limit of its own; see :func:`_parser_limits`).
+    _parser_kw: dict[str, int] = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_parser_kw", _parser_limits(self))
+
+
+def _parser_limits(limits: Limits) -> dict[str, int]:
+    """The keyword arguments that make msgpack's ``unpackb`` enforce ``limits``.
+
+    ``unpackb`` already bounds every length by the size of its input (each
+    element takes at least one byte), so a 5-byte header cannot make it
+    preallocate four billion list slots. A limit is passed only where it is
+    tighter than that bound can ever be (inputs are at most ``max_size``):
+    every keyword costs the parser call time, and the payload decoder runs
+    once per ingested entry. Ext types are not in the profile: none may
+    carry data.
+    """
+    kw = {"max_ext_len": 0}
+    size = limits.max_size
+    if limits.max_str_len < size:
+        kw["max_str_len"] = limits.max_str_len
+    if limits.max_bin_len < size:
+        kw["max_bin_len"] = limits.max_bin_len
+    if limits.max_container_len < size:
+        kw["max_array_len"] = limits.max_container_len
+    if limits.max_container_len < size // 2:
+        kw["max_map_len"] = limits.max_container_len
+    return kw
 
 
 DEFAULT_LIMITS = Limits()
@@ -340,51 +374,74 @@ def unpack_limited(data: bytes, limits: Limits) -> Any:
 
 
 def _bounded_unpack(data: bytes, limits: Limits) -> Any:
-    """msgpack's C parser with every length bounded by the input's size.
+    """msgpack's C parser under ``limits``, every length also bounded by the input's size.
 
-    Every element takes at least one byte, so no honest container is longer
-    than the input: bounding by n stops a 5-byte header from asking the parser
-    to preallocate a list of four billion slots. Raises what msgpack raises.
+    The caller has checked ``len(data) <= limits.max_size``. msgpack (>= 1.0)
+    defaults to ``raw=False``, ``use_list=True`` and ``strict_map_key=True``
+    and bounds each length by ``len(data)`` (a map's by half of it); the
+    limits' own bounds come from :func:`_parser_limits`. Raises what msgpack
+    raises.
     """
-    n = len(data)
-    return _unpackb(
-        data,
-        raw=False,
-        use_list=True,
-        strict_map_key=True,
-        max_str_len=min(limits.max_str_len, n),
-        max_bin_len=min(limits.max_bin_len, n),
-        max_array_len=min(limits.max_container_len, n),
-        max_map_len=min(limits.max_container_len, n // 2),
-        max_ext_len=0,
-    )
+    return _unpackb(data, **limits._parser_kw)
 
 
 #: Returned by _fast_decode when it cannot prove the bytes valid.
 _REFUSED: Any = object()
 
 
+_SCALAR_TYPES = frozenset({int, str, bytes, bool})
+
+
 def _in_profile(value: Any, depth: int, max_depth: int) -> bool:
     """Whether a parsed value uses only profile types, str keys in strictly
-    increasing order, and nests at most ``max_depth`` deep."""
+    increasing order, and nests at most ``max_depth`` deep.
+
+    Depth counts as in :func:`check_canonical`: a value at depth ``d`` is
+    inside ``d`` containers, so a container may hold anything only if its
+    elements' depth ``d + 1`` is within the limit.
+    """
     if depth > max_depth:
         return False
     t = type(value)
-    if t is int or t is str or t is bytes or t is bool:
+    if t in _SCALAR_TYPES:
         return True
-    if t is list:
-        return all(_in_profile(v, depth + 1, max_depth) for v in value)
+    scalars = _SCALAR_TYPES
     if t is dict:
+        if value and depth >= max_depth:
+            return False
         prev = None
         for k, v in value.items():
             # Python orders str by code point, which is UTF-8 byte order.
             if type(k) is not str or (prev is not None and k <= prev):
                 return False
             prev = k
-            if not _in_profile(v, depth + 1, max_depth):
+            if type(v) not in scalars and not _in_profile(v, depth + 1, max_depth):
+                return False
+        return True
+    if t is list:
+        if value and depth >= max_depth:
+            return False
+        for v in value:
+            if type(v) not in scalars and not _in_profile(v, depth + 1, max_depth):
                 return False
         return True
     return False
+
+
+_local = threading.local()
+
+
+def _packer() -> msgpack.Packer:
+    """This thread's msgpack packer (msgpack's packers are not thread-safe).
+
+    Reusing one saves building a packer per ``packb`` call: a third of the
+    cost of re-encoding a payload.
+    """
+    try:
+        packer: msgpack.Packer = _local.packer
+    except AttributeError:
+        _local.packer = packer = msgpack.Packer()
+    return packer
 
 
 def _fast_decode(data: bytes, limits: Limits) -> Any:
@@ -396,14 +453,13 @@ def _fast_decode(data: bytes, limits: Limits) -> Any:
     checks both on mutated inputs); it only ever accepts. Why it refused is not
     asked: a refusal is named by :func:`check_canonical` alone.
     """
-    n = len(data)
-    if not 0 < n <= limits.max_size:
+    if not 0 < len(data) <= limits.max_size:
         return _REFUSED
     try:
-        value = _bounded_unpack(data, limits)
+        value = _unpackb(data, **limits._parser_kw)
     except UNPACK_ERRORS:
         return _REFUSED
-    if not _in_profile(value, 0, limits.max_depth) or _packb(value) != data:
+    if not _in_profile(value, 0, limits.max_depth) or _packer().pack(value) != data:
         return _REFUSED
     return value
 

@@ -19,6 +19,7 @@ and ``payload_size``. It can be dropped or deleted without breaking the chain.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,10 +74,6 @@ _ENVELOPE_LIMITS = Limits(
     max_str_len=MAX_ENVELOPE_SIZE,
     max_bin_len=MAX_ENVELOPE_SIZE,
 )
-#: Tighter bounds for the fast path's parser: no valid envelope exceeds them,
-#: and input that does is refused (and named) by the full check instead.
-_FAST_MAP_LEN = 8
-_FAST_STR_LEN = 32
 _PAYLOAD_LIMITS = Limits(
     max_size=MAX_PAYLOAD_SIZE,
     max_depth=4,
@@ -85,7 +82,6 @@ _PAYLOAD_LIMITS = Limits(
     max_bin_len=MAX_PAYLOAD_SIZE,
 )
 _unpackb = msgpack.unpackb
-_packb = msgpack.packb
 _sha256 = hashlib.sha256
 #: Kind names already known to be well-formed (the v1 kinds), to skip the regex.
 _GOOD_KIND_NAMES = frozenset(KINDS)
@@ -141,7 +137,7 @@ def _envelope_fields(env: Any) -> _Fields:
 
     ``env`` is a parsed envelope that may or may not have passed the msgpack
     rules; the caller decides what a refusal here means (see
-    :func:`_envelope_fast` and :func:`_envelope_full`).
+    :func:`_envelope_full`).
 
     Returns:
         (author, kind, payload_hash, payload_size, prev, seq, timestamp).
@@ -190,31 +186,66 @@ def _envelope_fields(env: Any) -> _Fields:
     return author, kind, phash, psize, prev, seq, ts
 
 
+# The canonical byte form of a valid envelope, as one pattern (spec/protocol.md
+# §4.1): a fixmap of 7 or 8 entries, the keys in their sorted order, each value
+# in the shortest form of its type. A bin of 32 bytes is always bin8 (c4 20); a
+# kind name of 1-31 characters is a fixstr and one of 32 a str8. An unsigned
+# integer in its shortest form: a positive fixint, or a uint whose next shorter
+# form cannot hold it (uint8 >= 0x80, uint16 >= 2**8, uint32 >= 2**16,
+# uint64 >= 2**32, i.e. leading bytes not all zero). Only the unsigned family
+# appears, because no envelope integer may be negative. The kind grammar is the
+# one of kinds.validate_kind_name; the ranges and the seq/prev/map-size
+# agreement are checked after the match.
+_UINT = (
+    rb"([\x00-\x7f]|\xcc[\x80-\xff]|\xcd[\x01-\xff].|\xce(?:[\x01-\xff].|\x00[\x01-\xff])..|"
+    rb"\xcf(?:[\x01-\xff]...|\x00[\x01-\xff]..|\x00\x00[\x01-\xff].|\x00\x00\x00[\x01-\xff])....)"
+)
+_ENVELOPE_RE = re.compile(
+    rb"([\x87\x88])\xa6author\xc4\x20(.{32})"
+    rb"\xa4kind([\xa1-\xbf]|\xd9\x20)([a-z][a-z0-9_.\-]{0,31})"
+    rb"\xacpayload_hash\xc4\x20(.{32})\xacpayload_size" + _UINT + rb"(?:\xa4prev\xc4\x20(.{32}))?"
+    rb"\xa3seq" + _UINT + rb"\xa9timestamp" + _UINT + rb"\xa1v\x01",
+    re.DOTALL,
+)
+_match_envelope = _ENVELOPE_RE.fullmatch
+_from_bytes = int.from_bytes
+
+
 def _envelope_fast(envelope: bytes) -> _Fields | None:
     """The fields of a valid envelope by the cheapest route, or None.
 
-    msgpack's C parser, the shape rules and one re-encoding compared byte for
-    byte: that accepts exactly the envelopes :func:`_envelope_full` accepts
-    (their values are ints, texts and byte strings under sorted keys, so
-    re-encoding equal is canonical form; tests/protocol/test_properties.py
-    checks the equivalence). It never names a reason.
+    One match of :data:`_ENVELOPE_RE` (in C: the regular expression engine)
+    proves the bytes canonical and of the envelope's shape; Python then only
+    converts three integers and checks their ranges. Every valid envelope
+    matches, and nothing this accepts is refused by :func:`_envelope_full`,
+    which names the reason of everything else
+    (tests/protocol/test_properties.py checks both on mutated and on random
+    envelopes). It never names a reason.
     """
-    try:
-        env = _unpackb(
-            envelope,
-            raw=False,
-            use_list=True,
-            strict_map_key=True,
-            max_str_len=_FAST_STR_LEN,
-            max_bin_len=_FAST_STR_LEN,
-            max_array_len=_FAST_MAP_LEN,
-            max_map_len=_FAST_MAP_LEN,
-            max_ext_len=0,
-        )
-        fields = _envelope_fields(env)
-    except (*encoding.UNPACK_ERRORS, DecodeError):
+    m = _match_envelope(envelope)
+    if m is None:
         return None
-    return fields if _packb(env) == envelope else None
+    header, author, kind_header, kind, phash, psize_b, prev, seq_b, ts_b = m.groups()
+    # A uint is its marker (0xcc-0xcf) and big-endian bytes, or one fixint byte.
+    seq = seq_b[0]
+    if seq >= 0xCC:
+        seq = _from_bytes(seq_b[1:], "big")
+    ts = ts_b[0]
+    if ts >= 0xCC:
+        ts = _from_bytes(ts_b[1:], "big")
+    psize = psize_b[0]
+    if psize >= 0xCC:
+        psize = _from_bytes(psize_b[1:], "big")
+    if prev is None:
+        if header != b"\x87" or seq != 1:
+            return None
+    elif header != b"\x88" or not 2 <= seq <= MAX_SEQ:
+        return None
+    # A fixstr header carries the length; str8 (d9 20) only ever says 32.
+    kind_len = 32 if len(kind_header) == 2 else kind_header[0] - 0xA0
+    if ts > MAX_TIMESTAMP or psize > MAX_PAYLOAD_SIZE or kind_len != len(kind):
+        return None
+    return author, kind.decode("ascii"), phash, psize, prev, seq, ts
 
 
 def _envelope_full(envelope: bytes) -> _Fields:

@@ -25,7 +25,7 @@ from . import encoding
 from .encoding import Limits
 from .entries import MAX_ENTRY_SIZE, Entry, decode_entry_untrusted
 from .errors import ChainError, DecodeError, ForkError
-from .identity import check_signature_encoding
+from .identity import _SMALL_ORDER_Y, check_signature_encoding
 
 __all__ = [
     "ForkProof",
@@ -57,6 +57,19 @@ def check_link(prev: Entry, entry: Entry) -> None:
         )
 
 
+_P = 2**255 - 19
+#: Every 32-byte R that check_signature_encoding refuses: its verdict depends
+#: only on y (the low 255 bits) and x's sign bit, and it refuses exactly the
+#: y >= p (non-canonical) and the y of the points of small order, with either
+#: sign bit. A set lookup instead of two 256-bit conversions per entry, on the
+#: catch-up hot path; tests/protocol/test_properties.py checks it against the rule.
+_BAD_R = frozenset(
+    (y | sign << 255).to_bytes(32, "little")
+    for y in (*range(_P, 2**255), *_SMALL_ORDER_Y)
+    for sign in (0, 1)
+)
+
+
 def verify_run(run: Sequence[Entry], anchor: Entry | None = None) -> None:
     """Authenticate a contiguous run of one feed with one signature check.
 
@@ -74,10 +87,15 @@ def verify_run(run: Sequence[Entry], anchor: Entry | None = None) -> None:
     if not run:
         return
     prev = anchor
+    bad_r = _BAD_R
     for entry in run:
-        if prev is not None:
-            check_link(prev, entry)
-        check_signature_encoding(entry.signature)
+        if prev is not None and (
+            entry.prev != prev.id or entry.seq != prev.seq + 1 or entry.author != prev.author
+        ):
+            check_link(prev, entry)  # raises the precise error
+        sig = entry.signature
+        if sig[63] >= 0x10 or sig[:32] in bad_r:
+            check_signature_encoding(sig)
         prev = entry
     run[-1].verify()
 

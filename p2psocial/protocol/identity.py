@@ -326,11 +326,41 @@ class SigningKey:
         return f"SigningKey(public={identity_to_text(self.public_key)})"
 
 
+#: Identities whose text form is kept (least recently used dropped first):
+#: the authors of a few pages, or of a home timeline's 1,000 followed feeds,
+#: fit; about 200 bytes each, so at most about 3 MiB however many identities
+#: peers send.
+IDENTITY_TEXT_CACHE_SIZE = 16384
+
+
+def _identity_text(public_key: bytes) -> str:
+    """The uncached encoder behind :func:`identity_to_text` (length checked)."""
+    return bech32.bech32m_encode(IDENTITY_HRP, public_key)
+
+
+# Pages render the same authors again and again, and bech32m's checksum is
+# pure-Python work per character; the cache is bounded so that a peer sending
+# ever new identities evicts old texts instead of growing memory.
+_cached_identity_text = lru_cache(maxsize=IDENTITY_TEXT_CACHE_SIZE)(_identity_text)
+
+
 def identity_to_text(public_key: bytes) -> str:
-    """The text form of an identity: bech32m with the prefix ``p2ps`` (spec/protocol.md §1.2)."""
+    """The text form of an identity: bech32m with the prefix ``p2ps`` (spec/protocol.md §1.2).
+
+    Texts are cached per key, in a bounded LRU of
+    :data:`IDENTITY_TEXT_CACHE_SIZE` keys.
+
+    Args:
+        public_key: 32 bytes (any bytes-like value).
+
+    Raises:
+        LocalUsageError: not 32 bytes.
+    """
+    if type(public_key) is not bytes:
+        public_key = bytes(public_key)
     if len(public_key) != PUBLIC_KEY_SIZE:
         raise LocalUsageError("an identity is a 32-byte public key")
-    return bech32.encode(IDENTITY_HRP, bech32.to_5bit(public_key))
+    return _cached_identity_text(public_key)
 
 
 def identity_from_text(text: str) -> bytes:
@@ -338,7 +368,9 @@ def identity_from_text(text: str) -> bytes:
 
     The generic bech32m rules with the prefix ``p2ps``, after ignoring leading
     and trailing white space; then the data must be exactly 32 bytes with
-    strict padding, and a key that passes the key rules.
+    strict padding, and a key that passes the key rules. Parsed texts are
+    cached in a bounded LRU (:data:`IDENTITY_TEXT_CACHE_SIZE`); refusals are
+    not cached.
 
     Raises:
         DecodeError: saying what is wrong, with ``reason`` ``bad_type``,
@@ -348,8 +380,14 @@ def identity_from_text(text: str) -> bytes:
     """
     if not isinstance(text, str):
         raise DecodeError("not a valid identity: expected text", reason="bad_type")
+    # str() of a str subclass: the cache keys are plain, immutable strings.
+    return _cached_identity_key(str(text).strip())
+
+
+def _identity_key(text: str) -> bytes:
+    """The uncached parser behind :func:`identity_from_text` (``text`` stripped)."""
     try:
-        _, data = bech32.decode(text.strip(), hrp=IDENTITY_HRP)
+        _, data = bech32.decode(text, hrp=IDENTITY_HRP)
         raw = bech32.from_5bit(data)
     except DecodeError as exc:
         raise DecodeError(f"not a valid identity: {exc.message}", reason=exc.reason) from None
@@ -363,6 +401,11 @@ def identity_from_text(text: str) -> bytes:
     except InvalidSignature as exc:
         raise DecodeError(f"not a valid identity: {exc.message}", reason=exc.reason) from None
     return raw
+
+
+# Only parsed identities are kept (lru_cache does not keep exceptions), each
+# at most 90 characters after stripping, so the cache is bounded in bytes too.
+_cached_identity_key = lru_cache(maxsize=IDENTITY_TEXT_CACHE_SIZE)(_identity_key)
 
 
 def node_id_from_public_key(public_key: bytes) -> bytes:

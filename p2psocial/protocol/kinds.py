@@ -15,7 +15,6 @@ from typing import Any
 
 from .emoji import MAX_EMOJI_CODE_POINTS, emoji_problem
 from .errors import InvalidSignature, SchemaError
-from .identity import check_public_key
 
 __all__ = [
     "KINDS",
@@ -74,6 +73,10 @@ def _entry_id(name: str, v: Any) -> None:
 def _author(name: str, v: Any) -> None:
     if type(v) is not bytes or len(v) != 32:
         raise SchemaError(f"{name} must be a 32-byte identity", reason="bad_field")
+    # Imported here: the limits above are read by programs that never check a
+    # key (the CLI's --help), and identity loads the cryptography library.
+    from .identity import check_public_key
+
     try:
         check_public_key(v)
     except InvalidSignature as exc:

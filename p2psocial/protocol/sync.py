@@ -16,6 +16,15 @@ it never asked about is a protocol violation. ``Want`` is otherwise used for
 spends a token from a small bucket, so an endless stream of wants ends the
 link instead of the node's patience.
 
+A feed we want but hold nothing of (a new follow) is caught up *newest-first*
+(spec/sync.md §5.6): it stays out of our clock, so the peer serves nothing of
+it by itself; we peek its newest ``recent`` entries, which also tells us the
+peer's head, then ask one-shot ranges downwards until the store holds the feed
+contiguously, and only then announce it at that head. The store keeps the
+ranges as detached runs (each authenticated by its top entry's signature and
+its hash links), so the recent part is readable long before the feed is whole.
+Those are the peeks and one-shot wants every version-1 peer already serves.
+
 The machine never does I/O. Inputs are decoded messages, local head changes
 and ``now`` (seconds, any monotonic origin); outputs are :data:`Action` values
 the caller performs in order: send a message, serve a range from the store,
@@ -80,10 +89,24 @@ from .wire import (
 #              (the gap was filled through another link) makes it wanted again.
 #   withdrawn  dropped from our interest. Batches and pushes still in flight
 #              for it are ignored and counted; batches still answer a peek.
+#   catching   wanted, held from nothing up, newest-first (its _CatchUp says
+#              how far). Not in our clock yet. Every batch goes to the store as
+#              a detached run; the answer that completes our request (empty, or
+#              reaching what we asked or the sender's head) sends the next
+#              request below the lowest seq received, paced by our own bucket
+#              (a due request waits for poll()). A push is unsolicited (the
+#              peer does not know we want the feed) but kept.
 #
-#   unknown, withdrawn --set_interest adds it--> wanted
+#   unknown, withdrawn --set_interest adds it--> wanted, or catching if we
+#              hold nothing, newest_first is on and fewer than max_catch_up
+#              feeds of this session are catching (start() does the same)
 #   wanted --gap--> filling --filled--> wanted
-#   wanted, filling --set_interest drops it--> withdrawn
+#   wanted, filling, catching --set_interest drops it--> withdrawn
+#   catching --our contiguous head reaches the lowest seq received, nothing
+#              asked (local_update); an empty answer; or neither an answer
+#              nor a head move for catch_up_stall seconds (poll)--> wanted,
+#              announced in a clock delta at our head (the classic path then
+#              serves whatever is still missing)
 #
 # Two facts of a feed are independent of that state. ``peeking``: a peek of
 # ours is unanswered, until a batch of a feed we do not want comes back empty
@@ -195,6 +218,14 @@ class SyncLimits:
     spends a want token: re-stating "seq 0" in a loop would otherwise make us
     serve a whole feed again and again. ``max_feeds``: feeds a peer may name
     across all its clocks. ``max_peeks``: our own outstanding peeks.
+
+    Newest-first catch-up (spec/sync.md §5.6): ``newest_first`` turns it on;
+    ``recent`` entries are asked first (the newest, what a timeline shows);
+    at most ``max_catch_up`` feeds of one session catch up so at once (more
+    take the classic path). Our requests spend tokens of a bucket of our own
+    (``catch_up_burst``, ``catch_up_rate``), kept below the peer's want bucket
+    (32, 4/s by default) so that we never trip its ``want_flood``. A request
+    unanswered for ``catch_up_stall`` seconds hands the feed to the classic path.
     """
 
     want_burst: float = 32.0
@@ -206,6 +237,12 @@ class SyncLimits:
     max_feeds: int = 65536
     max_peeks: int = 16
     wire: WireLimits = DEFAULT_WIRE_LIMITS
+    newest_first: bool = True
+    recent: int = 50
+    max_catch_up: int = 4
+    catch_up_burst: float = 8.0
+    catch_up_rate: float = 3.0
+    catch_up_stall: float = 5.0
 
 
 def _violation(msg: str, reason: str) -> ProtocolError:
@@ -213,7 +250,26 @@ def _violation(msg: str, reason: str) -> ProtocolError:
 
 
 SessionState: TypeAlias = Literal["new", "open", "closed"]
-FeedState: TypeAlias = Literal["unknown", "wanted", "filling", "withdrawn"]
+FeedState: TypeAlias = Literal["unknown", "wanted", "filling", "withdrawn", "catching"]
+
+
+@dataclass(slots=True)
+class _CatchUp:
+    """How far a catching feed has got over this session (spec/sync.md §5.6)."""
+
+    #: the last request covers lo..hi; lo 0 is the first one, the peek of the newest
+    lo: int = 0
+    hi: int = 0
+    #: that request is unanswered
+    asked: bool = True
+    #: the next request waits for a token of our catch-up bucket (poll)
+    due: bool = False
+    #: the peer's head as its answers state it (0: not known yet)
+    top: int = 0
+    #: the lowest seq received (0: none yet); what lies above it was asked for
+    floor: int = 0
+    #: when we last asked or heard; None until the session first learns the time
+    since: float | None = None
 
 
 @dataclass(slots=True)
@@ -231,10 +287,17 @@ class _Feed:
     sent: int = 0
     #: a peek of ours is unanswered
     peeking: bool = False
+    #: set while the feed is catching
+    catch: _CatchUp | None = None
 
     @property
     def wanted(self) -> bool:
-        """Whether the feed is in our interest (wanted or filling)."""
+        """Whether the feed is in our interest (wanted, filling or catching)."""
+        return self.state != "unknown" and self.state != "withdrawn"
+
+    @property
+    def announced(self) -> bool:
+        """Whether our clock names the feed (wanted or filling)."""
         return self.state == "wanted" or self.state == "filling"
 
 
@@ -264,10 +327,17 @@ class SyncSession:
         self._want_bucket = TokenBucket(self.limits.want_burst, self.limits.want_rate)
         self._inbound_bucket = TokenBucket(self.limits.inbound_burst, self.limits.inbound_rate)
         self._clock_bucket = TokenBucket(self.limits.clock_burst, self.limits.clock_rate)
+        self._catch_bucket = TokenBucket(self.limits.catch_up_burst, self.limits.catch_up_rate)
+        #: feeds in state catching (at most max_catch_up)
+        self._catching: set[bytes] = set()
+        #: the latest time the caller gave us (start, set_interest, receive, poll)
+        self._now: float | None = None
         #: counters for statistics()
         self.duplicates = 0
         self.gaps = 0
         self.ignored = 0
+        self.catch_ups = 0
+        self.catch_ups_stalled = 0
 
     # --- queries -------------------------------------------------------
 
@@ -281,8 +351,26 @@ class SyncSession:
         return feed is not None and feed.theirs is not None
 
     def outstanding_wants(self) -> int:
-        """Our gap-repair wants and peeks the peer has not completed."""
-        return sum(1 for f in self._feeds.values() if f.state == "filling") + self._peeks
+        """Our gap-repair wants, catch-up requests and peeks the peer has not completed."""
+        asked = sum(1 for a in self._catching if (c := self._feeds[a].catch) and c.asked)
+        return sum(1 for f in self._feeds.values() if f.state == "filling") + self._peeks + asked
+
+    def peer_head(self, author: bytes) -> int:
+        """The highest seq of ``author`` the peer is known to hold (0 if none known)."""
+        feed = self._feeds.get(author)
+        if feed is None:
+            return 0
+        top = feed.catch.top if feed.catch is not None else 0
+        return max(top, feed.theirs or 0, feed.sent if feed.theirs is not None else 0)
+
+    def catching(self) -> dict[bytes, tuple[int, int]]:
+        """Feeds being caught up newest-first: author -> (peer's head, lowest seq received)."""
+        out: dict[bytes, tuple[int, int]] = {}
+        for a in self._catching:
+            c = self._feeds[a].catch
+            if c is not None:
+                out[a] = (c.top, c.floor)
+        return out
 
     # --- records -------------------------------------------------------
 
@@ -293,6 +381,7 @@ class SyncSession:
             feed = _Feed()
         feed.state = "wanted"
         feed.ours = head
+        feed.catch = None
         self._feeds[author] = feed
         return feed
 
@@ -306,32 +395,49 @@ class SyncSession:
         if self.state == "closed":
             raise LocalUsageError(f"{what} on a closed sync session")
 
-    def start(self) -> list[Action]:
-        """Open the session: announce our interest (our whole clock)."""
+    def start(self, now: float | None = None) -> list[Action]:
+        """Open the session: announce our interest (our whole clock).
+
+        Feeds held from nothing up are left out of the clock and caught up
+        newest-first instead (their first requests follow the clock).
+        """
         if self.state != "new":
             raise LocalUsageError(f"start() in state {self.state}")
         self.state = "open"
-        feeds = [(a, f.ours[0], f.ours[1]) for a, f in self._feeds.items() if f.wanted]
-        return self._clock_messages(feeds) or [Send(Clock(()))]
+        self._tick(now)
+        catch: list[Action] = []
+        for a, f in self._feeds.items():
+            catch.extend(self._begin_catch_up(a, f))
+        feeds = [(a, f.ours[0], f.ours[1]) for a, f in self._feeds.items() if f.announced]
+        return (self._clock_messages(feeds) or [Send(Clock(()))]) + catch
 
     def _clock_messages(self, feeds: list[tuple[bytes, int, bytes | None]]) -> list[Action]:
         step = self.limits.wire.max_clock
         return [Send(Clock(tuple(feeds[i : i + step]))) for i in range(0, len(feeds), step)]
 
-    def set_interest(self, interest: Mapping[bytes, Head]) -> list[Action]:
+    def set_interest(
+        self, interest: Mapping[bytes, Head], now: float | None = None
+    ) -> list[Action]:
         """Replace our wanted feeds; announce the difference and serve as needed."""
         self._require_open("set_interest")
+        self._tick(now)
         delta: list[tuple[bytes, int, bytes | None]] = []
         for author, feed in self._feeds.items():
             if feed.wanted and author not in interest:
+                if feed.announced:  # a catching feed was never announced
+                    delta.append((author, -1, None))
+                self._end_catch_up(author, feed)
                 feed.state = "withdrawn"
                 feed.ours = (0, None)
-                delta.append((author, -1, None))
         actions: list[Action] = []
         for author, head in interest.items():
             known = self._feeds.get(author)
             if known is None or not known.wanted:
                 feed = self._want(author, head)
+                catch = self._begin_catch_up(author, feed)
+                if catch:
+                    actions.extend(catch)
+                    continue
                 delta.append((author, head[0], head[1]))
                 actions.extend(self._maybe_serve(author, feed, overlap=True))
             elif head[0] > known.ours[0]:
@@ -345,6 +451,12 @@ class SyncSession:
         if feed is None or not feed.wanted or head[0] <= feed.ours[0]:
             return []
         feed.ours = head
+        if feed.state == "catching":
+            if feed.catch is not None and self._now is not None:
+                feed.catch.since = self._now  # progress: not stalled
+            done = self._maybe_finish(author, feed)
+            if done:
+                return done
         if feed.state == "filling" and head[0] >= (feed.theirs or 0):
             # Filled through another peer; the answer still arriving is harmless.
             feed.state = "wanted"
@@ -377,6 +489,112 @@ class SyncSession:
             return []
         self.state = "closed"
         return [Send(Bye(reason[:64]))]
+
+    # --- newest-first catch-up (spec/sync.md 5.6) ------------------------
+
+    def _tick(self, now: float | None) -> None:
+        if now is not None and (self._now is None or now > self._now):
+            self._now = now
+
+    def _begin_catch_up(self, author: bytes, feed: _Feed) -> list[Action]:
+        """Make a wanted feed held from nothing catching, if the limits allow: peek its newest."""
+        lim = self.limits
+        if (
+            not lim.newest_first
+            or feed.state != "wanted"
+            or feed.ours[0] != 0
+            or len(self._catching) >= lim.max_catch_up
+            or not self._catch_bucket.take(self._now or 0.0)
+        ):
+            return []
+        feed.state = "catching"
+        feed.catch = _CatchUp(since=self._now)
+        self._catching.add(author)
+        self.catch_ups += 1
+        return [Send(Want(author, 0, max(1, min(lim.recent, lim.wire.max_peek))))]
+
+    def _end_catch_up(self, author: bytes, feed: _Feed) -> None:
+        feed.catch = None
+        self._catching.discard(author)
+
+    def _finish_catch_up(self, author: bytes, feed: _Feed) -> list[Action]:
+        """Hand a catching feed to the classic path: announce it at our head."""
+        self._end_catch_up(author, feed)
+        feed.state = "wanted"
+        seq, hid = feed.ours
+        clock: list[Action] = [Send(Clock(((author, seq, hid if seq >= 1 else None),)))]
+        return clock + self._maybe_serve(author, feed, overlap=True)
+
+    def _maybe_finish(self, author: bytes, feed: _Feed) -> list[Action]:
+        """Finish once nothing is asked and our head reaches the lowest seq received
+        (the store then joins the runs above it: the head is their top)."""
+        c = feed.catch
+        if c is None or c.asked or c.floor == 0 or feed.ours[0] < c.floor:
+            return []
+        return self._finish_catch_up(author, feed)
+
+    def _next_request(self, author: bytes, feed: _Feed, now: float) -> list[Action]:
+        """Ask for the range just below the lowest seq received, if any is left."""
+        c = feed.catch
+        if c is None:
+            return []
+        hi, low = c.floor - 1, feed.ours[0] + 1
+        if hi < low:
+            c.due = False
+            return self._maybe_finish(author, feed)
+        if not self._catch_bucket.take(now):
+            c.due = True
+            return []
+        wire = self.limits.wire
+        c.due, c.asked, c.since = False, True, now
+        if hi - low + 1 >= wire.max_batch:
+            # A want without limit of a feed outside the shared set is
+            # answered once, with up to max_batch entries (§5.3): one token
+            # for twice what a limited want may ask.
+            c.lo, c.hi = hi - wire.max_batch + 1, hi
+            return [Send(Want(author, c.lo))]
+        c.lo, c.hi = max(low, hi - wire.max_peek + 1), hi
+        return [Send(Want(author, c.lo, c.hi - c.lo + 1))]
+
+    def poll(self, now: float) -> list[Action]:
+        """Timers of catching feeds: send requests that waited for a token,
+        and hand a feed whose request went unanswered for ``catch_up_stall``
+        seconds to the classic path. Call it at :meth:`next_poll`."""
+        if self.state != "open":
+            return []
+        self._tick(now)
+        actions: list[Action] = []
+        for author in list(self._catching):
+            feed = self._feeds[author]
+            c = feed.catch
+            if c is None:
+                continue
+            if c.since is None:
+                c.since = now
+            elif c.due:
+                actions.extend(self._next_request(author, feed, now))
+            elif now - c.since >= self.limits.catch_up_stall:
+                self.catch_ups_stalled += 1
+                actions.extend(self._finish_catch_up(author, feed))
+        return actions
+
+    def next_poll(self) -> float | None:
+        """When :meth:`poll` may next have work; None while no feed is catching."""
+        if not self._catching:
+            return None
+        now = self._now or 0.0
+        at = now + self.limits.catch_up_stall
+        for author in self._catching:
+            c = self._feeds[author].catch
+            if c is None:
+                continue
+            if c.since is None:
+                return now
+            if c.due:
+                at = min(at, now + 1.0 / max(self.limits.catch_up_rate, 1e-3))
+            else:
+                at = min(at, c.since + self.limits.catch_up_stall)
+        return at
 
     # --- serving -------------------------------------------------------
 
@@ -424,6 +642,7 @@ class SyncSession:
                 f"{type(msg).__name__} received in state {self.state}", reason="bad_state"
             )
         handler, after = step
+        self._tick(now)
         actions = handler(self, msg, now)
         self.state = after
         return actions
@@ -557,6 +776,40 @@ class SyncSession:
             return self._request_gap(msg.author, feed)
         return [Ingest(msg.author, msg.seq, (msg.item,), "push")]
 
+    def _batch_of_catching(self, feed: _Feed, msg: Entries, now: float) -> list[Action]:
+        c = feed.catch
+        if c is None:  # pragma: no cover - catching feeds always have one
+            return self._batch_of_wanted(feed, msg, now)
+        author, n = msg.author, len(msg.items)
+        c.since = now
+        actions: list[Action] = []
+        last = msg.start + n - 1
+        if n:
+            self._note_peer_holds(feed, max(last, msg.head))
+            c.top = max(c.top, msg.head, last)
+            c.floor = msg.start if c.floor == 0 else min(c.floor, msg.start)
+            # Kept wherever it lies: the store holds it as a detached run.
+            actions.append(Ingest(author, msg.start, msg.items, "sync"))
+            if c.asked and (last >= msg.head or (c.lo > 0 and last >= c.hi)):
+                c.asked = False
+                actions.extend(self._next_request(author, feed, now))
+        elif c.asked:
+            # The peer holds nothing (more) of what we asked for.
+            actions.extend(self._finish_catch_up(author, feed))
+        if feed.peeking and (n == 0 or last >= msg.head):
+            feed.peeking = False
+            self._peeks -= 1
+            actions.append(PeekDone(author))
+        return actions
+
+    def _push_of_catching(self, feed: _Feed, msg: Push, now: float) -> list[Action]:
+        # Not in our clock yet, so the peer pushed it unasked (a mention, say):
+        # paid for as unsolicited, but kept as an entry of a feed we want.
+        if not self._inbound_bucket.take(now):
+            raise _violation("too many unsolicited pushes", reason="inbound_flood")
+        self._note_peer_holds(feed, msg.seq)
+        return [Ingest(msg.author, msg.seq, (msg.item,), "push")]
+
     def _push_of_withdrawn(self, feed: _Feed, msg: Push, now: float) -> list[Action]:
         self.ignored += 1
         return []
@@ -588,10 +841,12 @@ _FEED_TABLE: dict[tuple[FeedState, type[Entries] | type[Push]], _FeedHandler] = 
     ("filling", Entries): SyncSession._batch_of_wanted,
     ("withdrawn", Entries): SyncSession._batch_of_withdrawn,
     ("unknown", Entries): SyncSession._batch_of_unknown,
+    ("catching", Entries): SyncSession._batch_of_catching,
     ("wanted", Push): SyncSession._push_of_wanted,
     ("filling", Push): SyncSession._push_of_wanted,
     ("withdrawn", Push): SyncSession._push_of_withdrawn,
     ("unknown", Push): SyncSession._push_of_unknown,
+    ("catching", Push): SyncSession._push_of_catching,
 }
 
 

@@ -21,7 +21,6 @@ and :meth:`FrameDecoder.feed` may raise only :class:`DecodeError`.
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
@@ -29,6 +28,7 @@ from . import encoding
 from .encoding import Limits
 from .entries import MAX_ENTRY_SIZE, MAX_PAYLOAD_SIZE
 from .errors import DecodeError, InvalidSignature, LocalUsageError
+from .framing import DEFAULT_WIRE_LIMITS, FrameDecoder, WireLimits, encode_frame
 from .identity import check_public_key
 
 __all__ = [
@@ -58,28 +58,9 @@ WIRE_VERSION = 1
 NONCE_SIZE = 32
 #: Domain tag of the hello proof: a node signs HELLO_TAG || peer nonce || own key.
 HELLO_TAG = b"p2psocial/hello/v1\x00"
-_LEN = struct.Struct(">I")
 _MAX_SEQ = 2**53 - 1
 _MAX_REASON = 64
 
-
-@dataclass(frozen=True, slots=True)
-class WireLimits:
-    """Per-link bounds, applied to every frame a peer sends.
-
-    Defaults: a frame of 1 MiB holds a full catch-up batch of small posts (500
-    entries of ~600 bytes with payloads) yet bounds memory per link; a batch
-    of 1,000 items caps decode work per frame; 4,096 feeds per clock message
-    covers a node following thousands of authors in a handful of messages.
-    """
-
-    max_frame: int = 1024 * 1024
-    max_batch: int = 1000
-    max_clock: int = 4096
-    max_peek: int = 500
-
-
-DEFAULT_WIRE_LIMITS = WireLimits()
 
 #: One replicated item: entry bytes and the payload bytes, or None when the
 #: payload was deleted or dropped (the envelope alone keeps the chain valid).
@@ -221,58 +202,6 @@ def encode_message(msg: Message) -> bytes:
         LocalUsageError: ``msg`` is not a message or holds out-of-profile values.
     """
     return encoding.encode(_message_value(msg))
-
-
-def encode_frame(body: bytes, limits: WireLimits = DEFAULT_WIRE_LIMITS) -> bytes:
-    """Prefix ``body`` with its u32 big-endian length.
-
-    Raises:
-        LocalUsageError: the body exceeds ``limits.max_frame`` (a sender bug:
-            batches must be cut below the limit).
-    """
-    if len(body) > limits.max_frame:
-        raise LocalUsageError(f"frame of {len(body)} bytes exceeds {limits.max_frame}")
-    return _LEN.pack(len(body)) + body
-
-
-class FrameDecoder:
-    """Incremental frame splitter: feed received bytes, get complete bodies.
-
-    It buffers at most one partial frame, and refuses a length prefix above
-    the limit as soon as the four length bytes are in.
-    """
-
-    def __init__(self, limits: WireLimits = DEFAULT_WIRE_LIMITS) -> None:
-        self._limits = limits
-        self._buf = bytearray()
-
-    @property
-    def buffered(self) -> int:
-        """Bytes held that do not yet form a complete frame."""
-        return len(self._buf)
-
-    def feed(self, data: bytes) -> list[bytes]:
-        """Add received bytes; return the bodies of all frames now complete.
-
-        Raises:
-            DecodeError: a length prefix exceeds the frame limit (reason
-                ``frame_too_large``). The link must be closed; the decoder is
-                left unusable.
-        """
-        self._buf += data
-        out: list[bytes] = []
-        while len(self._buf) >= 4:
-            (n,) = _LEN.unpack_from(self._buf)
-            if n > self._limits.max_frame:
-                raise DecodeError(
-                    f"frame of {n} bytes exceeds {self._limits.max_frame}",
-                    reason="frame_too_large",
-                )
-            if len(self._buf) < 4 + n:
-                break
-            out.append(bytes(self._buf[4 : 4 + n]))
-            del self._buf[: 4 + n]
-        return out
 
 
 # --- decoding -------------------------------------------------------------

@@ -20,12 +20,19 @@ import trio
 
 from ..protocol.entries import Entry
 from ..protocol.identity import SigningKey
+from . import feeds, local, names, people
+from . import notifications as notes
 from .model import EntryView, Outcome, Page
 from .store import Store
 
 __all__ = ["AsyncStore", "open_async_store", "open_store"]
 
 T = TypeVar("T")
+
+
+def _on_conn(fn: Callable[..., T]) -> Callable[..., T]:
+    """``fn(conn, ...)`` as a query method of a :class:`Store` (for :meth:`AsyncStore._query`)."""
+    return lambda store, *args, **kwargs: fn(store.connection, *args, **kwargs)
 
 
 class AsyncStore:
@@ -39,6 +46,8 @@ class AsyncStore:
     def __init__(self, store: Store, reader: Store | None = None) -> None:
         self.store = store
         self._limiter = trio.CapacityLimiter(1)
+        # Own acts (appends, blocks) share FULL commits when they overlap.
+        self._acts = local.LocalActs(store, self._limiter)
         # Page queries (timeline, feed, thread, mentions, tags, search) run on
         # a second, read-only connection with a limiter of its own: in WAL
         # mode they read the last committed state without waiting for a
@@ -114,16 +123,24 @@ class AsyncStore:
     async def append_local(
         self, key: SigningKey, kind: str, payload: dict[str, Any], *, now_ms: int
     ) -> Entry:
-        """See :meth:`Store.append_local`."""
-        return await self._run(self.store.append_local, key, kind, payload, now_ms=now_ms)
+        """See :meth:`Store.append_local`; concurrent calls share one commit.
+
+        Answered once the commit that holds the entry is done (group commit:
+        :class:`~.local.LocalActs`).
+        """
+        act = functools.partial(
+            local.append_own, key=key, kind=kind, payload=payload, now_ms=now_ms
+        )
+        entry: Entry = await self._acts.run(act)
+        return entry
 
     async def block_local(self, author: bytes) -> None:
-        """See :meth:`Store.block_local`."""
-        await self._run(self.store.block_local, author)
+        """See :meth:`Store.block_local` (grouped like :meth:`append_local`)."""
+        await self._acts.run(functools.partial(local.block_feed, author=author))
 
     async def unblock_local(self, author: bytes) -> None:
-        """See :meth:`Store.unblock_local`."""
-        await self._run(self.store.unblock_local, author)
+        """See :meth:`Store.unblock_local` (grouped like :meth:`append_local`)."""
+        await self._acts.run(functools.partial(local.unblock_feed, author=author))
 
     async def blocked(self) -> set[bytes]:
         """See :meth:`Store.blocked`."""
@@ -167,6 +184,12 @@ class AsyncStore:
     ) -> list[tuple[bytes, bytes | None]]:
         """See :meth:`Store.entries_after`."""
         return await self._run(self.store.entries_after, author, seq, limit)
+
+    async def sync_progress(
+        self, tops: dict[bytes, int], recent: int
+    ) -> dict[bytes, tuple[int, int, int, int]]:
+        """See :func:`.feeds.sync_progress` (how far each feed has caught up)."""
+        return await self._query(_on_conn(feeds.sync_progress), dict(tops), recent)
 
     async def get_entry(self, id_: bytes) -> EntryView | None:
         """See :meth:`Store.get_entry`."""
@@ -263,6 +286,65 @@ class AsyncStore:
         """See :meth:`Store.search`."""
         return await self._query(Store.search, query, author=author, limit=limit, before=before)
 
+    # Notifications and people (storage/notifications.py, storage/people.py) --
+    async def notifications(
+        self,
+        me: bytes,
+        *,
+        limit: int = 50,
+        before: str | None = None,
+        after_mark: int | None = None,
+    ) -> notes.NotificationPage:
+        """See :func:`.notifications.notifications`."""
+        return await self._query(
+            _on_conn(notes.notifications), me, limit=limit, before=before, after_mark=after_mark
+        )
+
+    async def unread_notifications(
+        self, me: bytes, mark: int, excluded: Iterable[bytes] = ()
+    ) -> int:
+        """See :func:`.notifications.unread_count`."""
+        return await self._query(_on_conn(notes.unread_count), me, mark, list(excluded))
+
+    async def newest_notification_mark(self, me: bytes) -> int:
+        """See :func:`.notifications.newest_mark`."""
+        return await self._query(_on_conn(notes.newest_mark), me)
+
+    async def notification_kind(self, me: bytes, id_: bytes) -> str | None:
+        """See :func:`.notifications.notification_kind`."""
+        return await self._query(_on_conn(notes.notification_kind), me, id_)
+
+    async def suggest(
+        self, me: bytes, *, exclude: Iterable[bytes] = (), limit: int = 20
+    ) -> list[people.Person]:
+        """See :func:`.people.suggest`."""
+        return await self._query(_on_conn(people.suggest), me, exclude=list(exclude), limit=limit)
+
+    async def search_people(
+        self, query: str, *, limit: int = 20, before: str | None = None
+    ) -> people.PeoplePage:
+        """See :func:`.people.search_people`."""
+        return await self._query(_on_conn(people.search_people), query, limit=limit, before=before)
+
+    async def profile_names(
+        self, authors: Iterable[bytes]
+    ) -> dict[bytes, tuple[str | None, str | None]]:
+        """See :func:`.people.profile_names`."""
+        return await self._query(_on_conn(people.profile_names), list(authors))
+
+    # Petnames (storage/names.py) ------------------------------------------------
+    async def set_petname(self, name: str, identity: bytes) -> str | None:
+        """See :func:`.names.set_petname`."""
+        return await self._run(names.set_petname, self.store.connection, name, identity)
+
+    async def remove_petname(self, name: str) -> bytes | None:
+        """See :func:`.names.remove_petname`."""
+        return await self._run(names.remove_petname, self.store.connection, name)
+
+    async def load_petnames(self) -> list[tuple[str, bytes]]:
+        """See :func:`.names.load_petnames`."""
+        return await self._run(names.load_petnames, self.store.connection)
+
     async def load_dht_contacts(self) -> list[tuple[bytes, str, int]]:
         """See :meth:`Store.load_dht_contacts`."""
         return await self._run(self.store.load_dht_contacts)
@@ -275,6 +357,8 @@ class AsyncStore:
         """See :meth:`Store.statistics`."""
         stats = await self._run(self.store.statistics)
         stats["limiter_waiting"] = self._limiter.statistics().tasks_waiting
+        stats["local_waiting"] = self._acts.waiting
+        stats["local_refused"] = self._acts.refused
         return stats
 
 

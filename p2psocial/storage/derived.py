@@ -11,8 +11,11 @@ any order (sync, gossip, a delete before its target):
   over ``entries.target`` (cleared on purge);
 * a delete is remembered in ``deletions`` whatever arrives first, and a
   target arriving later from the same author is stored without its payload;
-* notifications (replies and mentions) are rows keyed by the notified author,
-  added whichever of reply and parent arrives second.
+* notifications are rows keyed by the notified author: replies and mentions
+  in ``notify``, reactions, reposts and follows in ``notify_acts``. A reply,
+  reaction or repost notifies its target's author whichever of the two
+  arrives second; nobody is notified of their own acts. A purge of the
+  notifying entry removes its row.
 
 All functions run inside the caller's write transaction.
 """
@@ -39,6 +42,8 @@ _RELATION = {
     "unblock": ("blocks", 0),
 }
 _RELATION_KINDS = {"follows": ("follow", "unfollow"), "blocks": ("block", "unblock")}
+#: Kinds whose entries notify their target entry's author (``notify_acts``).
+_ACT_KINDS = ("react", "repost")
 
 
 def decode_stored_payload(data: bytes) -> dict[str, Any]:
@@ -82,15 +87,20 @@ class Pending:
     fts: list[tuple[int, str]] = field(default_factory=list)
     tags: list[tuple[str, int, bytes, int]] = field(default_factory=list)
     notify: list[tuple[bytes, int, bytes, int, str]] = field(default_factory=list)
-    #: (eid, ts, id, author, parent id) of new replies: notify the parent's author.
-    replies: list[tuple[int, int, bytes, bytes, bytes]] = field(default_factory=list)
+    #: (eid, ts, id, author, target id, why) of new replies (``reply``), reactions
+    #: (``react``) and reposts (``repost``): notify the target's author.
+    replies: list[tuple[int, int, bytes, bytes, bytes, str]] = field(default_factory=list)
     #: (id, author, fid) of new timeline entries: replies may be waiting for them.
     parents: list[tuple[bytes, bytes, int]] = field(default_factory=list)
+    #: Rows for ``notify_acts``: (author, ts, id, eid, why).
+    acts: list[tuple[bytes, int, bytes, int, str]] = field(default_factory=list)
     #: (eid, fid, author, target) of delete entries whose payload is present.
     deletes: list[tuple[int, int, bytes, bytes]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.entries or self.fts or self.replies or self.parents or self.deletes)
+        return bool(
+            self.entries or self.fts or self.replies or self.parents or self.deletes or self.acts
+        )
 
 
 def apply_payload(
@@ -116,7 +126,7 @@ def apply_payload(
                 pending.notify.append((mentioned, ts, id_, eid, "mention"))
         reply = value.get("reply")
         if reply is not None:
-            pending.replies.append((eid, ts, id_, author, reply["parent"]))
+            pending.replies.append((eid, ts, id_, author, reply["parent"], "reply"))
     elif kind == "profile":
         conn.execute(
             "INSERT INTO profiles(author, seq, eid) VALUES (?, ?, ?) "
@@ -132,6 +142,10 @@ def apply_payload(
             f"WHERE excluded.seq > {table}.seq",
             (author, value["target"], seq, active),
         )
+        if kind == "follow" and value["target"] != author:
+            pending.acts.append((value["target"], ts, id_, eid, "follow"))
+    elif kind in _ACT_KINDS:
+        pending.replies.append((eid, ts, id_, author, value["target"], kind))
     elif kind == "delete":
         pending.deletes.append((eid, fid, author, value["target"]))
 
@@ -155,8 +169,9 @@ def flush(conn: sqlite3.Connection, pending: Pending) -> list[int]:
         conn.executemany(
             "INSERT OR IGNORE INTO tags(tag, ts, id, eid) VALUES (?, ?, ?, ?)", pending.tags
         )
-    notify = pending.notify
-    # Replies whose parent is held (old or new): notify the parent's author.
+    notify, acts = pending.notify, pending.acts
+    # Replies, reactions and reposts whose target is held (old or new):
+    # notify the target's author.
     for i in range(0, len(pending.replies), 500):
         chunk = pending.replies[i : i + 500]
         parents = list({r[4] for r in chunk})
@@ -167,26 +182,38 @@ def flush(conn: sqlite3.Connection, pending: Pending) -> list[int]:
                 parents,
             ).fetchall()
         )
-        for eid, ts, id_, author, parent in chunk:
+        for eid, ts, id_, author, parent, why in chunk:
             parent_author = authors.get(parent)
             if parent_author is not None and parent_author != author:
-                notify.append((parent_author, ts, id_, eid, "reply"))
-    # New entries that replies held from before were waiting for.
+                (notify if why == "reply" else acts).append((parent_author, ts, id_, eid, why))
+    # New entries that replies, reactions and reposts held from before were waiting for.
     for i in range(0, len(pending.parents), 500):
         chunk2 = pending.parents[i : i + 500]
         by_id = {p[0]: p for p in chunk2}
-        for r_eid, r_ts, r_id, r_fid, target in conn.execute(
-            "SELECT eid, ts, id, fid, target FROM entries "
-            f"WHERE target IN ({_in(len(by_id))}) AND kind = 'post'",
+        for r_eid, r_ts, r_id, r_fid, target, r_kind in conn.execute(
+            "SELECT eid, ts, id, fid, target, kind FROM entries "
+            f"WHERE target IN ({_in(len(by_id))}) AND kind IN ('post', 'react', 'repost')",
             list(by_id),
         ).fetchall():
             _, parent_author, parent_fid = by_id[target]
             if r_fid != parent_fid:
-                notify.append((parent_author, r_ts, r_id, r_eid, "reply"))
+                if r_kind == "post":
+                    notify.append((parent_author, r_ts, r_id, r_eid, "reply"))
+                else:
+                    acts.append((parent_author, r_ts, r_id, r_eid, r_kind))
     if notify:
         conn.executemany(
-            "INSERT OR IGNORE INTO notify(author, ts, id, eid, why) VALUES (?, ?, ?, ?, ?)",
+            # A reply to my post that also mentions me (every reply Node.post
+            # makes does) is a reply: that says more than "mentioned you".
+            "INSERT INTO notify(author, ts, id, eid, why) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(author, ts, id) DO UPDATE SET why = excluded.why "
+            "WHERE excluded.why = 'reply'",
             notify,
+        )
+    if acts:
+        conn.executemany(
+            "INSERT OR IGNORE INTO notify_acts(author, ts, id, eid, why) VALUES (?, ?, ?, ?, ?)",
+            acts,
         )
     victims: list[int] = []
     for eid, fid, author, target in pending.deletes:
@@ -198,6 +225,7 @@ def flush(conn: sqlite3.Connection, pending: Pending) -> list[int]:
             victims.append(row[0])
     pending.entries, pending.fts, pending.tags, pending.notify = [], [], [], []
     pending.replies, pending.parents, pending.deletes = [], [], []
+    pending.acts = []
     return victims
 
 
@@ -281,4 +309,6 @@ def purge_payload(conn: sqlite3.Connection, eid: int, new_state: str) -> int:
     elif kind in _RELATION:
         table, _ = _RELATION[kind]
         _recompute_relation(conn, table, fid, author, value["target"])
+    if kind in _ACT_KINDS or kind == "follow":
+        conn.execute("DELETE FROM notify_acts WHERE eid = ?", (eid,))
     return len(payload)

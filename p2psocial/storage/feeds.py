@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from .batch import chunks
 from .schema import PSTATE
 
-__all__ = ["entries_after", "forked_feeds", "heads", "payloads_held"]
+__all__ = ["entries_after", "forked_feeds", "heads", "payloads_held", "sync_progress"]
 
 
 def _marks(n: int) -> str:
@@ -73,4 +73,38 @@ def payloads_held(conn: sqlite3.Connection, ids: Iterable[bytes]) -> set[bytes]:
             (PSTATE["present"], PSTATE["deleted"], *chunk),
         )
         out.update(r[0] for r in rows)
+    return out
+
+
+def sync_progress(
+    conn: sqlite3.Connection, tops: dict[bytes, int], recent: int
+) -> dict[bytes, tuple[int, int, int, int]]:
+    """How far each feed has caught up (spec/sync.md 5.6).
+
+    Args:
+        tops: author -> the highest seq known to exist (peers' heads; 0 if none
+            known). The highest seq held counts too.
+        recent: the size of the recent part (the newest entries).
+
+    Returns:
+        author -> (entries held, contiguous head, best known head, entries
+        held among the newest ``recent`` seqs up to that head).
+    """
+    out: dict[bytes, tuple[int, int, int, int]] = {}
+    for author, top in tops.items():
+        row = conn.execute(
+            "SELECT fid, n_entries, head_seq, max_seq FROM feeds WHERE author = ?", (author,)
+        ).fetchone()
+        if row is None:
+            out[author] = (0, 0, top, 0)
+            continue
+        fid, n, head, max_seq = row
+        best = max(top, max_seq, head)
+        got = 0
+        if best > 0:
+            got = conn.execute(
+                "SELECT count(*) FROM entries WHERE fid = ? AND seq BETWEEN ? AND ?",
+                (fid, max(1, best - recent + 1), best),
+            ).fetchone()[0]
+        out[author] = (int(n), int(head), int(best), int(got))
     return out

@@ -39,7 +39,21 @@ class Outcome:
     entry: Entry | None = field(default=None, compare=False, repr=False)
 
 
+_PLAIN = frozenset({str, int, bool, float, type(None)})
+
+
 def _jsonable(value: Any) -> Any:
+    # Exact types first: payloads are plain msgpack values, and this runs for
+    # every field of every entry on every page the API serves.
+    t = type(value)
+    if t in _PLAIN:
+        return value
+    if t is bytes:
+        return value.hex()
+    if t is dict:
+        return {k: _jsonable(v) for k, v in value.items()}
+    if t is list:
+        return [_jsonable(v) for v in value]
     if isinstance(value, bytes):
         return value.hex()
     if isinstance(value, dict):
@@ -118,10 +132,16 @@ class EntryView:
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    """One page of a paginated query; pass ``next_cursor`` as ``before`` for the next."""
+    """One page of a paginated query; pass ``next_cursor`` as ``before`` for the next.
+
+    ``forks`` maps each author among ``items`` whose feed is forked to its fork
+    seq, read in the same transaction as the items (so a page needs no second
+    query to say so); None when the page was made without it.
+    """
 
     items: list[EntryView]
     next_cursor: str | None
+    forks: dict[bytes, int] | None = None
 
 
 def encode_cursor(primary: int, id_: bytes) -> str:

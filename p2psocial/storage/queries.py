@@ -32,6 +32,7 @@ from .schema import PSTATE
 
 __all__ = [
     "PREFIX_SQL",
+    "SEARCH_SQL",
     "feed",
     "get_entry",
     "ids_with_prefix",
@@ -51,7 +52,8 @@ _RELATION_TABLES = frozenset({"follows", "blocks"})
 _TOP = (1 << 62, b"")  # above every real (ts, id): timestamps are < 2**53
 
 _VIEW_SQL = (
-    "SELECT e.eid, e.id, f.author, e.seq, e.kind, e.ts, e.pstate, e.payload, e.target, e.root "
+    "SELECT e.eid, e.id, f.author, e.seq, e.kind, e.ts, e.pstate, e.payload, e.target, e.root, "
+    "CASE WHEN f.status = 'forked' THEN f.fork_seq END "
     "FROM entries e JOIN feeds f ON f.fid = e.fid WHERE e.eid IN (%s)"
 )
 
@@ -67,7 +69,7 @@ def _bound(before: str | None) -> tuple[int, bytes]:
 
 
 def _view(row: tuple[Any, ...]) -> EntryView:
-    _eid, id_, author, seq, kind, ts, pstate, payload, target, root = row
+    _eid, id_, author, seq, kind, ts, pstate, payload, target, root, _fork_seq = row
     v = EntryView(
         id=id_, author=author, seq=seq, kind=kind, timestamp=ts, payload_state=_STATE_NAMES[pstate]
     )
@@ -89,13 +91,22 @@ def _view(row: tuple[Any, ...]) -> EntryView:
     return v
 
 
-def _views(conn: sqlite3.Connection, eids: list[int]) -> list[EntryView]:
-    """Views of ``eids`` in that order, with reaction/repost/reply counts."""
+def _views(
+    conn: sqlite3.Connection, eids: list[int], forks: dict[bytes, int] | None = None
+) -> list[EntryView]:
+    """Views of ``eids`` in that order, with reaction/repost/reply counts.
+
+    Args:
+        forks: if given, filled with author -> fork seq for the views' forked
+            authors, read in the same query (see :attr:`Page.forks`).
+    """
     by_eid: dict[int, EntryView] = {}
     for i in range(0, len(eids), _IN_CHUNK):
         chunk = eids[i : i + _IN_CHUNK]
         for r in conn.execute(_VIEW_SQL % ",".join("?" * len(chunk)), chunk):
             by_eid[r[0]] = _view(r)
+            if forks is not None and r[-1] is not None:
+                forks[r[2]] = int(r[-1])
     views = [by_eid[e] for e in eids if e in by_eid]
     by_id = {v.id: v for v in views}
     ids = list(by_id)
@@ -122,7 +133,8 @@ def _page(conn: sqlite3.Connection, keyed: list[tuple[int, bytes, int]], limit: 
     more = len(keyed) > limit
     keyed = keyed[:limit]
     cursor = encode_cursor(keyed[-1][0], keyed[-1][1]) if more and keyed else None
-    return Page(_views(conn, [k[2] for k in keyed]), cursor)
+    forks: dict[bytes, int] = {}
+    return Page(_views(conn, [k[2] for k in keyed], forks), cursor, forks)
 
 
 def get_entry(conn: sqlite3.Connection, id_: bytes) -> EntryView | None:
@@ -219,7 +231,7 @@ def timeline(
     ts0, id0 = _bound(before)
     fids, total = audience if audience is not None else timeline_audience(conn, me)
     if not fids:
-        return Page([], None)
+        return Page([], None, {})
     share = sum(fids.values()) / total
     want = limit + 1
     keyed: list[tuple[int, bytes, int]] = []
@@ -269,7 +281,7 @@ def feed(
     seq0 = _bound(before)[0]
     row = conn.execute("SELECT fid FROM feeds WHERE author = ?", (author,)).fetchone()
     if row is None:
-        return Page([], None)
+        return Page([], None, {})
     params: list[Any] = [row[0], seq0]
     kind_sql = ""
     if kinds is not None:
@@ -358,6 +370,18 @@ def fts_query(query: str) -> str:
     return " AND ".join(terms)
 
 
+_SEARCH_INDEX = "entries_search"
+#: The search page: every FTS match joined to its (ts, id, fid) through the
+#: narrow covering index (schema 2), newest first. SQLite would read the wide
+#: entries rows by rowid instead, hence INDEXED BY. ``%s`` is the author filter.
+SEARCH_SQL = (
+    "SELECT e.ts, e.id, e.eid FROM post_fts "
+    f"JOIN entries e INDEXED BY {_SEARCH_INDEX} ON e.eid = post_fts.rowid "
+    "WHERE post_fts MATCH ? AND e.kind = 'post' AND (e.ts, e.id) < (?, ?)%s "
+    "ORDER BY e.ts DESC, e.id DESC LIMIT ?"
+)
+
+
 def search(
     conn: sqlite3.Connection,
     query: str,
@@ -374,20 +398,22 @@ def search(
     if author is not None:
         row = conn.execute("SELECT fid FROM feeds WHERE author = ?", (author,)).fetchone()
         if row is None:
-            return Page([], None)
+            return Page([], None, {})
         author_sql = " AND e.fid = ?"
         params.append(row[0])
     params.append(limit + 1)
     try:
-        rows = conn.execute(
-            "SELECT e.ts, e.id, e.eid FROM post_fts JOIN entries e ON e.eid = post_fts.rowid "
-            "WHERE post_fts MATCH ? AND (e.ts, e.id) < (?, ?)"
-            + author_sql
-            + " ORDER BY e.ts DESC, e.id DESC LIMIT ?",
-            params,
-        ).fetchall()
+        rows = conn.execute(SEARCH_SQL % author_sql, params).fetchall()
     except sqlite3.OperationalError as exc:
-        raise LocalUsageError(f"bad search query: {exc}", reason="bad_query") from None
+        if "no such index" not in str(exc):
+            raise LocalUsageError(f"bad search query: {exc}", reason="bad_query") from None
+        # A database made before the index existed (schema 2 in development):
+        # the same rows, read from the table.
+        sql = SEARCH_SQL.replace(" INDEXED BY " + _SEARCH_INDEX, "")
+        try:
+            rows = conn.execute(sql % author_sql, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            raise LocalUsageError(f"bad search query: {exc}", reason="bad_query") from None
     return _page(conn, rows, limit)
 
 

@@ -32,7 +32,7 @@ __all__ = ["APPLICATION_ID", "PSTATE", "SCHEMA_VERSION", "prepare_database"]
 
 #: "P2PS" as a big-endian 32-bit integer; SQLite stores it in the file header.
 APPLICATION_ID = 0x50325053
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: Payload states stored in ``entries.pstate``.
 PSTATE = {"absent": 0, "present": 1, "deleted": 2, "dropped": 3}
@@ -134,7 +134,37 @@ CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 """
 
 
-#: MIGRATIONS[n] upgrades a database from version n to n + 1.
+# Version 2. Each part belongs to one feature; a part may be empty.
+# Search ordering (indexes the search query pages through).
+_V2_SEARCH = """
+-- Search joins every FTS match (a post's eid) to its (ts, id) to order the
+-- page. Read from this narrow index, not the wide entries rows, the join
+-- stays in the page cache at 1M entries (queries.search).
+CREATE INDEX entries_search ON entries(eid, ts, id, fid, kind) WHERE kind = 'post';
+"""
+# Petnames: local names for identities.
+_V2_NAMES = """
+-- One petname per identity, one identity per petname, never published.
+CREATE TABLE petnames (
+    name TEXT PRIMARY KEY, identity BLOB NOT NULL UNIQUE
+) WITHOUT ROWID;
+"""
+# Notifications: reactions, reposts and new followers, and the unread mark.
+# notify_acts is apart from notify so that mentions (which lists notify) stays
+# as it was. The (author, eid) indexes count unread rows (eid above the read
+# mark, kept in settings) without walking all of an author's rows.
+_V2_NOTIFY = """
+CREATE TABLE notify_acts (
+    author BLOB NOT NULL, ts INTEGER NOT NULL, id BLOB NOT NULL, eid INTEGER NOT NULL,
+    why TEXT NOT NULL,
+    PRIMARY KEY (author, ts, id)
+) WITHOUT ROWID;
+CREATE INDEX notify_acts_eid ON notify_acts(eid);
+CREATE INDEX notify_acts_unread ON notify_acts(author, eid);
+CREATE INDEX notify_unread ON notify(author, eid);
+"""
+
+
 def _run_script(conn: sqlite3.Connection, script: str) -> None:
     # Not executescript(): it commits first, and migrations must run inside
     # the transaction that also bumps user_version.
@@ -143,8 +173,19 @@ def _run_script(conn: sqlite3.Connection, script: str) -> None:
             conn.execute(statement)
 
 
+def _migrate_to_v2(conn: sqlite3.Connection) -> None:
+    _run_script(conn, _V2_SEARCH + _V2_NAMES + _V2_NOTIFY)
+    # Reactions, reposts and follows stored under version 1 notify too.
+    # Imported here: notifications imports queries, which imports this module.
+    from .notifications import backfill
+
+    backfill(conn)
+
+
+#: MIGRATIONS[n] upgrades a database from version n to n + 1.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     0: lambda conn: _run_script(conn, _SCHEMA_V1),
+    1: _migrate_to_v2,
 }
 
 

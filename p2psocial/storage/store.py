@@ -14,6 +14,8 @@ or nothing of a batch. Two synchronous levels are used on purpose:
   to peers must not vanish even on power loss: the node would then sign a
   different entry with the same seq, and fork its own feed. A FULL commit
   fsyncs the WAL, which also hardens every NORMAL commit before it.
+  Concurrent own acts share one such commit (:meth:`Store.commit_local`,
+  grouped by :class:`~.local.LocalActs`); each is answered after it.
 
 Threads. The connection is opened with ``check_same_thread=False`` and must be
 used by one thread at a time (the trio façade guarantees that with one
@@ -29,6 +31,7 @@ writes), :mod:`.feeds` (sync reads) and :mod:`.queries` (page queries).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
@@ -60,9 +63,18 @@ class Store:
     """
 
     def __init__(
-        self, conn: sqlite3.Connection, path: str, *, verify_threads: int, allow_segments: bool
+        self,
+        conn: sqlite3.Connection,
+        path: str,
+        *,
+        verify_threads: int,
+        allow_segments: bool,
+        local_group: int = local.DEFAULT_GROUP,
     ) -> None:
         self._conn = conn
+        #: Most own acts per commit (1: each commits alone); see :mod:`.local`.
+        self.local_group = local_group
+        self._local = Counter[str]()
         self._path = path
         self._verify_threads = verify_threads
         # Threads start on first use; created here so that concurrent
@@ -91,6 +103,7 @@ class Store:
         *,
         verify_threads: int = 2,
         allow_segments: bool = True,
+        local_group: int | None = None,
     ) -> Store:
         """Open (or create) the database at ``path``.
 
@@ -101,6 +114,8 @@ class Store:
             allow_segments: accept verified runs that do not connect to the
                 feed's contiguous head (filled in later). When False such
                 entries are rejected with reason ``no_prev``.
+            local_group: most own acts that share one commit (1: none share;
+                default :data:`.local.DEFAULT_GROUP`).
 
         Raises:
             StorageError: not an SQLite file, not a p2psocial database, a
@@ -108,7 +123,14 @@ class Store:
         """
         spath = os.fspath(path)
         conn = connect_writer(spath)
-        return cls(conn, spath, verify_threads=verify_threads, allow_segments=allow_segments)
+        group = local.DEFAULT_GROUP if local_group is None else local_group
+        return cls(
+            conn,
+            spath,
+            verify_threads=verify_threads,
+            allow_segments=allow_segments,
+            local_group=group,
+        )
 
     @classmethod
     def open_reader(cls, path: str | os.PathLike[str], writer: Store | None = None) -> Store:
@@ -281,21 +303,41 @@ class Store:
             LocalUsageError: the payload breaks its kind's schema or a size
                 limit (the message names the limit), or the feed is forked.
         """
+        act = functools.partial(
+            local.append_own, key=key, kind=kind, payload=payload, now_ms=now_ms
+        )
+        return local.outcome(self.commit_local([act])[0])  # type: ignore[no-any-return]
+
+    def commit_local(self, acts: Sequence[local.LocalAct]) -> list[local.ActResult]:
+        """Run own acts in order in one ``synchronous=FULL`` commit.
+
+        Each act runs in a savepoint of its own: one that raises is rolled
+        back alone and the others commit (see :mod:`.local`).
+
+        Returns:
+            Per act, ``(True, result)`` or ``(False, exception)``.
+
+        Raises:
+            StorageError: the database failed; none of the acts is kept.
+        """
         with self._write(durable=True) as conn:
-            return local.append_own(self._txn(conn), key, kind, payload, now_ms)
+            results = local.run_acts(conn, acts, lambda: self._txn(conn))
+        self._local["local_commits"] += 1
+        failed = sum(1 for ok, _ in results if not ok)
+        self._local["local_acts"] += len(results) - failed
+        self._local["local_failed"] += failed
+        return results
 
     def block_local(self, author: bytes) -> None:
         """Block ``author`` on this node: purge and refuse their payloads.
 
         Envelopes stay, so their feed remains verifiable and servable.
         """
-        with self._write(durable=True) as conn:
-            local.block_feed(self._txn(conn), author)
+        local.outcome(self.commit_local([functools.partial(local.block_feed, author=author)])[0])
 
     def unblock_local(self, author: bytes) -> None:
         """Lift a local block. Purged payloads come back only if re-ingested."""
-        with self._write(durable=True) as conn:
-            conn.execute("UPDATE feeds SET blocked = 0 WHERE author = ?", (author,))
+        local.outcome(self.commit_local([functools.partial(local.unblock_feed, author=author)])[0])
 
     def blocked(self) -> set[bytes]:
         """Authors blocked locally."""
@@ -536,8 +578,8 @@ class Store:
             text = json.dumps(value)
         except (TypeError, ValueError) as exc:
             raise LocalUsageError(f"setting {key!r} is not JSON-serialisable: {exc}") from None
-        with self._write(durable=True) as conn:
-            conn.execute("INSERT OR REPLACE INTO settings(key, value) VALUES (?, ?)", (key, text))
+        act = functools.partial(local.put_setting, key=key, text=text)
+        local.outcome(self.commit_local([act])[0])
 
     # ------------------------------------------------------------------ statistics
 
@@ -562,4 +604,6 @@ class Store:
             "db_bytes": page_count * page_size,
             "ingested": dict(self._counts),
             "rejected_by_reason": dict(self._rejected),
+            # Own acts committed, failed alone, and the FULL commits they took.
+            **{k: self._local[k] for k in ("local_acts", "local_failed", "local_commits")},
         }

@@ -113,6 +113,8 @@ def test_every_api_method(daemon: Daemon, tmp_path: Path) -> None:
     assert other_text not in call("following")["items"]
     assert call("followers", identity=other_text)["items"] == []
     prof = call("profile")
+    prog = call("sync_progress", identity=me)["items"][0]
+    assert prog["identity"] == me and prog["complete"] and prog["held"] >= 1
     assert prof["name"] == "Api Tester" and prof["bio"] == "testing"
 
     tl = call("timeline", limit=50)
@@ -132,6 +134,10 @@ def test_every_api_method(daemon: Daemon, tmp_path: Path) -> None:
     assert call("search", query='"reply to myself"', author=me)["items"][0]["id"] == r1["id"]
     assert call("mentions")["items"] == []  # our own reply does not notify us
 
+    assert call("set_petname", name="other", identity=other_text)["previous"] is None
+    assert call("petnames")["items"][0]["identity"] == other_text
+    assert call("profile", identity="other")["petname"] == "other"
+    assert call("remove_petname", name="other")["removed"] == "other"
     blocked = call("block", identity=other_text, reason="spam")
     assert blocked["public"] is True and "id" in blocked
     assert call("profile", identity=other_text)["blocked"] is True
@@ -159,6 +165,23 @@ def test_every_api_method(daemon: Daemon, tmp_path: Path) -> None:
     # connect: to our own peer port is refused or harmless; to a closed port errors cleanly
     with pytest.raises(APIError):
         call("connect", host="127.0.0.1", port=1)
+
+    # invite / accept_invite: our own invite is made, and refused as our own
+    made = call("invite", expires_in=60, recommend=[other_text])
+    assert made["invite"].startswith("p2psinv1") and made["identity"] == me
+    assert made["recommended"] == [other_text] and made["expires"] > 0
+    with pytest.raises(APIError) as refused:
+        call("accept_invite", invite=made["invite"])
+    assert refused.value.reason == "self"
+    with pytest.raises(APIError) as refused:
+        call("accept_invite", invite=made["invite"][:-2])
+    assert refused.value.reason == "bad_checksum"
+
+    n = call("notifications", limit=10)
+    assert {"items", "next", "unread", "mark"} <= set(n)
+    assert call("mark_notifications_read")["unread"] == 0
+    assert "items" in call("suggest")
+    assert call("search_people", query="zz")["items"] == []
 
     # watch / unwatch over a second connection
     with p2psocial.connect(api=api_path(daemon)) as w:

@@ -12,6 +12,7 @@ import trio
 import p2psocial
 from p2psocial import LocalUsageError, NodeConfig, SigningKey, WatchFilter, open_node
 from p2psocial.node.node import now_ms
+from p2psocial.protocol.entries import decode_entry_untrusted
 from p2psocial.protocol.identity import identity_to_text
 from tests.cli.forks import make_fork, posts
 
@@ -185,3 +186,26 @@ async def test_policy_changes_keep_the_users_node_settings(tmp_path: Path) -> No
     saved = NodeConfig.load(data)
     assert (saved.listen, saved.port, saved.bootstrap) == ("127.0.0.1", 4123, ["127.0.0.1:9"])
     assert saved.policy.hops == 2 and len(saved.policy.muted) == 1
+
+
+async def test_a_burst_of_posts_puts_only_the_latest_head(tmp_path: Path) -> None:
+    # 40 posts at once: every one is stored and acknowledged, the DHT ends up
+    # with the newest head, and far fewer than 40 head puts were made.
+    with trio.fail_after(60):
+        async with two_nodes(tmp_path) as (a, b):
+            async with trio.open_nursery() as nursery:
+                for i in range(40):
+                    nursery.start_soon(a.post, f"burst {i}")
+            [newest] = (await a.feed(limit=1))["items"]
+            assert newest["seq"] == 40
+
+            async def b_sees_newest() -> bool:
+                assert b.dht is not None
+                got = await b.dht.get_head(a.identity)
+                return got is not None and decode_entry_untrusted(got).seq == 40
+
+            await until(b_sees_newest)
+            rep = (await a.statistics())["replication"]
+            assert 1 <= rep["head_puts"] < 40
+            # Each own entry was either put or overtaken by a newer one.
+            assert rep["head_puts"] + rep["head_puts_coalesced"] == 40

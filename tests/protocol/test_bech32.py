@@ -11,8 +11,11 @@ vectors are about witness programs, not the string format, and are not run.
 
 from __future__ import annotations
 
+import functools
+import operator
+
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from p2psocial.protocol import bech32
@@ -268,3 +271,42 @@ def test_identity_text_refuses_a_non_ascii_letter() -> None:
         identity_from_text(text[:pos] + "\u212a" + text[pos + 1 :])
     assert info.value.reason == "bad_character"
     assert f"position {pos + 1}" in info.value.message
+
+
+# --- fast paths against the reference algorithms -----------------------------------
+
+
+_GENERATORS = (0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)
+
+
+def _reference_polymod(values: list[int]) -> int:
+    """BIP 173's checksum: each step XORs in the generators that the top five bits pick."""
+    state = 1
+    for value in values:
+        picked = [g for bit, g in enumerate(_GENERATORS) if state >> (25 + bit) & 1]
+        state = functools.reduce(operator.xor, picked, (state & 0x1FFFFFF) << 5 ^ value)
+    return state
+
+
+def _reference_encode(hrp: str, data: list[int]) -> str:
+    high, low = [ord(c) >> 5 for c in hrp], [ord(c) & 31 for c in hrp]
+    residue = _reference_polymod([*high, 0, *low, *data, *[0] * 6]) ^ 0x2BC830A3
+    tail = [residue >> shift & 31 for shift in (25, 20, 15, 10, 5, 0)]
+    return f"{hrp}1" + "".join(map(bech32.CHARSET.__getitem__, data + tail))
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.lists(st.integers(min_value=0, max_value=31), max_size=80))
+def test_table_polymod_equals_the_bitwise_loop(values: list[int]) -> None:
+    assert bech32._polymod(values) == _reference_polymod(values)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.binary(max_size=50), st.sampled_from(["p2ps", "a", "bc", "?"]))
+def test_byte_encoding_equals_the_reference(payload: bytes, hrp: str) -> None:
+    data = bech32.convertbits(payload, 8, 5, pad=True)
+    assert bech32.to_5bit(payload) == data
+    assert bech32.to_5bit(bytearray(payload)) == data
+    if len(hrp) + 7 + len(data) <= bech32.MAX_LENGTH:
+        assert bech32.bech32m_encode(hrp, payload) == _reference_encode(hrp, data)
+        assert bech32.encode(hrp, data) == _reference_encode(hrp, data)

@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from p2psocial.protocol.errors import DecodeError, InvalidSignature
+from p2psocial.protocol import bech32
+from p2psocial.protocol import identity as identity_mod
+from p2psocial.protocol.errors import DecodeError, InvalidSignature, LocalUsageError
 from p2psocial.protocol.identity import (
     SigningKey,
     identity_from_text,
@@ -304,3 +306,83 @@ def test_key_files_of_other_algorithms_are_decode_errors(pem_hex: str) -> None:
     with pytest.raises(DecodeError) as info:
         SigningKey.from_pem(bytes.fromhex(pem_hex))
     assert info.value.reason == "bad_key_file"
+
+
+# --- the cached text form ------------------------------------------------------
+
+
+def test_identity_text_cache_table() -> None:
+    # (public key, text): RFC 8032's keys, each against the uncached encoder.
+    for _, pub, _, _ in RFC8032:
+        key = bytes.fromhex(pub)
+        expected = identity_mod._identity_text(key)
+        assert identity_to_text(key) == expected
+        assert identity_to_text(key) == expected  # the second answer is the cached one
+        assert identity_to_text(bytearray(key)) == expected
+        assert identity_to_text(memoryview(key)) == expected
+        assert identity_from_text(expected) == key
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.lists(st.binary(min_size=32, max_size=32), min_size=1, max_size=8), st.randoms())
+def test_cached_identity_text_equals_the_uncached_encoder(keys: list[bytes], rng: Any) -> None:
+    calls = keys * 3
+    rng.shuffle(calls)
+    for key in calls:
+        assert identity_to_text(key) == identity_mod._identity_text(key)
+        assert identity_to_text(key) == bech32.encode(
+            "p2ps", bech32.convertbits(key, 8, 5, pad=True)
+        )
+
+
+@pytest.mark.parametrize("size", [0, 31, 33, 64])
+def test_identity_text_of_a_wrong_length_is_refused_and_not_cached(size: int) -> None:
+    before = identity_mod._cached_identity_text.cache_info().currsize
+    with pytest.raises(LocalUsageError):
+        identity_to_text(bytes(size))
+    assert identity_mod._cached_identity_text.cache_info().currsize <= before
+
+
+def test_identity_text_cache_is_a_bounded_lru() -> None:
+    cache = identity_mod._cached_identity_text
+    limit = identity_mod.IDENTITY_TEXT_CACHE_SIZE
+    assert cache.cache_info().maxsize == limit
+    cache.cache_clear()
+    # A hostile peer sending ever new identities: twice the bound, all distinct.
+    keys = [i.to_bytes(32, "little") for i in range(2 * limit)]
+    for key in keys:
+        identity_to_text(key)
+    info = cache.cache_info()
+    assert info.currsize == limit and info.misses == 2 * limit
+    # The newest stay (a hit), the oldest were dropped (a miss, re-encoded alike).
+    assert identity_to_text(keys[-1]) == identity_mod._identity_text(keys[-1])
+    assert cache.cache_info().hits == info.hits + 1
+    assert identity_to_text(keys[0]) == identity_mod._identity_text(keys[0])
+    assert cache.cache_info().misses == info.misses + 1
+    assert cache.cache_info().currsize == limit
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.binary(min_size=32, max_size=32), st.sampled_from(["", " ", "\n"]), st.booleans())
+def test_cached_identity_parse_equals_the_uncached_parser(
+    seed: bytes, pad: str, upper: bool
+) -> None:
+    text = identity_to_text(SigningKey.from_seed(seed).public_key)
+    text = pad + (text.upper() if upper else text) + pad
+    for _ in range(2):
+        assert identity_from_text(text) == identity_mod._identity_key(text.strip())
+
+
+def test_identity_parse_cache_keeps_no_refusal_and_is_bounded() -> None:
+    cache = identity_mod._cached_identity_key
+    assert cache.cache_info().maxsize == identity_mod.IDENTITY_TEXT_CACHE_SIZE
+    cache.cache_clear()
+    text = identity_to_text(SigningKey.from_seed(bytes(32)).public_key)
+    bad = text[:-1] + ("q" if text[-1] != "q" else "p")
+    for _ in range(3):
+        with pytest.raises(DecodeError) as info:
+            identity_from_text(bad)
+        assert info.value.reason == "bad_checksum"
+    assert cache.cache_info().currsize == 0
+    assert identity_from_text(text) == identity_from_text(" " + text)
+    assert cache.cache_info().currsize == 1 and cache.cache_info().hits == 1

@@ -13,10 +13,12 @@ The CI profile in tests/conftest.py derandomizes every property.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from typing import Any
 
 import msgpack
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -30,8 +32,8 @@ from p2psocial.protocol.entries import (
     decode_payload_untrusted,
     encode_payload,
 )
-from p2psocial.protocol.errors import DecodeError, LocalUsageError, ProtocolError
-from p2psocial.protocol.identity import SigningKey
+from p2psocial.protocol.errors import DecodeError, InvalidSignature, LocalUsageError, ProtocolError
+from p2psocial.protocol.identity import SigningKey, check_signature_encoding
 from p2psocial.protocol.kinds import KINDS
 
 KEY = SigningKey.from_seed(b"\x5a" * 32)
@@ -361,3 +363,167 @@ def test_envelope_fast_path_and_full_check_agree(envelope: bytes) -> None:
         assert fast is None
         return
     assert fast == full
+
+
+# ------------------------------------------------------------ new decoders == old ones
+#
+# Issue 21.4 put the canonical check of envelopes into one byte pattern and
+# let msgpack's C parser and packer carry the payload check. The pure-Python
+# byte walk below (``check_canonical``, then a plain parse) is the decoder
+# they replaced on the hot path, kept here as the reference: on seeded random
+# inputs the new decoders must accept exactly what it accepts, with equal
+# values, and refuse the rest with the reason it names.
+
+
+def _reference_decode(data: bytes, limits: Limits) -> Any:
+    """The old decoder: walk the bytes in Python, then parse what passed."""
+    check_canonical(data, limits)
+    return msgpack.unpackb(data, raw=False, strict_map_key=True)
+
+
+def _outcome(fn: Any, *args: Any) -> tuple[str, Any]:
+    try:
+        return "ok", fn(*args)
+    except DecodeError as exc:
+        return "refused", exc.reason
+
+
+def _same_as_reference_envelope(envelope: bytes) -> None:
+    try:
+        old: Any = entries._envelope_full(envelope)
+    except DecodeError:
+        old = None
+    assert entries._envelope_fast(envelope) == old, envelope.hex()
+
+
+uints = st.one_of(
+    st.integers(0, 2**8),
+    st.sampled_from([2**k + d for k in (7, 8, 15, 16, 31, 32, 53, 63) for d in (-1, 0, 1)]),
+    st.integers(0, 2**64 - 1),
+)
+
+
+@PROPS
+@given(
+    st.one_of(st.integers(0, 3), uints),
+    st.one_of(st.integers(0, 2**53 + 1), uints),
+    st.one_of(st.integers(0, 16385), uints),
+    kind_names,
+    st.booleans(),
+)
+def test_envelope_pattern_matches_the_byte_walk_on_any_field_values(
+    seq: int, ts: int, psize: int, kind: str, with_prev: bool
+) -> None:
+    # Every width of every integer, kind names of every length (valid or
+    # not), prev present or absent at any seq: valid envelopes and envelopes
+    # that only break a range or shape rule.
+    env: dict[str, Any] = {
+        "author": KEY.public_key,
+        "kind": kind,
+        "payload_hash": ID,
+        "payload_size": psize,
+        "seq": seq,
+        "timestamp": ts,
+        "v": 1,
+    }
+    if with_prev:
+        env["prev"] = ID
+    _same_as_reference_envelope(encode(env))
+
+
+def _fuzz_inputs(target: str, n: int) -> list[bytes]:
+    """``n`` inputs of one bench/fuzz.py target, from its seeded generator."""
+    import random
+
+    from tests.test_fuzz_runner import fuzz
+
+    spec = fuzz.targets()[target]
+    gen = fuzz.generator(spec, random.Random(f"issue-21.4:{target}"))
+    return [bytes(gen()) for _ in range(n)]
+
+
+def test_envelope_pattern_matches_the_byte_walk_on_fuzzed_entries() -> None:
+    for data in _fuzz_inputs("entry", 5000):
+        _same_as_reference_envelope(data[64:])
+        if 64 < len(data) <= entries.MAX_ENTRY_SIZE:
+            continue
+        assert _outcome(decode_entry_untrusted, data)[0] == "refused"
+
+
+def test_decode_untrusted_matches_the_byte_walk_on_fuzzed_values() -> None:
+    inputs = _fuzz_inputs("msgpack", 3000) + [
+        data
+        for kind in ("post", "react", "unknown")
+        for data in _fuzz_inputs(f"payload.{kind}", 1500)
+    ]
+    accepted = 0
+    for data in inputs:
+        for limits in LIMITS:
+            new = _outcome(encoding.decode_untrusted, data, limits)
+            assert new == _outcome(_reference_decode, data, limits), (data.hex(), limits)
+            accepted += new[0] == "ok"
+    assert accepted > 1000  # the inputs reach acceptance, not only refusals
+
+
+@PROPS
+@given(lenient_values, st.booleans(), st.sampled_from(LIMITS))
+def test_decode_untrusted_matches_the_byte_walk_on_any_msgpack(
+    value: Any, bin_type: bool, limits: Limits
+) -> None:
+    data = msgpack.packb(value, use_bin_type=bin_type)
+    assert _outcome(encoding.decode_untrusted, data, limits) == _outcome(
+        _reference_decode, data, limits
+    )
+
+
+# ------------------------------------------------------------ verify_run's signature screen
+
+_R_EDGES = [
+    (y | sign << 255).to_bytes(32, "little")
+    for y in (0, 1, 2, 2**255 - 20, 2**255 - 19, 2**255 - 1, *range(2**255 - 40, 2**255))
+    for sign in (0, 1)
+]
+
+
+def _encoding_refused(signature: bytes) -> bool:
+    try:
+        check_signature_encoding(signature)
+    except InvalidSignature:
+        return True
+    return False
+
+
+@PROPS
+@given(
+    st.one_of(
+        st.binary(min_size=32, max_size=32), st.sampled_from(_R_EDGES + sorted(feeds._BAD_R))
+    ),
+    st.one_of(
+        st.binary(min_size=32, max_size=32),
+        st.integers(2**252 - 2, 2**253).map(lambda s: s.to_bytes(32, "little")),
+        st.just(b"\xff" * 32),
+    ),
+)
+def test_verify_run_screen_refuses_exactly_the_malformed_signatures(r: bytes, s: bytes) -> None:
+    # verify_run asks check_signature_encoding only when its screen (R in
+    # _BAD_R, or S's top byte at least L's) cannot vouch for the signature.
+    sig = r + s
+    screened_ok = sig[63] < 0x10 and r not in feeds._BAD_R
+    if screened_ok:
+        assert not _encoding_refused(sig), sig.hex()
+    assert (r in feeds._BAD_R) == _encoding_refused(r + bytes(32)), r.hex()
+
+
+def test_verify_run_refuses_a_malformed_inner_signature() -> None:
+    run = []
+    prev = None
+    for seq in (1, 2, 3):
+        e, _ = create_entry(
+            KEY, seq=seq, prev=prev, timestamp=T0, kind="post", payload={"text": "x"}
+        )
+        run.append(e)
+        prev = e.id
+    for bad_r in sorted(feeds._BAD_R)[:3]:
+        forged = dataclasses.replace(run[1], signature=bad_r + run[1].signature[32:])
+        with pytest.raises(InvalidSignature):
+            feeds.verify_run([run[0], forged, run[2]])

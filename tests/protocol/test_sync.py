@@ -9,6 +9,7 @@ which direction delivers next, so interleavings are explicit.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -61,12 +62,22 @@ def eid(data: bytes) -> bytes:
 
 @dataclass
 class FakeStore:
-    """Feeds as lists of entry bytes; detects forks like the real store."""
+    """Feeds as lists of entry bytes; detects forks like the real store.
+
+    ``feeds`` holds each feed contiguously from seq 1; with ``segments`` on,
+    entries above a gap are kept in ``detached`` (as the real store keeps
+    detached runs) and join the chain when the gap fills. ``order`` logs
+    every stored (author, seq) in the order it arrived.
+    """
 
     feeds: dict[bytes, list[bytes]] = field(default_factory=dict)
     forks: set[bytes] = field(default_factory=set)
     inbound: list[bytes] = field(default_factory=list)
     peeked: dict[bytes, list[tuple[int, bytes]]] = field(default_factory=dict)
+    segments: bool = True
+    batch: int = 3
+    detached: dict[bytes, dict[int, bytes]] = field(default_factory=dict)
+    order: list[tuple[bytes, int]] = field(default_factory=list)
 
     def head(self, a: bytes) -> Head:
         chain = self.feeds.get(a, [])
@@ -86,29 +97,41 @@ class FakeStore:
         if first > last:
             return [Entries(s.author, first if head else 0, head, ())]
         out: list[Entries | Push] = []
-        for lo in range(first, last + 1, BATCH):
-            hi = min(lo + BATCH - 1, last)
+        for lo in range(first, last + 1, self.batch):
+            hi = min(lo + self.batch - 1, last)
             items = tuple((chain[i - 1], None) for i in range(lo, hi + 1))
             out.append(Entries(s.author, lo, head, items))
         return out
 
     def ingest(self, a: bytes, start: int, items: tuple[tuple[bytes, bytes | None], ...]) -> bool:
-        """Store contiguous items; True if the head moved. Refuses gaps."""
+        """Store items; True if the contiguous head moved. Gaps only with ``segments``."""
         if a in self.forks:
             return False
         chain = self.feeds.setdefault(a, [])
+        above = self.detached.setdefault(a, {})
         moved = False
         for i, (data, _payload) in enumerate(items):
             seq = start + i
-            if seq <= len(chain):
-                if chain[seq - 1] != data:
+            held = chain[seq - 1] if seq <= len(chain) else above.get(seq)
+            if held is not None:
+                if held != data:
                     self.forks.add(a)
                     return moved
                 continue
-            assert seq == len(chain) + 1, "machine handed the store a gap"
-            chain.append(data)
-            moved = True
+            self.order.append((a, seq))
+            if seq == len(chain) + 1:
+                chain.append(data)
+                while len(chain) + 1 in above:
+                    chain.append(above.pop(len(chain) + 1))
+                moved = True
+            else:
+                assert self.segments, "machine handed the store a gap"
+                above[seq] = data
         return moved
+
+    def held(self, a: bytes) -> set[int]:
+        """Every seq of ``a`` held, contiguous or detached."""
+        return set(range(1, len(self.feeds.get(a, [])) + 1)) | set(self.detached.get(a, {}))
 
 
 @dataclass
@@ -116,6 +139,7 @@ class Side:
     name: str
     store: FakeStore
     interest: set[bytes]
+    limits: SyncLimits = field(default_factory=SyncLimits)
     machine: SyncSession = field(init=False)
     outbox: deque[bytes] = field(default_factory=deque)
     decoder: FrameDecoder = field(default_factory=FrameDecoder)
@@ -123,8 +147,9 @@ class Side:
     peeks_done: list[bytes] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.store.segments = self.limits.newest_first
         self.machine = SyncSession(
-            {a: self.store.head(a) for a in self.interest}, limits=SyncLimits()
+            {a: self.store.head(a) for a in self.interest}, limits=self.limits
         )
 
 
@@ -199,16 +224,45 @@ class Pair:
             assert n < limit, "the pair does not quiesce"
         return n
 
+    def poll(self, side: Side) -> None:
+        self.perform(side, side.machine.poll(self.now))
+
+    def settle(self, rounds: int = 1_000) -> None:
+        """Drain, and run the catch-up timers when due, until nothing is left."""
+        for _ in range(rounds):
+            self.drain()
+            due = [t for t in (self.a.machine.next_poll(), self.b.machine.next_poll()) if t]
+            if not due:
+                return
+            self.now = max(self.now, min(due))
+            self.poll(self.a)
+            self.poll(self.b)
+        raise AssertionError("the catch-up timers never settle")
+
 
 def make_pair(
     a_feeds: dict[bytes, list[bytes]],
     b_feeds: dict[bytes, list[bytes]],
     a_interest: set[bytes],
     b_interest: set[bytes],
+    limits: SyncLimits | None = None,
+    batch: int = BATCH,
+    b_limits: SyncLimits | None = None,
 ) -> Pair:
+    lim = limits or SyncLimits()
     return Pair(
-        Side("a", FakeStore({k: list(v) for k, v in a_feeds.items()}), set(a_interest)),
-        Side("b", FakeStore({k: list(v) for k, v in b_feeds.items()}), set(b_interest)),
+        Side(
+            "a",
+            FakeStore({k: list(v) for k, v in a_feeds.items()}, batch=batch),
+            set(a_interest),
+            lim,
+        ),
+        Side(
+            "b",
+            FakeStore({k: list(v) for k, v in b_feeds.items()}, batch=batch),
+            set(b_interest),
+            b_limits or lim,
+        ),
     )
 
 
@@ -446,13 +500,15 @@ step = st.one_of(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, derandomize=True)
 @given(
     a_lens=st.fixed_dictionaries({f: st.integers(0, 8) for f in FEEDS}),
     b_lens=st.fixed_dictionaries({f: st.integers(0, 8) for f in FEEDS}),
     a_interest=st.sets(st.sampled_from(FEEDS)),
     b_interest=st.sets(st.sampled_from(FEEDS)),
     steps=st.lists(step, max_size=60),
+    newest_first=st.booleans(),
+    recent=st.integers(1, 6),
 )
 def test_pairs_converge_for_shared_feeds(
     a_lens: dict[bytes, int],
@@ -460,6 +516,8 @@ def test_pairs_converge_for_shared_feeds(
     a_interest: set[bytes],
     b_interest: set[bytes],
     steps: list[tuple[str, str, object]],
+    newest_first: bool,
+    recent: int,
 ) -> None:
     """Any local posts and any interleaving: shared feeds end with equal heads.
 
@@ -472,6 +530,7 @@ def test_pairs_converge_for_shared_feeds(
         {f: chain(f, n) for f, n in b_lens.items()},
         a_interest,
         b_interest,
+        SyncLimits(newest_first=newest_first, recent=recent, max_catch_up=2),
     )
     for kind, who, arg in steps:
         side = pair.a if who == "a" else pair.b
@@ -493,7 +552,7 @@ def test_pairs_converge_for_shared_feeds(
             pair.perform(
                 side, side.machine.set_interest({x: side.store.head(x) for x in side.interest})
             )
-    pair.drain()
+    pair.settle()
     assert pair.a.closed is None and pair.b.closed is None
     assert not pair.a.store.forks and not pair.b.store.forks
     for f in pair.a.interest & pair.b.interest:
@@ -511,3 +570,273 @@ def test_token_bucket_ignores_a_clock_that_goes_back() -> None:
     assert not bucket.take(10.5)
     assert bucket.take(11.0)
     assert not bucket.take(11.0)
+
+
+# --- newest-first catch-up (spec/sync.md 5.6) ----------------------------------
+
+
+def items(a: bytes, first: int, last: int) -> tuple[tuple[bytes, bytes | None], ...]:
+    return tuple((entry(a, s), None) for s in range(first, last + 1))
+
+
+def head_of(a: bytes, seq: int) -> Head:
+    return (seq, eid(entry(a, seq)))
+
+
+CLOCK_C0 = Send(Clock(((C, 0, None),)))
+
+#: (limits, events, the actions of the last event). Events run on a session
+#: that wants C, held from nothing; "start" is its first event (at time 0).
+CATCH_UP_TABLE: list[tuple[str, dict[str, object], list[tuple[object, ...]], list[Action]]] = [
+    (
+        "start: C stays out of the clock, its newest are peeked",
+        {},
+        [("start",)],
+        [Send(Clock(())), Send(Want(C, 0, 50))],
+    ),
+    (
+        "newest_first off: the classic clock",
+        {"newest_first": False},
+        [("start",)],
+        [CLOCK_C0],
+    ),
+    (
+        "peek answer below 1,000: a limited want of the 500 below",
+        {},
+        [("start",), ("recv", Entries(C, 951, 1000, items(C, 951, 1000)))],
+        [Ingest(C, 951, items(C, 951, 1000), "sync"), Send(Want(C, 451, 500))],
+    ),
+    (
+        "peek answer far from 1: a want of max_batch, one token",
+        {},
+        [("start",), ("recv", Entries(C, 2951, 3000, items(C, 2951, 3000)))],
+        [Ingest(C, 2951, items(C, 2951, 3000), "sync"), Send(Want(C, 1951))],
+    ),
+    (
+        "a batch that does not reach what was asked asks nothing yet",
+        {},
+        [
+            ("start",),
+            ("recv", Entries(C, 2951, 3000, items(C, 2951, 3000))),
+            ("recv", Entries(C, 1951, 3000, items(C, 1951, 1953))),
+        ],
+        [Ingest(C, 1951, items(C, 1951, 1953), "sync")],
+    ),
+    (
+        "the last range reaches seq 1: nothing more to ask",
+        {},
+        [
+            ("start",),
+            ("recv", Entries(C, 951, 1000, items(C, 951, 1000))),
+            ("recv", Entries(C, 451, 1000, items(C, 451, 950))),
+            ("recv", Entries(C, 1, 1000, items(C, 1, 450))),
+        ],
+        [Ingest(C, 1, items(C, 1, 450), "sync")],
+    ),
+    (
+        "our head reaches the lowest seq received: announced at that head",
+        {},
+        [
+            ("start",),
+            ("recv", Entries(C, 1, 20, items(C, 1, 20))),
+            ("local", head_of(C, 20)),
+        ],
+        [Send(Clock(((C, 20, eid(entry(C, 20))),)))],
+    ),
+    (
+        "a head below the lowest seq received is not enough",
+        {},
+        [
+            ("start",),
+            ("recv", Entries(C, 951, 1000, items(C, 951, 1000))),
+            ("local", head_of(C, 10)),
+        ],
+        [],
+    ),
+    (
+        "the peer holds nothing: the classic clock",
+        {},
+        [("start",), ("recv", Entries(C, 0, 0, ()))],
+        [CLOCK_C0],
+    ),
+    (
+        "an empty answer to a range: the classic clock at our head",
+        {},
+        [
+            ("start",),
+            ("recv", Entries(C, 951, 1000, items(C, 951, 1000))),
+            ("recv", Entries(C, 451, 1000, ())),
+        ],
+        [CLOCK_C0],
+    ),
+    (
+        "a push while catching is kept (the peer does not know we want C)",
+        {},
+        [("start",), ("recv", Push(C, 7, (entry(C, 7), None)))],
+        [Ingest(C, 7, ((entry(C, 7), None),), "push")],
+    ),
+    (
+        "withdrawn while catching: no clock delta, it was never announced",
+        {},
+        [("start",), ("interest", {})],
+        [],
+    ),
+    (
+        "no answer for catch_up_stall seconds: the classic clock",
+        {},
+        [("start",), ("poll", 4.9), ("poll", 5.0)],
+        [CLOCK_C0],
+    ),
+    (
+        "a request waits for a token of our bucket ...",
+        {"catch_up_burst": 1.0, "catch_up_rate": 2.0},
+        [("start",), ("recv", Entries(C, 951, 1000, items(C, 951, 1000)))],
+        [Ingest(C, 951, items(C, 951, 1000), "sync")],
+    ),
+    (
+        "... and poll sends it once the bucket refills",
+        {"catch_up_burst": 1.0, "catch_up_rate": 2.0},
+        [("start",), ("recv", Entries(C, 951, 1000, items(C, 951, 1000))), ("poll", 0.6)],
+        [Send(Want(C, 451, 500))],
+    ),
+    (
+        "a feed held in part takes the classic path",
+        {},
+        [("start", head_of(C, 5))],
+        [Send(Clock(((C, 5, eid(entry(C, 5))),)))],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("limits", "events", "expected"),
+    [row[1:] for row in CATCH_UP_TABLE],
+    ids=[row[0] for row in CATCH_UP_TABLE],
+)
+def test_catch_up_transitions(
+    limits: dict[str, object], events: list[tuple[object, ...]], expected: list[Action]
+) -> None:
+    s: SyncSession | None = None
+    out: list[Action] = []
+    for ev in events:
+        kind = ev[0]
+        if kind == "start":
+            head = ev[1] if len(ev) > 1 else (0, None)
+            s = SyncSession({C: head}, limits=SyncLimits(**limits))  # type: ignore[arg-type, dict-item]
+            out = s.start(0.0)
+            continue
+        assert s is not None
+        if kind == "recv":
+            out = s.receive(ev[1], 0.1)  # type: ignore[arg-type]
+        elif kind == "local":
+            out = s.local_update(C, ev[1])  # type: ignore[arg-type]
+        elif kind == "poll":
+            out = s.poll(float(ev[1]))  # type: ignore[arg-type]
+        else:
+            out = s.set_interest(ev[1])  # type: ignore[arg-type]
+    assert out == expected
+
+
+def test_at_most_max_catch_up_feeds_catch_up_at_once() -> None:
+    feeds = [author(10 + i) for i in range(6)]
+    s = SyncSession({f: (0, None) for f in feeds}, limits=SyncLimits(max_catch_up=4))
+    out = s.start(0.0)
+    assert out[0] == Send(Clock(tuple((f, 0, None) for f in feeds[4:])))
+    assert out[1:] == [Send(Want(f, 0, 50)) for f in feeds[:4]]
+    assert set(s.catching()) == set(feeds[:4])
+
+
+def test_catch_up_peer_head_and_progress() -> None:
+    s = SyncSession({C: (0, None)})
+    s.start(0.0)
+    s.receive(Entries(C, 951, 1000, items(C, 951, 1000)), 0.1)
+    assert s.catching() == {C: (1000, 951)}
+    assert s.peer_head(C) == 1000
+    assert s.outstanding_wants() == 1
+
+
+def stored_order(pair: Pair, a: bytes) -> list[int]:
+    return [seq for who, seq in pair.b.store.order if who == a]
+
+
+@pytest.mark.parametrize("old_peer", [False, True])
+def test_long_feed_arrives_newest_first_then_whole(old_peer: bool) -> None:
+    """The latest 50 are stored before seq 1, ranges go downwards, and an
+    old peer (classic limits, the same serving code) serves them the same."""
+    n = 2_600
+    pair = make_pair(
+        {C: chain(C, n)},
+        {},
+        {C},
+        {C},
+        SyncLimits(newest_first=not old_peer),
+        batch=100,
+        b_limits=SyncLimits(),
+    )
+    pair.settle()
+    order = stored_order(pair, C)
+    assert sorted(order) == list(range(1, n + 1)), "every entry once"
+    assert set(order[:50]) == set(range(n - 49, n + 1)), "the recent part first"
+    firsts = [order[0]] + [s for prev, s in itertools.pairwise(order) if s != prev + 1]
+    assert firsts == sorted(firsts, reverse=True), "then filled in downwards"
+    assert pair.b.store.feeds[C] == chain(C, n) and not pair.b.store.detached[C]
+    assert pair.b.store.head(C) == pair.a.store.head(C)
+    # Announced once whole: live posts are pushed as usual.
+    pair.post(pair.a, C)
+    pair.settle()
+    assert pair.b.store.feeds[C] == pair.a.store.feeds[C]
+
+
+catch_step = st.one_of(
+    st.tuples(st.just("deliver"), st.sampled_from("ab"), st.booleans()),
+    st.tuples(st.just("post"), st.just("a"), st.booleans()),
+    st.tuples(st.just("wait"), st.sampled_from("ab"), st.floats(0.0, 6.0)),
+    st.tuples(st.just("head"), st.just("b"), st.booleans()),
+)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(
+    n=st.integers(0, 2_300),
+    held=st.integers(0, 3),
+    recent=st.integers(1, 80),
+    batch=st.integers(1, 400),
+    steps=st.lists(catch_step, max_size=120),
+)
+def test_any_interleaving_ends_with_the_whole_feed(
+    n: int, held: int, recent: int, batch: int, steps: list[tuple[str, str, object]]
+) -> None:
+    """Whatever arrives in whatever order (deliveries from either side, posts
+    during the catch-up, waits past the stall timeout, the head reaching the
+    segments from below through "another link"), b ends holding a's whole
+    feed contiguously, and its head is a's (the id of the true entry at it)."""
+    pair = make_pair(
+        {C: chain(C, n)},
+        {C: chain(C, min(held, n))} if held and n else {},
+        {C},
+        {C},
+        SyncLimits(recent=recent),
+        batch=batch,
+    )
+    for kind, who, arg in steps:
+        side = pair.a if who == "a" else pair.b
+        if kind == "deliver":
+            pair.deliver(side, split=bool(arg) and len(side.outbox) < 50)
+        elif kind == "post":
+            pair.post(pair.a, C)
+        elif kind == "wait":
+            pair.now += float(arg)  # type: ignore[arg-type]
+            pair.poll(side)
+        else:
+            # Another link brought the next entries: the head moves by itself.
+            have = len(pair.b.store.feeds.get(C, []))
+            if have < len(pair.a.store.feeds[C]) if C in pair.a.store.feeds else False:
+                pair.b.store.ingest(C, have + 1, ((pair.a.store.feeds[C][have], None),))
+                pair.local_update(pair.b, C)
+    pair.settle()
+    assert pair.a.closed is None and pair.b.closed is None
+    assert not pair.b.store.forks
+    want = pair.a.store.feeds.get(C, [])
+    assert pair.b.store.feeds.get(C, []) == want
+    assert pair.b.store.head(C) == pair.a.store.head(C)
+    assert not pair.b.store.detached.get(C), "no segment left over"

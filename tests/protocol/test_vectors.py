@@ -52,6 +52,7 @@ FILES = [
     "msgpack.json",
     "emoji.json",
     "noise_link.json",
+    "invite.json",
 ]
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from p2psocial.errors import StorageError
 from p2psocial.storage import open_async_store, open_store
@@ -64,3 +66,29 @@ async def test_reader_timeline_sees_a_follow_made_after_its_first_query(tmp_path
         await store.ingest(me.items(), now_ms=NOW)
         page = await store.timeline(me.author)
         assert [v.author for v in page.items] == [author.author]
+
+
+async def test_blocks_and_posts_share_a_group_commit(tmp_path: Path) -> None:
+    """A local block is an own act too: it rides in the same FULL commit."""
+    other = FeedBuilder(key(2))
+    other.post("to be purged")
+    with trio.fail_after(20):
+        async with open_async_store(tmp_path / "n.db") as store:
+            await store.ingest(other.items(), now_ms=NOW)
+            k = key(1)
+            await store.limiter.acquire()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(store.block_local, other.author)
+                for i in range(3):
+                    nursery.start_soon(
+                        functools.partial(
+                            store.append_local, k, "post", {"text": f"{i}"}, now_ms=NOW
+                        )
+                    )
+                await trio.testing.wait_all_tasks_blocked()
+                store.limiter.release()
+            stats = await store.statistics()
+            assert (stats["local_acts"], stats["local_commits"]) == (4, 1)
+            assert await store.blocked() == {other.author}
+            assert (await store.get_raw(other.id(1))) == (other.item(1)[0], None)
+            assert await store.heads([k.public_key]) == {k.public_key: 3}

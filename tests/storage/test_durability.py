@@ -1,4 +1,9 @@
-"""Crash safety: a writer is SIGKILLed at random moments; nothing committed is lost."""
+"""Crash safety: a writer is SIGKILLed at random moments; nothing acknowledged is lost.
+
+Every other run is a concurrent writer (eight tasks posting to two own feeds
+while peers' batches are ingested), so own posts share group commits; each
+entry it reported acknowledged must be there, at its seq, after the kill.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 KILLS = 20
 
 
-def _check(path: Path, committed: dict[bytes, int]) -> None:
+def _check(path: Path, committed: dict[bytes, int], acked: dict[bytes, tuple[bytes, int]]) -> None:
     with Store.open(path) as store:
         conn = store.connection
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
@@ -33,6 +38,12 @@ def _check(path: Path, committed: dict[bytes, int]) -> None:
         heads = store.heads()
         for author, seq in committed.items():
             assert heads.get(author, 0) >= seq, "an entry reported committed is missing"
+        for id_, (author, seq) in acked.items():
+            row = conn.execute(
+                "SELECT e.seq, f.author FROM entries e JOIN feeds f USING (fid) WHERE e.id = ?",
+                (id_,),
+            ).fetchone()
+            assert row == (seq, author), f"acknowledged entry {id_.hex()} is missing"
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL")
@@ -40,12 +51,16 @@ def test_sigkill_at_random_moments(tmp_path: Path) -> None:
     path = tmp_path / "node.db"
     rng = random.Random(20261128)
     committed: dict[bytes, int] = {}
+    acked: dict[bytes, tuple[bytes, int]] = {}
+    grouped = 0
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    deadline = time.monotonic() + 50
-    for _ in range(KILLS):
+    # Half the runs start a trio store and wait for a batch: more time than before.
+    deadline = time.monotonic() + 90
+    for run in range(KILLS):
         assert time.monotonic() < deadline, "durability test is too slow"
+        mode = ["--concurrent"] if run % 2 else []
         proc = subprocess.Popen(
-            [sys.executable, str(WRITER), str(path)],
+            [sys.executable, str(WRITER), str(path), *mode],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=env,
@@ -54,6 +69,13 @@ def test_sigkill_at_random_moments(tmp_path: Path) -> None:
         # Wait for the writer to be committing, then kill it a random moment later.
         first = proc.stdout.readline()
         assert first.startswith(b"C "), proc.stderr.read() if proc.stderr else first
+        # A concurrent writer runs on until its first counters line, so that
+        # every such run reports its groups, however slow the machine.
+        while mode and b"\nS " not in b"\n" + first:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            first += line
         time.sleep(rng.uniform(0.0, 0.15))
         os.kill(proc.pid, signal.SIGKILL)
         # Not communicate(): it would skip what readline() already buffered.
@@ -63,11 +85,18 @@ def test_sigkill_at_random_moments(tmp_path: Path) -> None:
         assert proc.returncode == -signal.SIGKILL, err.decode()
         # The last line may be cut short by the kill; only whole lines count.
         for line in (first + rest).split(b"\n")[:-1]:
-            _, author_hex, seq = line.decode().split()
+            fields = line.decode().split()
+            if fields[0] == "S":  # group-commit counters: commits, acts
+                grouped = max(grouped, int(fields[2]) - int(fields[1]))
+                continue
+            _, author_hex, seq, id_hex = fields
             author = bytes.fromhex(author_hex)
             committed[author] = max(committed.get(author, 0), int(seq))
-        _check(path, committed)
-    assert len(committed) == 5 and min(committed.values()) > 25
+            acked[bytes.fromhex(id_hex)] = (author, int(seq))
+        _check(path, committed, acked)
+    assert len(committed) == 6 and min(committed.values()) > 25
+    # The concurrent runs' posts shared commits (acts beyond one per commit).
+    assert grouped > 0
 
 
 def test_wal_file_is_used(tmp_path: Path) -> None:

@@ -56,6 +56,13 @@ __all__ = ["LinkHandler", "LinkPool", "PoolLimits"]
 log = logging.getLogger("p2psocial.node.replication")
 
 #: Link ends after which no bye is sent (the peer left, or it is a duplicate).
+#: Counters of the sessions (newest-first catch-ups begun, and handed to the
+#: classic path for want of an answer), closed links included.
+_SESSION_COUNTERS = ("catch_ups", "catch_ups_stalled")
+
+#: The shortest sleep of a link's catch-up pacer, in seconds.
+_PACER_MIN = 0.05
+
 _QUIET_ENDS = frozenset({"eof", "broken", "bye", "duplicate_link", "closed", "shutdown"})
 
 
@@ -379,6 +386,8 @@ class LinkPool:
                 self._link_event("lost", link, f": {link.reason or 'closed'}")
                 for key in self._closed:
                     self._closed[key] += getattr(framed, key)
+                for key in _SESSION_COUNTERS:
+                    self._stats[key] += getattr(link.session, key)
             await framed.aclose()
 
     def _register(
@@ -403,7 +412,7 @@ class LinkPool:
         self.links[peer.node_id] = link
         self._stats["links_opened"] += 1
         link.last_in = link.last_out = link.started
-        link.perform_local(session.start())
+        link.perform_local(session.start(link.started))
         self._link_event("made", link, "")
         return link
 
@@ -501,6 +510,7 @@ class LinkPool:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._guard, link, self._reader)
                 nursery.start_soon(self._guard, link, self.server.drain)
+                nursery.start_soon(self._guard, link, self._pacer)
         if link.reason not in _QUIET_ENDS and link.session.state == "open":
             # Tell the peer why, best effort and briefly.
             bye = link.session.close(link.reason or "closed")
@@ -531,6 +541,19 @@ class LinkPool:
             link.drop("internal_error")
         else:
             link.drop("closed")
+
+    async def _pacer(self, link: Link) -> None:
+        """The session's catch-up timers (spec/sync.md 5.6): paced requests, stalls.
+
+        Idle links look once a second; a link catching up wakes when its
+        session says (at most every ``_PACER_MIN`` seconds).
+        """
+        while True:
+            due = link.session.next_poll()
+            now = trio.current_time()
+            await trio.sleep(1.0 if due is None else min(1.0, max(_PACER_MIN, due - now)))
+            # A closed session returns nothing; the link's end cancels this task.
+            link.perform_local(link.session.poll(trio.current_time()))
 
     async def _reader(self, link: Link) -> None:
         while True:
@@ -579,4 +602,8 @@ class LinkPool:
             "accept_errors": self._stats["accept_errors"],
             "internal_errors": self._stats["internal_errors"],
             "handshaking": sum(self.handshaking.values()),
+            **{
+                key: self._stats[key] + sum(getattr(lk.session, key) for lk in links)
+                for key in _SESSION_COUNTERS
+            },
         }

@@ -12,8 +12,9 @@ go to the ingest pipeline, finished peeks wake the peek waiting for them.
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 import trio
@@ -61,7 +62,20 @@ _STATISTICS = (
     "internal_errors",
     "keepalives_sent",
     "handshaking",
+    "catch_ups",
+    "catch_ups_stalled",
+    "head_puts",
+    "head_puts_coalesced",
 )
+
+
+def _newest_first_default() -> bool:
+    """Newest-first catch-up is on unless ``P2PSOCIAL_SYNC_NEWEST_FIRST=0``.
+
+    A private switch, for bench/firstsync.py's reference run (the classic,
+    oldest-first catch-up); not a setting users are meant to change.
+    """
+    return os.environ.get("P2PSOCIAL_SYNC_NEWEST_FIRST", "1") != "0"
 
 
 class _Reporting(Protocol):
@@ -128,7 +142,7 @@ class Replicator:
         self.node_id = node_id_from_public_key(node_key.public_key)
         self.dht = dht
         self.identity = identity
-        self.limits = limits or SyncLimits()
+        self.limits = limits or SyncLimits(newest_first=_newest_first_default())
         self.peek_timeout = peek_timeout
         self.cache = RecentCache()
         self.heads = Heads(store, identity, hops=hops)
@@ -320,6 +334,28 @@ class Replicator:
         self._peek_events.pop(author, None)
         page = await self.store.feed(author, limit=limit, kinds=None)
         return len(page.items)
+
+    def known_heads(self, authors: Iterable[bytes]) -> dict[bytes, tuple[int, bool]]:
+        """author -> (highest seq a linked peer is known to hold, caught up
+        newest-first on some link now), for ``sync_progress``."""
+        links = self.pool.open_links()
+        out: dict[bytes, tuple[int, bool]] = {}
+        for a in authors:
+            top, catching = 0, False
+            for lk in links:
+                top = max(top, lk.session.peer_head(a))
+                catching = catching or a in lk.session.catching()
+            out[a] = (top, catching)
+        return out
+
+    @property
+    def recent(self) -> int:
+        """The size of a feed's recent part, caught up first (spec/sync.md 5.6)."""
+        return self.limits.recent
+
+    def wanted_feeds(self) -> list[bytes]:
+        """The feeds this node replicates now."""
+        return list(self.heads)
 
     def _wanting(self, author: bytes) -> list[Link]:
         return [lk for lk in self.pool.open_links() if lk.session.peer_wants(author)]

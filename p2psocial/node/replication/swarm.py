@@ -32,6 +32,10 @@ __all__ = ["Dialler", "SwarmDHT", "SwarmDiscovery"]
 #: so logging configuration aimed at the replication service still applies.
 log = logging.getLogger("p2psocial.node.replication")
 
+#: Seconds between two puts of our head record: a burst of posts costs one
+#: put (two signature checks and a lookup) per interval, not one per post.
+HEAD_PUT_INTERVAL = 0.1
+
 
 class SwarmDHT(Protocol):
     """What discovery needs from the DHT (``p2psocial.node.dht.DHTNode``)."""
@@ -102,6 +106,11 @@ class SwarmDiscovery:
         self._announced: set[bytes] = set()
         self._swarm_backoff: dict[bytes, float] = {}
         self._nursery: trio.Nursery | None = None
+        # Our newest head not yet put in the DHT, and whether a put runs: a
+        # burst of posts puts only the latest head (one task, not one a post).
+        self._head_wanted: bytes | None = None
+        self._head_seq = 0  # the newest head put or waiting
+        self._head_putting = False
         self._wakeup = trio.Event()
         self._swarm_due = trio.Event()
         self._stats: Counter[str] = Counter()
@@ -140,7 +149,8 @@ class SwarmDiscovery:
         for author, head in change.moved:
             self.pool.broadcast(head_moved(author, head))
         if change.changed:
-            self.pool.broadcast(lambda s: s.set_interest(self.heads))
+            now = trio.current_time()
+            self.pool.broadcast(lambda s: s.set_interest(self.heads, now))
             for author in self.heads:
                 self._swarm_checked.setdefault(author, -math.inf)
             # A newly wanted feed is looked up now, not at the next tick: a user
@@ -273,11 +283,32 @@ class SwarmDiscovery:
         if self._nursery is None:
             return False
         if self.dht is not None and entry.author == self.identity:
-            self._nursery.start_soon(self._put_head, entry.to_bytes())
+            if entry.seq <= self._head_seq or self._head_wanted is not None:
+                # Overtaken, or overtaking one not yet put: one of the two is
+                # never put on its own.
+                self._stats["head_puts_coalesced"] += 1
+            if entry.seq > self._head_seq:
+                self._head_seq, self._head_wanted = entry.seq, entry.to_bytes()
+            if self._head_wanted is not None and not self._head_putting:
+                self._head_putting = True
+                self._nursery.start_soon(self._put_heads)
         targets = self._targets_of(entry, payload)
         if targets:
             self._nursery.start_soon(self._deliver, entry, payload, targets)
         return True
+
+    async def _put_heads(self) -> None:
+        """Put the newest wanted head until none is left, at most one put per
+        :data:`HEAD_PUT_INTERVAL`: heads that a later one overtook meanwhile are
+        never put (counted as ``head_puts_coalesced``)."""
+        try:
+            while self._head_wanted is not None:
+                entry_bytes, self._head_wanted = self._head_wanted, None
+                self._stats["head_puts"] += 1
+                await self._put_head(entry_bytes)
+                await trio.sleep(HEAD_PUT_INTERVAL)
+        finally:
+            self._head_putting = False
 
     async def _put_head(self, entry_bytes: bytes) -> None:
         assert self.dht is not None
@@ -343,10 +374,12 @@ class SwarmDiscovery:
                                 self._stats["mentions_delivered"] += 1
 
     def statistics(self) -> dict[str, Any]:
-        """Lookup failures (network and bugs) and mentions delivered."""
+        """Lookup failures (network and bugs), mentions delivered, head puts."""
         return {
             "explicit_peers": len(self._explicit),
             "dht_errors": self._stats["dht_errors"],
             "internal_errors": self._stats["internal_errors"],
             "mentions_delivered": self._stats["mentions_delivered"],
+            "head_puts": self._stats["head_puts"],
+            "head_puts_coalesced": self._stats["head_puts_coalesced"],
         }
