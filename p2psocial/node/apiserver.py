@@ -31,6 +31,7 @@ from ..api.protocol import (
 )
 from ..errors import NodeError, StorageError
 from ..protocol.errors import DecodeError, LocalUsageError, P2PSocialError
+from .foreground import Foreground
 from .views import WatchFilter
 
 __all__ = ["APIServer", "ServedNode"]
@@ -56,6 +57,9 @@ class ServedNode(Protocol):
 
     @property
     def identity_text(self) -> str: ...
+
+    @property
+    def foreground(self) -> Foreground: ...
 
     def subscribe(
         self, flt: WatchFilter
@@ -322,7 +326,8 @@ class APIServer:
         async with send:
             try:
                 try:
-                    result = await getattr(self.node, method)(**params)
+                    with self.node.foreground.request():
+                        result = await getattr(self.node, method)(**params)
                     reply: dict[str, Any] = {"id": req_id, "result": result}
                 except Exception as exc:
                     self.stats["errors"] += 1

@@ -38,6 +38,7 @@ from ..storage import AsyncStore, open_async_store
 from .apiserver import APIServer
 from .config import NodeConfig
 from .dht import DHTNode
+from .foreground import Foreground
 from .invites import Invites
 from .keys import load_keys
 from .moderation import Blocklists, PolicyGate
@@ -83,6 +84,8 @@ class Node:
         self.peer_addr: tuple[str, int] | None = None
         #: The owner's limits, applied to what replication stores.
         self.gate = PolicyGate(store, config.policy, self.identity)
+        #: The owner's API requests in flight; work for peers yields to them.
+        self.foreground = Foreground()
         #: Petnames and the names entry views carry (node/names.py).
         self.names = Names(store)
         self.watchers = Watchers(store, self.identity_text, self.names)
@@ -490,7 +493,11 @@ class Node:
         if self.replicator is not None:
             stats["replication"] = self.replicator.statistics()
         if self.api_server is not None:
-            stats["api"] = dict(self.api_server.stats)
+            stats["api"] = {
+                **self.api_server.stats,
+                "peer_work_yields": self.foreground.yields,
+                "peer_work_yield_seconds": round(self.foreground.yield_seconds, 3),
+            }
         return stats
 
     # -- watching -------------------------------------------------------------
@@ -567,6 +574,7 @@ async def open_node(
                 on_stored=node._on_stored,
                 hops=config.policy.hops,
                 accept_inbound=config.policy.accept_inbound,
+                foreground=node.foreground,
             )
             node._attach_replicator(replicator)
             node.peer_addr = await nursery.start(replicator.run)

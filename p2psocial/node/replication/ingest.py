@@ -25,6 +25,7 @@ from ...protocol.sync import Head, Ingest
 from ...protocol.wire import Item
 from ...storage.batch import SENDER_FAULTS
 from ..activity import LimitedLog, short_author, short_node
+from ..foreground import Foreground
 from .heads import Heads
 from .link import Dropped, Link, LinkSet, address_group, head_moved
 from .recent import RecentCache
@@ -35,6 +36,10 @@ __all__ = ["IngestPipeline"]
 #: Records keep the service's logger name from before the split into modules,
 #: so logging configuration aimed at the replication service still applies.
 log = logging.getLogger("p2psocial.node.replication")
+
+#: Entries stored per transaction while the owner's API is in use: a few ms
+#: of work, against tens of ms for a 500-entry batch.
+INGEST_CHUNK = 32
 
 #: Rejection reasons that are not the sending peer's fault: a feed frozen by
 #: a fork, an entry from an author's future (our clock may lag), local policy,
@@ -64,6 +69,9 @@ class IngestPipeline:
             reply to ``identity`` (the owner's policy; may change at run time).
         inbound_burst, inbound_rate: unsolicited posts kept per remote node
             key (twice that per network), as a token bucket.
+        foreground: the owner's API requests: while they come, a batch is
+            stored in chunks of :data:`INGEST_CHUNK` entries, each waiting for
+            the requests in flight (node/foreground.py).
     """
 
     def __init__(
@@ -78,6 +86,7 @@ class IngestPipeline:
         accept_inbound: bool = True,
         inbound_burst: float = 16.0,
         inbound_rate: float = 0.5,
+        foreground: Foreground | None = None,
     ) -> None:
         self.store = store
         self.heads, self.cache, self.links = heads, cache, links
@@ -85,6 +94,7 @@ class IngestPipeline:
         self.accept_inbound = accept_inbound
         self.identity = identity
         self.on_stored = on_stored
+        self.foreground = foreground or Foreground()
         # Unsolicited posts kept (each may start a feed here), per remote
         # node key and per address; these outlive links (spec/sync.md 7).
         self._inbound_by_key = RateTable(inbound_burst, inbound_rate)
@@ -151,9 +161,17 @@ class IngestPipeline:
                 self._stats["inbound_rate_limited"] += 1
                 return
         self._stats["entries_received"] += len(batch.items)
-        outcomes = await self.store.ingest(
-            list(batch.items), now_ms=int(time.time() * 1000), author=author
-        )
+        items = list(batch.items)
+        # A whole batch is one transaction on the store's thread, and an API
+        # request that arrives meanwhile waits for all of it; while the owner
+        # is active, store it in chunks and let the requests go first.
+        step = INGEST_CHUNK if self.foreground.recently_busy() else max(1, len(items))
+        outcomes: list[Any] = []
+        for start in range(0, len(items), step):
+            await self.foreground.yield_to_requests()
+            outcomes += await self.store.ingest(
+                items[start : start + step], now_ms=int(time.time() * 1000), author=author
+            )
         stored: list[tuple[int, Item]] = []
         # Decoded once, by the store: a 500-entry batch decoded again here
         # kept the event loop busy for tens of ms (bench/flood.py).

@@ -44,6 +44,7 @@ from ...protocol.sync import (
 )
 from ...protocol.wire import Bye, decode_message_untrusted, encode_message
 from ..activity import LimitedLog, short_node
+from ..foreground import Foreground
 from .heads import Heads
 from .link import Dropped, Link, Outbox, address_group
 from .serve import FeedServer
@@ -120,6 +121,8 @@ class LinkPool:
         host, port: where to listen (port 0: any; ``port`` is the bound one after ``listen``).
         limits: per-peer protocol limits.
         bounds: how many links, from where, and for how long.
+        foreground: each received frame waits for the owner's API requests
+            in flight (node/foreground.py).
     """
 
     def __init__(
@@ -133,8 +136,10 @@ class LinkPool:
         port: int = 0,
         limits: SyncLimits | None = None,
         bounds: PoolLimits | None = None,
+        foreground: Foreground | None = None,
     ) -> None:
         self.handler = handler
+        self.foreground = foreground or Foreground()
         self.server = server
         self.heads = heads
         self.node_key = node_key
@@ -563,6 +568,9 @@ class LinkPool:
                 # The peer keeps a live link busy at least with keepalives.
                 raise Dropped("idle_timeout")
             link.last_in = trio.current_time()
+            # Decoding and handling a frame runs on the event loop: let the
+            # owner's API requests go first.
+            await self.foreground.yield_to_requests()
             msg = decode_message_untrusted(body, self.limits.wire)
             actions = link.session.receive(msg, link.last_in)
             if not isinstance(msg, Bye):

@@ -24,6 +24,7 @@ from ...protocol.errors import LocalUsageError
 from ...protocol.identity import SigningKey, node_id_from_public_key
 from ...protocol.sync import Ingest, SyncLimits
 from ..activity import LimitedLog
+from ..foreground import Foreground
 from .heads import Heads
 from .ingest import IngestPipeline
 from .link import Link, head_moved
@@ -98,6 +99,9 @@ class Replicator:
             reply to ``identity`` (the owner's policy; may change at run time).
         limits: per-peer protocol limits.
         batch_size: entries per catch-up batch.
+        foreground: the owner's API requests in flight: work for peers (a
+            received frame, a chunk of a batch) waits for them
+            (node/foreground.py). Default: one of its own, never busy.
         refresh_interval: seconds between interest refreshes and redials.
 
     The other arguments are the link pool's bounds
@@ -136,8 +140,10 @@ class Replicator:
         max_handshaking_per_network: int = 16,
         inbound_burst: float = 16.0,
         inbound_rate: float = 0.5,
+        foreground: Foreground | None = None,
     ) -> None:
         self.store = store
+        self.foreground = foreground or Foreground()
         self.node_key = node_key
         self.node_id = node_id_from_public_key(node_key.public_key)
         self.dht = dht
@@ -162,6 +168,7 @@ class Replicator:
             host=host,
             port=port,
             limits=self.limits,
+            foreground=self.foreground,
             bounds=PoolLimits(
                 max_peers=max_peers,
                 handshake_timeout=handshake_timeout,
@@ -182,6 +189,7 @@ class Replicator:
             identity=identity,
             on_stored=on_stored,
             accept_inbound=accept_inbound,
+            foreground=self.foreground,
             inbound_burst=inbound_burst,
             inbound_rate=inbound_rate,
         )
