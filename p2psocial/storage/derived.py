@@ -11,6 +11,8 @@ any order (sync, gossip, a delete before its target):
   over ``entries.target`` (cleared on purge);
 * a delete is remembered in ``deletions`` whatever arrives first, and a
   target arriving later from the same author is stored without its payload;
+* a post's words are in the FTS table under a time-ordered *search key*
+  (``search_keys`` maps it to the entry, see :func:`search_key`);
 * notifications are rows keyed by the notified author: replies and mentions
   in ``notify``, reactions, reposts and follows in ``notify_acts``. A reply,
   reaction or repost notifies its target's author whichever of the two
@@ -30,7 +32,16 @@ import msgpack
 
 from .schema import PSTATE
 
-__all__ = ["Pending", "apply_payload", "derived_columns", "flush", "purge_payload"]
+__all__ = [
+    "SLOT_BITS",
+    "Pending",
+    "apply_payload",
+    "assign_search_keys",
+    "derived_columns",
+    "flush",
+    "purge_payload",
+    "search_key",
+]
 
 TIMELINE_KINDS = ("post", "repost")
 _ENTRY_TARGET = frozenset({"react", "repost", "delete"})
@@ -44,6 +55,82 @@ _RELATION = {
 _RELATION_KINDS = {"follows": ("follow", "unfollow"), "blocks": ("block", "unblock")}
 #: Kinds whose entries notify their target entry's author (``notify_acts``).
 _ACT_KINDS = ("react", "repost")
+
+#: Bits of a search key below the timestamp: up to 1,024 posts per millisecond
+#: keep their place in time; 53 + 10 bits fit SQLite's signed 64-bit rowid.
+SLOT_BITS = 10
+_SLOTS = 1 << SLOT_BITS
+
+
+def search_key(ts: int, id_: bytes) -> int:
+    """The FTS rowid a post of timestamp ``ts`` and id ``id_`` first asks for.
+
+    Keys sort as (ts, the id's top 10 bits), so FTS5, which walks a match's
+    rows in rowid order, meets them newest first and a search page reads only
+    about a page of rows (queries.search). Two posts of one millisecond may
+    want the same key: :func:`assign_search_keys` moves the later one to a
+    free slot of the same millisecond, so the order within a millisecond is
+    not exact and search sorts by id there.
+    """
+    return (ts << SLOT_BITS) | (int.from_bytes(id_[:2], "big") >> (16 - SLOT_BITS))
+
+
+def assign_search_keys(
+    conn: sqlite3.Connection, posts: list[tuple[int, int, bytes, str]]
+) -> list[tuple[int, int, str]]:
+    """Give the new posts (eid, ts, id, text) their search keys, in ``search_keys``.
+
+    A key taken (by a stored post or an earlier one of ``posts``) moves to a
+    free slot of its millisecond; when all 1,024 are taken (only an author
+    flooding one millisecond does that) the post gets a negative key, which
+    search reads apart from the time-ordered ones.
+
+    Returns:
+        (key, eid, text) of each post, for its FTS row.
+    """
+    wanted = [(search_key(ts, id_), eid) for eid, ts, id_, _ in posts]
+    changes = conn.total_changes
+    conn.executemany("INSERT OR IGNORE INTO search_keys(sk, eid) VALUES (?, ?)", wanted)
+    if conn.total_changes - changes == len(posts):  # no key was taken: the usual case
+        return [(sk, eid, p[3]) for (sk, eid), p in zip(wanted, posts, strict=True)]
+    placed: dict[int, int] = {}
+    eids = [eid for _, eid in wanted]
+    for i in range(0, len(eids), 500):
+        chunk = eids[i : i + 500]
+        placed.update(
+            conn.execute(
+                f"SELECT eid, sk FROM search_keys WHERE eid IN ({_in(len(chunk))})", chunk
+            ).fetchall()
+        )
+    out: list[tuple[int, int, str]] = []
+    full: set[int] = set()  # milliseconds found full in this call
+    spill: int | None = None  # the lowest negative key handed out in this call
+    for eid, ts, _id, text in posts:
+        sk = placed.get(eid)
+        if sk is None:
+            sk = -1 if ts in full else _free_slot(conn, ts)
+            if sk < 0:
+                full.add(ts)
+                if spill is None:
+                    low = conn.execute("SELECT min(sk) FROM search_keys").fetchone()[0]
+                    spill = min(0, low if low is not None else 0)
+                spill -= 1
+                sk = spill
+            conn.execute("INSERT INTO search_keys(sk, eid) VALUES (?, ?)", (sk, eid))
+        out.append((sk, eid, text))
+    return out
+
+
+def _free_slot(conn: sqlite3.Connection, ts: int) -> int:
+    """A free key of millisecond ``ts``, or -1 when there is none."""
+    lo = ts << SLOT_BITS
+    used = {
+        r[0]
+        for r in conn.execute(
+            "SELECT sk FROM search_keys WHERE sk >= ? AND sk < ?", (lo, lo + _SLOTS)
+        )
+    }
+    return next((k for k in range(lo, lo + _SLOTS) if k not in used), -1)
 
 
 def decode_stored_payload(data: bytes) -> dict[str, Any]:
@@ -84,7 +171,8 @@ class Pending:
     """
 
     entries: list[tuple[Any, ...]] = field(default_factory=list)
-    fts: list[tuple[int, str]] = field(default_factory=list)
+    #: (eid, ts, id, text) of new posts: their FTS rows.
+    fts: list[tuple[int, int, bytes, str]] = field(default_factory=list)
     tags: list[tuple[str, int, bytes, int]] = field(default_factory=list)
     notify: list[tuple[bytes, int, bytes, int, str]] = field(default_factory=list)
     #: (eid, ts, id, author, target id, why) of new replies (``reply``), reactions
@@ -118,7 +206,7 @@ def apply_payload(
 ) -> None:
     """Record what a newly present payload means (buffered in ``pending``)."""
     if kind == "post":
-        pending.fts.append((eid, value["text"]))
+        pending.fts.append((eid, ts, id_, value["text"]))
         for tag in value.get("tags", ()):
             pending.tags.append((tag.casefold(), ts, id_, eid))
         for mentioned in value.get("mentions", ()):
@@ -164,7 +252,10 @@ def flush(conn: sqlite3.Connection, pending: Pending) -> list[int]:
             pending.entries,
         )
     if pending.fts:
-        conn.executemany("INSERT INTO post_fts(rowid, text) VALUES (?, ?)", pending.fts)
+        keyed = assign_search_keys(conn, pending.fts)
+        conn.executemany(
+            "INSERT INTO post_fts(rowid, text) VALUES (?, ?)", [(sk, t) for sk, _, t in keyed]
+        )
     if pending.tags:
         conn.executemany(
             "INSERT OR IGNORE INTO tags(tag, ts, id, eid) VALUES (?, ?, ?, ?)", pending.tags
@@ -284,11 +375,14 @@ def purge_payload(conn: sqlite3.Connection, eid: int, new_state: str) -> int:
             (state, eid),
         )
     if kind == "post":
-        # A contentless FTS5 table forgets a row only when given its text again.
-        conn.execute(
-            "INSERT INTO post_fts(post_fts, rowid, text) VALUES ('delete', ?, ?)",
-            (eid, value["text"]),
-        )
+        key = conn.execute("SELECT sk FROM search_keys WHERE eid = ?", (eid,)).fetchone()
+        if key is not None:
+            # A contentless FTS5 table forgets a row only when given its text again.
+            conn.execute(
+                "INSERT INTO post_fts(post_fts, rowid, text) VALUES ('delete', ?, ?)",
+                (key[0], value["text"]),
+            )
+            conn.execute("DELETE FROM search_keys WHERE sk = ?", (key[0],))
         conn.execute("DELETE FROM tags WHERE eid = ?", (eid,))
         conn.execute("DELETE FROM notify WHERE eid = ?", (eid,))
     elif kind == "profile":

@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..errors import LocalUsageError
+from .derived import SLOT_BITS as _SLOT_BITS
 from .derived import decode_stored_payload
 from .model import EntryView, Page, decode_cursor, encode_cursor
 from .schema import PSTATE
@@ -40,6 +41,7 @@ __all__ = [
     "reaction_counts",
     "related",
     "search",
+    "search_rows",
     "tagged",
     "thread",
     "timeline",
@@ -370,16 +372,64 @@ def fts_query(query: str) -> str:
     return " AND ".join(terms)
 
 
-_SEARCH_INDEX = "entries_search"
-#: The search page: every FTS match joined to its (ts, id, fid) through the
-#: narrow covering index (schema 2), newest first. SQLite would read the wide
-#: entries rows by rowid instead, hence INDEXED BY. ``%s`` is the author filter.
+#: The search rows: every FTS match joined to its post, read in search-key
+#: order (newest first, derived.search_key) within [lo, hi]. FTS5 walks the
+#: rowids of a match in order and SQLite needs no sort, so the caller can stop
+#: after a page. ``%s`` is the author filter.
 SEARCH_SQL = (
     "SELECT e.ts, e.id, e.eid FROM post_fts "
-    f"JOIN entries e INDEXED BY {_SEARCH_INDEX} ON e.eid = post_fts.rowid "
-    "WHERE post_fts MATCH ? AND e.kind = 'post' AND (e.ts, e.id) < (?, ?)%s "
-    "ORDER BY e.ts DESC, e.id DESC LIMIT ?"
+    "JOIN search_keys k ON k.sk = post_fts.rowid JOIN entries e ON e.eid = k.eid "
+    "WHERE post_fts MATCH ? AND post_fts.rowid >= ? AND post_fts.rowid <= ?%s "
+    "ORDER BY post_fts.rowid DESC"
 )
+_MAX_KEY = (1 << 63) - 1
+
+
+def search_rows(
+    conn: sqlite3.Connection,
+    match: str,
+    *,
+    fid: int | None = None,
+    before: tuple[int, bytes] = _TOP,
+    want: int = 51,
+) -> list[tuple[int, bytes, int]]:
+    """The ``want`` newest (ts, id, eid) of posts matching the FTS5 query ``match``.
+
+    Newest first by (ts, id), strictly below ``before``, by author ``fid`` if
+    given. Keys put each millisecond's posts together but not in id order
+    (derived.assign_search_keys), so rows are read until a millisecond older
+    than the ``want``-th row begins, and sorted; keys moved out of time order
+    (negative: a flooded millisecond) are read apart and merged in.
+
+    Raises:
+        sqlite3.OperationalError: ``match`` is not a valid FTS5 query.
+    """
+    hi = min(((before[0] + 1) << _SLOT_BITS) - 1, _MAX_KEY)
+    author_sql, extra = ("", ()) if fid is None else (" AND e.fid = ?", (fid,))
+    rows: list[tuple[int, bytes, int]] = []
+    cur = conn.execute(SEARCH_SQL % author_sql, (match, 0, hi, *extra))
+    try:
+        done = False
+        # fetchmany steps the query for every row it returns: ask for a page
+        # and the one row that usually ends it, then a few at a time.
+        size = want + 1
+        while not done and (batch := cur.fetchmany(size)):
+            size = 8
+            for row in batch:
+                # Rows come by key, so by ts: once one is older than the
+                # want-th kept, every later one is too.
+                if len(rows) >= want and row[0] < rows[-1][0]:
+                    done = True
+                    break
+                if (row[0], row[1]) < before:
+                    rows.append(row)
+    finally:
+        cur.close()
+    if conn.execute("SELECT 1 FROM search_keys WHERE sk < 0 LIMIT 1").fetchone() is not None:
+        spilled = conn.execute(SEARCH_SQL % author_sql, (match, -_MAX_KEY, -1, *extra))
+        rows.extend(r for r in spilled if (r[0], r[1]) < before)
+    rows.sort(key=lambda r: (r[0], r[1]), reverse=True)
+    return rows[:want]
 
 
 def search(
@@ -391,29 +441,18 @@ def search(
     before: str | None = None,
 ) -> Page:
     limit = _limit(limit)
-    ts0, id0 = _bound(before)
+    bound = _bound(before)
     match = fts_query(query)
-    params: list[Any] = [match, ts0, id0]
-    author_sql = ""
+    fid = None
     if author is not None:
         row = conn.execute("SELECT fid FROM feeds WHERE author = ?", (author,)).fetchone()
         if row is None:
             return Page([], None, {})
-        author_sql = " AND e.fid = ?"
-        params.append(row[0])
-    params.append(limit + 1)
+        fid = row[0]
     try:
-        rows = conn.execute(SEARCH_SQL % author_sql, params).fetchall()
+        rows = search_rows(conn, match, fid=fid, before=bound, want=limit + 1)
     except sqlite3.OperationalError as exc:
-        if "no such index" not in str(exc):
-            raise LocalUsageError(f"bad search query: {exc}", reason="bad_query") from None
-        # A database made before the index existed (schema 2 in development):
-        # the same rows, read from the table.
-        sql = SEARCH_SQL.replace(" INDEXED BY " + _SEARCH_INDEX, "")
-        try:
-            rows = conn.execute(sql % author_sql, params).fetchall()
-        except sqlite3.OperationalError as exc:
-            raise LocalUsageError(f"bad search query: {exc}", reason="bad_query") from None
+        raise LocalUsageError(f"bad search query: {exc}", reason="bad_query") from None
     return _page(conn, rows, limit)
 
 

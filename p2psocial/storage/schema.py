@@ -137,10 +137,10 @@ CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 # Version 2. Each part belongs to one feature; a part may be empty.
 # Search ordering (indexes the search query pages through).
 _V2_SEARCH = """
--- Search joins every FTS match (a post's eid) to its (ts, id) to order the
--- page. Read from this narrow index, not the wide entries rows, the join
--- stays in the page cache at 1M entries (queries.search).
-CREATE INDEX entries_search ON entries(eid, ts, id, fid, kind) WHERE kind = 'post';
+-- post_fts rows are keyed by a time-ordered search key, not by eid, so that
+-- a search reads its matches newest first and stops after a page
+-- (derived.search_key, queries.search). This maps each key to its post.
+CREATE TABLE search_keys (sk INTEGER PRIMARY KEY, eid INTEGER NOT NULL UNIQUE);
 """
 # Petnames: local names for identities.
 _V2_NAMES = """
@@ -173,8 +173,28 @@ def _run_script(conn: sqlite3.Connection, script: str) -> None:
             conn.execute(statement)
 
 
+def _rekey_search(conn: sqlite3.Connection) -> None:
+    """Write post_fts again, every present post under its search key."""
+    # Imported here: derived imports this module.
+    from .derived import assign_search_keys, decode_stored_payload
+
+    # Version 1 keyed rows by eid; a contentless table can drop them all at once.
+    conn.execute("INSERT INTO post_fts(post_fts) VALUES ('delete-all')")
+    cur = conn.execute(
+        "SELECT eid, ts, id, payload FROM entries WHERE kind = 'post' AND pstate = ? ORDER BY eid",
+        (PSTATE["present"],),
+    )
+    while batch := cur.fetchmany(2000):
+        posts = [(eid, ts, id_, decode_stored_payload(p)["text"]) for eid, ts, id_, p in batch]
+        keyed = assign_search_keys(conn, posts)
+        conn.executemany(
+            "INSERT INTO post_fts(rowid, text) VALUES (?, ?)", [(k[0], k[2]) for k in keyed]
+        )
+
+
 def _migrate_to_v2(conn: sqlite3.Connection) -> None:
     _run_script(conn, _V2_SEARCH + _V2_NAMES + _V2_NOTIFY)
+    _rekey_search(conn)
     # Reactions, reposts and follows stored under version 1 notify too.
     # Imported here: notifications imports queries, which imports this module.
     from .notifications import backfill

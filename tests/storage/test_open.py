@@ -9,7 +9,8 @@ import pytest
 
 import p2psocial.storage as storage
 from p2psocial.errors import P2PSocialError, StorageError
-from p2psocial.storage import SCHEMA_VERSION, Store
+from p2psocial.storage import SCHEMA_VERSION, Store, schema
+from p2psocial.storage.derived import decode_stored_payload
 
 from .helpers import NOW, FeedBuilder, key
 
@@ -72,6 +73,76 @@ def test_newer_schema(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="newer") as info:
         Store.open(path)
     assert info.value.reason == "newer_schema"
+
+
+def post_texts(conn: sqlite3.Connection) -> list[tuple[int, str]]:
+    """(eid, text) of every post whose payload is held."""
+    return [
+        (eid, decode_stored_payload(p)["text"])
+        for eid, p in conn.execute(
+            "SELECT eid, payload FROM entries WHERE kind = 'post' AND pstate = 1"
+        )
+    ]
+
+
+def as_version_1(path: Path) -> None:
+    """Turn a database into what version 1 wrote: v2 objects gone, post_fts keyed by eid."""
+    v1 = sqlite3.connect(":memory:")
+    schema.MIGRATIONS[0](v1)
+    keep = {r[0] for r in v1.execute("SELECT name FROM sqlite_master")}
+    v1.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("INSERT INTO post_fts(post_fts) VALUES ('delete-all')")
+        conn.executemany("INSERT INTO post_fts(rowid, text) VALUES (?, ?)", post_texts(conn))
+        for kind, name in conn.execute(
+            "SELECT type, name FROM sqlite_master WHERE type IN ('table', 'index') "
+            "AND name NOT LIKE 'sqlite_%' AND name NOT LIKE 'post_fts%'"
+        ).fetchall():
+            if name not in keep:
+                conn.execute(f"DROP {kind.upper()} IF EXISTS {name}")
+        conn.execute("PRAGMA user_version = 1")
+    finally:
+        conn.close()
+
+
+def test_version_1_database_upgrades(tmp_path: Path) -> None:
+    path = tmp_path / "n.db"
+    a = FeedBuilder(key(1))
+    for i in range(40):
+        a.post(f"word{i % 4} shared", ts=NOW - 1_000_000 + (i // 3))
+    a.add("delete", {"target": a.id(7)})
+    with Store.open(path) as s:
+        s.ingest(a.items(), now_ms=NOW)
+    as_version_1(path)
+    with Store.open(path) as s:
+        conn = s.connection
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        conn.execute("INSERT INTO post_fts(post_fts) VALUES ('integrity-check')")
+        # Every present post under a key of its own millisecond, nothing else.
+        keys = conn.execute(
+            "SELECT k.sk >> 10, e.ts FROM search_keys k JOIN entries e ON e.eid = k.eid"
+        ).fetchall()
+        assert len(keys) == 39 and all(k == ts for k, ts in keys)
+        assert (
+            conn.execute("SELECT count(*) FROM post_fts WHERE post_fts MATCH 'shared'").fetchone()[
+                0
+            ]
+            == 39
+        )
+        # Search no longer needs the covering index a development schema 2 had.
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'entries_search'"
+            ).fetchone()[0]
+            == 0
+        )
+        page = s.search("word1", limit=50)
+        want = sorted(
+            ((e.timestamp, e.id) for e in a.entries[:40] if e.seq % 4 == 2 and e.seq != 7),
+            reverse=True,
+        )
+        assert [(v.timestamp, v.id) for v in page.items] == want
 
 
 def test_closed_store_raises(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from p2psocial.errors import LocalUsageError
 from p2psocial.storage import Page, Store
+from p2psocial.storage.model import encode_cursor
 
 from .helpers import NOW, FeedBuilder, key
 
@@ -166,6 +167,29 @@ def test_search_words_phrases_author(store: Store) -> None:
     for bad in ['"unbalanced', "   ", ""]:
         with pytest.raises(LocalUsageError):
             store.search(bad)
+
+
+@pytest.mark.parametrize(
+    "ts0,id0,want",
+    [
+        (2**64 - 1, b"\xff" * 32, [2, 1, 0]),  # beyond every timestamp a post can carry
+        (2**53 - 1, b"\xff" * 32, [2, 1, 0]),
+        (NOW - 1_000_000, b"\xff" * 32, [2, 1, 0]),  # the newest post's own millisecond
+        (NOW - 1_000_000, b"\x00" * 32, [0]),
+        (NOW - 1_000_001, b"\xff" * 32, [0]),
+        (NOW - 1_000_001, b"\x00" * 32, []),
+        (0, b"\xff" * 32, []),
+    ],
+)
+def test_search_cursor_bounds(store: Store, ts0: int, id0: bytes, want: list[int]) -> None:
+    # Any 40-byte cursor a client sends is a bound, never an overflow or an error.
+    a = FeedBuilder(key(1))
+    for ts in (NOW - 1_000_001, NOW - 1_000_000, NOW - 1_000_000):
+        a.post("bound", ts=ts)
+    store.ingest(a.items(), now_ms=NOW)
+    ranked = sorted(a.entries, key=lambda e: (e.timestamp, e.id))
+    page = store.search("bound", before=encode_cursor(ts0, id0))
+    assert [v.id for v in page.items] == [ranked[i].id for i in want]
 
 
 def test_entry_view_to_json(store: Store) -> None:
