@@ -8,12 +8,11 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from ..api.methods import PAGE_LIMIT_MAX
 from ..paths import resolve_data_dir
-from . import output
 
 if TYPE_CHECKING:
     from ..client import Client
+    from . import output
 
 __all__ = [
     "Ctx",
@@ -67,6 +66,10 @@ class Ctx:
 
     def out(self) -> output.Printer:
         """A printer for this invocation's output mode."""
+        # Imported here, not at the top: ``p2psocial --help`` prints nothing
+        # through it, and the root group loads this module.
+        from . import output
+
         return output.Printer(json_mode=self.json, color=self.color)
 
 
@@ -98,6 +101,8 @@ def json_option(f: Any) -> Any:
 
 def page_options(f: Any) -> Any:
     """--before, --limit and --json, for the commands that print a page of entries."""
+    from ..api.methods import PAGE_LIMIT_MAX
+
     f = click.option(
         "--before",
         metavar="CURSOR",

@@ -6,7 +6,6 @@ Text mode uses rich when stdout is a terminal and plain lines otherwise.
 
 from __future__ import annotations
 
-import json
 import sys
 import unicodedata
 from collections.abc import Callable
@@ -34,6 +33,13 @@ __all__ = [
     "notification_label",
     "short_identity",
 ]
+
+
+def _json_line(obj: Any, *, ensure_ascii: bool = False) -> str:
+    # json is imported on first use: a command printing text does not load it.
+    import json
+
+    return json.dumps(obj, ensure_ascii=ensure_ascii)
 
 
 def short_identity(text: str | None) -> str:
@@ -120,6 +126,11 @@ def format_status(st: dict[str, Any]) -> str:
         f"unread    {st.get('unread_notifications', 0)}",
         f"forked    {st.get('forked_feeds', 0)}",
     ]
+    if "reachability" in st:
+        seen = ", ".join(st.get("observed_addrs") or []) or "-"
+        lines.append(
+            f"reach     {st['reachability']} (seen as {seen}; mapping {st.get('nat_mapping')})"
+        )
     forks = st.get("forks") or []
     lines.extend(f"  {f['identity']} frozen at seq {f['fork_seq']}" for f in forks)
     more = int(st.get("forked_feeds") or 0) - len(forks)
@@ -243,7 +254,7 @@ class Printer:
 
     def record(self, obj: dict[str, Any], human: Callable[[dict[str, Any]], str]) -> None:
         if self.json:
-            print(json.dumps(obj, ensure_ascii=False), flush=True)
+            print(_json_line(obj), flush=True)
         else:
             print(human(obj))
 
@@ -267,14 +278,15 @@ class Printer:
         if not next_cursor:
             return
         if self.json:
-            print(json.dumps({"next": next_cursor}), flush=True)
+            print(_json_line({"next": next_cursor}, ensure_ascii=True), flush=True)
         else:
             self.note(f"more: --before {next_cursor}")
 
     def entries(self, items: list[dict[str, Any]], *, tree: bool = False) -> None:
         if self.json:
-            for e in items:
-                print(json.dumps(e, ensure_ascii=False), flush=True)
+            # One write for the page, not a flush per line.
+            if items:
+                print("\n".join(_json_line(e) for e in items), flush=True)
             return
         if not items:
             self.note("nothing to show")

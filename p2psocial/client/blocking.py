@@ -7,7 +7,7 @@ import socket
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from ..api.protocol import (
     API_NAME,
@@ -20,22 +20,25 @@ from ..errors import APIError
 from ..paths import socket_path
 from ..protocol.errors import DecodeError
 from .handshake import check_hello, not_running, raise_error
-from .results import (
-    Blocked,
-    Connected,
-    Entry,
-    Explained,
-    Identities,
-    Muted,
-    Page,
-    Peers,
-    Profile,
-    Published,
-    Status,
-    Thread,
-    Unblocked,
-    Unmuted,
-)
+from .pages import Page
+
+if TYPE_CHECKING:
+    # Types only: the TypedDicts cost start-up time and no command needs them.
+    from .results import (
+        Blocked,
+        Connected,
+        Entry,
+        Explained,
+        Identities,
+        Muted,
+        Peers,
+        Profile,
+        Published,
+        Status,
+        Thread,
+        Unblocked,
+        Unmuted,
+    )
 
 __all__ = ["Client", "connect"]
 

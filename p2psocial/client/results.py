@@ -23,8 +23,11 @@ for ``feed``, four) keys of the answer.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any, NotRequired, TypedDict
+
+# The pages live in their own small module: the blocking client imports them
+# at start-up, and the TypedDicts here are for editors and mypy only.
+from .pages import AsyncPage, Entry, Page
 
 __all__ = [
     "AsyncPage",
@@ -43,33 +46,6 @@ __all__ = [
     "Unblocked",
     "Unmuted",
 ]
-
-
-class Entry(TypedDict):
-    """An entry as the API shows it (spec/client-api.md §5)."""
-
-    id: str
-    author: str
-    seq: int
-    kind: str
-    timestamp: int
-    payload_state: str
-    deleted: bool
-    text: str | None
-    reply_root: str | None
-    reply_parent: str | None
-    reply_to: str | None
-    mentions: list[str]
-    tags: list[str]
-    target: str | None
-    emoji: str | None
-    payload: Any
-    reactions: dict[str, int]
-    reposts: int
-    replies: int
-    depth: int
-    author_forked: bool
-    author_fork_seq: int | None
 
 
 class Published(TypedDict):
@@ -179,76 +155,3 @@ class Explained(TypedDict):
     deleted: NotRequired[bool]
     author_forked: NotRequired[bool]
     author_fork_seq: NotRequired[int | None]
-
-
-class _PageBase(dict[str, Any]):
-    """One page as the daemon sent it, plus the means to ask for the next one."""
-
-    @property
-    def entries(self) -> list[Entry]:
-        """This page's entries, newest first."""
-        items: list[Entry] = self["items"]
-        return items
-
-    @property
-    def next_cursor(self) -> str | None:
-        """The cursor of the following (older) page; None on the last page."""
-        cursor: str | None = self.get("next")
-        return cursor
-
-
-class Page(_PageBase):
-    """A page of a blocking client's paged method; iterating it walks every page."""
-
-    def __init__(
-        self, result: Mapping[str, Any], fetch: Callable[[str], Mapping[str, Any]]
-    ) -> None:
-        super().__init__(result)
-        self._fetch = fetch
-
-    def pages(self) -> Iterator[Page]:
-        """This page, then each following page, asked for as the iteration gets there."""
-        page: Page = self
-        while True:
-            yield page
-            cursor = page.next_cursor
-            if cursor is None or not page.entries:
-                return
-            page = Page(self._fetch(cursor), self._fetch)
-
-    # A page is a dict (for code that indexes or dumps it) whose iteration
-    # yields entries, as a paged result should; mypy sees the clash on purpose.
-    def __iter__(self) -> Iterator[Entry]:  # type: ignore[override]
-        for page in self.pages():
-            yield from page.entries
-
-
-class AsyncPage(_PageBase):
-    """A page of an async client's paged method; ``async for`` walks every page.
-
-    Plain ``for`` yields this page's entries only (it cannot wait for the next).
-    """
-
-    def __init__(
-        self, result: Mapping[str, Any], fetch: Callable[[str], Awaitable[Mapping[str, Any]]]
-    ) -> None:
-        super().__init__(result)
-        self._fetch = fetch
-
-    async def pages(self) -> AsyncIterator[AsyncPage]:
-        """This page, then each following page, asked for as the iteration gets there."""
-        page: AsyncPage = self
-        while True:
-            yield page
-            cursor = page.next_cursor
-            if cursor is None or not page.entries:
-                return
-            page = AsyncPage(await self._fetch(cursor), self._fetch)
-
-    def __iter__(self) -> Iterator[Entry]:  # type: ignore[override]
-        return iter(self.entries)
-
-    async def __aiter__(self) -> AsyncIterator[Entry]:
-        async for page in self.pages():
-            for entry in page.entries:
-                yield entry

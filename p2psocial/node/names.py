@@ -27,9 +27,10 @@ from typing import Any
 
 import trio
 
+from ..protocol.bech32 import bech32m_decode
 from ..protocol.entries import Entry
 from ..protocol.errors import DecodeError, LocalUsageError
-from ..protocol.identity import identity_from_text, identity_to_text
+from ..protocol.identity import IDENTITY_HRP, identity_to_text
 from ..protocol.textrefs import IDENTITY_PREFIX, petname_problem
 from ..storage import AsyncStore
 from .views import parse_identity
@@ -42,6 +43,21 @@ MAX_PETNAMES = 10_000
 PROFILE_CACHE = 4096
 #: Kinds whose ``target`` is an identity.
 AUTHOR_TARGET_KINDS = frozenset({"follow", "unfollow", "block", "unblock"})
+
+
+def _looked_up_key(text: str) -> bytes | None:
+    """The key an identity's text form stands for, for a profile-name lookup.
+
+    Only the bech32m form and the length are checked, not the curve point
+    (``identity_from_text`` does that, at ~0.5 ms a key): the texts here are
+    the ones this node rendered from keys it holds, and a key found here only
+    selects rows; nothing is verified with it.
+    """
+    try:
+        raw = bech32m_decode(text, IDENTITY_HRP)
+    except DecodeError:
+        return None
+    return raw if len(raw) == 32 else None
 
 
 class Names:
@@ -224,10 +240,9 @@ class Names:
             generation = self._generation
             keys: dict[bytes, str] = {}
             for t in missing:
-                try:
-                    keys[identity_from_text(t)] = t
-                except DecodeError:
-                    continue
+                key = _looked_up_key(t)
+                if key is not None:
+                    keys[key] = t
             rows = await self._store.profile_names(keys)
             found = {t: None for t in missing}
             for key, (name, _bio) in rows.items():
@@ -249,20 +264,34 @@ class Names:
         author, its mentions, and the target of a follow or block).
         """
         await self._ensure_loaded()
+        # Every page the API serves comes through here: one pass to collect
+        # each item's identities (and the ones whose profile name is not
+        # cached), at most one store call for those, one pass to fill in.
+        cached = self._profiles
         per_item: list[list[str]] = []
+        missing: list[str] = []
         for item in items:
-            named: list[Any] = [item.get("author"), *(item.get("mentions") or [])]
+            author = item.get("author")
+            texts = [author] if type(author) is str else []
+            mentions = item.get("mentions")
+            if mentions:
+                texts.extend(t for t in mentions if type(t) is str)
             if item.get("kind") in AUTHOR_TARGET_KINDS:
-                named.append(item.get("target"))
-            per_item.append([t for t in named if isinstance(t, str)])
-        profiles = await self._profile_names(t for texts in per_item for t in texts)
+                target = item.get("target")
+                if type(target) is str:
+                    texts.append(target)
+            per_item.append(texts)
+            missing.extend(t for t in texts if t not in cached)
+        found = await self._profile_names(missing) if missing else {}
+        by_text = self._by_text
         for item, texts in zip(items, per_item, strict=True):
             names = {
-                t: {"petname": self._by_text.get(t), "profile": profiles.get(t)} for t in texts
+                t: {"petname": by_text.get(t), "profile": found[t] if t in found else cached.get(t)}
+                for t in texts
             }
             item["names"] = names
             author = item.get("author")
-            item["author_name"] = names.get(author) if isinstance(author, str) else None
+            item["author_name"] = names.get(author) if type(author) is str else None
         return items
 
     async def annotate_page(self, result: dict[str, Any]) -> dict[str, Any]:

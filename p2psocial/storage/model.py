@@ -99,31 +99,36 @@ class EntryView:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-friendly dict: ids and bytes as hex, identities in text form."""
-        target: str | None = None
-        if self.target is not None:
-            target = (
-                identity_to_text(self.target)
-                if self.kind in AUTHOR_TARGET_KINDS
-                else self.target.hex()
-            )
-        payload = _jsonable(self.payload) if self.payload is not None else None
+        # Every page the API serves calls this once per entry: locals, and the
+        # common empty fields without a comprehension or a copy call.
+        kind = self.kind
+        target: Any = self.target
+        if target is not None:
+            target = identity_to_text(target) if kind in AUTHOR_TARGET_KINDS else target.hex()
+        payload = self.payload
+        if payload is not None:
+            payload = {k: v if type(v) in _PLAIN else _jsonable(v) for k, v in payload.items()}
+        mentions = self.mentions
+        reply_root = self.reply_root
+        reply_parent = self.reply_parent
+        state = self.payload_state
         return {
             "id": self.id.hex(),
             "author": identity_to_text(self.author),
             "seq": self.seq,
-            "kind": self.kind,
+            "kind": kind,
             "timestamp": self.timestamp,
-            "payload_state": self.payload_state,
-            "deleted": self.deleted,
+            "payload_state": state,
+            "deleted": state == "deleted",
             "text": self.text,
-            "reply_root": self.reply_root.hex() if self.reply_root else None,
-            "reply_parent": self.reply_parent.hex() if self.reply_parent else None,
-            "mentions": [identity_to_text(m) for m in self.mentions],
-            "tags": list(self.tags),
+            "reply_root": reply_root.hex() if reply_root else None,
+            "reply_parent": reply_parent.hex() if reply_parent else None,
+            "mentions": [identity_to_text(m) for m in mentions] if mentions else [],
+            "tags": list(self.tags) if self.tags else [],
             "target": target,
             "emoji": self.emoji,
             "payload": payload,
-            "reactions": dict(self.reactions),
+            "reactions": dict(self.reactions) if self.reactions else {},
             "reposts": self.reposts,
             "replies": self.replies,
             "depth": self.depth,

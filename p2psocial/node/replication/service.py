@@ -67,6 +67,8 @@ _STATISTICS = (
     "catch_ups_stalled",
     "head_puts",
     "head_puts_coalesced",
+    "swarm_lookups",
+    "swarm_lookups_deferred",
 )
 
 
