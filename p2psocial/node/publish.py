@@ -17,7 +17,7 @@ from typing import Any
 
 import trio
 
-from ..protocol.entries import Entry, encode_payload
+from ..protocol.entries import Entry
 from ..protocol.errors import LocalUsageError
 from ..protocol.identity import SigningKey, identity_to_text
 from ..protocol.kinds import MAX_MENTIONS, MAX_TAGS, MAX_TEXT_CHARS
@@ -80,17 +80,22 @@ class Publisher:
             ``{"id": hex, "seq": int}``.
         """
         entry: Entry
+        data: bytes
         if guard is None:
             # Unguarded acts run side by side: the store shares one commit
             # among those that overlap (group commit) and orders their seqs.
-            entry = await self._store.append_local(self._key, kind, payload, now_ms=now_ms())
+            entry, data = await self._store.append_local_raw(
+                self._key, kind, payload, now_ms=now_ms()
+            )
         else:
             async with self._lock:
                 await guard()
-                entry = await self._store.append_local(self._key, kind, payload, now_ms=now_ms())
+                entry, data = await self._store.append_local_raw(
+                    self._key, kind, payload, now_ms=now_ms()
+                )
         if self.replicator is not None:
-            # Canonical encoding: these are exactly the payload bytes just stored.
-            self.replicator.notify_local(entry, encode_payload(kind, payload))
+            # The payload bytes just stored (encoded once, in the store thread).
+            self.replicator.notify_local(entry, data)
         self._on_stored([entry])
         return {"id": entry.id.hex(), "seq": entry.seq}
 

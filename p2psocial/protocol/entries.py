@@ -82,6 +82,7 @@ _PAYLOAD_LIMITS = Limits(
     max_bin_len=MAX_PAYLOAD_SIZE,
 )
 _unpackb = msgpack.unpackb
+_packb = msgpack.packb
 _sha256 = hashlib.sha256
 #: Kind names already known to be well-formed (the v1 kinds), to skip the regex.
 _GOOD_KIND_NAMES = frozenset(KINDS)
@@ -405,26 +406,35 @@ def create_entry(
         raise LocalUsageError(
             f"timestamp must be an integer in 0..{MAX_TIMESTAMP}", reason="bad_envelope"
         )
+    if prev is not None and (type(prev) is not bytes or len(prev) != 32):
+        raise LocalUsageError("prev must be a 32-byte id", reason="bad_envelope")
     data = encode_payload(kind, payload)
+    # Every value is of a checked type and the keys go in in sorted order, so
+    # msgpack's own encoding of this map is the canonical one (the decode
+    # below proves it) and needs no normalising pass.
     env: dict[str, Any] = {
         "author": key.public_key,
         "kind": kind,
         "payload_hash": _sha256(data).digest(),
         "payload_size": len(data),
-        "seq": seq,
-        "timestamp": timestamp,
-        "v": ENVELOPE_VERSION,
     }
     if prev is not None:
         env["prev"] = prev
-    envelope = encoding.encode(env)
-    # Decoding needs no signature, so the envelope is checked before signing.
+    env["seq"] = seq
+    env["timestamp"] = timestamp
+    env["v"] = ENVELOPE_VERSION
+    envelope: bytes = _packb(env, use_bin_type=True)
+    # Decoding needs no signature, so the envelope is checked before signing;
+    # the signature changes no field, so the checked entry only needs it and
+    # the id it gives (decoding the signed bytes again would find the same).
     try:
-        decode_entry_untrusted(bytes(SIGNATURE_SIZE) + envelope)
+        entry = decode_entry_untrusted(bytes(SIGNATURE_SIZE) + envelope)
     except ProtocolError as exc:
         raise LocalUsageError(f"cannot build entry: {exc.message}", reason=exc.reason) from None
     signature = key.sign(ENTRY_TAG + envelope)
-    return decode_entry_untrusted(signature + envelope), data
+    entry.signature = signature
+    entry.id = _sha256(signature + envelope).digest()
+    return entry, data
 
 
 def check_timestamp(entry: Entry, now_ms: int, max_future_ms: int = MAX_FUTURE_MS) -> None:

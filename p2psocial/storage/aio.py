@@ -55,6 +55,9 @@ class AsyncStore:
         # reads wait behind each ingest transaction (bench/flood.py).
         self.reader = reader
         self._read_limiter = trio.CapacityLimiter(1)
+        # Per feed, one event per ingest call in flight, in call order (see
+        # ingest: calls for one feed write in call order).
+        self._ingest_calls: dict[bytes, list[trio.Event]] = {}
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await trio.to_thread.run_sync(
@@ -105,20 +108,40 @@ class AsyncStore:
 
         Decoding and signature checks run outside the database limiter, so
         while one batch is being written the next ones are being verified.
+        Calls that name the same ``author`` write in the order they were
+        made, so a caller may start a feed's next batch before the last one
+        returns (bench/sync.py keeps two in flight) and the batches still
+        extend the feed in order.
         """
-        batch = await trio.to_thread.run_sync(
-            functools.partial(self.store.prepare_ingest, list(items), now_ms=now_ms, author=author)
-        )
-        # Waiting here, not under the limiter, keeps the database free for
-        # other calls while the pool verifies.
+        # Every earlier call, not only the last: a cancelled call ends early,
+        # and the one after it must still wait for those before it.
+        done = trio.Event()
+        calls = self._ingest_calls.setdefault(author, []) if author is not None else []
+        earlier = list(calls)
+        calls.append(done)
         try:
-            await trio.to_thread.run_sync(batch.wait_verified)
-            return await self._run(self.store.ingest_prepared, batch)
-        except BaseException:
-            # Cancelled (or failed): drop the checks still queued for nothing.
-            if batch.pre is not None:
-                batch.pre.cancel()
-            raise
+            batch = await trio.to_thread.run_sync(
+                functools.partial(
+                    self.store.prepare_ingest, list(items), now_ms=now_ms, author=author
+                )
+            )
+            # Waiting here, not under the limiter, keeps the database free for
+            # other calls while the pool verifies.
+            try:
+                await trio.to_thread.run_sync(batch.wait_verified)
+                for call in earlier:
+                    await call.wait()
+                return await self._run(self.store.ingest_prepared, batch)
+            except BaseException:
+                # Cancelled (or failed): drop the checks still queued for nothing.
+                if batch.pre is not None:
+                    batch.pre.cancel()
+                raise
+        finally:
+            done.set()
+            calls.remove(done)
+            if author is not None and not calls:
+                del self._ingest_calls[author]
 
     async def append_local(
         self, key: SigningKey, kind: str, payload: dict[str, Any], *, now_ms: int
@@ -133,6 +156,16 @@ class AsyncStore:
         )
         entry: Entry = await self._acts.run(act)
         return entry
+
+    async def append_local_raw(
+        self, key: SigningKey, kind: str, payload: dict[str, Any], *, now_ms: int
+    ) -> tuple[Entry, bytes]:
+        """:meth:`append_local`, returning the entry and its payload bytes as stored."""
+        act = functools.partial(
+            local.append_own_raw, key=key, kind=kind, payload=payload, now_ms=now_ms
+        )
+        result: tuple[Entry, bytes] = await self._acts.run(act)
+        return result
 
     async def block_local(self, author: bytes) -> None:
         """See :meth:`Store.block_local` (grouped like :meth:`append_local`)."""

@@ -10,6 +10,8 @@ items, the outcomes decided so far and the signature checks under way from
 
 from __future__ import annotations
 
+import functools
+import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,11 +23,13 @@ from .verify import Preverifier
 
 __all__ = [
     "CHUNK",
+    "ROWS_PER_INSERT",
     "SENDER_FAULTS",
     "Item",
     "PreparedBatch",
     "check_payload",
     "chunks",
+    "insert_rows",
     "payload_fault",
     "rejected",
 ]
@@ -41,6 +45,44 @@ def chunks(seq: Sequence[Any], n: int = CHUNK) -> Iterator[Sequence[Any]]:
     """``seq`` in slices of at most ``n``, e.g. to bound an ``IN (...)`` list."""
     for i in range(0, len(seq), n):
         yield seq[i : i + n]
+
+
+#: Rows per INSERT statement, largest first (see :func:`insert_rows`).
+ROWS_PER_INSERT = (100, 10)
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_sql(table: str, columns: tuple[str, ...], n: int) -> str:
+    row = "(" + ",".join("?" * len(columns)) + ")"
+    return f"INSERT INTO {table}({', '.join(columns)}) VALUES " + ",".join([row] * n)
+
+
+def insert_rows(
+    conn: sqlite3.Connection, table: str, columns: tuple[str, ...], rows: Sequence[Sequence[Any]]
+) -> None:
+    """``INSERT INTO table(columns)`` every row of ``rows``, many rows per statement.
+
+    Why not ``executemany``: it steps SQLite once per row and takes the GIL
+    back after every step, so while another thread runs Python (the next
+    batch being decoded) each step waits for its turn. One statement of many
+    rows is one step: SQLite works through the whole chunk without the GIL.
+    Chunks have a few fixed sizes (:data:`ROWS_PER_INSERT`, the rest row by
+    row), so each statement text is compiled once and cached; 100 rows of up
+    to 300 columns stay below SQLite's 32,766 parameters.
+
+    ``table`` and ``columns`` are SQL text: constants of the caller, never
+    data.
+    """
+    start, n = 0, len(rows)
+    for size in ROWS_PER_INSERT:
+        if n - start < size:
+            continue
+        sql = _insert_sql(table, columns, size)
+        while n - start >= size:
+            conn.execute(sql, [v for row in rows[start : start + size] for v in row])
+            start += size
+    if start < n:
+        conn.executemany(_insert_sql(table, columns, 1), rows[start:])
 
 
 @dataclass(slots=True)

@@ -35,7 +35,15 @@ from ..protocol.entries import Entry, decode_payload_untrusted
 from ..protocol.errors import ProtocolError
 from ..protocol.feeds import check_link
 from . import derived
-from .batch import Item, PreparedBatch, check_payload, chunks, payload_fault, rejected
+from .batch import (
+    Item,
+    PreparedBatch,
+    check_payload,
+    chunks,
+    insert_rows,
+    payload_fault,
+    rejected,
+)
 from .forks import ForkJudge
 from .model import Outcome
 from .plan import Feed, Job, held_around, plan_author
@@ -58,6 +66,23 @@ _SOCIAL_KINDS = frozenset({"follow", "unfollow"})
 
 def _in(n: int) -> str:
     return ",".join("?" * n)
+
+
+_ENTRY_COLUMNS = (
+    "eid",
+    "fid",
+    "seq",
+    "id",
+    "ts",
+    "kind",
+    "raw",
+    "pstate",
+    "payload",
+    "target",
+    "root",
+    "aux",
+    "tl",
+)
 
 
 class IngestTxn:
@@ -415,6 +440,11 @@ class IngestTxn:
         )
 
     def _write_pending(self) -> None:
+        if self.pending.entries:
+            # The entries rows first (derived.flush reads them back), then
+            # the derived rows and lookups.
+            insert_rows(self.conn, "entries", _ENTRY_COLUMNS, self.pending.entries)
+            self.pending.entries = []
         for victim in derived.flush(self.conn, self.pending):
             self.purge(victim, "deleted")
 

@@ -41,7 +41,7 @@ from . import derived
 from .ingest import IngestTxn
 from .schema import PSTATE
 
-#: One own act: given a fresh transaction bookkeeper, does its writes and
+#: One own act: given the group's transaction bookkeeper, does its writes and
 #: returns its result (or raises; only that act is then rolled back).
 LocalAct = Callable[[IngestTxn], Any]
 #: What :func:`run_acts` returns per act: (True, result) or (False, exception).
@@ -74,6 +74,7 @@ __all__ = [
     "LocalAct",
     "LocalActs",
     "append_own",
+    "append_own_raw",
     "block_feed",
     "forget_feed",
     "outcome",
@@ -91,6 +92,17 @@ def append_own(
     Raises:
         LocalUsageError: the payload breaks its kind's schema or a size
             limit, or the feed is forked.
+    """
+    return append_own_raw(txn, key, kind, payload, now_ms)[0]
+
+
+def append_own_raw(
+    txn: IngestTxn, key: SigningKey, kind: str, payload: dict[str, Any], now_ms: int
+) -> tuple[Entry, bytes]:
+    """:func:`append_own`, returning the entry and its payload bytes as stored.
+
+    The bytes are what replication pushes; returned so that the caller need
+    not encode (and check) the payload a second time.
     """
     feed = txn.feed(key.public_key)
     if feed.fork_seq is not None:
@@ -112,12 +124,15 @@ def append_own(
     value = derived.decode_stored_payload(data)
     txn.insert(feed, entry, data, value)
     txn.finish()
-    return entry
+    return entry, data
 
 
 def unblock_feed(txn: IngestTxn, author: bytes) -> None:
     """Lift the local block of ``author``'s feed."""
     txn.conn.execute("UPDATE feeds SET blocked = 0 WHERE author = ?", (author,))
+    cached = txn.feeds.get(author)
+    if cached is not None:  # later acts of the group share this bookkeeper
+        cached.blocked = False
 
 
 def put_setting(txn: IngestTxn, key: str, text: str) -> None:
@@ -135,8 +150,10 @@ def _purge_present(txn: IngestTxn, fid: int) -> None:
 
 def block_feed(txn: IngestTxn, author: bytes) -> None:
     """Mark ``author``'s feed blocked and drop the payloads held of it."""
-    fid = txn.ensure_fid(txn.feed(author))
+    feed = txn.feed(author)
+    fid = txn.ensure_fid(feed)
     txn.conn.execute("UPDATE feeds SET blocked = 1 WHERE fid = ?", (fid,))
+    feed.blocked = True  # later acts of the group share this bookkeeper
     _purge_present(txn, fid)
 
 
@@ -177,25 +194,33 @@ def run_acts(
 ) -> list[ActResult]:
     """Run ``acts`` in order inside the open write transaction on ``conn``.
 
-    Each act runs in its own savepoint with a fresh :class:`IngestTxn` from
-    ``new_txn``; one that raises is rolled back alone and its exception is
-    returned in its place.
+    Each act runs in its own savepoint; one that raises is rolled back alone
+    and its exception is returned in its place. The acts share one
+    :class:`IngestTxn` from ``new_txn`` until one fails; the next act gets a
+    fresh one. An act that writes feed state behind the bookkeeper's back
+    must update its cached :class:`~.plan.Feed` too (see :func:`block_feed`).
 
     Raises:
         sqlite3.OperationalError: the database itself failed (I/O, disk
             full): the whole transaction must be rolled back.
     """
     results: list[ActResult] = []
+    # One bookkeeper serves the acts in turn (its feed cache and row counter
+    # save two queries per act); each act leaves it consistent with the
+    # database, via ``finish``. A failed act may leave it anywhere, so it is
+    # replaced, along with whatever the act had cached or buffered.
+    txn = new_txn()
     for act in acts:
         conn.execute("SAVEPOINT own_act")
         try:
-            value = act(new_txn())
+            value = act(txn)
         except sqlite3.OperationalError:
             raise
         except Exception as exc:
             conn.execute("ROLLBACK TO own_act")
             conn.execute("RELEASE own_act")
             results.append((False, exc))
+            txn = new_txn()
         else:
             conn.execute("RELEASE own_act")
             results.append((True, value))

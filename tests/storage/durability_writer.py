@@ -9,8 +9,9 @@ stdout, so everything printed was committed first.
 Plain mode ingests batches of four peers' feeds and appends one own post per
 batch, on the synchronous store. ``--concurrent`` runs the trio store: one task
 ingests the same batches while eight tasks post to two own feeds at once, so
-own posts share group commits; after each batch it prints
-``S <local_commits> <local_acts>``.
+own posts share group commits, and one more task keeps sending posts that
+break the schema, so that groups also hold acts that fail (and must leave no
+trace); after each batch it prints ``S <local_commits> <local_acts> <local_failed>``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import sys
 
 import trio
 
+from p2psocial.errors import LocalUsageError
 from p2psocial.protocol.entries import create_entry
 from p2psocial.protocol.identity import SigningKey
 from p2psocial.storage import AsyncStore, Store, open_async_store
@@ -81,7 +83,9 @@ async def concurrent(path: str) -> None:
             outcomes = await store.ingest(items, now_ms=NOW)
             assert all(o.status == "stored" for o in outcomes), outcomes
             stats = await store.statistics()
-            lines.append(f"S {stats['local_commits']} {stats['local_acts']}\n")
+            lines.append(
+                f"S {stats['local_commits']} {stats['local_acts']} {stats['local_failed']}\n"
+            )
             out.write("".join(lines))
             out.flush()
 
@@ -94,10 +98,20 @@ async def concurrent(path: str) -> None:
             out.write(f"C {k.public_key.hex()} {e.seq} {e.id.hex()}\n")
             out.flush()
 
+    async def bad(store: AsyncStore) -> None:
+        while True:
+            try:
+                await store.append_local(OWN, "post", {"text": 5}, now_ms=NOW)
+            except LocalUsageError:
+                pass
+            else:
+                raise AssertionError("a post with a number for text was stored")
+
     async with open_async_store(path) as store, trio.open_nursery() as nursery:
         nursery.start_soon(ingest, store)
         for i in range(POSTERS):
             nursery.start_soon(post, store, i)
+        nursery.start_soon(bad, store)
 
 
 if __name__ == "__main__":

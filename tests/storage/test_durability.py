@@ -1,8 +1,10 @@
 """Crash safety: a writer is SIGKILLed at random moments; nothing acknowledged is lost.
 
 Every other run is a concurrent writer (eight tasks posting to two own feeds
-while peers' batches are ingested), so own posts share group commits; each
-entry it reported acknowledged must be there, at its seq, after the kill.
+while peers' batches are ingested, and one sending posts that fail), so own
+posts share group commits with acts that fail; each entry it reported
+acknowledged must be there, at its seq, after the kill, and every feed's
+counters must match its rows.
 """
 
 from __future__ import annotations
@@ -35,6 +37,13 @@ def _check(path: Path, committed: dict[bytes, int], acked: dict[bytes, tuple[byt
             "FROM entries e JOIN feeds f USING (fid) GROUP BY e.fid"
         ):
             assert (lo, hi, head) == (1, n, n), f"feed {fid} is not a gap-free run"
+        # The feed rows' counters agree with the rows (acts that failed inside
+        # a group left nothing behind, not even in the counters).
+        for fid, n, counted in conn.execute(
+            "SELECT f.fid, count(e.eid), f.n_entries FROM feeds f "
+            "LEFT JOIN entries e USING (fid) GROUP BY f.fid"
+        ):
+            assert n == counted, f"feed {fid} counts {counted} entries, holds {n}"
         heads = store.heads()
         for author, seq in committed.items():
             assert heads.get(author, 0) >= seq, "an entry reported committed is missing"
@@ -52,7 +61,7 @@ def test_sigkill_at_random_moments(tmp_path: Path) -> None:
     rng = random.Random(20261128)
     committed: dict[bytes, int] = {}
     acked: dict[bytes, tuple[bytes, int]] = {}
-    grouped = 0
+    grouped = failed = 0
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     # Half the runs start a trio store and wait for a batch: more time than before.
     deadline = time.monotonic() + 90
@@ -86,8 +95,9 @@ def test_sigkill_at_random_moments(tmp_path: Path) -> None:
         # The last line may be cut short by the kill; only whole lines count.
         for line in (first + rest).split(b"\n")[:-1]:
             fields = line.decode().split()
-            if fields[0] == "S":  # group-commit counters: commits, acts
+            if fields[0] == "S":  # group-commit counters: commits, acts, failed acts
                 grouped = max(grouped, int(fields[2]) - int(fields[1]))
+                failed = max(failed, int(fields[3]))
                 continue
             _, author_hex, seq, id_hex = fields
             author = bytes.fromhex(author_hex)
@@ -95,8 +105,9 @@ def test_sigkill_at_random_moments(tmp_path: Path) -> None:
             acked[bytes.fromhex(id_hex)] = (author, int(seq))
         _check(path, committed, acked)
     assert len(committed) == 6 and min(committed.values()) > 25
-    # The concurrent runs' posts shared commits (acts beyond one per commit).
-    assert grouped > 0
+    # The concurrent runs' posts shared commits (acts beyond one per commit),
+    # and acts failed among them.
+    assert grouped > 0 and failed > 0
 
 
 def test_wal_file_is_used(tmp_path: Path) -> None:

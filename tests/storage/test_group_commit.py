@@ -291,3 +291,86 @@ def test_commit_local_results_in_order(store: Store) -> None:
     assert isinstance(results[1][1], LocalUsageError)
     # The failed act's own write was rolled back with it.
     assert store.get_setting("half") is None
+
+
+# One group shares one IngestTxn (its feed cache and row counter) across its
+# acts: a failed act must take its cached state with it, and acts that change
+# a feed's state behind the cache must be seen by the acts after them.
+
+
+def _post_then_fail(k: SigningKey) -> Any:
+    def act(txn: IngestTxn) -> None:
+        from p2psocial.storage.local import append_own
+
+        append_own(txn, k, "post", {"text": "rolled back"}, NOW)
+        raise LocalUsageError("changed my mind", reason="nope")
+
+    return act
+
+
+def _poster(k: SigningKey, text: str) -> Any:
+    def act(txn: IngestTxn) -> Entry:
+        from p2psocial.storage.local import append_own
+
+        return append_own(txn, k, "post", {"text": text}, NOW)
+
+    return act
+
+
+def _feed_counts(store: Store, k: SigningKey) -> tuple[int, int, int, int]:
+    """(n_entries, payload_bytes) as the feed row says, then as the entries say."""
+    conn = store.connection
+    n, pbytes = conn.execute(
+        "SELECT n_entries, payload_bytes FROM feeds WHERE author = ?", (k.public_key,)
+    ).fetchone()
+    real_n, real_bytes = conn.execute(
+        "SELECT count(*), coalesce(sum(length(payload)), 0) FROM entries "
+        "WHERE fid = (SELECT fid FROM feeds WHERE author = ?)",
+        (k.public_key,),
+    ).fetchone()
+    return n, pbytes, real_n, real_bytes
+
+
+def test_a_failed_act_leaves_no_cached_state_for_the_next(store: Store) -> None:
+    old, new = key(1), key(2)
+    store.append_local(old, "post", {"text": "first"}, now_ms=NOW)
+    results = store.commit_local(
+        [
+            _poster(old, "second"),
+            _post_then_fail(old),  # wrote seq 3 of a known feed, then failed
+            _post_then_fail(new),  # created a feed row, then failed
+            _poster(old, "third"),
+            _poster(new, "new one"),
+        ]
+    )
+    assert [ok for ok, _ in results] == [True, False, False, True, True]
+    assert [results[i][1].seq for i in (0, 3, 4)] == [2, 3, 1]
+    _check_chain(store, old, 3)
+    _check_chain(store, new, 1)
+    for k, n in ((old, 3), (new, 1)):
+        counts = _feed_counts(store, k)
+        assert counts[0] == counts[2] == n
+        assert counts[1] == counts[3] > 0
+
+
+def test_acts_see_a_block_made_earlier_in_their_group(store: Store) -> None:
+    from p2psocial.storage.local import block_feed, unblock_feed
+
+    k = key(1)
+    store.append_local(k, "post", {"text": "before"}, now_ms=NOW)
+
+    def block(txn: IngestTxn) -> None:
+        block_feed(txn, k.public_key)
+
+    def unblock(txn: IngestTxn) -> None:
+        unblock_feed(txn, k.public_key)
+
+    results = store.commit_local(
+        [_poster(k, "cached"), block, _poster(k, "blocked"), unblock, _poster(k, "again")]
+    )
+    assert all(ok for ok, _ in results)
+    held = [store.get_raw(results[i][1].id) for i in (0, 2, 4)]
+    assert [h is not None and h[1] is not None for h in held] == [False, False, True]
+    _check_chain(store, k, 4)
+    counts = _feed_counts(store, k)
+    assert counts[0] == counts[2] == 4 and counts[1] == counts[3]
