@@ -98,6 +98,7 @@ from p2psocial.protocol.dht.wire import (
     parse_get_record_reply,
     parse_hello_reply,
     parse_node_list,
+    parse_observe_reply,
     parse_ping_reply,
     parse_request_args,
     parse_status_reply,
@@ -507,6 +508,7 @@ def corpus() -> Corpus:
     put_records += [req("put_record", HEAD_KEY_A, "profile", e[0])]
     requests: dict[str, list[bytes]] = {
         "ping": [req("ping")],
+        "observe": [req("observe")],
         "store": [req("store", key20, v) for v in (b"value", "text", 7, 1.5, True, -(2**63), b"")],
         "find_node": [req("find_node", key20)],
         "find_value": [req("find_value", key20)],
@@ -551,6 +553,10 @@ def corpus() -> Corpus:
             resp({"nodes": _contacts(6), "peers": [], "token": token}),
         ],
         "status": [resp({"ok": True}), resp({"rejected": "stale"}), resp(True), resp(False)],
+        "observe": [
+            resp({"addr": ["198.51.100.7", 4001]}),
+            resp({"addr": ["2001:db8::7", 65535]}),
+        ],
     }
 
     # Local API.
@@ -1400,6 +1406,8 @@ def _reply_run(parser: str) -> Callable[[], Run]:
                     validate_record("head", HEAD_KEY_A, rec, NOW_MS)
             elif parser == "get_peers":
                 proof_ok(parse_get_peers_reply(v)[3])
+            elif parser == "observe":
+                parse_observe_reply(v)
             else:
                 parse_status_reply(v)
             return None

@@ -474,7 +474,15 @@ class Node:
             "forks": [{"identity": ident, "fork_seq": seq} for ident, seq in listed],
             "uptime_s": (now_ms() - self._started) // 1000,
             "unread_notifications": await self.notifier.unread_count(),
+            **self._reachability(),
         }
+
+    def _reachability(self) -> dict[str, Any]:
+        """The status fields of observed addresses (spec/dht.md)."""
+        if self.dht is not None:
+            r = self.dht.reachability()
+            return {k: r[k] for k in ("reachability", "nat_mapping", "observed_addrs")}
+        return {"reachability": "unknown", "nat_mapping": "unknown", "observed_addrs": []}
 
     @property
     def node_key_id(self) -> bytes:

@@ -81,7 +81,10 @@ class Contacts:
         outcome = self.table.add(contact, now)
         if was_empty and outcome.result is AddResult.ADDED:
             self.joined.set()
-        if outcome.result is AddResult.ADDED and prove:
+        if outcome.result is AddResult.LIMITED:
+            # Over an IP-diversity limit (spec/dht.md 7.1): not added, not pinged.
+            self._stats["contacts_limited"] += 1
+        elif outcome.result is AddResult.ADDED and prove:
             if contact.node_id not in self._proven and contact.addr not in self._not_ours:
                 try:
                     self._hello_send.send_nowait(contact)

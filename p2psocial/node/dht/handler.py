@@ -1,4 +1,4 @@
-"""The request handler: answers the eight RPCs of spec/dht.md from the stores
+"""The request handler: answers the RPCs of spec/dht.md from the stores
 and the routing table.
 
 It only decides and encodes; the engine receives, rate-limits and sends. Bad
@@ -85,6 +85,9 @@ class RequestHandler:
                     pass  # too big to send with its envelope: answer with nodes
             nodes = contacts.table.closest(args[1], exclude=(sender,))
             return encode_response_fitting(mid, lambda t: t, nodes)
+        if method == "observe":
+            # Where this request came from, as we saw it (spec/dht.md, observed addresses).
+            return encode_response(mid, {"addr": [addr[0], addr[1]]})
         if method == "hello":
             sig = self._key.sign(hello_message(args[1], sender))
             return encode_response(mid, [self._key.public_key, sig])

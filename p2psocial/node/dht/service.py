@@ -18,6 +18,7 @@ from .engine import DatagramEngine
 from .handler import RequestHandler
 from .lookups import LookupRunner
 from .maintenance import ContactStore, Maintenance
+from .observed import ObservedAddresses
 from .plain import PlainKademlia
 from .records import RecordClient
 from .swarms import Peer, SwarmClient
@@ -72,6 +73,7 @@ class DHTNode:
             cfg, self._engine, self._contacts, self._lookups, self._stores, now_ms
         )
         self._swarms = SwarmClient(cfg, self._engine, self._contacts, self._lookups, self._stores)
+        self._observed = ObservedAddresses(self._engine, self._contacts)
         self._maintenance = Maintenance(
             cfg,
             self._stores,
@@ -139,6 +141,7 @@ class DHTNode:
                 await nursery.start(self._records.run)
                 await self._maintenance.load_contacts()
                 await nursery.start(self._maintenance.run)
+                await nursery.start(self._observed.run)
                 task_status.started(addr)
                 await trio.sleep_forever()
         finally:
@@ -246,6 +249,15 @@ class DHTNode:
         """Whether ``contact`` proved its node key at its current address."""
         return self._contacts.is_proven(contact)
 
+    def reachability(self) -> dict[str, Any]:
+        """What peers see of our address: ``reachability``, ``nat_mapping``,
+        ``observed_addrs``, ``observed_ips``, ``observers`` (spec/dht.md)."""
+        return self._observed.summary()
+
+    async def observe_round(self) -> int:
+        """Ask a round of proven contacts for our observed address now; returns answers."""
+        return await self._observed.round()
+
     def routing_table_contacts(self) -> list[tuple[bytes, str, int]]:
         """Every contact in the routing table, as (node_id, host, port), for persistence."""
         return [(c.node_id, c.host, c.port) for c in self.table.contacts()]
@@ -262,6 +274,7 @@ class DHTNode:
             self._records,
             self._swarms,
             self._maintenance,
+            self._observed,
         ):
             counters.update(part.statistics())
         return {

@@ -16,6 +16,15 @@ ping: on failure it calls :meth:`remove`, which promotes the most recently
 seen replacement; on success it calls :meth:`add` again for the old contact,
 which moves it to the tail.
 
+IP diversity (spec/dht.md §7.1): each contact belongs to a narrow address
+group (an IPv4 /24) and a wide one (an IPv4 /16), see :mod:`.diversity`. A
+bucket takes at most ``bucket_group_limit`` contacts of one narrow group and
+the table at most ``table_group_limit`` of one wide group. A newcomer over a
+limit is refused (LIMITED) before anything else happens: it is not cached as
+a replacement and causes no ping, so a crowd from one block can neither
+displace nor even disturb the contacts already held. Replacements promoted
+later pass the same check.
+
 Nothing here does I/O or reads a clock; ``now`` is always an argument.
 """
 
@@ -23,11 +32,12 @@ from __future__ import annotations
 
 import enum
 import heapq
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from ..errors import LocalUsageError
+from .diversity import Groups, address_groups
 
 __all__ = [
     "ID_BITS",
@@ -81,6 +91,9 @@ class AddResult(enum.Enum):
     PING = "ping"
     #: Our own id, or an invalid one: ignored.
     IGNORED = "ignored"
+    #: The contact's address group is at its limit (in its bucket or in the
+    #: table): refused, not remembered.
+    LIMITED = "limited"
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,15 +134,35 @@ class RoutingTable:
         split_mod: the paper's ``b``; buckets not containing ``own_id`` still
             split while their depth is not a multiple of it. 1 disables it.
         replacement_size: bound of each bucket's replacement cache.
+        bucket_group_limit: contacts of one narrow address group per bucket.
+        table_group_limit: contacts of one wide address group in the table.
+        groups: maps a host to its (narrow, wide) groups; None turns the
+            diversity limits off (a measurement baseline, never a default).
     """
 
     def __init__(
-        self, own_id: bytes, *, k: int = 20, split_mod: int = 5, replacement_size: int = 20
+        self,
+        own_id: bytes,
+        *,
+        k: int = 20,
+        split_mod: int = 5,
+        replacement_size: int = 20,
+        bucket_group_limit: int = 2,
+        table_group_limit: int = 10,
+        groups: Callable[[str], Groups] | None = address_groups,
     ) -> None:
         if len(own_id) != ID_SIZE:
             raise LocalUsageError("a node id is 20 bytes")
         if k < 1 or split_mod < 1 or replacement_size < 0:
             raise LocalUsageError("k and split_mod must be positive")
+        if bucket_group_limit < 1 or table_group_limit < 1:
+            raise LocalUsageError("the address-group limits must be positive")
+        self.bucket_group_limit = bucket_group_limit
+        self.table_group_limit = table_group_limit
+        self._groups = groups
+        self._group_cache: dict[str, Groups] = {}
+        #: Table contacts per wide group.
+        self._wide: Counter[str] = Counter()
         self.own_id = own_id
         self._own = int.from_bytes(own_id, "big")
         self.k = k
@@ -169,7 +202,9 @@ class RoutingTable:
             the replacement cache); PING with the contact that already holds
             this address under another id (the newcomer is not kept: if the
             old one stops answering, the newcomer gets in when next seen);
-            IGNORED for our own id or a bad id.
+            IGNORED for our own id or a bad id; LIMITED when the contact's
+            address group is at its limit in the bucket or the table (it is
+            neither added nor remembered, and nobody is pinged for it).
         """
         if len(contact.node_id) != ID_SIZE or contact.node_id == self.own_id:
             return AddOutcome(AddResult.IGNORED)
@@ -196,15 +231,71 @@ class RoutingTable:
                 return AddOutcome(AddResult.UPDATED)
             if len(b.contacts) < self.k:
                 b.replacements.pop(contact.node_id, None)
-                b.contacts[contact.node_id] = contact
-                self._by_addr[contact.addr] = contact.node_id
+                if not self._fits(b, contact):
+                    return AddOutcome(AddResult.LIMITED)
+                self._insert(b, contact)
                 b.last_changed = now
                 return AddOutcome(AddResult.ADDED)
             if b.depth < ID_BITS and (b.covers(self._own) or b.depth % self.split_mod != 0):
                 self._split(idx)
                 continue
+            if not self._fits(b, contact):
+                # Over its group's limit: no ping, no place in the cache.
+                b.replacements.pop(contact.node_id, None)
+                return AddOutcome(AddResult.LIMITED)
             self._remember(b, contact)
             return AddOutcome(AddResult.PING, next(iter(b.contacts.values())))
+
+    # -- address groups -------------------------------------------------------
+
+    def groups_of(self, host: str) -> Groups:
+        """The (narrow, wide) address groups of ``host``; (None, None) when off."""
+        if self._groups is None:
+            return (None, None)
+        g = self._group_cache.get(host)
+        if g is None:
+            if len(self._group_cache) >= 8192:
+                self._group_cache.clear()
+            g = self._group_cache[host] = self._groups(host)
+        return g
+
+    def _fits(self, b: Bucket, contact: Contact, *, ignore: bytes | None = None) -> bool:
+        """Whether ``contact`` may join bucket ``b`` under the group limits.
+
+        ``ignore``: a member id not to count (the one being replaced).
+        """
+        narrow, wide = self.groups_of(contact.host)
+        if wide is not None and self._wide[wide] >= self.table_group_limit:
+            return False
+        if narrow is None:
+            return True
+        same = 0
+        for nid, c in b.contacts.items():
+            if nid != ignore and self.groups_of(c.host)[0] == narrow:
+                same += 1
+                if same >= self.bucket_group_limit:
+                    return False
+        return True
+
+    def _insert(self, b: Bucket, c: Contact) -> None:
+        b.contacts[c.node_id] = c
+        self._by_addr[c.addr] = c.node_id
+        wide = self.groups_of(c.host)[1]
+        if wide is not None:
+            self._wide[wide] += 1
+
+    def _forget(self, c: Contact) -> None:
+        if self._by_addr.get(c.addr) == c.node_id:
+            del self._by_addr[c.addr]
+        wide = self.groups_of(c.host)[1]
+        if wide is not None:
+            self._wide[wide] -= 1
+            if self._wide[wide] <= 0:
+                del self._wide[wide]
+
+    def group_counts(self) -> dict[str, int]:
+        """Table contacts per wide address group (for statistics and tests)."""
+        return dict(self._wide)
 
     def _remember(self, b: Bucket, contact: Contact) -> None:
         if self.replacement_size == 0:
@@ -230,9 +321,9 @@ class RoutingTable:
                 len(side.contacts) < self.k
                 and c.node_id not in side.contacts
                 and c.addr not in self._by_addr
+                and self._fits(side, c)
             ):
-                side.contacts[c.node_id] = c
-                self._by_addr[c.addr] = c.node_id
+                self._insert(side, c)
             else:
                 side.replacements[c.node_id] = c
         self.buckets[idx : idx + 1] = [left, right]
@@ -248,19 +339,17 @@ class RoutingTable:
         if gone is None:
             b.replacements.pop(node_id, None)
             return False
-        if self._by_addr.get(gone.addr) == node_id:
-            del self._by_addr[gone.addr]
+        self._forget(gone)
         # The same id seen at a new address waits as a replacement: it wins.
         c = b.replacements.pop(node_id, None)
-        if c is not None and c.addr in self._by_addr:
+        if c is not None and (c.addr in self._by_addr or not self._fits(b, c)):
             c = None
         while c is None and b.replacements:
             _, cand = b.replacements.popitem(last=True)
-            if cand.addr not in self._by_addr:
+            if cand.addr not in self._by_addr and self._fits(b, cand):
                 c = cand
         if c is not None:
-            b.contacts[c.node_id] = c
-            self._by_addr[c.addr] = c.node_id
+            self._insert(b, c)
         return True
 
     # -- queries -------------------------------------------------------------
@@ -293,12 +382,18 @@ class RoutingTable:
         count = self.k if n is None else n
         t = int.from_bytes(target, "big")
         skip = set(exclude)
-        pool = [
-            c
-            for b in self.buckets
-            for c in b.contacts.values()
-            if c.node_id not in skip and (accept is None or accept(c))
-        ]
+        # Buckets are aligned ranges, so the distances from t to the ids of
+        # two buckets lie in disjoint intervals: visiting buckets by their
+        # least distance, the first buckets that hold ``count`` eligible
+        # contacts hold the ``count`` closest. Only those are ranked.
+        order = sorted(self.buckets, key=lambda b: (b.lo ^ t) & -(b.hi - b.lo))
+        pool: list[Contact] = []
+        for b in order:
+            if len(pool) >= count:
+                break
+            for c in b.contacts.values():
+                if c.node_id not in skip and (accept is None or accept(c)):
+                    pool.append(c)
         if len(pool) > count:
             return heapq.nsmallest(count, pool, key=lambda c: c.n ^ t)
         pool.sort(key=lambda c: c.n ^ t)

@@ -54,6 +54,7 @@ __all__ = [
     "parse_get_record_reply",
     "parse_hello_reply",
     "parse_node_list",
+    "parse_observe_reply",
     "parse_ping_reply",
     "parse_request_args",
     "parse_status_reply",
@@ -106,6 +107,7 @@ METHODS: dict[str, int] = {
     "get_record": 3,  # [sender_id, key, kind, nonce?]
     "announce": 4,  # [sender_id, key, tcp_port, token]
     "get_peers": 2,  # [sender_id, key, nonce?]
+    "observe": 1,  # [sender_id] -> {"addr": [host, port]}: where the request came from
 }
 #: Methods that take an optional trailing nonce: the reply then carries a
 #: key proof (as ``hello`` would), saving a round trip to a new contact.
@@ -285,7 +287,7 @@ def parse_request_args(method: str, args: list[Any]) -> tuple[Any, ...]:
     if len(args) != n:
         raise _bad(f"{method} takes {n} arguments, got {len(args)}")
     sender = _id(args[0], "sender id")
-    if method == "ping":
+    if method in ("ping", "observe"):
         return (sender,)
     key = _id(args[1], "key") if method != "hello" else None
     if method == "store":
@@ -428,6 +430,28 @@ def parse_get_peers_reply(
         raise DecodeError("token must be bytes", reason="bad_reply")
     peers = [(c.node_id, c.host, c.port) for c in parse_node_list(m.get("peers", []))]
     return peers, token, parse_node_list(m.get("nodes", [])), _proof(m)
+
+
+def parse_observe_reply(value: Any) -> tuple[str, int]:
+    """``{"addr": [host, port]}`` → (host, port): the address our request came from.
+
+    The host must be an IP literal and the port 1..65535 (a peer can still
+    lie: what is believed is decided by the caller, from several peers).
+
+    Raises:
+        DecodeError: ``bad_reply``.
+    """
+    m = _reply_map(value, {"addr"})
+    addr = m.get("addr")
+    if (
+        type(addr) is not list
+        or len(addr) != 2
+        or not _ip_literal(addr[0])
+        or type(addr[1]) is not int
+        or not 0 < addr[1] < 65536
+    ):
+        raise DecodeError("observe reply must be {addr: [ip, port]}", reason="bad_reply")
+    return addr[0], addr[1]
 
 
 def parse_status_reply(value: Any) -> tuple[bool, str]:

@@ -1,0 +1,115 @@
+"""Real daemons on the testbed: three public nodes and one home behind each
+kind of NAT.
+
+* Outbound works through every NAT: each home follows a public author and
+  gets her post.
+* Observed addresses (spec/dht.md): the public node reports ``public``; the
+  full-cone home its NAT's public address, consistently; the symmetric home
+  a varying mapping.
+* Being reached does not work yet: a public node cannot dial a home's own
+  (private) address, nor a port-restricted home's public one; a port forward
+  (the full cone forwards every port) makes the home reachable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.daemons import wait_for
+
+from . import netlab
+from .conftest import NsDaemon
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def nodes(
+    lab: netlab.Lab, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, NsDaemon]]:
+    base: Path = tmp_path_factory.mktemp("nat-daemons")
+    started: dict[str, NsDaemon] = {}
+    try:
+        ns, ip = lab.public["pub1"]
+        started["pub1"] = NsDaemon(lab, ns, ip, base / "pub1").start()
+        boot = [started["pub1"].addr("dht_addr")]
+        for name in ("pub2", "pub3"):
+            ns, ip = lab.public[name]
+            started[name] = NsDaemon(lab, ns, ip, base / name).start(boot)
+        boot = [started[n].addr("dht_addr") for n in ("pub1", "pub2", "pub3")]
+        for kind, home in lab.homes.items():
+            started[kind] = NsDaemon(lab, home.host_ns, home.host_ip, base / kind).start(boot)
+        yield started
+    finally:
+        for d in started.values():
+            d.stop()
+
+
+def _has_post(d: NsDaemon, author: str, text: str) -> bool:
+    return any(e.get("text") == text for e in d.cli_json("feed", author) if "id" in e)
+
+
+def test_every_home_follows_a_public_author_and_gets_her_posts(
+    nodes: dict[str, NsDaemon],
+) -> None:
+    author = nodes["pub1"]
+    author.cli("post", "hello from the public internet")
+    for kind in netlab.KINDS:
+        nodes[kind].cli("follow", author.identity)
+    for kind in netlab.KINDS:
+        wait_for(
+            lambda k=kind: _has_post(nodes[k], author.identity, "hello from the public internet"),
+            timeout=90,
+            interval=0.2,
+            what=f"the post at the {kind} home",
+        )
+
+
+def _reach(d: NsDaemon) -> dict[str, Any]:
+    st = d.status()
+    return {k: st[k] for k in ("reachability", "nat_mapping", "observed_addrs")}
+
+
+def test_status_shows_what_peers_observe(lab: netlab.Lab, nodes: dict[str, NsDaemon]) -> None:
+    pub = nodes["pub1"]
+    pub.cli("post", "something to put in the DHT")  # pub1 then asks pub2 and pub3
+    want_pub = {
+        "reachability": "public",
+        "nat_mapping": "consistent",
+        "observed_addrs": [pub.addr("dht_addr")],
+    }
+    wait_for(lambda: _reach(pub) == want_pub, 60, 0.5, "pub1 to be public")
+    cone = nodes["full_cone"]
+    want_cone = {
+        "reachability": "behind_nat",
+        "nat_mapping": "consistent",
+        "observed_addrs": [f"{lab.homes['full_cone'].public_ip}:{cone.port('dht_addr')}"],
+    }
+    wait_for(lambda: _reach(cone) == want_cone, 60, 0.5, "the full cone's address")
+    sym = nodes["symmetric"]
+    want_sym = {"reachability": "behind_nat", "nat_mapping": "varying", "observed_addrs": []}
+    wait_for(lambda: _reach(sym) == want_sym, 60, 0.5, "a varying mapping")
+    shown = sym.cli("status").stdout
+    assert "reach     behind_nat (seen as -; mapping varying)" in shown, shown
+
+
+def test_a_public_node_cannot_dial_a_home_but_a_port_forward_can_be_dialled(
+    lab: netlab.Lab, nodes: dict[str, NsDaemon]
+) -> None:
+    # pub2 follows no one, so it has no link to a home (pub1 has: every home
+    # follows it, and a dial to a linked address returns at once).
+    pub = nodes["pub2"]
+    restricted = nodes["port_restricted"]
+    private = restricted.addr("peer_addr")  # what the home itself announces
+    refused = pub.cli("connect", private, check=False)
+    assert refused.returncode != 0 and "could not open a peer link" in refused.stderr, refused
+    behind = f"{lab.homes['port_restricted'].public_ip}:{restricted.port('peer_addr')}"
+    refused = pub.cli("connect", behind, check=False)
+    assert refused.returncode != 0 and "could not open a peer link" in refused.stderr, refused
+    cone = nodes["full_cone"]
+    forwarded = f"{lab.homes['full_cone'].public_ip}:{cone.port('peer_addr')}"
+    pub.cli("connect", forwarded)
