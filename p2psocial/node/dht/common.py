@@ -41,6 +41,9 @@ class DHTConfig:
     rpc_timeout: float = 0.5
     rpc_attempts: int = 6
     rpc_backoff: float = 1.2
+    #: Ask proven contacts for our observed address (spec/dht.md 4.4). Off for
+    #: simulated networks, where every node shares one address.
+    observe_addresses: bool = True
     #: Attempts after which a lookup treats a silent contact as failed.
     lookup_patience: int = 2
     #: A record or peers get walks until this many closest nodes answered

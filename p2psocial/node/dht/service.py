@@ -141,7 +141,8 @@ class DHTNode:
                 await nursery.start(self._records.run)
                 await self._maintenance.load_contacts()
                 await nursery.start(self._maintenance.run)
-                await nursery.start(self._observed.run)
+                if self.config.observe_addresses:
+                    await nursery.start(self._observed.run)
                 task_status.started(addr)
                 await trio.sleep_forever()
         finally:
