@@ -43,8 +43,9 @@ def lab() -> Iterator[netlab.Lab]:
     assert built.leftovers() == []
 
 
-def read_event(proc: subprocess.Popen[str], timeout: float = 10.0) -> dict[str, Any]:
-    """The next JSON line ``proc`` prints, within ``timeout`` seconds."""
+def read_event(proc: subprocess.Popen[str], timeout: float = 30.0) -> dict[str, Any]:
+    """The next JSON line ``proc`` prints, within ``timeout`` seconds (longer
+    than any probe's own --seconds bound, so a slow machine is not a failure)."""
     assert proc.stdout is not None
     with selectors.DefaultSelector() as sel:
         sel.register(proc.stdout, selectors.EVENT_READ)
