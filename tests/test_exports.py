@@ -147,6 +147,10 @@ SUBPACKAGES = {
         "ReplicationStore", "Replicator", "SwarmDiscovery", "TCPFramedStream",
         "address_group", "handshake",
     },
+    "p2psocial.node.relay": {
+        "RelayAddress", "RelayClient", "RelayLimits", "RelayRefused", "RelayServer",
+        "open_relayed",
+    },
     "p2psocial.paths": {
         "API_SOCKET", "CONFIG_FILE", "DB_FILE", "IDENTITY_FILE", "IDENTITY_TEXT_FILE",
         "LOCK_FILE", "NODE_KEY_FILE", "resolve_data_dir", "socket_path",

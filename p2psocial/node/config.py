@@ -77,6 +77,17 @@ class Policy:
     blocklists: list[str] = field(default_factory=list)
     #: Keep replies and mentions from authors this node does not follow.
     accept_inbound: bool = True
+    #: Relay links for nodes that cannot be dialled (spec/sync.md §11), within
+    #: the limits below; a relay announces itself only while it is reachable.
+    relay_service: bool = True
+    #: Nodes holding a reservation here at once.
+    relay_reservations: int = 16
+    #: Relayed links at once (each up to relay_bytes_per_s each way).
+    relay_max_links: int = 32
+    relay_bytes_per_s: int = 64 * 1024
+    #: A relayed link ends after this many bytes or seconds (its ends dial again).
+    relay_link_bytes: int = 16 * 1024 * 1024
+    relay_link_seconds: int = 600
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a map, in declaration order."""

@@ -47,6 +47,7 @@ from .names import Names
 from .notifications import Notifier
 from .publish import Publisher, now_ms
 from .reads import Reader
+from .relay import RelayLimits
 from .replication import Replicator
 from .replication.progress import progress_rows
 from .views import WatchFilter, fmt_addr
@@ -583,6 +584,7 @@ async def open_node(
                 hops=config.policy.hops,
                 accept_inbound=config.policy.accept_inbound,
                 foreground=node.foreground,
+                relay_limits=lambda: RelayLimits.from_policy(config.policy),
             )
             node._attach_replicator(replicator)
             node.peer_addr = await nursery.start(replicator.run)

@@ -112,6 +112,9 @@ class Link:
     items_in: int = 0
     #: Set once the peer's first message arrived, or the link ended.
     answered: trio.Event = field(default_factory=trio.Event)
+    #: "direct" (a TCP connection between the two nodes) or "relayed"
+    #: (spliced by a relay, spec/sync.md §11).
+    path: str = "direct"
 
     def is_open(self) -> bool:
         """Whether the link is up and not being dropped."""

@@ -30,6 +30,13 @@ from ...errors import cannot_listen
 from ...protocol.errors import P2PSocialError, ProtocolError
 from ...protocol.identity import SigningKey, node_id_from_public_key
 from ...protocol.noise import generate_private
+from ...protocol.relay import (
+    PREAMBLE_SIZE,
+    TRANSPORT_ACCEPT,
+    TRANSPORT_CONNECT,
+    TRANSPORT_RESERVE,
+    decode_preamble_untrusted,
+)
 from ...protocol.securelink import SecureLink
 from ...protocol.sync import (
     Action,
@@ -45,6 +52,9 @@ from ...protocol.sync import (
 from ...protocol.wire import Bye, decode_message_untrusted, encode_message
 from ..activity import LimitedLog, short_node
 from ..foreground import Foreground
+from ..relay.client import RelayAddress, RelayRefused, open_relayed
+from ..relay.server import RelayServer
+from ..relay.streams import PrefixedStream, StreamEnded, StreamReader
 from .heads import Heads
 from .link import Dropped, Link, Outbox, address_group
 from .serve import FeedServer
@@ -63,6 +73,9 @@ _SESSION_COUNTERS = ("catch_ups", "catch_ups_stalled")
 
 #: The shortest sleep of a link's catch-up pacer, in seconds.
 _PACER_MIN = 0.05
+
+#: The preamble's transport ids a relay serves (spec/sync.md §11).
+_RELAY_TRANSPORTS = frozenset({TRANSPORT_RESERVE, TRANSPORT_CONNECT, TRANSPORT_ACCEPT})
 
 _QUIET_ENDS = frozenset({"eof", "broken", "bye", "duplicate_link", "closed", "shutdown"})
 
@@ -123,6 +136,8 @@ class LinkPool:
         bounds: how many links, from where, and for how long.
         foreground: each received frame waits for the owner's API requests
             in flight (node/foreground.py).
+        relay: the relay service, which gets the connections whose preamble
+            names a relay transport (spec/sync.md §11); None: no relay here.
     """
 
     def __init__(
@@ -137,8 +152,10 @@ class LinkPool:
         limits: SyncLimits | None = None,
         bounds: PoolLimits | None = None,
         foreground: Foreground | None = None,
+        relay: RelayServer | None = None,
     ) -> None:
         self.handler = handler
+        self.relay = relay
         self.foreground = foreground or Foreground()
         self.server = server
         self.heads = heads
@@ -219,7 +236,60 @@ class LinkPool:
                 log.warning("accept failed: %s", exc)
                 await trio.sleep(0.1)
                 continue
-            self._nursery.start_soon(self._serve_stream, stream, "inbound", None, None)
+            self._nursery.start_soon(self._dispatch, stream)
+
+    async def _dispatch(self, stream: trio.SocketStream) -> None:
+        """Read an inbound connection's preamble and hand it to its transport.
+
+        Transport 1 (and anything that is not a preamble, which the link
+        refuses with its own reason) goes to the link; 2-4 to the relay.
+        """
+        try:
+            host = stream.socket.getpeername()[0]
+        except OSError:
+            host = "?"
+        if self._too_many_handshakes(host):
+            self.refused["too_many_handshakes"] += 1
+            await stream.aclose()
+            return
+        reader = StreamReader(stream)
+        self.handshaking[host] += 1
+        try:
+            with trio.fail_after(self.bounds.handshake_timeout):
+                head = await reader.exactly(PREAMBLE_SIZE)
+        except (StreamEnded, trio.TooSlowError) as exc:
+            self.refused[f"handshake_{getattr(exc, 'reason', None) or 'timeout'}"] += 1
+            await stream.aclose()
+            return
+        finally:
+            self.handshaking[host] -= 1
+            if self.handshaking[host] <= 0:
+                del self.handshaking[host]
+        try:
+            transport = decode_preamble_untrusted(head)
+        except ProtocolError:
+            transport = None
+        if transport in _RELAY_TRANSPORTS and self.relay is not None and self.relay.enabled():
+            assert transport is not None
+            try:
+                await self.relay.handle(transport, reader, host)
+            finally:
+                with trio.CancelScope(shield=True):
+                    await stream.aclose()
+            return
+        await self._serve_stream(
+            PrefixedStream(stream, head + reader.rest()),
+            "inbound",
+            host,
+            None,
+        )
+
+    async def serve_relayed(self, stream: trio.abc.Stream, relay: RelayAddress) -> None:
+        """Run a connection a relay spliced to us (we accepted it) as an inbound link."""
+        if self._nursery is None:
+            await stream.aclose()
+            return
+        self._nursery.start_soon(self._serve_stream, stream, "inbound", relay.host, None, "relayed")
 
     # ------------------------------------------------------------------ queries
 
@@ -256,6 +326,7 @@ class LinkPool:
                 "host": link.host,
                 "port": link.peer.listen_port,
                 "direction": link.direction,
+                "path": link.path,
                 "feeds": link.shares(self.heads),
             }
             for link in self.links.values()
@@ -298,6 +369,40 @@ class LinkPool:
         finally:
             self._dialing.discard((host, port))
 
+    async def dial_relayed(self, relay: RelayAddress, node_id: bytes) -> bool:
+        """Open a link to node ``node_id`` through ``relay`` (spec/sync.md §11.3).
+
+        The link is the ordinary Noise link, pinned to ``node_id``; True once it is up.
+        """
+        if node_id in self.links:
+            return True
+        key = (f"relay:{relay.host}", relay.port)
+        if key in self._dialing or self._nursery is None:
+            return False
+        if not self.has_room():
+            self.refused["pool_full"] += 1
+            return False
+        self._dialing.add(key)
+        try:
+            try:
+                with trio.fail_after(self.bounds.handshake_timeout):
+                    stream = await open_relayed(relay, node_id)
+            except RelayRefused as exc:
+                self._stats[f"relayed_dials_{exc.reason}"] += 1
+                self._stats["dials_failed"] += 1
+                return False
+            except (OSError, trio.TooSlowError):
+                self._stats["dials_failed"] += 1
+                return False
+            self._stats["relayed_dials"] += 1
+            return bool(
+                await self._nursery.start(
+                    self._serve_stream, stream, "outbound", relay.host, node_id, "relayed"
+                )
+            )
+        finally:
+            self._dialing.discard(key)
+
     # ------------------------------------------------------------------ links
 
     def _too_many_handshakes(self, host: str) -> bool:
@@ -333,10 +438,11 @@ class LinkPool:
 
     async def _serve_stream(
         self,
-        stream: trio.SocketStream,
+        stream: trio.abc.Stream,
         direction: str,
-        host: str | None,
+        host: str,
         expected: bytes | None,
+        path: str = "direct",
         *,
         task_status: trio.TaskStatus[bool] = trio.TASK_STATUS_IGNORED,
     ) -> None:
@@ -349,24 +455,13 @@ class LinkPool:
             limits=self.limits.wire,
         )
         framed = NoiseFramedStream(stream, secure)
-        if host is None:
-            try:
-                host = stream.socket.getpeername()[0]
-            except OSError:
-                host = "?"
-        assert host is not None
-        if direction == "inbound" and self._too_many_handshakes(host):
-            self.refused["too_many_handshakes"] += 1
-            task_status.started(False)
-            await framed.aclose()
-            return
         link: Link | None = None
         try:
             peer = await self._hello(framed, host)
             if peer is None:
                 task_status.started(False)
                 return
-            refusal = self._admit(peer, direction, host)
+            refusal = self._admit(peer, direction, host, path)
             if refusal is not None:
                 self.refused[refusal] += 1
                 task_status.started(False)
@@ -375,7 +470,7 @@ class LinkPool:
                 with trio.move_on_after(1.0), contextlib.suppress(LinkClosed):
                     await framed.send_frame(encode_message(Bye(refusal)))
                 return
-            link = self._register(peer, direction, host, framed)
+            link = self._register(peer, direction, host, framed, path)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._run_link, link)
                 # Up means the peer answered with a message of its own, not
@@ -396,7 +491,7 @@ class LinkPool:
             await framed.aclose()
 
     def _register(
-        self, peer: PeerIdentity, direction: str, host: str, framed: NoiseFramedStream
+        self, peer: PeerIdentity, direction: str, host: str, framed: NoiseFramedStream, path: str
     ) -> Link:
         """Put an admitted link in the pool (ending any older one to the same node)."""
         dialer = self.node_id if direction == "outbound" else peer.node_id
@@ -410,6 +505,7 @@ class LinkPool:
             outbox=Outbox(max_control=4 * self.limits.wire.max_clock),
             dialer_id=dialer,
             started=trio.current_time(),
+            path=path,
         )
         old = self.links.get(peer.node_id)
         if old is not None:
@@ -435,7 +531,9 @@ class LinkPool:
             why,
         )
 
-    def _admit(self, peer: PeerIdentity, direction: str, host: str) -> str | None:
+    def _admit(
+        self, peer: PeerIdentity, direction: str, host: str, path: str = "direct"
+    ) -> str | None:
         """Why a link just authenticated may not join the pool, or None.
 
         May evict a link to make room: when the pool is full, the least
@@ -454,7 +552,9 @@ class LinkPool:
             return None
         # Links being dropped (evicted, say) leave the dict a moment later.
         live = [lk for lk in self.links.values() if lk.reason is None]
-        if direction == "inbound":
+        if direction == "inbound" and path == "direct":
+            # A relayed link comes from the relay's address: the relay bounds
+            # those (its max_links), and our pool size bounds the rest.
             group = address_group(host)
             if group is not None:
                 if sum(1 for lk in live if lk.host == host) >= self.bounds.max_per_address:
@@ -607,6 +707,8 @@ class LinkPool:
             "links_opened": self._stats["links_opened"],
             "links_evicted": self._stats["links_evicted"],
             "dials_failed": self._stats["dials_failed"],
+            "relayed_dials": self._stats["relayed_dials"],
+            **{k: v for k, v in self._stats.items() if k.startswith("relayed_dials_")},
             "accept_errors": self._stats["accept_errors"],
             "internal_errors": self._stats["internal_errors"],
             "handshaking": sum(self.handshaking.values()),

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 import trio
@@ -25,6 +25,8 @@ from ...protocol.identity import SigningKey, node_id_from_public_key
 from ...protocol.sync import Ingest, SyncLimits
 from ..activity import LimitedLog
 from ..foreground import Foreground
+from ..relay.client import RelayAddress, RelayClient
+from ..relay.server import RelayLimits, RelayServer
 from .heads import Heads
 from .ingest import IngestPipeline
 from .link import Link, head_moved
@@ -69,6 +71,7 @@ _STATISTICS = (
     "head_puts_coalesced",
     "swarm_lookups",
     "swarm_lookups_deferred",
+    "relayed_dials",
 )
 
 
@@ -105,6 +108,16 @@ class Replicator:
             received frame, a chunk of a batch) waits for them
             (node/foreground.py). Default: one of its own, never busy.
         refresh_interval: seconds between interest refreshes and redials.
+
+    Relays (spec/sync.md §11):
+
+        relay_limits: what this node relays for others, read at each use
+            (the ``relay_*`` policy settings); the default relays with
+            :class:`~p2psocial.node.relay.RelayLimits`' defaults.
+        relay_observer: sees every chunk this node relays (tests, accounting).
+        use_relays: ``"auto"`` holds reservations while the DHT finds this
+            node behind a NAT, ``"always"`` and ``"never"`` say so outright.
+        relays: relays to reserve at besides those the DHT names.
 
     The other arguments are the link pool's bounds
     (:class:`~p2psocial.node.replication.pool.PoolLimits`), the keepalive
@@ -143,7 +156,13 @@ class Replicator:
         inbound_burst: float = 16.0,
         inbound_rate: float = 0.5,
         foreground: Foreground | None = None,
+        relay_limits: Callable[[], RelayLimits] = RelayLimits,
+        relay_observer: Callable[[bytes], None] | None = None,
+        use_relays: str = "auto",
+        relays: Sequence[RelayAddress] = (),
     ) -> None:
+        if use_relays not in ("auto", "always", "never"):
+            raise LocalUsageError("use_relays must be auto, always or never", reason="bad_relays")
         self.store = store
         self.foreground = foreground or Foreground()
         self.node_key = node_key
@@ -162,6 +181,9 @@ class Replicator:
             batch_size=max(1, min(batch_size, self.limits.wire.max_batch)),
             keepalive_interval=min(keepalive_interval, idle_timeout / 3),
         )
+        self.relay = RelayServer(node_key, relay_limits, observer=relay_observer)
+        self.use_relays = use_relays
+        self.static_relays = list(relays)
         self.pool = LinkPool(
             self,
             server,
@@ -171,6 +193,7 @@ class Replicator:
             port=port,
             limits=self.limits,
             foreground=self.foreground,
+            relay=self.relay,
             bounds=PoolLimits(
                 max_peers=max_peers,
                 handshake_timeout=handshake_timeout,
@@ -203,6 +226,13 @@ class Replicator:
             identity=identity,
             refresh_interval=refresh_interval,
             swarm_interval=swarm_interval,
+        )
+        self.relay_client = RelayClient(
+            node_key,
+            find_relays=self._find_relays,
+            on_stream=self.pool.serve_relayed,
+            needed=self._needs_relays,
+            on_change=self._relays_changed,
         )
         self._peek_events: dict[bytes, trio.Event] = {}
         self._stats: Counter[str] = Counter()
@@ -257,9 +287,37 @@ class Replicator:
             async with trio.open_nursery() as nursery:
                 address = await nursery.start(self.pool.run)
                 await nursery.start(self.discovery.run)
+                await nursery.start(self.relay_client.run)
                 task_status.started(address)
         finally:
             await self.pool.close_listeners()
+
+    # ------------------------------------------------------------------ relays
+
+    def _needs_relays(self) -> bool:
+        """Whether to hold reservations now: told so, or the DHT sees a NAT."""
+        if self.use_relays != "auto":
+            return self.use_relays == "always"
+        if self.dht is None:
+            return False
+        return bool(self.dht.reachability().get("reachability") == "behind_nat")
+
+    async def _find_relays(self) -> list[RelayAddress]:
+        """Relay candidates: the configured ones first."""
+        return list(self.static_relays)
+
+    def _relays_changed(self) -> None:
+        """Our reservations changed."""
+
+    def add_relay(self, relay: RelayAddress) -> None:
+        """Reserve at ``relay`` too (when reservations are needed)."""
+        if relay not in self.static_relays:
+            self.static_relays.append(relay)
+        self.relay_client.wake()
+
+    def relays(self) -> list[dict[str, Any]]:
+        """The relays holding a reservation for this node."""
+        return [r.to_dict() for r in self.relay_client.relays()]
 
     # ------------------------------------------------------------------ public API
 
@@ -382,7 +440,10 @@ class Replicator:
             for key, value in part.statistics().items():
                 # A counter kept by two components (internal_errors) is summed.
                 merged[key] = merged[key] + value if key in merged else value
-        return {key: merged[key] for key in _STATISTICS}
+        out = {key: merged[key] for key in _STATISTICS}
+        out["relay"] = self.relay.statistics()
+        out["relay_client"] = self.relay_client.statistics()
+        return out
 
     # ------------------------------------------------------------------ LinkHandler
 

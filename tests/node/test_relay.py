@@ -1,0 +1,189 @@
+"""Relayed links between real nodes on 127.0.0.1 (spec/sync.md §11).
+
+n0 relays, n1 holds a reservation there (it is told it cannot be dialled),
+n2 dials n1 through n0. The relay's observer sees every byte it forwards.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from p2psocial.node.relay import RelayAddress, RelayLimits
+from p2psocial.node.relay.client import RelayRefused, open_relayed
+
+from .test_replication_helpers import TestNet, TNode, open_testnet
+
+
+def _relay_of(node: TNode) -> RelayAddress:
+    return RelayAddress(node.rep.node_id, *node.addr)
+
+
+async def _reserve(net: TestNet, home: TNode, relay: TNode) -> None:
+    home.rep.use_relays = "always"
+    home.rep.add_relay(_relay_of(relay))
+
+    async def held() -> bool:
+        return bool(home.rep.relays()) and home.rep.node_id in relay.rep.relay.reservations
+
+    await net.wait_for(held, poll=0.05)
+
+
+async def _reservation_refused(net: TestNet, home: TNode, relay: TNode, reason: str) -> None:
+    home.rep.use_relays = "always"
+    home.rep.add_relay(_relay_of(relay))
+
+    async def refused() -> bool:
+        stats = home.rep.statistics()["relay_client"]
+        return bool(stats.get(f"reservations_ended_{reason}", 0) >= 1)
+
+    await net.wait_for(refused, poll=0.05)
+
+
+def _forwarded(chunks: list[bytes]) -> bytes:
+    return b"".join(chunks)
+
+
+async def test_relayed_link_carries_posts_and_the_relay_sees_only_ciphertext(
+    tmp_path: Path,
+) -> None:
+    chunks: list[bytes] = []
+    with trio.fail_after(30):
+        async with open_testnet(tmp_path, 3, relay_observer=chunks.append) as net:
+            relay, home, dialler = net.nodes
+            await _reserve(net, home, relay)
+            await dialler.follow(home)
+            assert await dialler.rep.pool.dial_relayed(_relay_of(relay), home.rep.node_id)
+            secret = "the relay must never read this sentence"
+            for i in range(3):
+                await home.post(f"{secret} #{i}")
+
+            async def delivered() -> bool:
+                return await dialler.seq_of(home) == 3
+
+            await net.wait_for(delivered)
+            [d_view] = dialler.rep.peers()
+            assert d_view["path"] == "relayed" and d_view["direction"] == "outbound"
+            assert d_view["node_id"] == home.rep.node_id.hex()
+            [h_view] = home.rep.peers()
+            assert h_view["path"] == "relayed" and h_view["direction"] == "inbound"
+            assert relay.rep.peers() == []  # the relay holds no link of its own to them
+            seen = _forwarded(chunks)
+            # The link's handshake, hello and posts all went through the relay...
+            assert len(seen) > 1000
+            assert seen.startswith(b"p2ps\x00\x01") or b"p2ps\x00\x01" in seen
+            # ...as ciphertext: neither the text nor the author's key is in it.
+            assert secret.encode() not in seen
+            assert b"the relay" not in seen
+            assert home.identity not in seen
+            stats = relay.rep.statistics()["relay"]
+            assert stats["links_spliced"] == 1 and stats["links"] == 1
+            assert stats["bytes_forwarded"] == len(seen)
+            assert stats["reservations"] == 1
+
+
+async def test_a_dial_to_a_node_without_reservation_is_refused(tmp_path: Path) -> None:
+    with trio.fail_after(20):
+        async with open_testnet(tmp_path, 3) as net:
+            relay, home, dialler = net.nodes
+            assert not await dialler.rep.pool.dial_relayed(_relay_of(relay), home.rep.node_id)
+            assert dialler.rep.pool.statistics()["relayed_dials_no_reservation"] == 1
+            assert relay.rep.statistics()["relay"]["connect_no_reservation"] == 1
+
+
+async def test_a_relay_switched_off_refuses_reservations_and_connects(tmp_path: Path) -> None:
+    off = RelayLimits(enabled=False)
+    with trio.fail_after(20):
+        async with open_testnet(tmp_path, 3, relay_limits=lambda: off) as net:
+            relay, home, dialler = net.nodes
+            await _reservation_refused(net, home, relay, "link_unsupported")
+            assert home.rep.relays() == []
+            with trio.fail_after(5):
+                try:
+                    await open_relayed(_relay_of(relay), home.rep.node_id)
+                except RelayRefused as exc:
+                    assert exc.reason == "link_unsupported"
+                else:
+                    raise AssertionError("a relay switched off spliced a link")
+            # The link port still serves ordinary links.
+            await dialler.connect(relay)
+
+
+async def _relayed_pair(net: TestNet) -> tuple[TNode, TNode, TNode]:
+    relay, home, dialler = net.nodes
+    await _reserve(net, home, relay)
+    await dialler.follow(home)
+    assert await dialler.rep.pool.dial_relayed(_relay_of(relay), home.rep.node_id)
+    return relay, home, dialler
+
+
+async def _link_ended(net: TestNet, relay: TNode, reason: str) -> None:
+    async def ended() -> bool:
+        stats: dict[str, Any] = relay.rep.statistics()["relay"]
+        return bool(stats.get(f"links_ended_{reason}", 0) >= 1 and stats["links"] == 0)
+
+    await net.wait_for(ended, poll=0.05)
+
+
+async def test_a_relayed_link_ends_at_its_byte_limit(tmp_path: Path) -> None:
+    small = RelayLimits(link_bytes=20_000)
+    chunks: list[bytes] = []
+    with trio.fail_after(30):
+        async with open_testnet(
+            tmp_path, 3, relay_limits=lambda: small, relay_observer=chunks.append
+        ) as net:
+            relay, home, _ = await _relayed_pair(net)
+            for i in range(12):
+                await home.post(f"{i:02} " + "x" * 1900)
+            await _link_ended(net, relay, "bytes_limit")
+            assert len(_forwarded(chunks)) <= small.link_bytes
+
+
+async def test_a_relayed_link_ends_at_its_time_limit(tmp_path: Path) -> None:
+    short = RelayLimits(link_seconds=1.0)
+    with trio.fail_after(30):
+        async with open_testnet(tmp_path, 3, relay_limits=lambda: short) as net:
+            relay, _, dialler = await _relayed_pair(net)
+            start = trio.current_time()
+            await _link_ended(net, relay, "time_limit")
+            assert trio.current_time() - start < 5
+            await net.wait_for(_no_peers(dialler), poll=0.05)
+
+
+def _no_peers(node: TNode) -> Any:
+    async def cond() -> bool:
+        return node.rep.peers() == []
+
+    return cond
+
+
+async def test_a_relayed_link_is_held_to_its_rate(tmp_path: Path) -> None:
+    rate = RelayLimits(link_bytes_per_s=8_000)
+    with trio.fail_after(40):
+        async with open_testnet(tmp_path, 3, relay_limits=lambda: rate) as net:
+            _, home, dialler = await _relayed_pair(net)
+            start = trio.current_time()
+            for i in range(20):
+                await home.post(f"{i:02} " + "y" * 1900)
+
+            async def delivered() -> bool:
+                return await dialler.seq_of(home) == 20
+
+            await net.wait_for(delivered)
+            # Over 38 kB at 8 kB/s with one second's burst takes at least 3.8 s.
+            assert trio.current_time() - start >= 3.5
+
+
+async def test_the_relay_holds_at_most_its_reservations_and_links(tmp_path: Path) -> None:
+    tight = RelayLimits(max_reservations=1, max_links=1)
+    with trio.fail_after(30):
+        async with open_testnet(tmp_path, 4, relay_limits=lambda: tight) as net:
+            relay, home, dialler, other = net.nodes
+            await _reserve(net, home, relay)
+            await _reservation_refused(net, other, relay, "relay_full")
+            assert list(relay.rep.relay.reservations) == [home.rep.node_id]
+            assert await dialler.rep.pool.dial_relayed(_relay_of(relay), home.rep.node_id)
+            assert not await other.rep.pool.dial_relayed(_relay_of(relay), home.rep.node_id)
+            assert other.rep.pool.statistics()["relayed_dials_relay_full"] == 1
