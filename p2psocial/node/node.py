@@ -476,6 +476,7 @@ class Node:
             "uptime_s": (now_ms() - self._started) // 1000,
             "unread_notifications": await self.notifier.unread_count(),
             **self._reachability(),
+            "relays": self.replicator.relays() if self.replicator is not None else [],
         }
 
     def _reachability(self) -> dict[str, Any]:

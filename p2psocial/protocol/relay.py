@@ -9,6 +9,7 @@ and the accept (transport 4). Pure: bytes in, values out.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -25,6 +26,7 @@ __all__ = [
     "MAGIC",
     "PREAMBLE_SIZE",
     "PROOF_SIZE",
+    "RELAY_FEED",
     "RESERVE_TAG",
     "STATUS_REASONS",
     "TOKEN_SIZE",
@@ -63,6 +65,8 @@ TRANSPORT_ACCEPT = 4
 NODE_ID_SIZE = 20
 NONCE_SIZE = 32
 TOKEN_SIZE = 16
+#: The pseudo-feed in whose DHT swarm relays announce themselves (§11.5).
+RELAY_FEED = hashlib.sha256(b"p2psocial/relay-swarm/v1").digest()
 #: The domain tag of a reservation proof.
 RESERVE_TAG = b"p2psocial/relay-reserve/v1\x00"
 

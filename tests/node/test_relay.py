@@ -187,3 +187,55 @@ async def test_the_relay_holds_at_most_its_reservations_and_links(tmp_path: Path
             assert await dialler.rep.pool.dial_relayed(_relay_of(relay), home.rep.node_id)
             assert not await other.rep.pool.dial_relayed(_relay_of(relay), home.rep.node_id)
             assert other.rep.pool.statistics()["relayed_dials_relay_full"] == 1
+
+
+async def test_a_lost_relay_is_replaced_with_one_log_line(tmp_path: Path, caplog: Any) -> None:
+    with trio.fail_after(40):
+        async with open_testnet(tmp_path, 4) as net:
+            first, second, home, dialler = net.nodes
+            home.rep.relay_client.want = 1
+            await _reserve(net, home, first)
+            home.rep.add_relay(_relay_of(second))
+            assert [r["node_id"] for r in home.rep.relays()] == [first.rep.node_id.hex()]
+            first.stop()
+
+            async def moved() -> bool:
+                return [r["node_id"] for r in home.rep.relays()] == [second.rep.node_id.hex()]
+
+            await net.wait_for(moved, poll=0.05)
+            lost = [r for r in caplog.records if "lost" in r.getMessage()]
+            assert len(lost) == 1 and lost[0].levelname == "WARNING"
+            await dialler.follow(home)
+            assert await dialler.rep.pool.dial_relayed(_relay_of(second), home.rep.node_id)
+            await home.post("still reachable")
+
+            async def delivered() -> bool:
+                return await dialler.seq_of(home) == 1
+
+            await net.wait_for(delivered)
+
+
+async def test_relays_are_found_and_named_through_the_dht(tmp_path: Path) -> None:
+    """The relay lists itself in the relay swarm; the home finds it there,
+    reserves, and names it in its swarm announce; a follower dials it through it."""
+    with trio.fail_after(60):
+        async with open_testnet(tmp_path, 3, with_dht=True) as net:
+            relay, home, dialler = net.nodes
+            relay.rep.announce_relay = "always"
+            home.rep.use_relays = "always"
+            home.rep.relay_client.check_interval = 0.2
+
+            async def named() -> bool:
+                return home.rep.dht.relay == (relay.rep.node_id, *relay.addr)
+
+            await net.wait_for(named, poll=0.1)
+            await home.post("found through the relay swarm")
+            await dialler.follow(home)
+
+            async def delivered() -> bool:
+                return await dialler.seq_of(home) == 1
+
+            await net.wait_for(delivered)
+            [link] = [p for p in dialler.rep.peers() if p["node_id"] == home.rep.node_id.hex()]
+            assert link["path"] == "relayed"
+            assert relay.rep.statistics()["relay"]["links_spliced"] >= 1

@@ -109,10 +109,10 @@ class RequestHandler:
             nodes = contacts.table.closest(key, exclude=(sender,), accept=contacts.useful_filter())
             return encode_response_fitting(mid, lambda t: {**reply, "nodes": t}, nodes)
         if method == "announce":
-            _, key, tcp_port, token = args
+            _, key, tcp_port, token, relay = args
             try:
                 stores.tokens.check(token, addr[0], addr[1])
-                stores.swarms.announce(key, sender, addr[0], tcp_port, now)
+                stores.swarms.announce(key, sender, addr[0], tcp_port, now, relay)
             except RecordRejected as exc:
                 self._stats[f"announce_rejected_{exc.reason}"] += 1
                 return encode_response(mid, {"rejected": exc.reason})
@@ -120,10 +120,21 @@ class RequestHandler:
         # get_peers
         _, key, nonce = args
         reply = self._proof_for(sender, nonce)
-        reply["peers"] = [[n, h, p] for n, h, p in stores.swarms.peers(key, now, limit=12)]
+        peers: list[list[Any]] = []
+        for n, h, p in stores.swarms.peers(key, now, limit=12):
+            relay = stores.swarms.relay_of(key, n, h)
+            # A member behind a relay is listed with it (spec/sync.md §11.6).
+            peers.append([n, h, p] if relay is None else [n, h, p, *relay])
         reply["token"] = stores.tokens.issue(addr[0], addr[1])
         nodes = contacts.table.closest(key, exclude=(sender,), accept=contacts.useful_filter())
-        return encode_response_fitting(mid, lambda t: {**reply, "nodes": t}, nodes)
+        while True:
+            reply["peers"] = peers
+            try:
+                return encode_response_fitting(mid, lambda t: {**reply, "nodes": t}, nodes)
+            except LocalUsageError:
+                if not peers:
+                    raise
+                peers = peers[:-1]  # six-element members can crowd a datagram
 
     def _proof_for(self, requester: bytes, nonce: bytes | None) -> dict[str, Any]:
         """The reply's ``proof`` entry when the request carried a nonce."""

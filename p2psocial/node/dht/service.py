@@ -244,6 +244,24 @@ class DHTNode:
         """Nodes that announced ``author``'s feed: (node id, host, TCP port), not us."""
         return await self._swarms.get_peers(author)
 
+    def relay_hint(self, node_id: bytes) -> tuple[bytes, str, int] | None:
+        """The relay (node id, host, TCP port) that ``node_id``'s newest announce
+        we saw named (spec/sync.md §11.6), or None: dial it directly."""
+        return self._swarms.relay_hint(node_id)
+
+    @property
+    def relay(self) -> tuple[bytes, str, int] | None:
+        """The relay our own announces name, if any."""
+        return self._swarms.relay
+
+    async def set_relay(self, relay: tuple[bytes, str, int] | None) -> None:
+        """Name ``relay`` (node id, host, TCP port) in our announces from now on,
+        and announce every swarm we are in again if it changed; None: none."""
+        if relay == self._swarms.relay:
+            return
+        self._swarms.relay = relay
+        await self._swarms.reannounce_all()
+
     # -- introspection -------------------------------------------------------------
 
     def is_proven(self, contact: Contact) -> bool:

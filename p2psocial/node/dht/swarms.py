@@ -15,7 +15,7 @@ from typing import Any
 import trio
 
 from ...protocol.dht import Contact, Finished, swarm_key
-from ...protocol.dht.wire import parse_get_peers_reply, parse_status_reply
+from ...protocol.dht.wire import parse_get_peers_reply, parse_peer_relays, parse_status_reply
 from ...protocol.errors import LocalUsageError, ProtocolError
 from .common import DHTConfig, DHTError, Stores
 from .contacts import Contacts
@@ -26,6 +26,11 @@ __all__ = ["Peer", "SwarmClient"]
 
 #: An announced holder of a feed: (node id, host, TCP port).
 Peer = tuple[bytes, str, int]
+#: A relay (node id, host, TCP link port), spec/sync.md §11.
+Relay = tuple[bytes, str, int]
+
+#: Relays remembered for swarm members found (the newest first to stay).
+MAX_RELAY_HINTS = 1024
 
 
 class SwarmClient:
@@ -56,6 +61,10 @@ class SwarmClient:
         # Own announces that no node accepted: author -> (retry at, backoff).
         self._unplaced: dict[bytes, tuple[float, float]] = {}
         self._stats: Counter[str] = Counter()
+        #: The relay our announces name (spec/sync.md §11.6), if any.
+        self.relay: Relay | None = None
+        #: Member node id -> the relay its announce named, from recent lookups.
+        self._hints: dict[bytes, Relay] = {}
 
     async def _lookup(
         self, key: bytes, k: int | None = None
@@ -73,7 +82,12 @@ class SwarmClient:
                 tokens[c.node_id] = token
             for p in got:
                 peers.setdefault(p[0], p)
-            return nodes, bool(got), None
+                self._hints.pop(p[0], None)  # listed without a relay: dialled directly
+            relayed = parse_peer_relays(value)
+            for nid, (host, port, relay) in relayed.items():
+                peers.setdefault(nid, (nid, host, port))
+                self._hint(nid, relay)
+            return nodes, bool(got or relayed), None
 
         lookup = self._lookups.new(key, contacts.record_seeds(key), None, k)
         return await self._lookups.iterate(lookup, ask), tokens, peers
@@ -91,18 +105,17 @@ class SwarmClient:
         if host not in ("0.0.0.0", "::"):
             # Listed in our own swarm store too, for when we are among the
             # closest to the key; a wildcard bind has no address to list.
-            self._stores.swarms.announce(key, me, host, peer_port, trio.current_time())
+            self._stores.swarms.announce(key, me, host, peer_port, trio.current_time(), self.relay)
         result, tokens, _ = await self._lookup(key)
         accepted = 0
 
         async def one(c: Contact) -> None:
             nonlocal accepted
             try:
-                ok, reason = parse_status_reply(
-                    await self._caller.call(
-                        c.addr, "announce", [me, key, peer_port, tokens[c.node_id]]
-                    )
-                )
+                args: list[Any] = [me, key, peer_port, tokens[c.node_id]]
+                if self.relay is not None:
+                    args.append(list(self.relay))
+                ok, reason = parse_status_reply(await self._caller.call(c.addr, "announce", args))
             except (DHTError, ProtocolError):
                 return
             if ok:
@@ -131,8 +144,21 @@ class SwarmClient:
         _, _, peers = await self._lookup(key, self._config.get_k)
         for p in self._stores.swarms.peers(key, trio.current_time()):
             peers.setdefault(p[0], p)
+            relay = self._stores.swarms.relay_of(key, p[0], p[1])
+            if relay is not None:
+                self._hint(p[0], relay)
         peers.pop(self._contacts.node_id, None)
         return list(peers.values())
+
+    def _hint(self, node_id: bytes, relay: Relay) -> None:
+        self._hints.pop(node_id, None)
+        self._hints[node_id] = relay
+        while len(self._hints) > MAX_RELAY_HINTS:
+            del self._hints[next(iter(self._hints))]
+
+    def relay_hint(self, node_id: bytes) -> Relay | None:
+        """The relay the newest announce of ``node_id`` we saw named, if any."""
+        return self._hints.get(node_id)
 
     # -- keeping announces placed ------------------------------------------------------
 

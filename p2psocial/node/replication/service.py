@@ -20,8 +20,9 @@ from typing import Any, Protocol
 import trio
 
 from ...protocol.entries import Entry
-from ...protocol.errors import LocalUsageError
+from ...protocol.errors import LocalUsageError, P2PSocialError
 from ...protocol.identity import SigningKey, node_id_from_public_key
+from ...protocol.relay import RELAY_FEED
 from ...protocol.sync import Ingest, SyncLimits
 from ..activity import LimitedLog
 from ..foreground import Foreground
@@ -117,6 +118,9 @@ class Replicator:
         relay_observer: sees every chunk this node relays (tests, accounting).
         use_relays: ``"auto"`` holds reservations while the DHT finds this
             node behind a NAT, ``"always"`` and ``"never"`` say so outright.
+        announce_relay: ``"auto"`` lists this node in the DHT's relay swarm
+            while it relays and the DHT finds it reachable; ``"always"``,
+            ``"never"`` as above.
         relays: relays to reserve at besides those the DHT names.
 
     The other arguments are the link pool's bounds
@@ -159,10 +163,12 @@ class Replicator:
         relay_limits: Callable[[], RelayLimits] = RelayLimits,
         relay_observer: Callable[[bytes], None] | None = None,
         use_relays: str = "auto",
+        announce_relay: str = "auto",
         relays: Sequence[RelayAddress] = (),
     ) -> None:
-        if use_relays not in ("auto", "always", "never"):
-            raise LocalUsageError("use_relays must be auto, always or never", reason="bad_relays")
+        for mode in (use_relays, announce_relay):
+            if mode not in ("auto", "always", "never"):
+                raise LocalUsageError("relay modes are auto, always or never", reason="bad_relays")
         self.store = store
         self.foreground = foreground or Foreground()
         self.node_key = node_key
@@ -183,7 +189,10 @@ class Replicator:
         )
         self.relay = RelayServer(node_key, relay_limits, observer=relay_observer)
         self.use_relays = use_relays
+        self.announce_relay = announce_relay
         self.static_relays = list(relays)
+        self._relay_announced = False
+        self._nursery: trio.Nursery | None = None
         self.pool = LinkPool(
             self,
             server,
@@ -288,6 +297,9 @@ class Replicator:
                 address = await nursery.start(self.pool.run)
                 await nursery.start(self.discovery.run)
                 await nursery.start(self.relay_client.run)
+                self._nursery = nursery
+                if self.dht is not None:
+                    nursery.start_soon(self._relay_announcer)
                 task_status.started(address)
         finally:
             await self.pool.close_listeners()
@@ -302,12 +314,58 @@ class Replicator:
             return False
         return bool(self.dht.reachability().get("reachability") == "behind_nat")
 
+    def _reachable(self) -> bool:
+        return bool(
+            self.dht is not None and self.dht.reachability().get("reachability") == "public"
+        )
+
+    async def _relay_announcer(self) -> None:
+        """List this node in the relay swarm (spec/sync.md §11.5) once it may relay.
+
+        The DHT keeps an announce placed once made; a relay switched off
+        later refuses with ``link_unsupported``, and its listing expires.
+        """
+        while not self._relay_announced:
+            wanted = self.announce_relay == "always" or (
+                self.announce_relay == "auto" and self._reachable()
+            )
+            if wanted and self.relay.enabled():
+                with trio.move_on_after(10):
+                    try:
+                        await self.dht.announce(RELAY_FEED, self.pool.port)
+                    except (P2PSocialError, OSError) as exc:
+                        log.debug("listing in the relay swarm failed: %s", exc)
+                    else:
+                        self._relay_announced = True
+                    log.info("relaying for nodes behind NATs; listed in the relay swarm")
+            if not self._relay_announced:
+                await trio.sleep(5.0)
+
     async def _find_relays(self) -> list[RelayAddress]:
-        """Relay candidates: the configured ones first."""
-        return list(self.static_relays)
+        """Relay candidates: the configured ones, then the DHT's relay swarm."""
+        found = list(self.static_relays)
+        if self.dht is not None:
+            for node_id, host, port in await self.dht.get_peers(RELAY_FEED):
+                relay = RelayAddress(node_id, host, port)
+                if relay not in found:
+                    found.append(relay)
+        return found
 
     def _relays_changed(self) -> None:
-        """Our reservations changed."""
+        """Our reservations changed: name the first in our swarm announces."""
+        if self.dht is None or self._nursery is None:
+            return
+        held = self.relay_client.relays()
+        first = (held[0].node_id, held[0].host, held[0].port) if held else None
+        if first != self.dht.relay:
+            self._nursery.start_soon(self._set_relay, first)
+
+    async def _set_relay(self, relay: tuple[bytes, str, int] | None) -> None:
+        try:
+            with trio.move_on_after(30):
+                await self.dht.set_relay(relay)
+        except (P2PSocialError, OSError) as exc:  # the DHT is best effort here
+            log.debug("re-announcing with a new relay failed: %s", exc)
 
     def add_relay(self, relay: RelayAddress) -> None:
         """Reserve at ``relay`` too (when reservations are needed)."""

@@ -22,6 +22,7 @@ from ...protocol.entries import Entry, decode_entry_untrusted, decode_payload_un
 from ...protocol.errors import P2PSocialError, ProtocolError
 from ...protocol.sync import Send
 from ...protocol.wire import Push
+from ..relay.client import RelayAddress
 from .heads import Heads
 from .link import Link, LinkSet, head_moved
 from .store import ReplicationStore
@@ -50,6 +51,7 @@ class SwarmDHT(Protocol):
     async def announce(self, author: bytes, peer_port: int) -> Any: ...
     async def get_peers(self, author: bytes) -> list[tuple[bytes, str, int]]: ...
     async def put_head(self, entry_bytes: bytes) -> Any: ...
+    def relay_hint(self, node_id: bytes) -> tuple[bytes, str, int] | None: ...
 
 
 class Dialler(LinkSet, Protocol):
@@ -73,6 +75,10 @@ class Dialler(LinkSet, Protocol):
 
     async def dial(self, host: str, port: int, node_id: bytes | None = None) -> bool:
         """Open a link (to node ``node_id`` only, if given); True once it is up."""
+        ...
+
+    async def dial_relayed(self, relay: RelayAddress, node_id: bytes) -> bool:
+        """Open a link to node ``node_id`` through ``relay``; True once it is up."""
         ...
 
 
@@ -131,6 +137,14 @@ class SwarmDiscovery:
     def _expect(self, node_id: bytes) -> bytes | None:
         """The node id a dial to a swarm member must meet, if we can tell."""
         return node_id if self._pin_ids else None
+
+    async def dial_member(self, node_id: bytes, host: str, port: int) -> bool:
+        """Dial a swarm member: through the relay its announce named, else directly
+        (spec/sync.md §11.7)."""
+        relay = self.dht.relay_hint(node_id) if self.dht is not None else None
+        if relay is not None and self._pin_ids:
+            return await self.pool.dial_relayed(RelayAddress(*relay), node_id)
+        return await self.pool.dial(host, port, self._expect(node_id))
 
     @property
     def running(self) -> bool:
@@ -224,7 +238,7 @@ class SwarmDiscovery:
             author, "get_peers for a peek failed: %s", "bug in the swarm lookup of a peek"
         )
         for node_id, host, port in found[:count]:
-            await self.pool.dial(host, port, self._expect(node_id))
+            await self.dial_member(node_id, host, port)
 
     async def _swarm_loop(self) -> None:
         """Announce wanted feeds and dial their swarms (DHT).
@@ -278,7 +292,7 @@ class SwarmDiscovery:
                         break
                     if node_id == self.pool.node_id or node_id in self.pool.links:
                         continue
-                    if await self.pool.dial(host, port, self._expect(node_id)):
+                    if await self.dial_member(node_id, host, port):
                         have += 1
         except (P2PSocialError, OSError) as exc:  # the network's doing
             self._stats["dht_errors"] += 1
@@ -396,11 +410,14 @@ class SwarmDiscovery:
                 for node_id, host, port in found[:8]:
                     if node_id in sent or node_id == self.pool.node_id:
                         continue
-                    if await self.pool.dial(host, port, self._expect(node_id)):
+                    if await self.dial_member(node_id, host, port):
                         for link in self.pool.open_links():
-                            if link.host == host and link.peer.listen_port == port:
+                            if link.peer.node_id == node_id or (
+                                link.host == host and link.peer.listen_port == port
+                            ):
                                 link.perform_local([Send(push)])
                                 self._stats["mentions_delivered"] += 1
+                                break
 
     def statistics(self) -> dict[str, Any]:
         """Lookup failures (network and bugs), mentions delivered, head puts,

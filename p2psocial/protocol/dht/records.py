@@ -338,10 +338,21 @@ class SwarmStore:
         self._swarms: OrderedDict[bytes, dict[tuple[bytes, str], tuple[str, int, float]]] = (
             OrderedDict()
         )
+        #: The relay an entry named, by (swarm, node id, host).
+        self._relays: dict[tuple[bytes, bytes, str], tuple[bytes, str, int]] = {}
         self._shares = _Shares()
 
-    def announce(self, key: bytes, node_id: bytes, host: str, port: int, now: float) -> None:
-        """Record that ``node_id`` at ``host``:``port`` (TCP) holds the swarm's feed."""
+    def announce(
+        self,
+        key: bytes,
+        node_id: bytes,
+        host: str,
+        port: int,
+        now: float,
+        relay: tuple[bytes, str, int] | None = None,
+    ) -> None:
+        """Record that ``node_id`` at ``host``:``port`` (TCP) holds the swarm's feed,
+        reachable through ``relay`` (id, host, port) if it names one."""
         if not 0 < port < 65536 or len(node_id) != 20:
             raise _reject("bad peer address", "malformed")
         peers = self._swarms.get(key)
@@ -376,6 +387,22 @@ class SwarmStore:
                 raise _reject("this swarm is full", "swarm_full")
             del peers[min(crowd, key=lambda k: peers[k][2])]
         peers[slot] = (host, port, now + self.ttl)
+        if relay is None:
+            self._relays.pop((key, node_id, host), None)
+        else:
+            self._relays[(key, node_id, host)] = relay
+        if len(self._relays) > len(self):
+            self._prune_relays()
+
+    def _prune_relays(self) -> None:
+        """Forget the relays of entries that are gone (evicted or expired)."""
+        live = {(key, k[0], k[1]) for key, peers in self._swarms.items() for k in peers}
+        for slot in [s for s in self._relays if s not in live]:
+            del self._relays[slot]
+
+    def relay_of(self, key: bytes, node_id: bytes, host: str) -> tuple[bytes, str, int] | None:
+        """The relay a live entry named, if any."""
+        return self._relays.get((key, node_id, host))
 
     def _evict_swarm(self, newcomer: str) -> None:
         """Make room for one swarm, from the address charged with the most.
@@ -418,6 +445,7 @@ class SwarmStore:
             if not peers:
                 del self._swarms[key]
                 self._shares.remove(key)
+        self._prune_relays()
 
     def __len__(self) -> int:
         return sum(len(p) for p in self._swarms.values())

@@ -42,6 +42,7 @@ __all__ = [
     "PROVING_METHODS",
     "REQUEST",
     "RESPONSE",
+    "RelayedPeer",
     "Request",
     "Response",
     "decode_datagram_untrusted",
@@ -55,7 +56,9 @@ __all__ = [
     "parse_hello_reply",
     "parse_node_list",
     "parse_observe_reply",
+    "parse_peer_relays",
     "parse_ping_reply",
+    "parse_relay",
     "parse_request_args",
     "parse_status_reply",
     "peek_response_id",
@@ -105,7 +108,7 @@ METHODS: dict[str, int] = {
     "hello": 2,  # [sender_id, nonce]
     "put_record": 4,  # [sender_id, key, kind, record]
     "get_record": 3,  # [sender_id, key, kind, nonce?]
-    "announce": 4,  # [sender_id, key, tcp_port, token]
+    "announce": 4,  # [sender_id, key, tcp_port, token, relay?]
     "get_peers": 2,  # [sender_id, key, nonce?]
     "observe": 1,  # [sender_id] -> {"addr": [host, port]}: where the request came from
 }
@@ -267,9 +270,11 @@ def parse_request_args(method: str, args: list[Any]) -> tuple[Any, ...]:
     ``store`` (key: 20 bytes, value: any scalar), ``find_node``/``find_value``
     (key), ``get_peers`` (key, nonce?), ``hello`` (nonce: 32 bytes),
     ``put_record`` (key, kind: str, record: bytes), ``get_record`` (key,
-    kind, nonce?), ``announce`` (key, tcp_port: 1..65535, token: bytes).
+    kind, nonce?), ``announce`` (key, tcp_port: 1..65535, token: bytes,
+    relay?: ``[relay_id, host, port]``, spec/sync.md §11.6).
     For ``get_record`` and ``get_peers`` the returned tuple always ends with
-    the nonce, or None when it was not sent.
+    the nonce, or None when it was not sent; for ``announce`` with the relay
+    as a (relay_id, host, port) tuple, or None.
 
     Raises:
         DecodeError: unknown method (``unknown_method``) or wrong arguments
@@ -283,6 +288,10 @@ def parse_request_args(method: str, args: list[Any]) -> tuple[Any, ...]:
         nonce = args[n]
         if type(nonce) is not bytes or len(nonce) != NONCE_SIZE:
             raise _bad("proof nonce must be 32 bytes")
+        args = args[:n]
+    relay = None
+    if method == "announce" and len(args) == n + 1:
+        relay = parse_relay(args[n])
         args = args[:n]
     if len(args) != n:
         raise _bad(f"{method} takes {n} arguments, got {len(args)}")
@@ -314,7 +323,24 @@ def parse_request_args(method: str, args: list[Any]) -> tuple[Any, ...]:
         raise _bad("announce port must be 1..65535")
     if type(token) is not bytes or len(token) > 64:
         raise _bad("announce token must be bytes")
-    return (sender, key, port, token)
+    return (sender, key, port, token, relay)
+
+
+def parse_relay(value: Any) -> tuple[bytes, str, int]:
+    """An announcement's relay ``[relay_id, host, port]`` (spec/sync.md §11.6).
+
+    Raises:
+        DecodeError: ``bad_args`` unless it is a 20-byte id, an IP literal
+            and a port 1..65535.
+    """
+    if type(value) is not list or len(value) != 3:
+        raise _bad("relay must be [id, host, port]")
+    rid, host, port = value
+    if type(rid) is not bytes or len(rid) != 20 or not _ip_literal(host):
+        raise _bad("relay must be [id, host, port]")
+    if type(port) is not int or not 0 < port < 65536:
+        raise _bad("relay port must be 1..65535")
+    return rid, host, port
 
 
 # -- reply shapes ----------------------------------------------------------------
@@ -430,6 +456,36 @@ def parse_get_peers_reply(
         raise DecodeError("token must be bytes", reason="bad_reply")
     peers = [(c.node_id, c.host, c.port) for c in parse_node_list(m.get("peers", []))]
     return peers, token, parse_node_list(m.get("nodes", [])), _proof(m)
+
+
+#: A swarm member reached through a relay: (its host, its port, (relay id, host, port)).
+RelayedPeer = tuple[str, int, tuple[bytes, str, int]]
+
+
+def parse_peer_relays(value: Any) -> dict[bytes, RelayedPeer]:
+    """The swarm members a ``get_peers`` reply lists with a relay.
+
+    Members are ``[id, host, port]`` or ``[id, host, port, relay_id,
+    relay_host, relay_port]`` (spec/sync.md §11.6); this returns member id
+    -> (host, port, (relay id, host, port)) for the well-formed six-element
+    items, and skips the rest, as :func:`parse_node_list` skips bad triples.
+    Call it after :func:`parse_get_peers_reply` accepted the reply.
+    """
+    out: dict[bytes, RelayedPeer] = {}
+    peers = value.get("peers", []) if type(value) is dict else []
+    if type(peers) is not list:
+        return out
+    for item in peers[:MAX_NODES]:
+        if type(item) is not list or len(item) != 6:
+            continue
+        member = parse_node_list([item[:3]])
+        if not member:
+            continue
+        try:
+            out[member[0].node_id] = (member[0].host, member[0].port, parse_relay(item[3:]))
+        except DecodeError:
+            continue
+    return out
 
 
 def parse_observe_reply(value: Any) -> tuple[str, int]:

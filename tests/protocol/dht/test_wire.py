@@ -25,6 +25,7 @@ from p2psocial.protocol.dht.wire import (
     parse_get_record_reply,
     parse_hello_reply,
     parse_node_list,
+    parse_peer_relays,
     parse_request_args,
     parse_status_reply,
     verify_hello,
@@ -103,7 +104,8 @@ ARGS_OK = [
 
 @pytest.mark.parametrize(("method", "args"), ARGS_OK)
 def test_args_ok_and_every_wrong_arg_refused(method: str, args: list[object]) -> None:
-    expect = tuple(args) + ((None,) if method in PROVING_METHODS else ())
+    optional = method in PROVING_METHODS or method == "announce"
+    expect = tuple(args) + ((None,) if optional else ())
     assert parse_request_args(method, args) == expect
     if method in PROVING_METHODS:
         nonce = b"N" * 32
@@ -124,6 +126,40 @@ def test_args_ok_and_every_wrong_arg_refused(method: str, args: list[object]) ->
     with pytest.raises(DecodeError) as info:
         parse_request_args("rpc_evil", args)
     assert info.value.reason == "unknown_method"
+
+
+RELAY = [b"R" * 20, "203.0.113.7", 4001]
+
+
+@pytest.mark.parametrize(
+    "relay",
+    [
+        [b"R" * 19, "203.0.113.7", 4001],
+        [b"R" * 20, "relay.example", 4001],
+        [b"R" * 20, "203.0.113.7", 0],
+        [b"R" * 20, "203.0.113.7"],
+        (b"R" * 20).hex(),
+    ],
+)
+def test_announce_takes_an_optional_relay(relay: object) -> None:
+    args = [NID, NID, 4000, b"t" * 16]
+    got = parse_request_args("announce", [*args, RELAY])
+    assert got == (*args, (RELAY[0], RELAY[1], RELAY[2]))
+    with pytest.raises(DecodeError) as info:
+        parse_request_args("announce", [*args, relay])
+    assert info.value.reason == "bad_args"
+
+
+def test_get_peers_members_with_a_relay() -> None:
+    plain = [NID, "198.51.100.2", 9]
+    relayed = [b"M" * 20, "198.51.100.3", 10, *RELAY]
+    bad = [b"B" * 20, "198.51.100.4", 11, b"R" * 20, "not-an-ip", 4001]
+    reply = {"nodes": [], "peers": [plain, relayed, bad], "token": b"t"}
+    peers, _, _, _ = parse_get_peers_reply(reply)
+    assert peers == [(NID, "198.51.100.2", 9)]  # six-element items are not triples
+    assert parse_peer_relays(reply) == {
+        b"M" * 20: ("198.51.100.3", 10, (RELAY[0], RELAY[1], RELAY[2]))
+    }
 
 
 def test_reply_parsers() -> None:
