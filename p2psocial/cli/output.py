@@ -194,7 +194,8 @@ def notification_label(e: dict[str, Any]) -> str:
 
 
 def format_peer(p: dict[str, Any]) -> str:
-    return f"{p.get('host')}:{p.get('port')}  {p.get('direction', '')}  node {str(p.get('node_id', ''))[:16]}"
+    path = f"  {p['path']}" if p.get("path") else ""
+    return f"{p.get('host')}:{p.get('port')}  {p.get('direction', '')}{path}  node {str(p.get('node_id', ''))[:16]}"
 
 
 def _entry_refs(e: dict[str, Any]) -> str:

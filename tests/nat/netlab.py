@@ -149,9 +149,19 @@ class Home:
 
 
 class Lab:
-    """The testbed; use as a context manager. ``public[name]`` is (ns, ip)."""
+    """The testbed; use as a context manager. ``public[name]`` is (ns, ip).
 
-    def __init__(self) -> None:
+    Args:
+        kinds: the NAT kind of each home, in order (default: one of each).
+            ``homes`` is keyed by kind; a kind's second home is ``KIND_2``,
+            its third ``KIND_3`` and so on.
+    """
+
+    def __init__(self, kinds: tuple[str, ...] = KINDS) -> None:
+        unknown = set(kinds) - set(KINDS)
+        if unknown or not 0 < len(kinds) <= 15:
+            raise ValueError(f"kinds must be 1..15 of {KINDS}, not {kinds}")
+        self.kinds = kinds
         self.tag = f"{PREFIX}{os.getpid()}-{secrets.token_hex(3)}-"
         self.namespaces: list[str] = []
         self.processes: list[subprocess.Popen[str]] = []
@@ -262,8 +272,9 @@ class Lab:
             self._link(inet, f"p{i}", f"{gw}/{plen}", ns, "eth0", f"{addr}/{plen}")
             _ip("-n", ns, "route", "add", "default", "via", gw)
             self.public[name] = (ns, addr)
-        for k, kind in enumerate(KINDS, start=1):
-            self.homes[kind] = self._home(inet, k, kind)
+        for k, kind in enumerate(self.kinds, start=1):
+            n = self.kinds[:k].count(kind)
+            self.homes[kind if n == 1 else f"{kind}_{n}"] = self._home(inet, k, kind)
 
     def _home(self, inet: str, k: int, kind: str) -> Home:
         wan_inet = f"203.0.113.{64 + 4 * k + 1}"
