@@ -148,3 +148,19 @@ class NsDaemon:
 
     def log(self) -> str:
         return self.process.log() if self.process is not None else ""
+
+
+def start_daemons(lab: netlab.Lab, base: Path, started: dict[str, NsDaemon]) -> None:
+    """Start a daemon on each public host (pub1 first, the others bootstrapping
+    from it), then one in each home bootstrapping from all three; each goes into
+    ``started`` (by host or home name) as soon as it runs, so the caller can stop
+    them all whatever happens."""
+    ns, ip = lab.public["pub1"]
+    started["pub1"] = NsDaemon(lab, ns, ip, base / "pub1").start()
+    boot = [started["pub1"].addr("dht_addr")]
+    for name in ("pub2", "pub3"):
+        ns, ip = lab.public[name]
+        started[name] = NsDaemon(lab, ns, ip, base / name).start(boot)
+    boot = [started[n].addr("dht_addr") for n in ("pub1", "pub2", "pub3")]
+    for name, home in lab.homes.items():
+        started[name] = NsDaemon(lab, home.host_ns, home.host_ip, base / name).start(boot)

@@ -22,7 +22,7 @@ import pytest
 from tests.daemons import wait_for
 
 from . import netlab
-from .conftest import NsDaemon
+from .conftest import NsDaemon, start_daemons
 
 pytestmark = pytest.mark.slow
 
@@ -34,15 +34,7 @@ def nodes(
     base: Path = tmp_path_factory.mktemp("nat-daemons")
     started: dict[str, NsDaemon] = {}
     try:
-        ns, ip = lab.public["pub1"]
-        started["pub1"] = NsDaemon(lab, ns, ip, base / "pub1").start()
-        boot = [started["pub1"].addr("dht_addr")]
-        for name in ("pub2", "pub3"):
-            ns, ip = lab.public[name]
-            started[name] = NsDaemon(lab, ns, ip, base / name).start(boot)
-        boot = [started[n].addr("dht_addr") for n in ("pub1", "pub2", "pub3")]
-        for kind, home in lab.homes.items():
-            started[kind] = NsDaemon(lab, home.host_ns, home.host_ip, base / kind).start(boot)
+        start_daemons(lab, base, started)
         yield started
     finally:
         for d in started.values():

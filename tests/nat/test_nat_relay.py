@@ -16,7 +16,7 @@ import pytest
 from tests.daemons import wait_for
 
 from . import netlab
-from .conftest import NsDaemon, require_testbed
+from .conftest import NsDaemon, require_testbed, start_daemons
 
 pytestmark = pytest.mark.slow
 
@@ -29,15 +29,7 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, NsDaem
     lab = netlab.Lab(kinds=("symmetric", "symmetric"))
     with lab:
         try:
-            ns, ip = lab.public["pub1"]
-            started["pub1"] = NsDaemon(lab, ns, ip, base / "pub1").start()
-            boot = [started["pub1"].addr("dht_addr")]
-            for name in ("pub2", "pub3"):
-                ns, ip = lab.public[name]
-                started[name] = NsDaemon(lab, ns, ip, base / name).start(boot)
-            boot = [started[n].addr("dht_addr") for n in ("pub1", "pub2", "pub3")]
-            for name, home in lab.homes.items():
-                started[name] = NsDaemon(lab, home.host_ns, home.host_ip, base / name).start(boot)
+            start_daemons(lab, base, started)
             yield started
         finally:
             for d in started.values():
