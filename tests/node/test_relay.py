@@ -13,6 +13,14 @@ import trio
 
 from p2psocial.node.relay import RelayAddress, RelayLimits
 from p2psocial.node.relay.client import RelayRefused, open_relayed
+from p2psocial.protocol.relay import (
+    CHALLENGE_SIZE,
+    TRANSPORT_CONNECT,
+    TRANSPORT_RESERVE,
+    decode_challenge_untrusted,
+    encode_accept,
+    encode_preamble,
+)
 
 from .test_replication_helpers import TestNet, TNode, open_testnet
 
@@ -239,3 +247,31 @@ async def test_relays_are_found_and_named_through_the_dht(tmp_path: Path) -> Non
             [link] = [p for p in dialler.rep.peers() if p["node_id"] == home.rep.node_id.hex()]
             assert link["path"] == "relayed"
             assert relay.rep.statistics()["relay"]["links_spliced"] >= 1
+
+
+async def _exchange(addr: tuple[str, int], data: bytes) -> bytes:
+    """Send ``data`` to the relay; everything it answers until it closes."""
+    stream = await trio.open_tcp_stream(*addr)
+    async with stream:
+        await stream.send_all(data)
+        await stream.send_eof()
+        got = b""
+        while chunk := await stream.receive_some(4096):
+            got += chunk
+        return got
+
+
+async def test_bad_relay_messages_are_refused_counted_and_harmless(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with open_testnet(tmp_path, 2) as net:
+            relay, dialler = net.nodes
+            answer = await _exchange(relay.addr, encode_preamble(TRANSPORT_RESERVE) + b"\x01" * 96)
+            relay_id, _ = decode_challenge_untrusted(answer[:CHALLENGE_SIZE])
+            assert relay_id == relay.rep.node_id and answer[CHALLENGE_SIZE:] == b"\x04"
+            assert await _exchange(relay.addr, encode_accept(b"t" * 16)) == b""
+            assert await _exchange(relay.addr, encode_preamble(TRANSPORT_CONNECT) + b"abc") == b""
+            stats = relay.rep.statistics()["relay"]
+            assert stats["accept_bad_token"] == 1 and stats["connect_eof"] == 1
+            assert sum(v for k, v in stats.items() if k.startswith("reserve_")) == 1
+            assert stats["reservations"] == 0
+            await dialler.connect(relay)  # the port still serves links

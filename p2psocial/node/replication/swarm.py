@@ -10,10 +10,11 @@ reply to.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
 import trio
@@ -118,6 +119,7 @@ class SwarmDiscovery:
         self._backoff: dict[tuple[str, int], float] = {}
         self._swarm_checked: dict[bytes, float] = {}
         self._announced: set[bytes] = set()
+        self._announcing: set[bytes] = set()
         self._swarm_backoff: dict[bytes, float] = {}
         self._nursery: trio.Nursery | None = None
         # Our newest head not yet put in the DHT, and whether a put runs: a
@@ -279,11 +281,13 @@ class SwarmDiscovery:
         self._swarm_checked[author] = now
         self._stats["swarm_lookups"] += 1
         have = 0
-        try:
-            if author not in self._announced:
-                with trio.move_on_after(10):
-                    await self.dht.announce(author, self.pool.port)
-                    self._announced.add(author)
+        if author not in self._announced and author not in self._announcing:
+            # Beside the lookup, not before it: an announce walks the DHT too,
+            # and behind a NAT (unreachable contacts) it can take its full 10 s.
+            assert self._nursery is not None
+            self._announcing.add(author)
+            self._nursery.start_soon(self._announce, author)
+        with self._best_effort(f"the swarm lookup for {author.hex()[:12]}"):
             with trio.move_on_after(10):
                 found = await self.dht.get_peers(author)
                 have = sum(1 for lk in self.pool.links.values() if lk.session.peer_wants(author))
@@ -294,15 +298,32 @@ class SwarmDiscovery:
                         continue
                     if await self.dial_member(node_id, host, port):
                         have += 1
-        except (P2PSocialError, OSError) as exc:  # the network's doing
-            self._stats["dht_errors"] += 1
-            log.debug("swarm lookup for %s failed: %s", author.hex()[:12], exc)
-        except Exception:
-            # A bug: it ends this lookup only, loudly (README, failures).
-            self._stats["internal_errors"] += 1
-            log.exception("bug in the swarm lookup for %s", author.hex()[:12])
         # Failed or found no one: look again soon, with backoff.
         self._schedule_swarm_retry(author, now, linked=have > 0)
+
+    async def _announce(self, author: bytes) -> None:
+        """Announce that we hold a wanted feed (once; the DHT keeps it placed)."""
+        assert self.dht is not None
+        try:
+            with self._best_effort(f"the announce for {author.hex()[:12]}"):
+                with trio.move_on_after(10):
+                    await self.dht.announce(author, self.pool.port)
+                    self._announced.add(author)
+        finally:
+            self._announcing.discard(author)
+
+    @contextlib.contextmanager
+    def _best_effort(self, what: str) -> Iterator[None]:
+        """Count and log what ends a DHT task: the network's doing, or a bug
+        (which ends this task only, loudly: README, failures)."""
+        try:
+            yield
+        except (P2PSocialError, OSError) as exc:
+            self._stats["dht_errors"] += 1
+            log.debug("%s failed: %s", what, exc)
+        except Exception:
+            self._stats["internal_errors"] += 1
+            log.exception("bug in %s", what)
 
     def _schedule_swarm_retry(self, author: bytes, now: float, *, linked: bool) -> None:
         """A wanted feed with no linked holder is looked up again soon (1 s,
