@@ -7,7 +7,8 @@ reachability known, and relay reservations held where they need them), it
 fills one cell per (author's kind, follower's kind): the follower (the
 kind's second home) follows the author (the kind's first home), waits for
 the link, and the author posts ``--posts`` times, one every ``--interval``
-seconds, through the local API. Every follower is watched over its API; a
+seconds, through the local API; then the follower unfollows, so that later
+cells' followers get the author's posts from the author itself. Every follower is watched over its API; a
 post's delivery time is post call start -> stored at the follower, on this
 process's monotonic clock, and a post counts as delivered when it arrives
 within ``--deadline`` seconds of the last post of its cell.
@@ -19,7 +20,8 @@ and their daemons' CPU time (user + system, from /proc) before and after.
 
 Prints progress on stderr and one JSON object as the last stdout line:
 bench, cells (``"author_kind->follower_kind"`` -> delivered, p50_ms,
-max_ms, path, link_s), all_delivered, worst_max_ms, relay_cost.
+max_ms, path: the follower's link to the author, None if there was none;
+link_s: follow -> that link up), all_delivered, worst_max_ms, relay_cost.
 """
 
 from __future__ import annotations
@@ -152,6 +154,9 @@ async def _cell(author: Node, follower: Node, args: argparse.Namespace) -> dict[
     ]
     if path is None:  # the link came up only while posting, if at all
         path, _ = await _link_path(follower, author, 0.5)
+    # The next cells' followers must get the author's posts from the author,
+    # not from this follower (a swarm member that still wants the feed).
+    await follower.api.unfollow(author.daemon.identity)
     return {
         "delivered": round(len(delays) / len(sent), 3),
         "p50_ms": _pct(delays, 0.5),

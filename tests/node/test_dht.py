@@ -516,3 +516,22 @@ async def test_a_dual_stack_node_names_ipv4_peers_by_their_ipv4_address() -> Non
             await other.bootstrap([("127.0.0.1", dual.address[1])])
             assert v4.node_id in {c.node_id for c in other.table.contacts()}
             nursery.cancel_scope.cancel()
+
+
+async def test_a_peers_get_returns_what_it_found_when_contacts_stay_silent() -> None:
+    """Behind a NAT, many contacts others hand out never answer: a peers get
+    gives up on them after ``get_peers_time`` and returns the members it has."""
+    cfg = DHTConfig(rpc_timeout=1.0, rpc_attempts=6, lookup_patience=6, get_peers_time=1.0)
+    with trio.fail_after(40):
+        async with dht_testnet(10, cfg) as nodes:
+            member, asker = nodes[1], nodes[2]
+            author = SigningKey.generate().public_key
+            assert await member.announce(author, 4000) >= 5
+            for x in nodes:
+                if x not in (member, asker):
+                    nodes.kill(x)
+            start = trio.current_time()
+            found = await asker.get_peers(author)
+            # Waiting for 8 silent contacts (1 s, then 1.2 s, ...) would take far longer.
+            assert trio.current_time() - start < 2.0
+            assert [(nid, port) for nid, _, port in found] == [(member.node_id, 4000)]

@@ -50,6 +50,10 @@ class DHTConfig:
     #: (puts go to the k closest, so these hold the latest version), keeping
     #: the highest seq seen on the way.
     get_k: int = 5
+    #: A peers get returns the peers found so far after this long: behind a
+    #: NAT, many contacts handed out by others cannot answer, and a walk that
+    #: waits for each of them could outlast its caller's patience.
+    get_peers_time: float = 5.0
     request_queue: int = 256
     request_workers: int = 1
     hello_queue: int = 256

@@ -67,10 +67,11 @@ class SwarmClient:
         self._hints: dict[bytes, Relay] = {}
 
     async def _lookup(
-        self, key: bytes, k: int | None = None
+        self, key: bytes, k: int | None = None, peers: dict[bytes, Peer] | None = None
     ) -> tuple[Finished, dict[bytes, bytes], dict[bytes, Peer]]:
+        """Walk to ``key``; ``peers`` (filled as answers come) gets the members found."""
         tokens: dict[bytes, bytes] = {}
-        peers: dict[bytes, Peer] = {}
+        peers = {} if peers is None else peers
         contacts = self._contacts
         me = contacts.node_id
 
@@ -141,7 +142,9 @@ class SwarmClient:
     async def get_peers(self, author: bytes) -> list[Peer]:
         """Nodes that announced ``author``'s feed: (node id, host, TCP port), not us."""
         key = swarm_key(author)
-        _, _, peers = await self._lookup(key, self._config.get_k)
+        peers: dict[bytes, Peer] = {}
+        with trio.move_on_after(self._config.get_peers_time):
+            await self._lookup(key, self._config.get_k, peers)
         for p in self._stores.swarms.peers(key, trio.current_time()):
             peers.setdefault(p[0], p)
             relay = self._stores.swarms.relay_of(key, p[0], p[1])
