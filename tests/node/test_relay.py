@@ -172,6 +172,8 @@ async def test_a_relayed_link_is_held_to_its_rate(tmp_path: Path) -> None:
     with trio.fail_after(40):
         async with open_testnet(tmp_path, 3, relay_limits=lambda: rate) as net:
             _, home, dialler = await _relayed_pair(net)
+            # An idle link must not save up credit: the burst stays one second's worth.
+            await trio.sleep(3.0)
             start = trio.current_time()
             for i in range(20):
                 await home.post(f"{i:02} " + "y" * 1900)

@@ -303,8 +303,10 @@ class RelayServer:
         state = {"left": limits.link_bytes, "end": "closed"}
 
         async def pump(src: trio.abc.Stream, dst: trio.abc.Stream, first: bytes) -> None:
-            start = trio.current_time()
-            sent = 0
+            rate = limits.link_bytes_per_s
+            # A token bucket holding at most one second's worth: an idle link
+            # saves up no more than that.
+            tokens, filled = float(rate), trio.current_time()
             data = first
             try:
                 while True:
@@ -316,13 +318,12 @@ class RelayServer:
                         if self.observer is not None:
                             self.observer(data)
                         await dst.send_all(data)
-                        sent += len(data)
                         self._stats["bytes_forwarded"] += len(data)
-                        # A token bucket with one second's burst.
-                        rate = limits.link_bytes_per_s
-                        ahead = (sent - rate) / rate - (trio.current_time() - start)
-                        if ahead > 0:
-                            await trio.sleep(ahead)
+                        now = trio.current_time()
+                        tokens = min(float(rate), tokens + (now - filled) * rate) - len(data)
+                        filled = now
+                        if tokens < 0:
+                            await trio.sleep(-tokens / rate)
                     data = bytes(await src.receive_some(_CHUNK))
                     if not data:
                         return
