@@ -225,14 +225,21 @@ class RelayClient:
             reason = "timeout"
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             reason = "broken"
+        except trio.Cancelled:
+            reason = "stopped"  # this node is stopping: nothing to replace
+            raise
         finally:
             self._trying.discard(relay.node_id)
             if held:
                 del self.active[relay.node_id]
                 self._on_change()
-                log.warning(
-                    "relay at %s:%d lost (%s); looking for another", relay.host, relay.port, reason
-                )
+                if reason != "stopped":
+                    log.warning(
+                        "relay at %s:%d lost (%s); looking for another",
+                        relay.host,
+                        relay.port,
+                        reason,
+                    )
             self._failed(relay, reason)
 
     def _failed(self, relay: RelayAddress, reason: str) -> None:
