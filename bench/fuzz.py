@@ -71,6 +71,7 @@ from p2psocial.api.methods import METHODS as API_METHODS
 from p2psocial.api.methods import ListOf, check_params
 from p2psocial.api.protocol import FrameBuffer, decode_frame_payload_untrusted
 from p2psocial.node.views import parse_entry_id
+from p2psocial.protocol import relay
 from p2psocial.protocol.dht.records import (
     RecordRejected,
     RecordStore,
@@ -99,7 +100,9 @@ from p2psocial.protocol.dht.wire import (
     parse_hello_reply,
     parse_node_list,
     parse_observe_reply,
+    parse_peer_relays,
     parse_ping_reply,
+    parse_relay,
     parse_request_args,
     parse_status_reply,
     verify_hello,
@@ -518,7 +521,10 @@ def corpus() -> Corpus:
             req("get_record", HEAD_KEY_A, "head"),
             req("get_record", PROFILE_KEY_A, "profile", NONCE),
         ],
-        "announce": [req("announce", swarm_key(A.public_key), 4001, token)],
+        "announce": [
+            req("announce", swarm_key(A.public_key), 4001, token),
+            req("announce", swarm_key(A.public_key), 4001, token, [NODE_ID, "203.0.113.9", 4002]),
+        ],
         "get_peers": [
             req("get_peers", swarm_key(A.public_key)),
             req("get_peers", swarm_key(A.public_key), NONCE),
@@ -552,6 +558,16 @@ def corpus() -> Corpus:
             resp({"nodes": _contacts(4), "peers": peers, "token": token, "proof": [pk, sig]}),
             resp({"nodes": _contacts(6), "peers": [], "token": token}),
         ],
+        "peer_relays": [
+            resp(
+                {
+                    "nodes": _contacts(2),
+                    "peers": [[*p, NODE_ID, "203.0.113.9", 4002] for p in peers[:4]] + peers[4:],
+                    "token": token,
+                }
+            ),
+        ],
+        "relay": [resp([NODE_ID, "203.0.113.9", 4002]), resp([NODE_ID, "2001:db8::9", 1])],
         "status": [resp({"ok": True}), resp({"rejected": "stale"}), resp(True), resp(False)],
         "observe": [
             resp({"addr": ["198.51.100.7", 4001]}),
@@ -1374,6 +1390,50 @@ def _args_run(method: str) -> Callable[[], Run]:
     return make
 
 
+def _relay_seeds() -> list[bytes]:
+    """The relay's control messages (spec/sync.md §11), each as it travels."""
+    sig = NODE.sign(relay.reserve_signed_bytes(NONCE, NODE_ID))
+    return [
+        relay.encode_challenge(NODE_ID, NONCE),
+        relay.encode_proof(NODE.public_key, sig),
+        relay.encode_connect(NODE_ID),
+        relay.encode_connect_answer(0),
+        relay.encode_accept(NONCE[:16]),
+        relay.encode_keepalive() + relay.encode_incoming(NONCE[:16]),
+    ]
+
+
+def _relay_run() -> Run:
+    """Every relay decoder on the same bytes: decode_preamble_untrusted,
+    decode_challenge_untrusted, decode_connect_untrusted,
+    decode_connect_answer_untrusted, decode_accept_untrusted,
+    verify_proof_untrusted and the control stream's decoder."""
+    decoders = (
+        relay.decode_preamble_untrusted,
+        relay.decode_challenge_untrusted,
+        relay.decode_connect_untrusted,
+        relay.decode_connect_answer_untrusted,
+        relay.decode_accept_untrusted,
+    )
+
+    def run(data: bytes) -> str | None:
+        refused = 0
+        for decode in decoders:
+            try:
+                decode(data[:80])
+            except DecodeError:
+                refused += 1
+        with contextlib.suppress(DecodeError, InvalidSignature):
+            relay.verify_proof_untrusted(data[:96], NONCE, NODE_ID)
+        try:
+            relay.ControlDecoder().feed_untrusted(data[:64])
+        except DecodeError:
+            refused += 1
+        return None if refused <= len(decoders) else "refused"
+
+    return run
+
+
 def _reply_run(parser: str) -> Callable[[], Run]:
     def make() -> Run:
         values = ValueStore(max_items=64)
@@ -1408,6 +1468,10 @@ def _reply_run(parser: str) -> Callable[[], Run]:
                 proof_ok(parse_get_peers_reply(v)[3])
             elif parser == "observe":
                 parse_observe_reply(v)
+            elif parser == "peer_relays":
+                parse_peer_relays(v)  # skips what it cannot use: never raises
+            elif parser == "relay":
+                parse_relay(v)
             else:
                 parse_status_reply(v)
             return None
@@ -1637,6 +1701,7 @@ def targets() -> dict[str, Target]:
         )
     )
     add(Target("noise_handshake", _noise_seeds(), _noise_run, (NoiseError,)))
+    add(Target("relay_control", _relay_seeds(), _relay_run, (DecodeError, InvalidSignature)))
     link_seeds = [encode_link_payload(k, LINK_STATIC) for k in (NODE, A)]
     add(Target("link_payload", link_seeds, _link_payload_run, (LinkError, InvalidSignature)))
     add(
