@@ -21,20 +21,30 @@ answered, when nothing is left to ask and nothing is in flight, or (value
 lookups) when ``quorum`` answers carried a value. Its result is the ``k``
 closest candidates that answered, nearest first, and the values seen.
 
-A request unanswered after ``slow_after`` seconds becomes SLOW: it stops
-holding one of the α slots, so the lookup asks the next candidate (a dead
-contact must not stall it), but it is not failed either: if it is among the
-k closest, the lookup still waits for its verdict (the caller's retries end
-in on_response or on_failure). That keeps lookups exact on lossy links while
-dead contacts cost little. ``next`` takes ``now`` and fails requests past
-``timeout``, so a lost callback cannot stall a lookup.
+A request unanswered after ``slow_after`` seconds (or the ``patience`` the
+caller gives for that contact, typically a round trip or two) becomes SLOW:
+it stops holding one of the α slots, so the lookup asks the next candidate (a
+dead contact must not stall it). It is not failed either: the caller's
+retries end in on_response or on_failure. What happens next depends on
+``await_slow``:
+
+- True (an exact lookup, before storing at the k closest): a SLOW candidate
+  among the k closest is still awaited, which keeps the result exact on lossy
+  links while dead contacts cost only their retries.
+- False (a get, which needs a few answers, not the exact set): a SLOW
+  candidate no longer counts among the k closest, so the lookup may finish
+  without it (compare rust-libp2p's "unresponsive" peers); an answer that
+  comes while the lookup runs still counts.
+
+``next`` takes ``now`` and fails requests past ``timeout``, so a lost
+callback cannot stall a lookup.
 """
 
 from __future__ import annotations
 
 import bisect
 import enum
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,8 +108,13 @@ class Lookup:
         k: how many closest nodes the lookup establishes.
         alpha: requests in flight at most.
         timeout: seconds after which an unanswered request counts as failed.
-        slow_after: seconds after which it stops holding an α slot (SLOW);
-            None means never (it holds the slot until ``timeout``).
+        slow_after: seconds after which it stops holding an α slot and
+            counting among the k closest (SLOW); None means never (it holds
+            the slot until ``timeout``).
+        patience: if given, ``slow_after`` for one contact (say, from its
+            measured round-trip time), capped at ``timeout``.
+        await_slow: whether SLOW candidates among the k closest are awaited
+            (see the module docstring).
         quorum: for value lookups, stop after this many answers with a value;
             None for a node lookup that always runs to completion.
         max_candidates: bound on remembered candidates (the farthest
@@ -116,6 +131,8 @@ class Lookup:
         alpha: int = 3,
         timeout: float = 2.0,
         slow_after: float | None = None,
+        patience: Callable[[Contact], float] | None = None,
+        await_slow: bool = True,
         quorum: int | None = None,
         max_candidates: int = 200,
     ) -> None:
@@ -128,6 +145,10 @@ class Lookup:
         self.alpha = alpha
         self.timeout = timeout
         self.slow_after = timeout if slow_after is None else min(slow_after, timeout)
+        self._patience = patience
+        self._skip = (
+            frozenset({_State.FAILED}) if await_slow else frozenset({_State.FAILED, _State.SLOW})
+        )
         self.quorum = quorum
         self.max_candidates = max(max_candidates, k)
         self._order: list[tuple[int, bytes]] = []
@@ -198,7 +219,7 @@ class Lookup:
         all_done = True
         for _, node_id in self._order:
             cand = self._cands[node_id]
-            if cand.state is _State.FAILED:
+            if cand.state in self._skip:
                 continue
             seen += 1
             if cand.state is not _State.SUCCEEDED:
@@ -212,7 +233,10 @@ class Lookup:
         if pick is not None and self._in_flight < self.alpha:
             pick.state = _State.WAITING
             pick.deadline = now + self.timeout
-            pick.slow_at = now + self.slow_after
+            wait = self.slow_after
+            if self._patience is not None:
+                wait = min(self._patience(pick.contact), self.timeout)
+            pick.slow_at = now + wait
             self._in_flight += 1
             self.queries += 1
             return Query(pick.contact)
