@@ -62,7 +62,6 @@ class _State(enum.Enum):
     SLOW = 4
 
 
-_PENDING = frozenset({_State.WAITING, _State.SLOW})
 
 
 @dataclass(slots=True)
@@ -146,14 +145,14 @@ class Lookup:
         self.timeout = timeout
         self.slow_after = timeout if slow_after is None else min(slow_after, timeout)
         self._patience = patience
-        self._skip = (
-            frozenset({_State.FAILED}) if await_slow else frozenset({_State.FAILED, _State.SLOW})
-        )
+        self._skip_slow = not await_slow
         self.quorum = quorum
         self.max_candidates = max(max_candidates, k)
         self._order: list[tuple[int, bytes]] = []
         self._cands: dict[bytes, _Candidate] = {}
         self._in_flight = 0
+        #: candidates WAITING or SLOW (the only ones whose timers run)
+        self._pending: dict[bytes, _Candidate] = {}
         self._values: list[tuple[Contact, Any]] = []
         self._result: Finished | None = None
         #: Requests handed out so far (a measure of lookup cost).
@@ -175,6 +174,7 @@ class Lookup:
                 cand = self._cands[self._order[i][1]]
                 if cand.state is not _State.WAITING:
                     del self._cands[self._order[i][1]]
+                    self._pending.pop(self._order[i][1], None)
                     del self._order[i]
                     break
             else:  # pragma: no cover - needs more than max_candidates in flight
@@ -183,6 +183,10 @@ class Lookup:
     def _set(self, cand: _Candidate, state: _State) -> None:
         if cand.state is _State.WAITING:
             self._in_flight -= 1
+        if state is _State.WAITING or state is _State.SLOW:
+            self._pending[cand.contact.node_id] = cand
+        else:
+            self._pending.pop(cand.contact.node_id, None)
         cand.state = state
 
     # -- the iterator ----------------------------------------------------------
@@ -205,13 +209,11 @@ class Lookup:
         """
         if self._result is not None:
             return self._result
-        for cand in self._cands.values():
-            st = cand.state
-            if st is _State.WAITING or st is _State.SLOW:
-                if cand.deadline <= now:
-                    self._set(cand, _State.FAILED)
-                elif st is _State.WAITING and cand.slow_at <= now:
-                    self._set(cand, _State.SLOW)
+        for cand in list(self._pending.values()):
+            if cand.deadline <= now:
+                self._set(cand, _State.FAILED)
+            elif cand.state is _State.WAITING and cand.slow_at <= now:
+                self._set(cand, _State.SLOW)
         if self.quorum is not None and len(self._values) >= self.quorum:
             return self._finish()
         seen = 0
@@ -219,18 +221,20 @@ class Lookup:
         all_done = True
         for _, node_id in self._order:
             cand = self._cands[node_id]
-            if cand.state in self._skip:
+            st = cand.state
+            if st is _State.FAILED or (st is _State.SLOW and self._skip_slow):
                 continue
             seen += 1
-            if cand.state is not _State.SUCCEEDED:
+            if st is not _State.SUCCEEDED:
                 all_done = False
-                if pick is None and cand.state is _State.NOT_CONTACTED:
+                if pick is None and st is _State.NOT_CONTACTED:
                     pick = cand
             if seen >= self.k:
                 break
         if all_done:
             return self._finish()
         if pick is not None and self._in_flight < self.alpha:
+            self._pending[pick.contact.node_id] = pick
             pick.state = _State.WAITING
             pick.deadline = now + self.timeout
             wait = self.slow_after
@@ -240,7 +244,7 @@ class Lookup:
             self._in_flight += 1
             self.queries += 1
             return Query(pick.contact)
-        pending = [c for c in self._cands.values() if c.state in _PENDING]
+        pending = list(self._pending.values())
         if not pending:
             return self._finish()
         until = min(c.slow_at if c.state is _State.WAITING else c.deadline for c in pending)
