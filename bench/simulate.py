@@ -8,8 +8,9 @@ the caller's retries) and prints, per size N:
   at once; ``lookup_success_after_churn`` (gets from survivors finding the
   record) and ``median_hops`` (of node lookups, against log2(N)/3);
 - ``availability``: 24 simulated hours in which each node goes offline with
-  p = 0.2 and comes back with p = 0.4 every hour, with hourly republishing by
-  an online holder, and without (the defence off);
+  p = 0.2, comes back with p = 0.4 and leaves for good with p = 0.03 every
+  hour (a newcomer with an empty store joins for each that leaves), with
+  hourly republishing by an online holder, and without (the defence off);
 - ``sybils``: as many sybils as honest nodes, all in one /16: their share of
   honest tables and of the k closest sets that lookups return, with the
   routing table's IP-diversity limits and without;
@@ -24,6 +25,7 @@ line last.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import sys
@@ -32,6 +34,10 @@ from typing import Any
 
 from p2psocial.sim import NetModel
 from p2psocial.sim.scenarios import availability, build, churn_lookups, eclipse_gets, sybil_share
+
+#: the availability scenario: 24 h; each hour a node goes offline with p 0.2,
+#: comes back with p 0.4, and leaves for good with p 0.03 (a newcomer joins)
+DAY: dict[str, Any] = {"records": 50, "gets_per_hour": 25, "depart_per_hour": 0.03}
 
 
 def log(msg: str) -> None:
@@ -45,15 +51,14 @@ def one_size(n: int, seed: int, scenarios: set[str]) -> dict[str, Any]:
         sim = build(n, seed)
         log(f"N={n}: built in {time.perf_counter() - t:.1f} s")
         if "churn" in scenarios:
-            out["churn"] = churn_lookups(sim)
+            out["churn"] = churn_lookups(copy.deepcopy(sim) if "availability" in scenarios else sim)
             log(f"  churn {out['churn']}")
         if "availability" in scenarios:
-            for node in sim.nodes.values():
-                node.online = True
-            on = availability(sim, republish=True)
-            for node in sim.nodes.values():
-                node.online = True
-            off = availability(sim, republish=False)
+            # Both runs start from the same joined network.
+            base = copy.deepcopy(sim) if "churn" in scenarios else sim
+            twin = copy.deepcopy(base)
+            on = availability(base, republish=True, **DAY)
+            off = availability(twin, republish=False, **DAY)
             out["availability"] = {"republish": on, "no_republish": off}
             log(f"  availability {out['availability']}")
     if "sybils" in scenarios:

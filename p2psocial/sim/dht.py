@@ -139,9 +139,10 @@ class SimDHT:
             contacts = node.table.contacts()
             if contacts:
                 self.find_node(node, node.node_id)
-        # One refresh lookup into each of the few farthest buckets (the
-        # real join does the same for buckets it has not filled).
-        for bit in range(4):
+        # One refresh lookup into each of the two farthest buckets (the real
+        # join refreshes the buckets it has not filled; the far ones matter
+        # most, and incoming queries fill the rest over time).
+        for bit in range(2):
             target = bytearray(node.node_id)
             target[0] ^= 0x80 >> bit
             self.find_node(node, bytes(target))
