@@ -66,12 +66,13 @@ class P2PSocialApp(App[None]):
     """
 
     TITLE = "p2psocial"
+    ENABLE_COMMAND_PALETTE = False
     CSS = """
     Screen { background: $surface; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("question_mark", "help", "Help"),
-        Binding("h", "home", "Home"),
+        Binding("h", "home", "Home", show=False),
         Binding("n", "notifications", "Notifications"),
         Binding("slash", "search", "Search"),
         Binding("P", "my_profile", "Me", show=False),

@@ -98,7 +98,7 @@ class Names:
         identities whose self-chosen name starts so (their token is the full key)."""
         low = prefix.lower()
         pets = sorted(p for p, _ in self._known.values() if p and p.startswith(low))
-        out = [(p, p) for p in pets]
+        out = [(p, f"@{p}") for p in pets]
         for identity, (petname, profile) in self._known.items():
             if not petname and profile and clean_name(profile).lower().startswith(low):
                 out.append((identity, f"~{clean_name(profile)} ({short_identity(identity)})"))

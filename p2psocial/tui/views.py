@@ -44,7 +44,7 @@ class EntriesScreen(Screen[None]):
         Binding("r", "reply", "Reply"),
         Binding("e", "react", "React"),
         Binding("t", "repost", "Repost"),
-        Binding("p", "profile", "Profile"),
+        Binding("p", "profile", "Profile", show=False),
         Binding("d", "delete", "Delete", show=False),
         Binding("x", "block", "Block", show=False),
         Binding("m", "mute", "Mute", show=False),
@@ -52,6 +52,8 @@ class EntriesScreen(Screen[None]):
         Binding("Y", "copy_identity", "Copy identity", show=False),
         Binding("ctrl+r", "reload", "Reload", show=False),
         Binding("escape,q", "back", "Back"),
+        Binding("g,home", "first", "First", show=False),
+        Binding("G,end", "last", "Last", show=False),
     ]
 
     def __init__(self, **list_options: Any) -> None:
@@ -80,6 +82,11 @@ class EntriesScreen(Screen[None]):
         return self.query_one("#entries", EntryList)
 
     def on_mount(self) -> None:
+        # Textual calls every class's on_mount; views differ in start() instead.
+        self.start()
+
+    def start(self) -> None:
+        """Called once mounted: focus the list and load the first page."""
         self.entries.focus()
         if self.tui.client is not None:
             self.reload()
@@ -198,6 +205,12 @@ class EntriesScreen(Screen[None]):
     def action_back(self) -> None:
         self.tui.back()
 
+    def action_first(self) -> None:
+        self.entries.action_first()
+
+    def action_last(self) -> None:
+        self.entries.action_last()
+
     def show_entry(self, entry: dict[str, Any]) -> None:
         """A fresher view of an entry this view may show (after a reaction, say)."""
         if self.entries.window.replace(entry):
@@ -208,6 +221,10 @@ class HomeScreen(EntriesScreen):
     """The home timeline: you and those you follow, live."""
 
     VIEW = "Home"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "app.quit", "Quit"),
+        Binding("escape", "top", "Top", show=False),
+    ]
 
     def __init__(self) -> None:
         super().__init__(cap=500)
@@ -236,8 +253,15 @@ class HomeScreen(EntriesScreen):
         new = len(window.unread) + window.new_count
         return f"{new} new" if new else ""
 
-    def action_back(self) -> None:
-        self.app.exit()
+    def action_top(self) -> None:
+        """Back to the newest entries (escape), loading them again if they were dropped."""
+        if not self.entries.window.at_top or self.entries.window.new_count:
+            self.reload()
+        else:
+            self.entries.action_first()
+
+    def action_first(self) -> None:
+        self.action_top()
 
 
 class NotificationsScreen(EntriesScreen):
@@ -395,10 +419,9 @@ class ProfileScreen(EntriesScreen):
         )
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        # The entries' selection is handled by EntriesScreen's own handler.
         if event.option_list.id == "people" and 0 <= event.option_index < len(self.people):
             self.tui.open_profile(self.people[event.option_index])
-        else:
-            super().on_option_list_option_selected(event)
 
     def status(self) -> str:
         """What the header says about this view."""
@@ -425,7 +448,7 @@ class SearchScreen(EntriesScreen):
         )
         yield Static("", id="who")
 
-    def on_mount(self) -> None:
+    def start(self) -> None:
         self.entries.empty_text = "type a query and press enter"
         self.entries.refresh_rows()
         self.query_one("#query", Input).focus()
