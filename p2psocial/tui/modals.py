@@ -25,13 +25,14 @@ __all__ = [
 #: The help overlay's text: every key, by view.
 HELP = """\
 [b]Everywhere[/b]
-  ?          this help             q / escape  back (quit from Home)
+  ?          this help             q / escape  back (q on Home quits)
   h          home timeline         n           notifications
   /          search                P           your profile
   c          compose a post        ctrl+r      reload this view
 
 [b]On an entry[/b]
   ↑ ↓ j k    move                  pgup pgdn   a page
+  g G        first, last           escape      Home: back to the newest
   enter      its thread            p           its author's profile
   r          reply                 e           react (emoji)
   t          repost                d           delete (yours; asks first)

@@ -59,6 +59,7 @@ class EntryList(OptionList):
         self.as_notifications = notifications
         self.as_tree = tree
         self._asked: tuple[str, str | None] | None = None
+        self._quiet = False
         self.empty_text = "nothing to show yet"
 
     @property
@@ -96,7 +97,12 @@ class EntryList(OptionList):
         if index is None:
             index = max(0, min(len(rows) - 1, old + shift))
         if rows:
-            self.highlighted = index
+            # Putting the cursor back is not the reader looking at the row.
+            self._quiet = True
+            try:
+                self.highlighted = index
+            finally:
+                self._quiet = False
             self.scroll_to_highlight()
         self._asked = None
 
@@ -105,7 +111,7 @@ class EntryList(OptionList):
         super().watch_highlighted(highlighted)
         if highlighted is None:
             return
-        if self.window.seen(highlighted):
+        if not self._quiet and self.window.seen(highlighted):
             rows = self.window.rows()
             if 0 <= highlighted < len(rows):
                 self.replace_option_prompt_at_index(
