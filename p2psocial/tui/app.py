@@ -134,8 +134,19 @@ class P2PSocialApp(App[None]):
             await anyio.sleep(self.retry)
 
     async def _serve(self, client: AsyncClient) -> None:
+        # The watches open first, so nothing stored after the first page is
+        # missed; the first page is asked for next, before the rest of the
+        # set-up, because it is what the user waits for.
+        timeline = await client.watch(kinds=TIMELINE_KINDS)
+        notes = await client.watch(kinds=["notification"])
         self.me = client.identity
         self.names.me = self.me
+        self.client = client
+        self.connections += 1
+        self._hide_down()
+        for screen in self.screen_stack:
+            if isinstance(screen, EntriesScreen) and screen.is_mounted:
+                screen.reload()
         status: dict[str, Any] = dict(await client.status())
         self.unread = int(status.get("unread_notifications", 0))
         following: dict[str, Any] = dict(await client.following())
@@ -146,14 +157,6 @@ class P2PSocialApp(App[None]):
         self.muted = set((await client.policy()).get("muted") or ())
         mine: dict[str, Any] = dict(await client.profile())
         self.names.learn(self.me, mine.get("petname"), mine.get("name"))
-        timeline = await client.watch(kinds=TIMELINE_KINDS)
-        notes = await client.watch(kinds=["notification"])
-        self.client = client
-        self.connections += 1
-        self._hide_down()
-        for screen in self.screen_stack:
-            if isinstance(screen, EntriesScreen) and screen.is_mounted:
-                screen.reload()
         self.update_status()
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(self._live_timeline, client, timeline)
