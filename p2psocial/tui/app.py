@@ -209,11 +209,9 @@ class P2PSocialApp(App[None]):
     def _hide_down(self) -> None:
         if self.down is not None:
             down, self.down = self.down, None
-            if down in self.screen_stack:
-                if self.screen is down:
-                    self.pop_screen()
-                else:
-                    self.screen_stack.remove(down)
+            # Anything opened over it (the help, say) goes with it.
+            while down in self.screen_stack and len(self.screen_stack) > 1:
+                self.pop_screen()
 
     def need_client(self) -> AsyncClient:
         """The connected client.

@@ -234,12 +234,13 @@ def test_long_timelines_page_lazily_and_keep_rows_bounded() -> None:
 
 def test_daemon_down_shows_how_to_start_one_and_retries() -> None:
     attempts: list[int] = []
+    up: list[bool] = []
     client = FakeClient()
 
     @contextlib.asynccontextmanager
     async def flaky() -> AsyncIterator[FakeClient]:
         attempts.append(1)
-        if len(attempts) < 3:
+        if not up:
             raise DaemonNotRunning("no p2psocial daemon at /x/api.sock (socket not found)")
         yield client
 
@@ -250,9 +251,14 @@ def test_daemon_down_shows_how_to_start_one_and_retries() -> None:
         text = str(app.screen.query_one("#down").render())
         assert "No p2psocial daemon is running" in text
         assert "p2psocial daemon" in text and "socket not found" in text
+        await until(pilot, lambda: len(attempts) >= 3, what="retries")
+        assert app.connections == 0
+        await pilot.press("question_mark")  # the help, over the down screen
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
+        up.append(True)
         await until(pilot, lambda: app.connections == 1, what="the retry")
-        assert len(attempts) == 3
         await until(pilot, lambda: app.screen is app.home, what="home")
+        assert app.screen_stack == [app.home]
         await until(pilot, lambda: len(app.home.entries.window) > 0, what="the first page")
         assert app.me == ME
 
