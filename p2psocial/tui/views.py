@@ -13,8 +13,9 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, OptionList, Static
+from textual.widgets import Button, Footer, Header, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from ..errors import APIError
@@ -328,7 +329,9 @@ class ProfileScreen(EntriesScreen):
         Binding("tab", "cycle", "Posts/following/followers"),
     ]
     DEFAULT_CSS = """
-    ProfileScreen #card { height: auto; padding: 0 2; border-bottom: solid $accent; }
+    ProfileScreen #top { height: auto; border-bottom: solid $accent; }
+    ProfileScreen #card { height: auto; width: 1fr; padding: 0 2; }
+    ProfileScreen #follow { margin: 0 2; display: none; }
     ProfileScreen #people { height: 1fr; display: none; }
     """
     SHOWS = ("posts", "following", "followers")
@@ -341,7 +344,9 @@ class ProfileScreen(EntriesScreen):
         self.people: list[str] = []
 
     def compose_top(self) -> ComposeResult:
-        yield Static("", id="card")
+        with Horizontal(id="top"):
+            yield Static("", id="card")
+            yield Button("Follow", id="follow", variant="primary", compact=True)
         yield OptionList(id="people")
 
     async def first_page(self) -> dict[str, Any]:
@@ -379,6 +384,13 @@ class ProfileScreen(EntriesScreen):
             t.append(f"  [forked @{p.get('fork_seq')}]", style="bold magenta")
         t.append(f"\nshowing {self.shows} · tab switches · f follows/unfollows", style="dim")
         self.query_one("#card", Static).update(t)
+        button = self.query_one("#follow", Button)
+        button.display = self.identity != self.tui.me
+        button.label = "Unfollow" if self.identity in self.tui.following else "Follow"
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "follow":
+            self.action_toggle_follow()
 
     def action_toggle_follow(self) -> None:
         if self.identity == self.tui.me:

@@ -187,9 +187,12 @@ def test_notifications_profile_search_and_help() -> None:
         card = app.screen.query_one("#card")
         await until(pilot, lambda: "Grows tomatoes" in str(card.render()), what="bio")
         assert "following 3 · followers 2" in str(card.render())
+        button = app.screen.query_one("#follow")
+        assert str(button.label) == "Unfollow"
         await pilot.press("f")  # ada is followed: unfollow
         await until(pilot, lambda: ADA not in app.following, what="unfollow")
-        await pilot.press("f")
+        await until(pilot, lambda: str(button.label) == "Follow", what="the button")
+        await pilot.click("#follow")
         await until(pilot, lambda: ADA in app.following, what="follow")
         await pilot.press("tab", "tab")
         await until(pilot, lambda: app.screen.people, what="followers")  # type: ignore[attr-defined]
