@@ -103,7 +103,8 @@ class P2PSocialApp(App[None]):
         self.down: DownScreen | None = None
         #: Connections made so far (tests and benches wait on it).
         self.connections = 0
-        #: ``time.monotonic()`` when each live entry was put on screen, by id (bounded).
+        #: ``time.monotonic()`` when each live entry went on the home screen, by id
+        #: (the latest 1,000; the bench times live entries with it).
         self.shown_at: dict[str, float] = {}
 
     def get_default_screen(self) -> Screen[Any]:
@@ -176,19 +177,22 @@ class P2PSocialApp(App[None]):
     async def _live_timeline(self, client: AsyncClient, events: Any) -> None:
         async for event in events:
             author = str(event.get("author"))
-            if author in self.muted or (author != self.me and author not in self.following):
+            if author in self.muted:
                 continue
-            await self._learn_author(client, author)
-            self.names.learn_entry(event)
-            self.home.add_live(dict(event))
-            self.shown_at[str(event["id"])] = time.monotonic()
-            while len(self.shown_at) > 1000:
-                del self.shown_at[next(iter(self.shown_at))]
             top = self.screen
+            # A reply to the thread on screen shows there, whoever wrote it.
             if isinstance(top, ThreadScreen) and event.get("reply_root") is not None:
                 ids = {e.get("id") for e in top.entries.window.rows()}
                 if event.get("reply_root") in ids or event.get("reply_parent") in ids:
                     top.reload()
+            if author != self.me and author not in self.following:
+                continue
+            await self._learn_author(client, author)
+            self.names.learn_entry(event)
+            if self.home.add_live(dict(event)):
+                self.shown_at[str(event["id"])] = time.monotonic()
+                while len(self.shown_at) > 1000:
+                    del self.shown_at[next(iter(self.shown_at))]
 
     async def _live_notifications(self, client: AsyncClient, events: Any) -> None:
         async for event in events:

@@ -238,8 +238,8 @@ class HomeScreen(EntriesScreen):
         client = self.tui.need_client()
         return dict(await client.timeline(limit=PAGE, before=cursor))
 
-    def add_live(self, entry: dict[str, Any]) -> None:
-        """A new entry from the watch."""
+    def add_live(self, entry: dict[str, Any]) -> bool:
+        """A new entry from the watch; returns whether it is on screen now."""
         window = self.entries.window
         shown = window.add_live([entry])
         if window.stale:
@@ -247,6 +247,7 @@ class HomeScreen(EntriesScreen):
         elif shown:
             self.entries.refresh_rows()
         self.tui.update_status(self)
+        return shown > 0 and not window.stale
 
     def status(self) -> str:
         """What the header says about this view."""

@@ -207,6 +207,7 @@ class FakeClient:
         return self._paged(mine, limit, before)
 
     async def thread(self, id: str) -> dict[str, Any]:
+        self.calls.append(f"thread {id}")
         return {"items": THREAD}
 
     async def search(

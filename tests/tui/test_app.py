@@ -127,6 +127,28 @@ def test_thread_reply_react_and_repost() -> None:
     run_pilot(new_app(client), script)
 
 
+def test_a_live_reply_to_the_open_thread_reloads_it_whoever_wrote_it() -> None:
+    client = FakeClient()
+
+    async def script(pilot: Pilot[None]) -> None:
+        app = await loaded(pilot)
+        await pilot.press("G", "enter")
+        await until(pilot, lambda: isinstance(app.screen, ThreadScreen), what="thread")
+        await until(pilot, lambda: app.screen.entries.window.loaded, what="the thread")  # type: ignore[attr-defined]
+        asked = client.calls.count(f"thread {ROOT['id']}")
+        stranger = "p2ps1qstranger"  # not followed: not for the home timeline
+        reply = entry(50, stranger, "a stranger replies", 1, reply_root=ROOT["id"])
+        client.push_live(reply)
+        await until(
+            pilot,
+            lambda: client.calls.count(f"thread {ROOT['id']}") > asked,
+            what="the thread asked for again",
+        )
+        assert all(e["id"] != reply["id"] for e in app.home.entries.window.rows())
+
+    run_pilot(new_app(client), script)
+
+
 def test_delete_own_asks_first_and_refuses_others() -> None:
     client = FakeClient()
 
