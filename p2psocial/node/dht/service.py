@@ -66,7 +66,7 @@ class DHTNode:
         self._stores = Stores(cfg.token_rotation)
         self._engine = DatagramEngine(cfg, host, port, socket_factory or open_udp_socket)
         self._contacts = Contacts(self.node_id, cfg, self._engine)
-        self._lookups = LookupRunner(cfg, self._contacts)
+        self._lookups = LookupRunner(cfg, self._contacts, rto=self._engine.rtt.rto)
         self._handler = RequestHandler(key, self._stores, self._contacts, now_ms)
         self._plain = PlainKademlia(self._engine, self._contacts, self._lookups, self._stores)
         self._records = RecordClient(

@@ -33,6 +33,7 @@ from .ingest import IngestPipeline
 from .link import Link, head_moved
 from .pool import LinkPool, PoolLimits
 from .recent import RecentCache
+from .scores import ScoreLimits
 from .serve import FeedServer
 from .store import ReplicationStore
 from .swarm import SwarmDiscovery
@@ -66,6 +67,7 @@ _STATISTICS = (
     "internal_errors",
     "keepalives_sent",
     "handshaking",
+    "peer_scores",
     "catch_ups",
     "catch_ups_stalled",
     "head_puts",
@@ -108,6 +110,7 @@ class Replicator:
         foreground: the owner's API requests in flight: work for peers (a
             received frame, a chunk of a batch) waits for them
             (node/foreground.py). Default: one of its own, never busy.
+        scores: penalties and graylisting of misbehaving peers (scores.py).
         refresh_interval: seconds between interest refreshes and redials.
 
     Relays (spec/sync.md §11):
@@ -165,6 +168,7 @@ class Replicator:
         use_relays: str = "auto",
         announce_relay: str = "auto",
         relays: Sequence[RelayAddress] = (),
+        scores: ScoreLimits | None = None,
     ) -> None:
         for mode in (use_relays, announce_relay):
             if mode not in ("auto", "always", "never"):
@@ -203,6 +207,7 @@ class Replicator:
             limits=self.limits,
             foreground=self.foreground,
             relay=self.relay,
+            scores=scores,
             bounds=PoolLimits(
                 max_peers=max_peers,
                 handshake_timeout=handshake_timeout,
