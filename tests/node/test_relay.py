@@ -120,7 +120,7 @@ async def test_a_relay_switched_off_refuses_reservations_and_connects(tmp_path: 
 
 
 async def _relayed_pair(net: TestNet) -> tuple[TNode, TNode, TNode]:
-    relay, home, dialler = net.nodes
+    relay, home, dialler = net.nodes[:3]
     await _reserve(net, home, relay)
     await dialler.follow(home)
     assert await dialler.rep.pool.dial_relayed(_relay_of(relay), home.rep.node_id)
@@ -277,3 +277,26 @@ async def test_bad_relay_messages_are_refused_counted_and_harmless(tmp_path: Pat
             assert sum(v for k, v in stats.items() if k.startswith("reserve_")) == 1
             assert stats["reservations"] == 0
             await dialler.connect(relay)  # the port still serves links
+
+
+async def test_a_relayed_peer_at_fault_is_graylisted_by_node_id_not_by_the_relays_address(
+    tmp_path: Path,
+) -> None:
+    """Every relayed link comes from the relay's address: graylisting that
+    address for one peer's fault would cut off every node behind the relay."""
+    with trio.fail_after(30):
+        async with open_testnet(tmp_path, 4) as net:
+            relay, home, dialler = await _relayed_pair(net)
+            other = net.nodes[3]
+            link = home.rep.pool.links[dialler.rep.node_id]
+            # Loopback is never scored by address: give the relay a public one.
+            public = "198.51.100.18"
+            link.host = public
+            link.drop("protocol_bad_entry")
+            await net.wait_for(_no_peers(dialler), poll=0.05)
+            pool = home.rep.pool
+            assert pool.scores.graylisted(dialler.rep.node_id, "", trio.current_time())
+            assert not pool.scores.graylisted(None, public, trio.current_time())
+            await other.follow(home)
+            assert await other.rep.pool.dial_relayed(_relay_of(relay), home.rep.node_id)
+            assert not await dialler.rep.pool.dial_relayed(_relay_of(relay), home.rep.node_id)

@@ -387,6 +387,9 @@ class LinkPool:
         key = (f"relay:{relay.host}", relay.port)
         if key in self._dialing or self._nursery is None:
             return False
+        if self.scores.graylisted(node_id, "", trio.current_time()):
+            self.refused["graylisted"] += 1
+            return False
         if not self.has_room():
             self.refused["pool_full"] += 1
             return False
@@ -502,7 +505,10 @@ class LinkPool:
     def _charge(self, link: Link) -> None:
         """Score a link that ended by the peer's fault; say so if it is graylisted now."""
         now = trio.current_time()
-        until = self.scores.penalize(link.peer.node_id, link.host, link.reason or "closed", now)
+        # A relayed link comes from its relay's address, shared by every node
+        # behind that relay: only the peer's node id answers for its fault.
+        host = link.host if link.path == "direct" else ""
+        until = self.scores.penalize(link.peer.node_id, host, link.reason or "closed", now)
         if until:
             log.warning(
                 "peer %s at %s graylisted for %.0f s (%s)",
@@ -564,7 +570,8 @@ class LinkPool:
         """
         if peer.key == self.node_key.public_key:
             return "self"
-        if self.scores.graylisted(peer.node_id, host, trio.current_time()):
+        scored_host = host if path == "direct" else ""
+        if self.scores.graylisted(peer.node_id, scored_host, trio.current_time()):
             return "graylisted"
         old = self.links.get(peer.node_id)
         if old is not None:
