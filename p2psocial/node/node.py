@@ -478,11 +478,16 @@ class Node:
         }
 
     def _reachability(self) -> dict[str, Any]:
-        """The status fields of observed addresses (spec/dht.md)."""
+        """The status fields of observed addresses and dial-back (spec/dht.md 4.4, 4.5)."""
         if self.dht is not None:
             r = self.dht.reachability()
-            return {k: r[k] for k in ("reachability", "nat_mapping", "observed_addrs")}
-        return {"reachability": "unknown", "nat_mapping": "unknown", "observed_addrs": []}
+            return {k: r[k] for k in ("reachability", "nat_mapping", "observed_addrs", "reachable")}
+        return {
+            "reachability": "unknown",
+            "nat_mapping": "unknown",
+            "observed_addrs": [],
+            "reachable": "unknown",
+        }
 
     @property
     def node_key_id(self) -> bytes:
@@ -586,6 +591,8 @@ async def open_node(
             )
             node._attach_replicator(replicator)
             node.peer_addr = await nursery.start(replicator.run)
+            if node.peer_addr[1]:  # can others dial our links? (spec/dht.md 4.5)
+                node.dht.enable_dial_back(node.peer_addr[1])
             # With no bootstrap address this still rejoins through the
             # contacts saved by the last run (a no-op on a first run).
             nursery.start_soon(node.dht.bootstrap, bootstrap)
