@@ -138,7 +138,7 @@ class Identities(TypedDict):
 
 
 class Peers(TypedDict):
-    """``peers``: one map per connected peer (node_id, host, port, direction, ...)."""
+    """``peers``: one map per connected peer (node_id, host, port, direction, path, ...)."""
 
     items: list[dict[str, Any]]
 

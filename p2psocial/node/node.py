@@ -37,6 +37,7 @@ from ..protocol.identity import SigningKey, identity_to_text, node_id_from_publi
 from ..storage import AsyncStore, open_async_store
 from .apiserver import APIServer
 from .config import NodeConfig
+from .connectivity import ConnectivityWatch, reach_of
 from .dht import DHTNode
 from .foreground import Foreground
 from .invites import Invites
@@ -80,6 +81,8 @@ class Node:
         self.dht: DHTNode | None = None
         self.replicator: Replicator | None = None
         self.api_server: APIServer | None = None
+        #: Warns when the node reaches no one, or no one reaches it.
+        self.connectivity: ConnectivityWatch | None = None
         self.dht_addr: tuple[str, int] | None = None
         self.peer_addr: tuple[str, int] | None = None
         #: The owner's limits, applied to what replication stores.
@@ -384,9 +387,10 @@ class Node:
     # -- peers and status -----------------------------------------------------
 
     async def peers(self) -> dict[str, Any]:
-        """Connected peers."""
+        """Connected peers, each with its ``path``: ``"direct"`` (a TCP
+        connection between the two nodes) unless the link pool says otherwise."""
         items = self.replicator.peers() if self.replicator is not None else []
-        return {"items": items}
+        return {"items": [{**p, "path": p.get("path", "direct")} for p in items]}
 
     # Invites: first contact (node/invites.py, spec/invite.md).
     async def invite(
@@ -505,6 +509,8 @@ class Node:
             stats["dht"] = self.dht.statistics()
         if self.replicator is not None:
             stats["replication"] = self.replicator.statistics()
+        if self.connectivity is not None:
+            stats["connectivity"] = self.connectivity.statistics()
         if self.api_server is not None:
             stats["api"] = {
                 **self.api_server.stats,
@@ -596,6 +602,11 @@ async def open_node(
             # With no bootstrap address this still rejoins through the
             # contacts saved by the last run (a no-op on a first run).
             nursery.start_soon(node.dht.bootstrap, bootstrap)
+            known = bool(bootstrap or explicit_peers or len(node.dht.table))
+            node.connectivity = ConnectivityWatch(
+                lambda: reach_of(node.dht, node.replicator, node.peer_addr, known=known)
+            )
+            await nursery.start(node.connectivity.run)
             for host, port in explicit_peers:
                 nursery.start_soon(replicator.connect, host, port)
             if config.serve_api:

@@ -121,6 +121,15 @@ def test_dial_back_tells_which_nodes_others_can_open_links_to(
     wait_for(lambda: verdicts() == DIALABLE, 60, 0.5, f"dial-back verdicts {DIALABLE}")
     shown = nodes["port_restricted"].cli("status").stdout
     assert "dialable  no (other nodes cannot open links" in shown, shown
+    # A home nobody can dial, with no relay, says so once in its log (checks
+    # run every 10 s); a dialable node never does.
+    home = nodes["port_restricted"]
+    no_relay = "other nodes cannot open links to this node"
+    wait_for(lambda: no_relay in home.log(), 30, 0.5, "the no-relay warning")
+    [line] = [ln for ln in home.log().splitlines() if no_relay in ln]
+    assert " WARNING " in line and f"TCP {home.port('peer_addr')}" in line, line
+    for name in ("pub1", "full_cone"):
+        assert no_relay not in nodes[name].log()
 
 
 def test_a_public_node_cannot_dial_a_home_but_a_port_forward_can_be_dialled(
