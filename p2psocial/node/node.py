@@ -387,8 +387,11 @@ class Node:
     # -- peers and status -----------------------------------------------------
 
     async def peers(self) -> dict[str, Any]:
-        """Connected peers, each with its ``path``: ``"direct"`` (a TCP
-        connection between the two nodes) unless the link pool says otherwise."""
+        """Connected peers.
+
+        Each has its ``path``: ``"direct"`` (a TCP connection between the two
+        nodes) unless the link pool says otherwise.
+        """
         items = self.replicator.peers() if self.replicator is not None else []
         return {"items": [{**p, "path": p.get("path", "direct")} for p in items]}
 
