@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter, OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
 import trio
@@ -127,7 +127,7 @@ class DialBackResponder:
 
     def __init__(
         self,
-        send: Callable[[bytes, Addr], Any],
+        send: Callable[[bytes, Addr], Awaitable[None]],
         stores: Stores,
         node_key: SigningKey,
         *,
@@ -137,7 +137,7 @@ class DialBackResponder:
         burst: float = 8.0,
         rate: float = 0.5,
         dial_timeout: float = 3.0,
-        probe: Callable[[str, int, bytes, SigningKey], Any] = probe_link,
+        probe: Callable[[str, int, bytes, SigningKey], Awaitable[str]] = probe_link,
     ) -> None:
         self._send = send
         self._stores = stores
