@@ -204,9 +204,8 @@ def notification_label(e: dict[str, Any]) -> str:
 
 
 def format_peer(p: dict[str, Any]) -> str:
-    """``host:port  direction  path  node <id>``: one linked peer."""
-    where = f"{p.get('host')}:{p.get('port')}"
-    return f"{where}  {p.get('direction', '')}  {p.get('path', '')}  node {str(p.get('node_id', ''))[:16]}"
+    path = f"  {p['path']}" if p.get("path") else ""
+    return f"{p.get('host')}:{p.get('port')}  {p.get('direction', '')}{path}  node {str(p.get('node_id', ''))[:16]}"
 
 
 def _entry_refs(e: dict[str, Any]) -> str:
