@@ -82,6 +82,7 @@ def reach_of(
     peer_addr: tuple[str, int] | None,
     *,
     known: bool,
+    relays: int = 0,
 ) -> Reach:
     """The :class:`Reach` of a node's services now.
 
@@ -89,6 +90,7 @@ def reach_of(
         dht, replicator: the node's services (None: not running).
         peer_addr: where its link listener is bound, if anywhere.
         known: other nodes were known to ask when it started.
+        relays: relay reservations held (this build has no relay client, so 0).
     """
     stats = dht.statistics() if dht is not None else {}
     return Reach(
@@ -98,7 +100,7 @@ def reach_of(
         heard=stats.get("contacts", 0) > 0 and stats.get("datagrams_in", 0) > 0,
         links=len(replicator.peers()) if replicator is not None else 0,
         reachable=str(dht.reachability()["reachable"]) if dht is not None else "unknown",
-        relays=0,  # there is no relay client yet (issue 15.3)
+        relays=relays,
         peer_port=peer_addr[1] if peer_addr is not None else 0,
     )
 
