@@ -4,12 +4,15 @@ dialling a node's peer-link port back."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 
+from p2psocial import NodeConfig, open_node
 from p2psocial.node.dht import DHTConfig, DHTNode
 from p2psocial.node.dht.common import Stores
 from p2psocial.node.dht.dialback import DialBackResponder, DialBackResults
@@ -307,3 +310,33 @@ async def test_another_nodes_listener_is_not_ours() -> None:
     assert got["reachable"] == "no", got
     assert len(accepted) == 3
     assert [s.get("dial_back_wrong_node") for s in stats] == [1, 1, 1]
+
+
+async def test_whole_nodes_on_three_networks_find_each_other_dialable(tmp_path: Path) -> None:
+    """open_node wires it up: once the link listener is up, each node asks
+    the others to dial it back, and its status says ``reachable: yes``."""
+    hosts = [f"127.{i}.0.1" for i in (30, 31, 32)]
+    with trio.fail_after(60):
+        async with contextlib.AsyncExitStack() as stack:
+            nodes = []
+            for i, host in enumerate(hosts):
+                boot = [f"{hosts[0]}:{nodes[0].dht_addr[1]}"] if nodes else []
+                cfg = NodeConfig(
+                    data_dir=tmp_path / str(i), listen=host, serve_api=False, bootstrap=boot
+                )
+                nodes.append(
+                    await stack.enter_async_context(
+                        open_node(
+                            cfg, identity_key=SigningKey.generate(), node_key=SigningKey.generate()
+                        )
+                    )
+                )
+            # Each joins through the others, as lookups would make them meet
+            # (contacts that only sent requests are proven lazily).
+            for n in nodes:
+                assert n.dht is not None
+                await n.dht.bootstrap([m.dht_addr for m in nodes if m is not n])
+            while [(await n.status())["reachable"] for n in nodes] != ["yes"] * 3:  # noqa: ASYNC110
+                await trio.sleep(0.1)
+            st = await nodes[2].status()
+            assert st["reachable"] == "yes" and st["reachability"] in ("public", "unknown")

@@ -269,9 +269,10 @@ class DialBack:
     """Asks proven contacts to dial our peer-link port back, and keeps the results.
 
     Nothing is asked until :meth:`enable` gives the port. Rounds ask at most
-    ``per_round`` contacts (different /24s first, those not heard from
-    first), quickly (``first_delay``, doubling up to 16 s) while the verdict
-    is unknown, then every ``interval`` seconds.
+    ``per_round`` contacts (different /24s first; while the verdict is
+    unknown, only those that have not answered yet), quickly (``first_delay``, doubling up to 16 s) while the verdict
+    is unknown, then every ``interval`` seconds. While no contact is proven,
+    a round asks no one and the next comes ``first_delay`` later.
 
     Args:
         caller: sends requests.
@@ -295,6 +296,8 @@ class DialBack:
         self.port: int | None = None
         self._enabled = trio.Event()
         self.results = DialBackResults()
+        #: Contacts the last round asked.
+        self._asked = 0
         self._stats: Counter[str] = Counter()
 
     def enable(self, port: int) -> None:
@@ -310,14 +313,21 @@ class DialBack:
         while True:
             await self.round()
             if self.summary()["reachable"] != UNKNOWN:
-                delay = self._interval
-            await trio.sleep(delay)
-            delay = min(delay * 2, 16.0) if self.summary()["reachable"] == UNKNOWN else delay
+                wait = delay = self._interval
+            elif not self._asked:  # no proven contact yet: look again soon
+                wait = delay = self._first_delay
+            else:  # still learning: at most per_round contacts per 16 s
+                wait, delay = delay, min(delay * 2, 16.0)
+            await trio.sleep(wait)
 
     def _targets(self) -> list[Contact]:
         proven = proven_contacts(self._contacts)
-        fresh = [c for c in proven if c.host not in self.results]
-        return spread_by_network(fresh + [c for c in proven if c not in fresh], self._per_round)
+        if self.summary()["reachable"] == UNKNOWN:
+            # Still learning: an answer counts for 30 minutes, so ask only
+            # those that have not answered (a responder dials an IP at most
+            # twice, then once per 30 s: asking again would only meet busy).
+            proven = [c for c in proven if c.host not in self.results]
+        return spread_by_network(proven, self._per_round)
 
     async def round(self) -> int:
         """Ask one round of contacts; returns how many dialled (ok or not)."""
@@ -334,8 +344,10 @@ class DialBack:
                 self.results.add(c.host, result, trio.current_time())
                 answered += 1
 
+        targets = self._targets()
+        self._asked = len(targets)
         async with trio.open_nursery() as nursery:
-            for c in self._targets():
+            for c in targets:
                 nursery.start_soon(ask, c)
         after = self.summary()
         if after["reachable"] != before:
