@@ -12,8 +12,11 @@
    returned the latest (seq 3) record. The same gets are then repeated
    (``get_warm_*``): the askers have proven their contacts' keys by then.
 4. 30 % of the nodes are killed without warning (their tasks are cancelled;
-   they send nothing more), and the same gets run again from survivors:
-   ``churn_success_ratio``.
+   they send nothing more), and the same gets run again from survivors, 50
+   at once: ``churn_success_ratio``, ``churn_get_p50_ms``/``p99``.
+   ``reference_fixed_timeouts``: a second run of this script with every first
+   attempt waiting the fixed 0.5 s, gets awaiting slow contacts and no
+   dead-contact skipping (``--fixed-timeouts``), for comparison.
 5. ``rss_mib``: a separate run of this script (``--rss-only``) starts and
    bootstraps the same number of nodes, publishes the same heads, and reports
    its resident set size (VmRSS), with ``rss_baseline_mib``, the interpreter
@@ -113,12 +116,19 @@ def make_heads(rng: random.Random, count: int) -> list[tuple[SigningKey, list[by
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     rng = random.Random(args.seed)
     cfg = DHTConfig()
+    if args.fixed_timeouts:
+        # The reference: every first attempt waits rpc_timeout, as before
+        # round trips were measured, and gets await slow contacts.
+        cfg.rpc_timeout_min = cfg.rpc_timeout_max = cfg.rpc_timeout
+        cfg.lookup_patience = 2
+        cfg.dead_ttl = 0.0
     result: dict[str, Any] = {"bench": "dht", "nodes": args.nodes}
     with trio.fail_after(args.time_limit):
         async with trio.open_nursery() as nursery:
             base_rss = rss_mib()
             nodes, scopes, boot_s = await start_network(args.nodes, rng, nursery, cfg)
             result["bootstrap_s"] = round(boot_s, 3)
+            result["fixed_timeouts"] = args.fixed_timeouts
             log(f"bootstrapped {args.nodes} nodes in {boot_s:.2f}s")
             # Let the background hellos (key proofs of new contacts) finish,
             # so the figures below are the steady state.
@@ -200,6 +210,17 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             "success_ratio": round(ok / len(plan), 4),
             "churn_success_ratio": round(churn_ok / len(plan), 4),
             "churn_get_p50_ms": round(pct(churn_ms, 0.5), 1),
+            "churn_get_p99_ms": round(pct(churn_ms, 0.99), 1),
+            "rpc": {
+                k: sum(int(x.statistics().get(k, 0)) for x in nodes)
+                for k in (
+                    "rpc_retries",
+                    "rpc_timeouts",
+                    "rpc_late_answers",
+                    "contacts_evicted",
+                    "lookup_skipped_dead",
+                )
+            },
             "put_stored_on_min": min(stored),
             "put_stored_on_mean": round(statistics.mean(stored), 1),
             "gets": len(plan),
@@ -216,13 +237,52 @@ def main() -> None:
     p.add_argument("--gets", type=int, default=200)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--churn-concurrency", type=int, default=50)
+    p.add_argument(
+        "--fixed-timeouts",
+        action="store_true",
+        help="the reference: fixed 0.5 s first attempts, no dead-contact skipping",
+    )
+    p.add_argument(
+        "--no-reference",
+        action="store_true",
+        help="skip the second run with --fixed-timeouts (the churn reference)",
+    )
     p.add_argument("--time-limit", type=float, default=300)
     p.add_argument("--rss-only", action="store_true", help="internal: the memory run")
     args = p.parse_args()
     result = trio.run(bench, args)
-    if args.rss_only:
+    if args.rss_only or args.fixed_timeouts:
         print(json.dumps(result))
         return
+    if not args.no_reference:
+        # The same network and plan with the timeouts of before: what the
+        # measured round trips and dead-contact skipping buy under churn.
+        ref = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--fixed-timeouts",
+                *("--nodes", str(args.nodes), "--authors", str(args.authors)),
+                *("--gets", str(args.gets), "--seed", str(args.seed)),
+                *("--churn-concurrency", str(args.churn_concurrency)),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        r = json.loads(ref.stdout.strip().splitlines()[-1])
+        result["reference_fixed_timeouts"] = {
+            k: r[k]
+            for k in (
+                "bootstrap_s",
+                "get_p50_ms",
+                "success_ratio",
+                "churn_success_ratio",
+                "churn_get_p50_ms",
+                "churn_get_p99_ms",
+                "rpc",
+            )
+        }
     # Memory is measured in a separate process, so the latency run's garbage
     # does not count against it.
     out = subprocess.run(

@@ -31,6 +31,7 @@ ROOT = Path(p2psocial.__file__).parent
 #: layer -> the layers its modules may import (their own layer included).
 ALLOWED: dict[str, frozenset[str]] = {
     "protocol": frozenset({"protocol"}),
+    "sim": frozenset({"sim", "protocol"}),
     "paths": frozenset({"paths"}),
     "errors": frozenset({"errors", "protocol"}),
     "storage": frozenset({"storage", "protocol", "errors"}),

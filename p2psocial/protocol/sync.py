@@ -20,7 +20,9 @@ A feed we want but hold nothing of (a new follow) is caught up *newest-first*
 (spec/sync.md §5.6): it stays out of our clock, so the peer serves nothing of
 it by itself; we peek its newest ``recent`` entries, which also tells us the
 peer's head, then ask one-shot ranges downwards until the store holds the feed
-contiguously, and only then announce it at that head. The store keeps the
+contiguously, and only then announce it at that head. A long feed (more than
+``catch_up_below`` missing under the recent part) is announced right after its
+recent part instead, so the unpaced classic serve fills it from the bottom. The store keeps the
 ranges as detached runs (each authenticated by its top entry's signature and
 its hash links), so the recent part is readable long before the feed is whole.
 Those are the peeks and one-shot wants every version-1 peer already serves.
@@ -226,6 +228,10 @@ class SyncLimits:
     (``catch_up_burst``, ``catch_up_rate``), kept below the peer's want bucket
     (32, 4/s by default) so that we never trip its ``want_flood``. A request
     unanswered for ``catch_up_stall`` seconds hands the feed to the classic path.
+    Those paced requests fetch at most ``catch_up_below`` seqs below the recent
+    part: a longer feed ends its catch-up after the recent part, and the
+    classic serve, which is not paced, fills it from our contiguous head up
+    (one token per 1,000 entries at 3/s would cap a long feed near 3,000/s).
     """
 
     want_burst: float = 32.0
@@ -243,6 +249,7 @@ class SyncLimits:
     catch_up_burst: float = 8.0
     catch_up_rate: float = 3.0
     catch_up_stall: float = 5.0
+    catch_up_below: int = 4_000
 
 
 def _violation(msg: str, reason: str) -> ProtocolError:
@@ -542,6 +549,8 @@ class SyncSession:
         if hi < low:
             c.due = False
             return self._maybe_finish(author, feed)
+        if hi - low + 1 > self.limits.catch_up_below:
+            return self._finish_catch_up(author, feed)
         if not self._catch_bucket.take(now):
             c.due = True
             return []

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -55,6 +56,12 @@ class AsyncStore:
         # reads wait behind each ingest transaction (bench/flood.py).
         self.reader = reader
         self._read_limiter = trio.CapacityLimiter(1)
+        # Page queries run on the reader, and the CPU their thread spent in
+        # them (thread time: waiting for a core or the GIL does not count),
+        # so that a bench can split a page's cost in the daemon into the
+        # store call and everything around it (bench/api.py).
+        self._reads = 0
+        self._read_cpu = 0.0
         # Per feed, one event per ingest call in flight, in call order (see
         # ingest: calls for one feed write in call order).
         self._ingest_calls: dict[bytes, list[trio.Event]] = {}
@@ -70,9 +77,19 @@ class AsyncStore:
         if self.reader is None:
             return await self._run(method, self.store, *args, **kwargs)
         return await trio.to_thread.run_sync(
-            functools.partial(method, self.reader, *args, **kwargs),
+            functools.partial(self._timed_read, method, self.reader, *args, **kwargs),
             limiter=self._read_limiter,
         )
+
+    def _timed_read(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Reader thread: ``method(*args, **kwargs)``, its thread CPU counted."""
+        t0 = time.thread_time()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            # One reader thread at a time (its limiter), so no lost update.
+            self._read_cpu += time.thread_time() - t0
+            self._reads += 1
 
     @property
     def path(self) -> str:
@@ -392,6 +409,8 @@ class AsyncStore:
         stats["limiter_waiting"] = self._limiter.statistics().tasks_waiting
         stats["local_waiting"] = self._acts.waiting
         stats["local_refused"] = self._acts.refused
+        stats["read_queries"] = self._reads
+        stats["read_query_cpu_s"] = round(self._read_cpu, 6)
         return stats
 
 

@@ -87,6 +87,20 @@ async def test_latest_fifty_arrive_before_the_oldest_then_the_whole_feed(
     assert row["recent_complete"] and row["complete"] and not row["catching"]
 
 
+async def test_a_feed_longer_than_catch_up_below_takes_the_classic_path_after_its_recent_part(
+    tmp_path: Path,
+) -> None:
+    """Downward wants are paced (one token per 1,000 entries); the classic serve
+    from seq 1 is not. Past ``catch_up_below`` missing seqs the catch-up ends
+    after the recent part and the rest comes upwards from seq 1 (spec 5.6 rule 5)."""
+    arrivals, row = await follow_long_feed(tmp_path, SyncLimits(catch_up_below=1_000))
+    assert sorted(set(arrivals)) == list(range(1, N + 1))
+    assert set(arrivals[:50]) == set(range(N - 49, N + 1)), "the recent part first"
+    rest = [s for s in arrivals[50:] if s <= N - 50]
+    assert rest == list(range(1, N - 49)), "then upwards from seq 1, once each"
+    assert row["complete"] and not row["catching"]
+
+
 async def test_classic_catch_up_still_works_with_newest_first_off(tmp_path: Path) -> None:
     arrivals, row = await follow_long_feed(tmp_path, SyncLimits(newest_first=False))
     assert arrivals[0] == 1 and sorted(set(arrivals)) == list(range(1, N + 1))

@@ -613,6 +613,18 @@ CATCH_UP_TABLE: list[tuple[str, dict[str, object], list[tuple[object, ...]], lis
         [Ingest(C, 2951, items(C, 2951, 3000), "sync"), Send(Want(C, 1951))],
     ),
     (
+        "more than catch_up_below missing below the recent part: the classic clock",
+        {},
+        [("start",), ("recv", Entries(C, 9951, 10000, items(C, 9951, 10000)))],
+        [Ingest(C, 9951, items(C, 9951, 10000), "sync"), CLOCK_C0],
+    ),
+    (
+        "950 missing, catch_up_below 400: the classic clock",
+        {"catch_up_below": 400},
+        [("start",), ("recv", Entries(C, 951, 1000, items(C, 951, 1000)))],
+        [Ingest(C, 951, items(C, 951, 1000), "sync"), CLOCK_C0],
+    ),
+    (
         "a batch that does not reach what was asked asks nothing yet",
         {},
         [

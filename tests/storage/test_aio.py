@@ -92,3 +92,24 @@ async def test_blocks_and_posts_share_a_group_commit(tmp_path: Path) -> None:
             assert await store.blocked() == {other.author}
             assert (await store.get_raw(other.id(1))) == (other.item(1)[0], None)
             assert await store.heads([k.public_key]) == {k.public_key: 3}
+
+
+async def test_reader_counts_its_page_queries_and_their_cpu(tmp_path: Path) -> None:
+    """Each page query on the reader is counted with its thread's CPU time
+    (bench/api.py splits a page's cost in the daemon with these)."""
+    with trio.fail_after(20):
+        async with open_async_store(tmp_path / "n.db") as store:
+            f = FeedBuilder(key(1))
+            for i in range(200):
+                f.post(f"hello {i}")
+            await store.ingest(f.items(), now_ms=NOW)
+            before = await store.statistics()
+            for _ in range(5):
+                page = await store.feed(f.author, limit=50)
+                assert len(page.items) == 50
+            assert len((await store.search("hello", limit=50)).items) == 50
+            after = await store.statistics()
+            assert after["read_queries"] - before["read_queries"] == 6
+            spent = after["read_query_cpu_s"] - before["read_query_cpu_s"]
+            # Six pages of 50 decoded entries cost some CPU, and not seconds.
+            assert 0 < spent < 5

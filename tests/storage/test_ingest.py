@@ -198,6 +198,21 @@ def test_segments_fill_in_later(store: Store) -> None:
     ]
 
 
+def test_a_run_from_seq_1_over_a_detached_top_joins_it(store: Store) -> None:
+    """A catch-up that ends after its recent part (spec/sync.md 5.6 rule 5) is
+    served classically from seq 1, through the detached run it already holds."""
+    a = FeedBuilder(key(1))
+    for i in range(30):
+        a.post(f"p{i}")
+    assert {o.status for o in store.ingest(a.items(21, 30), now_ms=NOW)} == {"stored"}
+    out = store.ingest(a.items(1, 30), now_ms=NOW)
+    assert [o.status for o in out] == ["stored"] * 20 + ["duplicate"] * 10
+    assert store.head(a.author) == (30, a.id(30))
+    assert [r[0] for r in store.entries_after(a.author, 0, 100)] == [
+        e.to_bytes() for e in a.entries
+    ]
+
+
 def test_segment_that_conflicts_above(store: Store) -> None:
     a = FeedBuilder(key(1))
     for i in range(4):

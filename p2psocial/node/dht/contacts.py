@@ -47,6 +47,8 @@ class Contacts:
         self._caller = caller
         self._proven: OrderedDict[bytes, Addr] = OrderedDict()
         self._not_ours: dict[Addr, float] = {}
+        #: Contacts whose calls timed out, until when lookups skip them.
+        self._dead: OrderedDict[bytes, float] = OrderedDict()
         self._hello_send, self._hello_recv = trio.open_memory_channel[Contact](config.hello_queue)
         self._ping_send, self._ping_recv = trio.open_memory_channel[Contact](config.ping_queue)
         self._pinging: set[bytes] = set()
@@ -77,6 +79,7 @@ class Contacts:
         records: every lookup reaches a few nodes that never saw the asker,
         and proving each asker eagerly would double the cost of a lookup.
         """
+        self._dead.pop(contact.node_id, None)
         was_empty = not len(self.table)
         outcome = self.table.add(contact, now)
         if was_empty and outcome.result is AddResult.ADDED:
@@ -99,10 +102,29 @@ class Contacts:
                 except trio.WouldBlock:
                     self._stats["ping_queue_full"] += 1
 
-    def failed(self, contact: Contact) -> None:
-        """``contact`` went unanswered (or lied): evict it from the table."""
+    def failed(self, contact: Contact, now: float | None = None) -> None:
+        """``contact`` went unanswered (or lied): evict it from the table.
+
+        With ``now`` (a call timed out) it is also known dead until
+        ``dead_ttl`` later, or until it is heard from (:meth:`saw`).
+        """
         if self.table.remove(contact.node_id):
             self._stats["contacts_evicted"] += 1
+        if now is not None:
+            self._dead[contact.node_id] = now + self._config.dead_ttl
+            self._dead.move_to_end(contact.node_id)
+            while len(self._dead) > self._config.max_proven:
+                self._dead.popitem(last=False)
+
+    def known_dead(self, contact: Contact, now: float) -> bool:
+        """Whether a call to ``contact`` timed out within ``dead_ttl`` and it was not heard since."""
+        until = self._dead.get(contact.node_id)
+        if until is None:
+            return False
+        if until <= now:
+            del self._dead[contact.node_id]
+            return False
+        return True
 
     def take_joined(self) -> bool:
         """Whether the node (re)joined since the last call; clears the signal."""
@@ -126,7 +148,9 @@ class Contacts:
         async for old in self._ping_recv:
             try:
                 await self.ping(old.addr)
-            except (DHTError, ProtocolError):
+            except DHTError:
+                self.failed(old, trio.current_time())
+            except ProtocolError:
                 self.failed(old)
             finally:
                 self._pinging.discard(old.node_id)
@@ -229,7 +253,7 @@ class Contacts:
                 nursery.cancel_scope.cancel()
         if failed:
             if not alive:
-                self.failed(contact)
+                self.failed(contact, trio.current_time())
                 raise DHTError(f"hello to {contact} timed out", reason="timeout")
             self._not_ours[contact.addr] = trio.current_time() + self._config.not_ours_ttl
             if len(self._not_ours) > 4 * self._config.max_proven:

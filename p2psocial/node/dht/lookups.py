@@ -16,7 +16,7 @@ import trio
 
 from ...protocol.dht import Contact, Finished, Lookup, Query
 from ...protocol.errors import ProtocolError
-from .common import DHTConfig, DHTError
+from .common import Addr, DHTConfig, DHTError
 from .contacts import Contacts
 
 __all__ = ["Ask", "LookupRunner"]
@@ -40,18 +40,27 @@ class LookupRunner:
         contacts: seeds come from its table; answers and silences go to it.
     """
 
-    def __init__(self, config: DHTConfig, contacts: Contacts) -> None:
+    def __init__(
+        self, config: DHTConfig, contacts: Contacts, rto: Callable[[Addr], float] | None = None
+    ) -> None:
         self._config = config
         self._contacts = contacts
+        self._rto = rto
         self._stats: Counter[str] = Counter()
+
+    def _patience(self, contact: Contact) -> float:
+        """How long ``contact`` holds an α slot: its first ``lookup_patience`` attempts."""
+        cfg = self._config
+        first = cfg.rpc_timeout if self._rto is None else self._rto(contact.addr)
+        return sum(first * cfg.rpc_backoff**i for i in range(cfg.lookup_patience))
 
     def _timeouts(self) -> tuple[float, float]:
         """(slow_after, timeout) for lookups.
 
         After its first ``lookup_patience`` attempts went unanswered a contact
-        stops holding one of the α slots (the lookup asks the next candidate;
-        a dead contact must not stall it), but the lookup still waits for its
-        verdict if it is among the closest: our retries decide failure. The
+        stops holding one of the α slots and counting among the closest (the
+        lookup asks the next candidates; a dead contact must not stall it);
+        each contact's attempts follow its measured round trip (``rto``). The
         hard timeout is only a backstop (a record query may need a hello first,
         hence twice the retry budget).
         """
@@ -67,7 +76,10 @@ class LookupRunner:
         Args:
             quorum: stop after this many contacts had the value (None: walk to
                 the k closest).
-            k: how many closest nodes to find (default: the config's k).
+            k: how many closest nodes to find (default: the config's k). A
+                walk to the config's k closest (before a store) is exact and
+                awaits slow contacts among them; a shorter one (a get, which
+                needs a few answers) goes past them.
         """
         self._contacts.table.touch(target, trio.current_time())
         slow_after, timeout = self._timeouts()
@@ -79,6 +91,8 @@ class LookupRunner:
             alpha=self._config.alpha,
             timeout=timeout,
             slow_after=slow_after,
+            patience=self._patience,
+            await_slow=(k or self._config.k) >= self._config.k,
             quorum=quorum,
         )
 
@@ -92,13 +106,19 @@ class LookupRunner:
         contacts = self._contacts
 
         async def query(contact: Contact) -> None:
+            if contacts.known_dead(contact, trio.current_time()):
+                # Its last call timed out: no wait on it while others remain.
+                self._stats["lookup_skipped_dead"] += 1
+                lookup.on_failure(contact.node_id)
+                wake.event.set()
+                return
             try:
                 nodes, has_value, value = await ask(contact)
             except (DHTError, ProtocolError) as exc:
                 self._stats[f"lookup_failure_{exc.reason}"] += 1
                 lookup.on_failure(contact.node_id)
                 if exc.reason == "timeout":
-                    contacts.failed(contact)
+                    contacts.failed(contact, trio.current_time())
             else:
                 contacts.saw(contact, trio.current_time())
                 lookup.on_response(contact.node_id, nodes, value=value, has_value=has_value)

@@ -155,7 +155,7 @@ class PlainKademlia:
                     stored += 1
             except DHTError as exc:
                 if exc.reason == "timeout":
-                    self._contacts.failed(c)
+                    self._contacts.failed(c, trio.current_time())
 
         async with trio.open_nursery() as nursery:
             for c in nodes:

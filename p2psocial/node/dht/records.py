@@ -183,7 +183,7 @@ class RecordClient:
                 )
             except DHTError as exc:
                 if exc.reason == "timeout":
-                    contacts.failed(c)
+                    contacts.failed(c, trio.current_time())
                 return
             except ProtocolError:
                 return

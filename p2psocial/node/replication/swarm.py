@@ -381,6 +381,12 @@ class SwarmDiscovery:
         authors.discard(self.identity)
         item = (entry.to_bytes(), payload)
         push = Push(entry.author, entry.seq, item)
+        # A link whose peer has not sent its first clock yet does not say
+        # what the peer wants: wait for it (briefly), or a mention posted
+        # right after a link came up would be sent nowhere.
+        with trio.move_on_after(5):
+            for link in self.pool.open_links():
+                await link.answered.wait()
         for author in authors:
             sent: set[bytes] = set()
             for link in self.pool.open_links():

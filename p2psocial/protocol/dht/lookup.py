@@ -21,20 +21,30 @@ answered, when nothing is left to ask and nothing is in flight, or (value
 lookups) when ``quorum`` answers carried a value. Its result is the ``k``
 closest candidates that answered, nearest first, and the values seen.
 
-A request unanswered after ``slow_after`` seconds becomes SLOW: it stops
-holding one of the α slots, so the lookup asks the next candidate (a dead
-contact must not stall it), but it is not failed either: if it is among the
-k closest, the lookup still waits for its verdict (the caller's retries end
-in on_response or on_failure). That keeps lookups exact on lossy links while
-dead contacts cost little. ``next`` takes ``now`` and fails requests past
-``timeout``, so a lost callback cannot stall a lookup.
+A request unanswered after ``slow_after`` seconds (or the ``patience`` the
+caller gives for that contact, typically a round trip or two) becomes SLOW:
+it stops holding one of the α slots, so the lookup asks the next candidate (a
+dead contact must not stall it). It is not failed either: the caller's
+retries end in on_response or on_failure. What happens next depends on
+``await_slow``:
+
+- True (an exact lookup, before storing at the k closest): a SLOW candidate
+  among the k closest is still awaited, which keeps the result exact on lossy
+  links while dead contacts cost only their retries.
+- False (a get, which needs a few answers, not the exact set): a SLOW
+  candidate no longer counts among the k closest, so the lookup may finish
+  without it (compare rust-libp2p's "unresponsive" peers); an answer that
+  comes while the lookup runs still counts.
+
+``next`` takes ``now`` and fails requests past ``timeout``, so a lost
+callback cannot stall a lookup.
 """
 
 from __future__ import annotations
 
 import bisect
 import enum
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,7 +62,6 @@ class _State(enum.Enum):
     SLOW = 4
 
 
-_PENDING = frozenset({_State.WAITING, _State.SLOW})
 
 
 @dataclass(slots=True)
@@ -98,8 +107,13 @@ class Lookup:
         k: how many closest nodes the lookup establishes.
         alpha: requests in flight at most.
         timeout: seconds after which an unanswered request counts as failed.
-        slow_after: seconds after which it stops holding an α slot (SLOW);
-            None means never (it holds the slot until ``timeout``).
+        slow_after: seconds after which it stops holding an α slot and
+            counting among the k closest (SLOW); None means never (it holds
+            the slot until ``timeout``).
+        patience: if given, ``slow_after`` for one contact (say, from its
+            measured round-trip time), capped at ``timeout``.
+        await_slow: whether SLOW candidates among the k closest are awaited
+            (see the module docstring).
         quorum: for value lookups, stop after this many answers with a value;
             None for a node lookup that always runs to completion.
         max_candidates: bound on remembered candidates (the farthest
@@ -116,6 +130,8 @@ class Lookup:
         alpha: int = 3,
         timeout: float = 2.0,
         slow_after: float | None = None,
+        patience: Callable[[Contact], float] | None = None,
+        await_slow: bool = True,
         quorum: int | None = None,
         max_candidates: int = 200,
     ) -> None:
@@ -128,11 +144,15 @@ class Lookup:
         self.alpha = alpha
         self.timeout = timeout
         self.slow_after = timeout if slow_after is None else min(slow_after, timeout)
+        self._patience = patience
+        self._skip_slow = not await_slow
         self.quorum = quorum
         self.max_candidates = max(max_candidates, k)
         self._order: list[tuple[int, bytes]] = []
         self._cands: dict[bytes, _Candidate] = {}
         self._in_flight = 0
+        #: candidates WAITING or SLOW (the only ones whose timers run)
+        self._pending: dict[bytes, _Candidate] = {}
         self._values: list[tuple[Contact, Any]] = []
         self._result: Finished | None = None
         #: Requests handed out so far (a measure of lookup cost).
@@ -154,6 +174,7 @@ class Lookup:
                 cand = self._cands[self._order[i][1]]
                 if cand.state is not _State.WAITING:
                     del self._cands[self._order[i][1]]
+                    self._pending.pop(self._order[i][1], None)
                     del self._order[i]
                     break
             else:  # pragma: no cover - needs more than max_candidates in flight
@@ -162,6 +183,10 @@ class Lookup:
     def _set(self, cand: _Candidate, state: _State) -> None:
         if cand.state is _State.WAITING:
             self._in_flight -= 1
+        if state is _State.WAITING or state is _State.SLOW:
+            self._pending[cand.contact.node_id] = cand
+        else:
+            self._pending.pop(cand.contact.node_id, None)
         cand.state = state
 
     # -- the iterator ----------------------------------------------------------
@@ -184,13 +209,11 @@ class Lookup:
         """
         if self._result is not None:
             return self._result
-        for cand in self._cands.values():
-            st = cand.state
-            if st is _State.WAITING or st is _State.SLOW:
-                if cand.deadline <= now:
-                    self._set(cand, _State.FAILED)
-                elif st is _State.WAITING and cand.slow_at <= now:
-                    self._set(cand, _State.SLOW)
+        for cand in list(self._pending.values()):
+            if cand.deadline <= now:
+                self._set(cand, _State.FAILED)
+            elif cand.state is _State.WAITING and cand.slow_at <= now:
+                self._set(cand, _State.SLOW)
         if self.quorum is not None and len(self._values) >= self.quorum:
             return self._finish()
         seen = 0
@@ -198,25 +221,30 @@ class Lookup:
         all_done = True
         for _, node_id in self._order:
             cand = self._cands[node_id]
-            if cand.state is _State.FAILED:
+            st = cand.state
+            if st is _State.FAILED or (st is _State.SLOW and self._skip_slow):
                 continue
             seen += 1
-            if cand.state is not _State.SUCCEEDED:
+            if st is not _State.SUCCEEDED:
                 all_done = False
-                if pick is None and cand.state is _State.NOT_CONTACTED:
+                if pick is None and st is _State.NOT_CONTACTED:
                     pick = cand
             if seen >= self.k:
                 break
         if all_done:
             return self._finish()
         if pick is not None and self._in_flight < self.alpha:
+            self._pending[pick.contact.node_id] = pick
             pick.state = _State.WAITING
             pick.deadline = now + self.timeout
-            pick.slow_at = now + self.slow_after
+            wait = self.slow_after
+            if self._patience is not None:
+                wait = min(self._patience(pick.contact), self.timeout)
+            pick.slow_at = now + wait
             self._in_flight += 1
             self.queries += 1
             return Query(pick.contact)
-        pending = [c for c in self._cands.values() if c.state in _PENDING]
+        pending = list(self._pending.values())
         if not pending:
             return self._finish()
         until = min(c.slow_at if c.state is _State.WAITING else c.deadline for c in pending)

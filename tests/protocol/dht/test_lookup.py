@@ -146,7 +146,7 @@ def test_slow_contact_frees_its_slot_but_is_still_awaited() -> None:
     third = lookup.next(1.0)
     assert isinstance(third, Query) and third.contact == seeds[2]
     lookup.on_response(third.contact.node_id)
-    # seeds[0] is among the 3 closest: the lookup waits for its verdict...
+    # seeds[0] is among the 3 closest: the exact lookup waits for its verdict...
     w = lookup.next(2.0)
     assert isinstance(w, Waiting) and w.until == 10.0
     # ...and a late answer counts.
@@ -171,3 +171,61 @@ def test_slow_contact_that_fails_is_replaced_in_the_result() -> None:
     lookup.on_response(q.contact.node_id)
     res = lookup.next(6.0)
     assert isinstance(res, Finished) and res.closest == seeds[1:3]
+
+
+def test_a_get_goes_past_a_slow_contact() -> None:
+    seeds = [Contact(bytes([i]) * 20, "h", i) for i in range(1, 6)]
+    lookup = Lookup(
+        bytes(20), bytes(20), seeds, k=3, alpha=1, timeout=10.0, slow_after=1.0, await_slow=False
+    )
+    first = lookup.next(0.0)
+    assert isinstance(first, Query) and first.contact == seeds[0]
+    assert isinstance(lookup.next(0.5), Waiting)
+    # Past slow_after the next candidate is asked although seeds[0] is silent,
+    # and seeds[0] no longer counts among the k closest.
+    asked = []
+    for now in (1.0, 1.1, 1.2):
+        q = lookup.next(now)
+        assert isinstance(q, Query)
+        asked.append(q.contact)
+        lookup.on_response(q.contact.node_id)
+    assert asked == seeds[1:4]
+    res = lookup.next(1.3)
+    assert isinstance(res, Finished) and res.closest == seeds[1:4], "not waiting for seeds[0]"
+    assert lookup.in_flight == 0
+
+
+def test_a_get_counts_a_slow_contact_that_answers_while_it_runs() -> None:
+    seeds = [Contact(bytes([i]) * 20, "h", i) for i in range(1, 6)]
+    lookup = Lookup(
+        bytes(20), bytes(20), seeds, k=2, alpha=1, timeout=10.0, slow_after=1.0, await_slow=False
+    )
+    assert isinstance(lookup.next(0.0), Query)
+    q = lookup.next(5.0)  # seeds[0] went slow: seeds[1] is asked
+    assert isinstance(q, Query) and q.contact == seeds[1]
+    lookup.on_response(seeds[0].node_id)  # the late answer
+    lookup.on_response(q.contact.node_id)
+    res = lookup.next(5.1)
+    assert isinstance(res, Finished) and res.closest == seeds[:2]
+
+
+def test_patience_sets_each_contacts_slow_time() -> None:
+    seeds = [Contact(bytes([i]) * 20, "h", i) for i in range(1, 4)]
+    waits = {seeds[0].node_id: 0.05, seeds[1].node_id: 30.0}
+    lookup = Lookup(
+        bytes(20),
+        bytes(20),
+        seeds,
+        k=3,
+        alpha=1,
+        timeout=10.0,
+        slow_after=1.0,
+        patience=lambda c: waits.get(c.node_id, 1.0),
+    )
+    assert isinstance(lookup.next(0.0), Query)
+    w = lookup.next(0.0)
+    assert isinstance(w, Waiting) and w.until == 0.05
+    q = lookup.next(0.05)
+    assert isinstance(q, Query) and q.contact == seeds[1]
+    w = lookup.next(0.05)
+    assert isinstance(w, Waiting) and w.until == 10.0, "patience is capped at the timeout"
