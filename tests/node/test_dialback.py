@@ -312,6 +312,34 @@ async def test_another_nodes_listener_is_not_ours() -> None:
     assert [s.get("dial_back_wrong_node") for s in stats] == [1, 1, 1]
 
 
+async def _silent_listener(host: str, accepted: list[str], *, task_status: Any) -> None:
+    """Accepts connections and never says a byte (a firewall that swallows them
+    looks the same to the dialler once the connection is up)."""
+
+    async def handle(stream: trio.SocketStream) -> None:
+        accepted.append("conn")
+        await trio.sleep_forever()
+
+    listeners = await trio.open_tcp_listeners(0, host=host)
+    async with trio.open_nursery() as nursery:
+        task_status.started(listeners[0].socket.getsockname()[1])
+        await trio.serve_listeners(handle, listeners, handler_nursery=nursery)
+
+
+async def test_a_dial_that_times_out_is_still_reported() -> None:
+    """The answer comes after the responder's 3 s bound, later than the
+    requester's retransmissions run out: the requester waits for it anyway."""
+
+    async def silent(nursery: trio.Nursery, key: SigningKey, accepted: list[str]) -> int:
+        port: int = await nursery.start(_silent_listener, "127.13.0.1", accepted)
+        return port
+
+    got, accepted, stats = await _dialled(silent)
+    assert got["reachable"] == "no" and got["dialback_failed"] == 3, got
+    assert len(accepted) == 3
+    assert [s.get("dial_back_timeout") for s in stats] == [1, 1, 1]
+
+
 async def test_whole_nodes_on_three_networks_find_each_other_dialable(tmp_path: Path) -> None:
     """open_node wires it up: once the link listener is up, each node asks
     the others to dial it back, and its status says ``reachable: yes``."""

@@ -42,6 +42,11 @@ __all__ = ["DialBack", "DialBackResponder", "DialBackResults", "probe_link"]
 YES = "yes"
 NO = "no"
 UNKNOWN = "unknown"
+#: Seconds a responder's dial may take, connection included (spec/dht.md 4.5).
+DIAL_TIMEOUT = 3.0
+#: Seconds a requester waits for the answer to a dial, however short its
+#: retransmission timeout: the dial's bound and a margin for the path.
+ANSWER_WAIT = DIAL_TIMEOUT + 1.5
 #: The most a probe reads: the preamble (6), a u16 length and message 2 (at most 512).
 _MAX_READ = 6 + 2 + 512
 
@@ -121,7 +126,7 @@ class DialBackResponder:
         per_ip_burst, per_ip_rate: dials per requester IP (token bucket, per s).
         burst, rate: dials in all (token bucket, per s).
         dial_timeout: seconds a dial may take, connect included; below the
-            requester's 5 s of retries (spec/dht.md 9), so the answer arrives.
+            requester's ANSWER_WAIT, so the answer arrives.
         probe: the dial itself (tests inject one).
     """
 
@@ -136,7 +141,7 @@ class DialBackResponder:
         per_ip_rate: float = 1 / 30,
         burst: float = 8.0,
         rate: float = 0.5,
-        dial_timeout: float = 3.0,
+        dial_timeout: float = DIAL_TIMEOUT,
         probe: Callable[[str, int, bytes, SigningKey], Awaitable[str]] = probe_link,
     ) -> None:
         self._send = send
@@ -366,8 +371,10 @@ class DialBack:
         token = b""
         try:
             for _ in range(2):  # first a token for our address, then the dial
+                # With a token the answer follows the dial: wait for it.
+                wait = ANSWER_WAIT if token else 0.0
                 kind, value = parse_dial_back_reply(
-                    await self._caller.call(c.addr, "dial_back", [me, port, token])
+                    await self._caller.call(c.addr, "dial_back", [me, port, token], min_wait=wait)
                 )
                 if kind == "dialled":
                     self._stats["dial_back_answers"] += 1

@@ -62,8 +62,6 @@ class _State(enum.Enum):
     SLOW = 4
 
 
-
-
 @dataclass(slots=True)
 class _Candidate:
     contact: Contact
