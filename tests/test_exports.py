@@ -157,6 +157,7 @@ SUBPACKAGES = {
         "SCHEMA_VERSION", "AsyncStore", "EntryView", "Outcome", "Page", "PreparedBatch",
         "StorageError", "Store", "open_async_store", "open_store",
     },
+    "p2psocial.tui": {"P2PSocialApp", "run"},
 }
 # fmt: on
 

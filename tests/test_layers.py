@@ -1,6 +1,6 @@
 """The package's layering, checked by reading its imports.
 
-Layers run one way: ``cli -> client | node -> storage -> protocol``. Below the
+Layers run one way: ``cli -> tui -> client | node -> storage -> protocol``. Below the
 client and the node sit the shared, I/O-free pieces they both use: ``api``
 (the local API's codec and method table), ``paths`` (where the data dir and
 the API socket are) and ``errors``. The root package (``p2psocial/__init__.py``
@@ -39,10 +39,14 @@ ALLOWED: dict[str, frozenset[str]] = {
     "node": frozenset({"node", "storage", "protocol", "api", "paths", "errors"}),
     "client": frozenset({"client", "api", "protocol", "paths", "errors"}),
     "cli": frozenset({"cli", "client", "api", "paths", "errors"}),
+    # The terminal UI is a client of the daemon like any other program; from
+    # api it takes only the sentences clients share (api/notes.py).
+    "tui": frozenset({"tui", "client", "api", "protocol", "errors"}),
 }
 
-#: Layers the CLI may import lazily, inside a function body only.
-CLI_LAZY = frozenset({"node"})
+#: Layers the CLI may import lazily, inside a function body only: ``node``
+#: (``daemon`` and ``init`` run one) and ``tui`` (Textual loads only for ``tui``).
+CLI_LAZY = frozenset({"node", "tui"})
 
 FACADE = {"p2psocial", "p2psocial.__main__"}
 

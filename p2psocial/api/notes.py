@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-__all__ = ["fork_note"]
+__all__ = ["NOTIFICATION_LABELS", "fork_note"]
+
+#: What each kind of notification (spec/client-api.md §5b) says its author did.
+NOTIFICATION_LABELS = {
+    "reply": "replied to you",
+    "mention": "mentioned you",
+    "react": "reacted to your post",
+    "repost": "reposted your post",
+    "follow": "followed you",
+}
 
 
 def fork_note(fork_seq: int) -> str:

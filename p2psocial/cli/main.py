@@ -132,6 +132,10 @@ COMMAND_INDEX: dict[str, tuple[str, str]] = {
         "commands_notify",
         "People followed by the people you follow, most-followed first.",
     ),
+    "tui": (
+        "commands_tui",
+        "A full-screen client: live timeline, threads, compose, notifications, profiles.",
+    ),
     "completion": ("", "Print the shell completion script for SHELL (bash, zsh or fish)."),
 }
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ..api.notes import fork_note
+from ..api.notes import NOTIFICATION_LABELS, fork_note
 
 if TYPE_CHECKING:
     # rich is imported only when a person's terminal is printed to: scripts
@@ -187,18 +187,9 @@ def format_person(p: dict[str, Any]) -> str:
     return f"{line}\n  {p.get('identity')}"
 
 
-_NOTIFIED = {
-    "reply": "replied to you",
-    "mention": "mentioned you",
-    "react": "reacted to your post",
-    "repost": "reposted your post",
-    "follow": "followed you",
-}
-
-
 def notification_label(e: dict[str, Any]) -> str:
     """The line above a notification's entry: who did what, and whether it is new."""
-    what = _NOTIFIED.get(str(e.get("notification")), str(e.get("notification")))
+    what = NOTIFICATION_LABELS.get(str(e.get("notification")), str(e.get("notification")))
     new = "new  " if e.get("unread") else ""
     return f"{new}{short_identity(e.get('author'))} {what}"
 

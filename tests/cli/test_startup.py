@@ -26,7 +26,7 @@ from p2psocial.cli import main as cli_main
 from tests.daemons import Daemon, cli_env, run_cli, running_daemon
 
 #: Top-level packages no case below may load.
-NOT_ON_THE_PATH = ("trio", "anyio", "rich", "cryptography")
+NOT_ON_THE_PATH = ("trio", "anyio", "rich", "cryptography", "textual")
 
 #: Runs ``main()`` with the given arguments, then writes its exit code and the
 #: loaded modules to the file named first. ``--preload M`` imports M first (the

@@ -48,7 +48,7 @@ class DHTConfig:
     rpc_timeout_max: float = 2.0
     #: A call is not declared timed out before this many seconds, however
     #: short its attempts (a stall of our own must not evict live contacts).
-    rpc_verdict_min: float = 1.5
+    rpc_verdict_min: float = 3.0
     #: A contact whose call timed out is skipped by lookups for this long
     #: (unless it is heard from again): lookups never wait on a known-dead
     #: contact while others remain.

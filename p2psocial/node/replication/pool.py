@@ -47,6 +47,7 @@ from ..activity import LimitedLog, short_node
 from ..foreground import Foreground
 from .heads import Heads
 from .link import Dropped, Link, Outbox, address_group
+from .scores import PeerScores, ScoreLimits
 from .serve import FeedServer
 from .transport import LinkClosed, NoiseFramedStream, PeerIdentity, secure_handshake
 
@@ -123,6 +124,7 @@ class LinkPool:
         bounds: how many links, from where, and for how long.
         foreground: each received frame waits for the owner's API requests
             in flight (node/foreground.py).
+        scores: penalties and graylisting of misbehaving peers (scores.py).
     """
 
     def __init__(
@@ -137,6 +139,7 @@ class LinkPool:
         limits: SyncLimits | None = None,
         bounds: PoolLimits | None = None,
         foreground: Foreground | None = None,
+        scores: ScoreLimits | None = None,
     ) -> None:
         self.handler = handler
         self.foreground = foreground or Foreground()
@@ -151,6 +154,8 @@ class LinkPool:
         self.port = port
         self.limits = limits or SyncLimits()
         self.bounds = bounds or PoolLimits()
+        #: Misbehaviour by peer and address; graylisted peers are refused.
+        self.scores = PeerScores(scores)
         #: The links in the pool, by remote node id (some may be ending).
         self.links: dict[bytes, Link] = {}
         #: Connections still in the hello, by remote address.
@@ -274,6 +279,9 @@ class LinkPool:
                 return True
         if (host, port) in self._dialing or self._nursery is None:
             return False
+        if self.scores.graylisted(node_id, host, trio.current_time()):
+            self.refused["graylisted"] += 1
+            return False
         if not self.has_room():
             self.refused["pool_full"] += 1
             return False
@@ -389,11 +397,25 @@ class LinkPool:
                     del self.links[link.peer.node_id]
                 self._dropped[link.reason or "closed"] += 1
                 self._link_event("lost", link, f": {link.reason or 'closed'}")
+                self._charge(link)
                 for key in self._closed:
                     self._closed[key] += getattr(framed, key)
                 for key in _SESSION_COUNTERS:
                     self._stats[key] += getattr(link.session, key)
             await framed.aclose()
+
+    def _charge(self, link: Link) -> None:
+        """Score a link that ended by the peer's fault; say so if it is graylisted now."""
+        now = trio.current_time()
+        until = self.scores.penalize(link.peer.node_id, link.host, link.reason or "closed", now)
+        if until:
+            log.warning(
+                "peer %s at %s graylisted for %.0f s (%s)",
+                short_node(link.peer.node_id),
+                link.host,
+                until - now,
+                link.reason,
+            )
 
     def _register(
         self, peer: PeerIdentity, direction: str, host: str, framed: NoiseFramedStream
@@ -444,6 +466,8 @@ class LinkPool:
         """
         if peer.key == self.node_key.public_key:
             return "self"
+        if self.scores.graylisted(peer.node_id, host, trio.current_time()):
+            return "graylisted"
         old = self.links.get(peer.node_id)
         if old is not None:
             # Both sides keep the link dialled by the lower node id, so a
@@ -610,6 +634,7 @@ class LinkPool:
             "accept_errors": self._stats["accept_errors"],
             "internal_errors": self._stats["internal_errors"],
             "handshaking": sum(self.handshaking.values()),
+            "peer_scores": self.scores.statistics(trio.current_time()),
             **{
                 key: self._stats[key] + sum(getattr(lk.session, key) for lk in links)
                 for key in _SESSION_COUNTERS

@@ -30,6 +30,7 @@ from .ingest import IngestPipeline
 from .link import Link, head_moved
 from .pool import LinkPool, PoolLimits
 from .recent import RecentCache
+from .scores import ScoreLimits
 from .serve import FeedServer
 from .store import ReplicationStore
 from .swarm import SwarmDiscovery
@@ -63,6 +64,7 @@ _STATISTICS = (
     "internal_errors",
     "keepalives_sent",
     "handshaking",
+    "peer_scores",
     "catch_ups",
     "catch_ups_stalled",
     "head_puts",
@@ -104,6 +106,7 @@ class Replicator:
         foreground: the owner's API requests in flight: work for peers (a
             received frame, a chunk of a batch) waits for them
             (node/foreground.py). Default: one of its own, never busy.
+        scores: penalties and graylisting of misbehaving peers (scores.py).
         refresh_interval: seconds between interest refreshes and redials.
 
     The other arguments are the link pool's bounds
@@ -143,6 +146,7 @@ class Replicator:
         inbound_burst: float = 16.0,
         inbound_rate: float = 0.5,
         foreground: Foreground | None = None,
+        scores: ScoreLimits | None = None,
     ) -> None:
         self.store = store
         self.foreground = foreground or Foreground()
@@ -171,6 +175,7 @@ class Replicator:
             port=port,
             limits=self.limits,
             foreground=self.foreground,
+            scores=scores,
             bounds=PoolLimits(
                 max_peers=max_peers,
                 handshake_timeout=handshake_timeout,
