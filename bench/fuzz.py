@@ -94,6 +94,7 @@ from p2psocial.protocol.dht.wire import (
     encode_request,
     encode_response,
     hello_message,
+    parse_dial_back_reply,
     parse_find_value_reply,
     parse_get_peers_reply,
     parse_get_record_reply,
@@ -512,6 +513,7 @@ def corpus() -> Corpus:
     requests: dict[str, list[bytes]] = {
         "ping": [req("ping")],
         "observe": [req("observe")],
+        "dial_back": [req("dial_back", 4001, b""), req("dial_back", 4001, token)],
         "store": [req("store", key20, v) for v in (b"value", "text", 7, 1.5, True, -(2**63), b"")],
         "find_node": [req("find_node", key20)],
         "find_value": [req("find_value", key20)],
@@ -572,6 +574,12 @@ def corpus() -> Corpus:
         "observe": [
             resp({"addr": ["198.51.100.7", 4001]}),
             resp({"addr": ["2001:db8::7", 65535]}),
+        ],
+        "dial_back": [
+            resp({"token": token}),
+            resp({"dialled": "ok"}),
+            resp({"dialled": "refused"}),
+            resp({"busy": True}),
         ],
     }
 
@@ -1472,6 +1480,8 @@ def _reply_run(parser: str) -> Callable[[], Run]:
                 parse_peer_relays(v)  # skips what it cannot use: never raises
             elif parser == "relay":
                 parse_relay(v)
+            elif parser == "dial_back":
+                parse_dial_back_reply(v)
             else:
                 parse_status_reply(v)
             return None
@@ -1558,6 +1568,11 @@ def _serve_run() -> Run:
         elif method == "get_peers":
             swarms.peers(args[1], now, limit=12)
             tokens.issue(PEER_HOST, PEER_PORT)
+        elif method == "dial_back":
+            try:  # a bad token is answered with a fresh one, not an error
+                tokens.check(args[2], PEER_HOST, PEER_PORT)
+            except RecordRejected:
+                tokens.issue(PEER_HOST, PEER_PORT)
         return None
 
     return run

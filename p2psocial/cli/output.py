@@ -114,6 +114,14 @@ def format_settings(settings: dict[str, Any]) -> str:
     return "\n".join(f"{k:<{width}}  {format_value(v)}" for k, v in settings.items())
 
 
+#: What the ``dialable`` line of ``status`` adds to the dial-back verdict.
+_DIALABLE = {
+    "yes": "other nodes opened links to this node's peer port",
+    "no": "other nodes cannot open links to this node; its own links out still work",
+    "unknown": "not enough nodes have tried yet",
+}
+
+
 def format_status(st: dict[str, Any]) -> str:
     lines = [
         f"identity  {st.get('identity')}",
@@ -131,6 +139,8 @@ def format_status(st: dict[str, Any]) -> str:
         lines.append(
             f"reach     {st['reachability']} (seen as {seen}; mapping {st.get('nat_mapping')})"
         )
+    if "reachable" in st:
+        lines.append(f"dialable  {st['reachable']} ({_DIALABLE.get(st['reachable'], '?')})")
     forks = st.get("forks") or []
     lines.extend(f"  {f['identity']} frozen at seq {f['fork_seq']}" for f in forks)
     more = int(st.get("forked_feeds") or 0) - len(forks)

@@ -110,6 +110,11 @@ class Status(TypedDict):
     forked_feeds: int
     forks: list[Fork]
     uptime_s: int
+    #: Observed addresses and dial-back (spec/dht.md 4.4, 4.5); older daemons omit them.
+    reachability: NotRequired[str]
+    nat_mapping: NotRequired[str]
+    observed_addrs: NotRequired[list[str]]
+    reachable: NotRequired[str]
 
 
 class Profile(TypedDict):
@@ -133,7 +138,7 @@ class Identities(TypedDict):
 
 
 class Peers(TypedDict):
-    """``peers``: one map per connected peer (node_id, host, port, direction, ...)."""
+    """``peers``: one map per connected peer (node_id, host, port, direction, path, ...)."""
 
     items: list[dict[str, Any]]
 

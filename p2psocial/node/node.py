@@ -37,6 +37,7 @@ from ..protocol.identity import SigningKey, identity_to_text, node_id_from_publi
 from ..storage import AsyncStore, open_async_store
 from .apiserver import APIServer
 from .config import NodeConfig
+from .connectivity import ConnectivityWatch, reach_of
 from .dht import DHTNode
 from .foreground import Foreground
 from .invites import Invites
@@ -81,6 +82,8 @@ class Node:
         self.dht: DHTNode | None = None
         self.replicator: Replicator | None = None
         self.api_server: APIServer | None = None
+        #: Warns when the node reaches no one, or no one reaches it.
+        self.connectivity: ConnectivityWatch | None = None
         self.dht_addr: tuple[str, int] | None = None
         self.peer_addr: tuple[str, int] | None = None
         #: The owner's limits, applied to what replication stores.
@@ -385,9 +388,13 @@ class Node:
     # -- peers and status -----------------------------------------------------
 
     async def peers(self) -> dict[str, Any]:
-        """Connected peers."""
+        """Connected peers.
+
+        Each has its ``path``: ``"direct"`` (a TCP connection between the two
+        nodes) unless the link pool says otherwise.
+        """
         items = self.replicator.peers() if self.replicator is not None else []
-        return {"items": items}
+        return {"items": [{**p, "path": p.get("path", "direct")} for p in items]}
 
     # Invites: first contact (node/invites.py, spec/invite.md).
     async def invite(
@@ -480,11 +487,16 @@ class Node:
         }
 
     def _reachability(self) -> dict[str, Any]:
-        """The status fields of observed addresses (spec/dht.md)."""
+        """The status fields of observed addresses and dial-back (spec/dht.md 4.4, 4.5)."""
         if self.dht is not None:
             r = self.dht.reachability()
-            return {k: r[k] for k in ("reachability", "nat_mapping", "observed_addrs")}
-        return {"reachability": "unknown", "nat_mapping": "unknown", "observed_addrs": []}
+            return {k: r[k] for k in ("reachability", "nat_mapping", "observed_addrs", "reachable")}
+        return {
+            "reachability": "unknown",
+            "nat_mapping": "unknown",
+            "observed_addrs": [],
+            "reachable": "unknown",
+        }
 
     @property
     def node_key_id(self) -> bytes:
@@ -502,6 +514,8 @@ class Node:
             stats["dht"] = self.dht.statistics()
         if self.replicator is not None:
             stats["replication"] = self.replicator.statistics()
+        if self.connectivity is not None:
+            stats["connectivity"] = self.connectivity.statistics()
         if self.api_server is not None:
             stats["api"] = {
                 **self.api_server.stats,
@@ -589,9 +603,16 @@ async def open_node(
             )
             node._attach_replicator(replicator)
             node.peer_addr = await nursery.start(replicator.run)
+            if node.peer_addr[1]:  # can others dial our links? (spec/dht.md 4.5)
+                node.dht.enable_dial_back(node.peer_addr[1])
             # With no bootstrap address this still rejoins through the
             # contacts saved by the last run (a no-op on a first run).
             nursery.start_soon(node.dht.bootstrap, bootstrap)
+            known = bool(bootstrap or explicit_peers or len(node.dht.table))
+            node.connectivity = ConnectivityWatch(
+                lambda: reach_of(node.dht, node.replicator, node.peer_addr, known=known)
+            )
+            await nursery.start(node.connectivity.run)
             for host, port in explicit_peers:
                 nursery.start_soon(replicator.connect, host, port)
             if config.serve_api:

@@ -272,9 +272,13 @@ class SimDHT:
         return kept
 
     def get(self, asker: SimNode, key: bytes) -> tuple[int | None, LookupResult]:
-        """A record get (walks until get_k answered); the highest version seen, or None."""
+        """A record get (walks until get_k answered, and on a miss to the k
+        closest); the highest version seen, or None."""
         mine = asker.records.get(key)
         res = self._lookup(asker, key, k=self.model.get_k, exact=False, key=key)
+        if not res.values and mine is None:
+            # A miss walks again to the k closest, as the real node does.
+            res = self._lookup(asker, key, k=self.model.k, exact=True, key=key)
         found = [*res.values, *([mine] if mine is not None else [])]
         return (max(found) if found else None), res
 

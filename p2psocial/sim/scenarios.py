@@ -116,11 +116,13 @@ def availability(
             for x in sim.nodes.values()
             if x.kind == "honest" and sim.rng.random() < depart_per_hour
         ]
+        back: list[SimNode] = []
         for node in list(sim.nodes.values()):
             if node.online and sim.rng.random() < offline_per_hour:
                 node.online = False
             elif not node.online and sim.rng.random() < online_per_hour:
                 node.online = True
+                back.append(node)
         for node in leaving:
             node.online = False
             node.records.clear()
@@ -128,6 +130,11 @@ def availability(
         alive = sim.online_nodes()
         for _ in leaving:
             sim.join(sim.add_node(), sim.rng.choice(alive))
+        for node in back:
+            # A restarted node looks itself up again (the real node's join
+            # from its saved contacts), so the others learn it is back.
+            if node.node_id in sim.nodes:
+                sim.find_node(node, node.node_id)
         if republish:
             for key in keys:
                 holders = [x for x in sim.online_nodes() if key in x.records]

@@ -11,6 +11,8 @@ import json
 import os
 import selectors
 import subprocess
+import time
+import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,18 +45,34 @@ def lab() -> Iterator[netlab.Lab]:
     assert built.leftovers() == []
 
 
+#: Bytes read from each process's stdout but not yet returned as a line.
+_PENDING: weakref.WeakKeyDictionary[subprocess.Popen[str], bytearray] = weakref.WeakKeyDictionary()
+
+
 def read_event(proc: subprocess.Popen[str], timeout: float = 30.0) -> dict[str, Any]:
-    """The next JSON line ``proc`` prints, within ``timeout`` seconds (longer
-    than any probe's own --seconds bound, so a slow machine is not a failure)."""
+    """The next JSON line ``proc`` prints, within ``timeout`` seconds.
+
+    Reads the pipe's descriptor directly and keeps what follows the line for the
+    next call: a buffered ``readline`` may swallow two lines at once, and a
+    select on the descriptor would then wait for data that already arrived.
+    """
     assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    pending = _PENDING.setdefault(proc, bytearray())
+    deadline = time.monotonic() + timeout
     with selectors.DefaultSelector() as sel:
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        if not sel.select(timeout):
-            raise AssertionError(f"no output from {proc.args!r} within {timeout} s")
-    line = proc.stdout.readline()
-    if not line:
-        err = proc.stderr.read() if proc.stderr is not None else ""
-        raise AssertionError(f"{proc.args!r} ended without output: {err}")
+        sel.register(fd, selectors.EVENT_READ)
+        while b"\n" not in pending:
+            left = deadline - time.monotonic()
+            if left <= 0 or not sel.select(left):
+                raise AssertionError(f"no output from {proc.args!r} within {timeout} s")
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                err = proc.stderr.read() if proc.stderr is not None else ""
+                raise AssertionError(f"{proc.args!r} ended without output: {err}")
+            pending += chunk
+    line, _, rest = bytes(pending).partition(b"\n")
+    pending[:] = rest
     event: dict[str, Any] = json.loads(line)
     return event
 

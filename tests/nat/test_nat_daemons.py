@@ -6,6 +6,8 @@ kind of NAT.
 * Observed addresses (spec/dht.md): the public node reports ``public``; the
   full-cone home its NAT's public address, consistently; the symmetric home
   a varying mapping.
+* Dial-back (spec/dht.md 4.5): the public nodes and the full cone are
+  dialable, the port-restricted, symmetric and carrier-grade homes are not.
 * Being reached does not work yet: a public node cannot dial a home's own
   (private) address, nor a port-restricted home's public one; a port forward
   (the full cone forwards every port) makes the home reachable.
@@ -87,6 +89,39 @@ def test_status_shows_what_peers_observe(lab: netlab.Lab, nodes: dict[str, NsDae
     wait_for(lambda: _reach(sym) == want_sym, 60, 0.5, "a varying mapping")
     shown = sym.cli("status").stdout
     assert "reach     behind_nat (seen as -; mapping varying)" in shown, shown
+
+
+#: What dial-back (spec/dht.md 4.5) must find: only a mapping that takes
+#: unsolicited connections (a public host, the full cone's forward) is dialable.
+DIALABLE = {
+    "pub1": "yes",
+    "pub2": "yes",
+    "pub3": "yes",
+    "full_cone": "yes",
+    "port_restricted": "no",
+    "symmetric": "no",
+    "cgnat": "no",
+}
+
+
+def test_dial_back_tells_which_nodes_others_can_open_links_to(
+    nodes: dict[str, NsDaemon],
+) -> None:
+    def verdicts() -> dict[str, str]:
+        return {name: str(nodes[name].status()["reachable"]) for name in DIALABLE}
+
+    wait_for(lambda: verdicts() == DIALABLE, 60, 0.5, f"dial-back verdicts {DIALABLE}")
+    shown = nodes["port_restricted"].cli("status").stdout
+    assert "dialable  no (other nodes cannot open links" in shown, shown
+    # A home nobody can dial, with no relay, says so once in its log (checks
+    # run every 10 s); a dialable node never does.
+    home = nodes["port_restricted"]
+    no_relay = "other nodes cannot open links to this node"
+    wait_for(lambda: no_relay in home.log(), 30, 0.5, "the no-relay warning")
+    [line] = [ln for ln in home.log().splitlines() if no_relay in ln]
+    assert " WARNING " in line and f"TCP {home.port('peer_addr')}" in line, line
+    for name in ("pub1", "full_cone"):
+        assert no_relay not in nodes[name].log()
 
 
 def test_a_public_node_cannot_dial_a_home_but_a_port_forward_can_be_dialled(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from . import netlab
-from .conftest import knock, seen_by, serve
+from .conftest import knock, read_event, seen_by, serve
 
 PUB1, PUB2, PUB3 = "198.51.100.18", "203.0.113.18", "198.51.100.34"
 
@@ -35,6 +35,37 @@ def test_port_restricted_cone_keeps_one_mapping_and_filters_by_ip_and_port(
     mapped = f"{home.public_ip}:41000"
     assert knock(lab, pub1_ns, f"{PUB1}:7101", mapped)["result"] == "refused"
     assert knock(lab, pub2_ns, f"{PUB2}:7102", mapped)["result"] == "refused"
+
+
+def test_full_cone_accepts_any_public_host_after_one_outbound_packet(lab: netlab.Lab) -> None:
+    home = lab.homes["full_cone"]
+    (ns1, ip1), (ns2, ip2), (ns3, ip3) = (lab.public[n] for n in ("pub1", "pub2", "pub3"))
+    serve(lab, ns1, f"{ip1}:7200")
+    probe = lab.popen(
+        home.host_ns,
+        *lab.probe_argv(
+            "probe",
+            "--bind",
+            "0.0.0.0:41100",
+            "--to",
+            f"{ip1}:7200",
+            "--seconds",
+            "15",
+            "--expect",
+            "2",
+        ),
+    )
+    first = read_event(probe)
+    mapped = f"{home.public_ip}:41100"
+    assert first["from"] == f"{ip1}:7200" and mapped in first["data"], first
+    assert read_event(probe) == {"probed": [f"{ip1}:7200"]}
+    # Hosts never contacted reach the home through the same public ip:port.
+    for ns, bind in ((ns2, f"{ip2}:7201"), (ns3, f"{ip3}:7202")):
+        got = knock(lab, ns, bind, mapped)
+        assert got["result"] == "reply", got
+        assert bind in got["data"]  # the home saw the true sender: no NAT on the way in
+    froms = {read_event(probe)["from"] for _ in range(2)}
+    assert froms == {f"{ip2}:7201", f"{ip3}:7202"}
 
 
 def test_symmetric_nat_maps_each_destination_to_another_port(lab: netlab.Lab) -> None:

@@ -222,6 +222,10 @@ async def test_nodes_on_two_networks_tell_a_node_it_is_public() -> None:
                 "observed_addrs": [f"127.0.0.1:{me.address[1]}"],
                 "observed_ips": ["127.0.0.1"],
                 "observers": 2,
+                # Nobody was asked to dial back (no peer-link port given).
+                "reachable": "unknown",
+                "dialback_ok": 0,
+                "dialback_failed": 0,
             }
             assert me.statistics()["observe_answers"] >= 2
             nursery.cancel_scope.cancel()
@@ -239,3 +243,5 @@ def test_status_prints_reachability() -> None:
     )
     assert "reach     behind_nat (seen as 203.0.113.78:4001; mapping consistent)" in shown
     assert "reach" not in format_status({"identity": "x"})  # an older daemon: no line
+    assert "dialable" not in shown
+    assert "dialable  no (other nodes cannot open links" in format_status({"reachable": "no"})

@@ -65,7 +65,13 @@ class Caller(Protocol):
         ...
 
     async def call(
-        self, addr: Addr, method: str, args: list[Any], *, max_reply: int = MAX_DATAGRAM
+        self,
+        addr: Addr,
+        method: str,
+        args: list[Any],
+        *,
+        max_reply: int = MAX_DATAGRAM,
+        min_wait: float = 0.0,
     ) -> Any:
         """Send a request to ``addr`` and return the value of its response."""
         ...
@@ -250,7 +256,13 @@ class DatagramEngine:
             log.debug("sendto %s: %s", addr, exc)
 
     async def call(
-        self, addr: Addr, method: str, args: list[Any], *, max_reply: int = MAX_DATAGRAM
+        self,
+        addr: Addr,
+        method: str,
+        args: list[Any],
+        *,
+        max_reply: int = MAX_DATAGRAM,
+        min_wait: float = 0.0,
     ) -> Any:
         """Send a request and wait for its response, retrying with backoff.
 
@@ -258,6 +270,9 @@ class DatagramEngine:
             max_reply: the largest response datagram accepted (MAX_VALUE_REPLY
                 for find_value, whose answer from a stock node carries a whole
                 value; MAX_DATAGRAM otherwise).
+            min_wait: seconds to wait for the answer at least, for a request
+                the responder answers only after some work of its own (a
+                dial-back); such an answer is no round-trip sample.
 
         Returns:
             The response's value, undecoded beyond the envelope.
@@ -282,17 +297,18 @@ class DatagramEngine:
                 with trio.move_on_after(timeout):
                     await pending.event.wait()
                 if pending.event.is_set():
-                    if attempt == 0:  # Karn: a retried call's answer is ambiguous
+                    # Karn: a retried call's answer is ambiguous.
+                    if attempt == 0 and not min_wait:
                         self.rtt.sample(addr, trio.current_time() - sent)
                     return self._answer(pending, method, addr)
-                if attempt == 0:
+                if attempt == 0 and not min_wait:
                     self.rtt.timed_out(addr)
                 self._stats["rpc_retries"] += 1
                 timeout *= self._config.rpc_backoff
             # Short timeouts find a dead contact fast, but a stall of our own
             # (a busy event loop) must not make a live one look dead: no
             # verdict before rpc_verdict_min, though nothing more is sent.
-            with trio.move_on_at(started + self._config.rpc_verdict_min):
+            with trio.move_on_at(started + max(self._config.rpc_verdict_min, min_wait)):
                 await pending.event.wait()
             if pending.event.is_set():
                 self._stats["rpc_late_answers"] += 1

@@ -25,6 +25,7 @@ from ...protocol.errors import LocalUsageError
 from ...protocol.identity import SigningKey
 from .common import Addr, Stores
 from .contacts import Contacts
+from .dialback import DialBackResponder
 
 __all__ = ["RequestHandler"]
 
@@ -39,12 +40,19 @@ class RequestHandler:
         stores: what we hold for the network.
         contacts: the routing table (for closest nodes), told of every sender.
         now_ms: wall-clock milliseconds, for record timestamps.
+        dial_back: answers ``dial_back`` (None: such requests go unanswered).
     """
 
     def __init__(
-        self, key: SigningKey, stores: Stores, contacts: Contacts, now_ms: Callable[[], int]
+        self,
+        key: SigningKey,
+        stores: Stores,
+        contacts: Contacts,
+        now_ms: Callable[[], int],
+        dial_back: DialBackResponder | None = None,
     ) -> None:
         self._key = key
+        self._dial_back = dial_back
         self._stores = stores
         self._contacts = contacts
         self._now_ms = now_ms
@@ -88,6 +96,11 @@ class RequestHandler:
         if method == "observe":
             # Where this request came from, as we saw it (spec/dht.md, observed addresses).
             return encode_response(mid, {"addr": [addr[0], addr[1]]})
+        if method == "dial_back":
+            # Dial our peer-link port back (spec/dht.md 4.5); the answer may follow later.
+            if self._dial_back is None:
+                return None
+            return self._dial_back.request(mid, addr, sender, args[1], args[2])
         if method == "hello":
             sig = self._key.sign(hello_message(args[1], sender))
             return encode_response(mid, [self._key.public_key, sig])

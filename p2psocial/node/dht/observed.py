@@ -20,8 +20,8 @@ import ipaddress
 import random
 import socket
 from collections import Counter, OrderedDict
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple, TypeVar
 
 import trio
 
@@ -32,7 +32,16 @@ from .common import Addr, DHTError, log
 from .contacts import Contacts
 from .engine import Caller
 
-__all__ = ["Observations", "ObservedAddresses", "reporter_group", "route_source_ip"]
+__all__ = [
+    "Observations",
+    "ObservedAddresses",
+    "keep_latest",
+    "proven_contacts",
+    "reporter_group",
+    "route_source_ip",
+    "spread_by_network",
+    "support_counter",
+]
 
 #: Reporters kept per /24 (/48): more from one network add nothing to a vote.
 _PER_GROUP = 4
@@ -41,6 +50,7 @@ PUBLIC = "public"
 BEHIND_NAT = "behind_nat"
 CONSISTENT = "consistent"
 VARYING = "varying"
+_T = TypeVar("_T")
 
 
 def reporter_group(ip: str) -> str:
@@ -60,6 +70,59 @@ def route_source_ip(dest: str) -> str | None:
             return str(s.getsockname()[0])
     except OSError:
         return None
+
+
+def keep_latest(reports: OrderedDict[str, _T], reporter_ip: str, value: _T, limit: int) -> None:
+    """Put ``reporter_ip``'s latest ``value`` into ``reports`` (oldest first),
+    keeping at most 4 reporters per /24 (/48) and ``limit`` in all; beyond
+    that the oldest of the most crowded network goes, so one network never
+    pushes out the others."""
+    reports.pop(reporter_ip, None)
+    reports[reporter_ip] = value
+    group = reporter_group(reporter_ip)
+    mine = [ip for ip in reports if reporter_group(ip) == group]
+    if len(mine) > _PER_GROUP:  # one network cannot crowd the others out
+        del reports[mine[0]]
+    while len(reports) > limit:
+        counts = Counter(reporter_group(ip) for ip in reports)
+        crowded = max(counts.values())
+        oldest = next(ip for ip in reports if counts[reporter_group(ip)] == crowded)
+        del reports[oldest]
+
+
+def support_counter(reporters: Iterable[str]) -> Callable[[Iterable[str]], int]:
+    """The belief rule over the current ``reporters``: the returned function
+    counts the distinct /24s (/48s) among some of them, or, when every current
+    reporter is in one network, the distinct reporter IPs. A claim is
+    believed when it counts 2 or more."""
+    groups = {ip: reporter_group(ip) for ip in reporters}
+    by_group = len(set(groups.values())) >= 2
+
+    def support(some: Iterable[str]) -> int:
+        chosen = set(some)
+        return len({groups[r] for r in chosen}) if by_group else len(chosen)
+
+    return support
+
+
+def proven_contacts(contacts: Contacts) -> list[Contact]:
+    """The routing table's contacts that proved their key, shuffled."""
+    proven = [c for c in contacts.table.contacts() if contacts.is_proven(c)]
+    random.shuffle(proven)
+    return proven
+
+
+def spread_by_network(candidates: list[Contact], n: int) -> list[Contact]:
+    """Up to ``n`` of ``candidates``, one per /24 (/48) first, then the rest, in order."""
+    picked: list[Contact] = []
+    seen: set[str] = set()
+    for c in candidates:
+        g = reporter_group(c.host)
+        if g not in seen:
+            seen.add(g)
+            picked.append(c)
+    picked += [c for c in candidates if c not in picked]
+    return picked[:n]
 
 
 class _Report(NamedTuple):
@@ -91,17 +154,7 @@ class Observations:
     def add(self, reporter_ip: str, observed: Addr, local: Addr, now: float) -> None:
         """Record that ``reporter_ip`` saw our request come from ``observed``,
         sent from our ``local`` (ip, port)."""
-        self._reports.pop(reporter_ip, None)
-        self._reports[reporter_ip] = _Report(observed, local, now)
-        group = reporter_group(reporter_ip)
-        mine = [ip for ip in self._reports if reporter_group(ip) == group]
-        if len(mine) > _PER_GROUP:  # one network cannot crowd the others out
-            del self._reports[mine[0]]
-        while len(self._reports) > self._max:
-            counts = Counter(reporter_group(ip) for ip in self._reports)
-            crowded = max(counts.values())
-            oldest = next(ip for ip in self._reports if counts[reporter_group(ip)] == crowded)
-            del self._reports[oldest]
+        keep_latest(self._reports, reporter_ip, _Report(observed, local, now), self._max)
 
     def _current(self, now: float) -> dict[str, _Report]:
         for ip in [ip for ip, r in self._reports.items() if now - r.at > self._ttl]:
@@ -112,11 +165,7 @@ class Observations:
         """``reachability``, ``nat_mapping``, ``observed_addrs`` (believed
         ``ip:port``), ``observed_ips`` (believed ips) and ``observers`` (count)."""
         reports = self._current(now)
-        groups = {ip: reporter_group(ip) for ip in reports}
-        by_group = len(set(groups.values())) >= 2
-
-        def support(reporters: set[str]) -> int:
-            return len({groups[r] for r in reporters}) if by_group else len(reporters)
+        support = support_counter(reports)
 
         by_addr: dict[Addr, set[str]] = {}
         by_ip: dict[str, set[str]] = {}
@@ -194,17 +243,7 @@ class ObservedAddresses:
             delay = min(delay * 2, self._interval if len(self.observations) >= 2 else 8.0)
 
     def _targets(self) -> list[Contact]:
-        proven = [c for c in self._contacts.table.contacts() if self._contacts.is_proven(c)]
-        random.shuffle(proven)
-        picked: list[Contact] = []
-        seen: set[str] = set()
-        for c in proven:  # one per /24 first, then the rest
-            g = reporter_group(c.host)
-            if g not in seen:
-                seen.add(g)
-                picked.append(c)
-        picked += [c for c in proven if c not in picked]
-        return picked[: self._per_round]
+        return spread_by_network(proven_contacts(self._contacts), self._per_round)
 
     async def round(self) -> int:
         """Ask one round of contacts; returns how many answered."""

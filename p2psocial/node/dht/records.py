@@ -230,6 +230,12 @@ class RecordClient:
     async def _get_best(self, kind: str, key: bytes) -> bytes | None:
         result, found = await self.lookup(kind, key, self._config.get_k)
         local = self._stores.records.get(kind, key, trio.current_time())
+        if not found and local is None:
+            # A short walk can end in a pocket of nodes that never heard of
+            # the key's holders (churn leaves such pockets): on a miss, walk
+            # to the k closest, as a put does (spec/dht.md 8).
+            self._stats["get_widened"] += 1
+            result, found = await self.lookup(kind, key, self._config.k)
         if local is not None:
             found.append((local.seq, local.data))
         if not found:

@@ -11,9 +11,11 @@ from typing import Any
 import trio
 
 from ...protocol.dht import Contact, RecordStore, RoutingTable, SwarmStore, TokenIssuer, ValueStore
+from ...protocol.errors import LocalUsageError
 from ...protocol.identity import SigningKey, node_id_from_public_key
 from .common import Addr, DHTConfig, Stores
 from .contacts import Contacts
+from .dialback import DialBack, DialBackResponder
 from .engine import DatagramEngine
 from .handler import RequestHandler
 from .lookups import LookupRunner
@@ -67,13 +69,17 @@ class DHTNode:
         self._engine = DatagramEngine(cfg, host, port, socket_factory or open_udp_socket)
         self._contacts = Contacts(self.node_id, cfg, self._engine)
         self._lookups = LookupRunner(cfg, self._contacts, rto=self._engine.rtt.rto)
-        self._handler = RequestHandler(key, self._stores, self._contacts, now_ms)
+        self._dial_back_responder = DialBackResponder(self._engine.send, self._stores, key)
+        self._handler = RequestHandler(
+            key, self._stores, self._contacts, now_ms, self._dial_back_responder
+        )
         self._plain = PlainKademlia(self._engine, self._contacts, self._lookups, self._stores)
         self._records = RecordClient(
             cfg, self._engine, self._contacts, self._lookups, self._stores, now_ms
         )
         self._swarms = SwarmClient(cfg, self._engine, self._contacts, self._lookups, self._stores)
         self._observed = ObservedAddresses(self._engine, self._contacts)
+        self._dial_back = DialBack(self._engine, self._contacts)
         self._maintenance = Maintenance(
             cfg,
             self._stores,
@@ -139,10 +145,12 @@ class DHTNode:
                 await nursery.start(self._engine.serve, self._handler)
                 await nursery.start(self._contacts.run)
                 await nursery.start(self._records.run)
+                await nursery.start(self._dial_back_responder.run)
                 await self._maintenance.load_contacts()
                 await nursery.start(self._maintenance.run)
                 if self.config.observe_addresses:
                     await nursery.start(self._observed.run)
+                    await nursery.start(self._dial_back.run)
                 task_status.started(addr)
                 await trio.sleep_forever()
         finally:
@@ -270,12 +278,30 @@ class DHTNode:
 
     def reachability(self) -> dict[str, Any]:
         """What peers see of our address: ``reachability``, ``nat_mapping``,
-        ``observed_addrs``, ``observed_ips``, ``observers`` (spec/dht.md)."""
-        return self._observed.summary()
+        ``observed_addrs``, ``observed_ips``, ``observers`` (spec/dht.md 4.4);
+        and whether they can dial us back: ``reachable`` (yes/no/unknown),
+        ``dialback_ok``, ``dialback_failed`` (4.5)."""
+        return {**self._observed.summary(), **self._dial_back.summary()}
 
     async def observe_round(self) -> int:
         """Ask a round of proven contacts for our observed address now; returns answers."""
         return await self._observed.round()
+
+    def enable_dial_back(self, peer_port: int) -> None:
+        """Ask proven contacts, now and then, to dial TCP ``peer_port`` back
+        at our observed address (spec/dht.md 4.5).
+
+        Raises:
+            LocalUsageError: ``peer_port`` is not 1..65535.
+        """
+        if type(peer_port) is not int or not 0 < peer_port < 65536:
+            raise LocalUsageError(f"peer_port must be 1..65535, not {peer_port!r}")
+        self._dial_back.enable(peer_port)
+
+    async def dial_back_round(self) -> int:
+        """Ask a round of proven contacts to dial us back now (after
+        :meth:`enable_dial_back`); returns how many dialled, well or not."""
+        return await self._dial_back.round()
 
     def routing_table_contacts(self) -> list[tuple[bytes, str, int]]:
         """Every contact in the routing table, as (node_id, host, port), for persistence."""
@@ -294,6 +320,8 @@ class DHTNode:
             self._swarms,
             self._maintenance,
             self._observed,
+            self._dial_back,
+            self._dial_back_responder,
         ):
             counters.update(part.statistics())
         return {

@@ -317,12 +317,18 @@ class Replicator:
             return self.use_relays == "always"
         if self.dht is None:
             return False
-        return bool(self.dht.reachability().get("reachability") == "behind_nat")
+        r = self.dht.reachability()
+        # Dial-back's verdict when there is one (a forwarded port is dialable
+        # behind a NAT); else what the observed addresses say.
+        if r.get("reachable", "unknown") != "unknown":
+            return bool(r["reachable"] == "no")
+        return bool(r.get("reachability") == "behind_nat")
 
     def _reachable(self) -> bool:
-        return bool(
-            self.dht is not None and self.dht.reachability().get("reachability") == "public"
-        )
+        if self.dht is None:
+            return False
+        r = self.dht.reachability()
+        return bool(r.get("reachable") == "yes" or r.get("reachability") == "public")
 
     async def _relay_announcer(self) -> None:
         """List this node in the relay swarm (spec/sync.md §11.5) once it may relay.

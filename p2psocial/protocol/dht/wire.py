@@ -50,6 +50,7 @@ __all__ = [
     "encode_response",
     "encode_response_fitting",
     "hello_message",
+    "parse_dial_back_reply",
     "parse_find_value_reply",
     "parse_get_peers_reply",
     "parse_get_record_reply",
@@ -111,6 +112,7 @@ METHODS: dict[str, int] = {
     "announce": 4,  # [sender_id, key, tcp_port, token, relay?]
     "get_peers": 2,  # [sender_id, key, nonce?]
     "observe": 1,  # [sender_id] -> {"addr": [host, port]}: where the request came from
+    "dial_back": 3,  # [sender_id, tcp_port, token] -> {"token"} | {"dialled"} | {"busy"}
 }
 #: Methods that take an optional trailing nonce: the reply then carries a
 #: key proof (as ``hello`` would), saving a round trip to a new contact.
@@ -271,7 +273,8 @@ def parse_request_args(method: str, args: list[Any]) -> tuple[Any, ...]:
     (key), ``get_peers`` (key, nonce?), ``hello`` (nonce: 32 bytes),
     ``put_record`` (key, kind: str, record: bytes), ``get_record`` (key,
     kind, nonce?), ``announce`` (key, tcp_port: 1..65535, token: bytes,
-    relay?: ``[relay_id, host, port]``, spec/sync.md §11.6).
+    relay?: ``[relay_id, host, port]``, spec/sync.md §11.6),
+    ``dial_back`` (tcp_port: 1..65535, token: bytes, empty on the first ask).
     For ``get_record`` and ``get_peers`` the returned tuple always ends with
     the nonce, or None when it was not sent; for ``announce`` with the relay
     as a (relay_id, host, port) tuple, or None.
@@ -298,7 +301,7 @@ def parse_request_args(method: str, args: list[Any]) -> tuple[Any, ...]:
     sender = _id(args[0], "sender id")
     if method in ("ping", "observe"):
         return (sender,)
-    key = _id(args[1], "key") if method != "hello" else None
+    key = _id(args[1], "key") if method not in ("hello", "dial_back") else None
     if method == "store":
         return (sender, key, args[2])
     if method in ("find_node", "find_value"):
@@ -317,6 +320,12 @@ def parse_request_args(method: str, args: list[Any]) -> tuple[Any, ...]:
         if type(args[3]) is not bytes:
             raise _bad("record must be bytes")
         return (sender, key, args[2], args[3])
+    if method == "dial_back":
+        if type(args[1]) is not int or not 0 < args[1] < 65536:
+            raise _bad("dial_back port must be 1..65535")
+        if type(args[2]) is not bytes or len(args[2]) > 64:
+            raise _bad("dial_back token must be bytes")
+        return (sender, args[1], args[2])
     # announce
     port, token = args[2], args[3]
     if type(port) is not int or not 0 < port < 65536:
@@ -508,6 +517,29 @@ def parse_observe_reply(value: Any) -> tuple[str, int]:
     ):
         raise DecodeError("observe reply must be {addr: [ip, port]}", reason="bad_reply")
     return addr[0], addr[1]
+
+
+def parse_dial_back_reply(value: Any) -> tuple[str, Any]:
+    """A ``dial_back`` reply (spec/dht.md 4.5) → (kind, value):
+
+    * ``("token", bytes)``: no dial yet; ask again with this token;
+    * ``("dialled", str)``: ``"ok"``, or why the dial failed (any short str);
+    * ``("busy", True)``: the responder is at its limits and dialled nothing.
+
+    Raises:
+        DecodeError: ``bad_reply`` (not exactly one of these keys, or a bad value).
+    """
+    m = _reply_map(value, {"token", "dialled", "busy"})
+    if len(m) != 1:
+        raise DecodeError("dial_back reply must have exactly one key", reason="bad_reply")
+    [(kind, v)] = m.items()
+    if kind == "token" and type(v) is bytes and 0 < len(v) <= 64:
+        return kind, v
+    if kind == "dialled" and type(v) is str and 0 < len(v) <= 32:
+        return kind, v
+    if kind == "busy" and v is True:
+        return kind, v
+    raise DecodeError(f"dial_back reply has a bad {kind!r}", reason="bad_reply")
 
 
 def parse_status_reply(value: Any) -> tuple[bool, str]:

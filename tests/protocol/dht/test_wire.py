@@ -20,11 +20,13 @@ from p2psocial.protocol.dht.wire import (
     encode_response,
     encode_response_fitting,
     hello_message,
+    parse_dial_back_reply,
     parse_find_value_reply,
     parse_get_peers_reply,
     parse_get_record_reply,
     parse_hello_reply,
     parse_node_list,
+    parse_observe_reply,
     parse_peer_relays,
     parse_request_args,
     parse_status_reply,
@@ -99,6 +101,7 @@ ARGS_OK = [
     ("get_record", [NID, NID, "head"]),
     ("announce", [NID, NID, 4000, b"t" * 16]),
     ("get_peers", [NID, NID]),
+    ("dial_back", [NID, 4000, b""]),
 ]
 
 
@@ -298,6 +301,8 @@ def test_structured_fuzz_decode_and_parse(method: str, args: list[object]) -> No
         parse_get_peers_reply,
         parse_status_reply,
         parse_hello_reply,
+        parse_observe_reply,
+        parse_dial_back_reply,
     ):
         with contextlib.suppress(DecodeError):
             parser(args)
