@@ -360,8 +360,9 @@ def test_lifecycle_kill9_restart_shutdown_and_lock(tmp_path: Path) -> None:
         assert len(acked) > 5
         d.start()  # stale socket and lock from the killed daemon must not matter
         c = p2psocial.connect(api=d.info["api"])
-        held = {e["id"] for e in c.feed(limit=500)["items"]}
-        assert set(acked) <= held
+        # Every page: on a quiet machine more than one page's worth is acked.
+        held = {e["id"] for e in c.feed(limit=500)}
+        assert set(acked) <= held, f"{len(set(acked) - held)} of {len(acked)} acked posts lost"
         c.close()
 
         # Graceful shutdown within 2 s leaves neither socket nor lock behind.
