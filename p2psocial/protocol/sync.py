@@ -38,6 +38,7 @@ as data in two tables.
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
@@ -252,6 +253,10 @@ class SyncLimits:
     catch_up_below: int = 4_000
 
 
+#: feeds remembered per session as asked for by the peer (peer_asked)
+_PEER_ASKED_MAX = 256
+
+
 def _violation(msg: str, reason: str) -> ProtocolError:
     return ProtocolError(msg, reason=reason)
 
@@ -337,6 +342,8 @@ class SyncSession:
         self._catch_bucket = TokenBucket(self.limits.catch_up_burst, self.limits.catch_up_rate)
         #: feeds in state catching (at most max_catch_up)
         self._catching: set[bytes] = set()
+        #: feeds the peer sent wants for, most recent last (bounded)
+        self._peer_asked: OrderedDict[bytes, None] = OrderedDict()
         #: the latest time the caller gave us (start, set_interest, receive, poll)
         self._now: float | None = None
         #: counters for statistics()
@@ -356,6 +363,12 @@ class SyncSession:
         """Whether the peer has said it wants ``author``'s feed."""
         feed = self._feeds.get(author)
         return feed is not None and feed.theirs is not None
+
+    def peer_asked(self, author: bytes) -> bool:
+        """Whether the peer has sent a want for ``author``'s feed (a peek, or a
+        newest-first catch-up, which keeps the feed out of its clock for a
+        while, spec/sync.md 5.6). Among the last 256 feeds it asked for."""
+        return author in self._peer_asked
 
     def outstanding_wants(self) -> int:
         """Our gap-repair wants, catch-up requests and peeks the peer has not completed."""
@@ -691,6 +704,10 @@ class SyncSession:
     def _on_want(self, msg: Want, now: float) -> list[Action]:
         if not self._want_bucket.take(now):
             raise _violation("peer sends wants faster than allowed", reason="want_flood")
+        self._peer_asked[msg.author] = None
+        self._peer_asked.move_to_end(msg.author)
+        while len(self._peer_asked) > _PEER_ASKED_MAX:
+            self._peer_asked.popitem(last=False)
         if msg.limit is not None:
             return [Serve(msg.author, msg.from_seq, None, limit=msg.limit)]
         feed = self._feeds.get(msg.author)

@@ -47,7 +47,9 @@ async def test_mention_reaches_a_node_that_does_not_follow_the_author(tmp_path: 
             a, b = net.nodes
             await a.connect(b)
             entry = await a.post("hey @b", mentions=[b.identity])
-            await net.wait_for(lambda: _holds(b, entry.id))
+            with trio.move_on_after(20):
+                await net.wait_for(lambda: _holds(b, entry.id))
+            assert await _holds(b, entry.id), (a.rep.statistics(), b.rep.statistics())
             assert "inbound" in (await b.store.interests())[a.identity]
             mentions = await b.store.mentions(b.identity)
             assert [v.id for v in mentions.items] == [entry.id]

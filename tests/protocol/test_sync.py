@@ -852,3 +852,14 @@ def test_any_interleaving_ends_with_the_whole_feed(
     assert pair.b.store.feeds.get(C, []) == want
     assert pair.b.store.head(C) == pair.a.store.head(C)
     assert not pair.b.store.detached.get(C), "no segment left over"
+
+
+def test_peer_asked_remembers_wants_even_for_feeds_out_of_the_shared_set() -> None:
+    s = SyncSession({})
+    s.start(0.0)
+    assert not s.peer_asked(C)
+    s.receive(Want(C, 0, 50), 0.1)
+    assert s.peer_asked(C) and not s.peer_wants(C)
+    for i in range(300):
+        s.receive(Want(bytes([1, i % 256, i // 256]) + bytes(29), 0, 1), 100.0 + i)
+    assert not s.peer_asked(C), "bounded: the oldest are forgotten"

@@ -425,7 +425,11 @@ class SwarmDiscovery:
         for author in authors:
             sent: set[bytes] = set()
             for link in self.pool.open_links():
-                if link.session.peer_wants(author) and not link.session.peer_wants(entry.author):
+                sess = link.session
+                # A peer catching ``author`` up (its own feed, say) keeps it
+                # out of its clock meanwhile, but has asked for it.
+                wants = sess.peer_wants(author) or sess.peer_asked(author)
+                if wants and not sess.peer_wants(entry.author):
                     link.perform_local([Send(push)])
                     sent.add(link.peer.node_id)
             if self.dht is None:
