@@ -28,7 +28,7 @@ from __future__ import annotations
 import heapq
 import math
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..protocol.dht import Contact, Finished, Lookup, Query, RoutingTable
@@ -105,9 +105,6 @@ class SimDHT:
         self.model = model or NetModel()
         self.nodes: dict[bytes, SimNode] = {}
         self._groups: Callable[[str], Groups] | None = sim_groups if self.model.diversity else None
-        #: counters over the whole run
-        self.queries = 0
-        self.lookups = 0
 
     # -- population -------------------------------------------------------------------
 
@@ -200,13 +197,11 @@ class SimDHT:
         events: list[tuple[float, int, bytes, bool]] = []
         seq = 0
         now = 0.0
-        values: list[int] = []
         while True:
             action = lookup.next(now)
             if isinstance(action, Finished):
                 break
             if isinstance(action, Query):
-                self.queries += 1
                 c = action.contact
                 peer = self.nodes.get(c.node_id)
                 ok = peer is not None and peer.online
@@ -246,13 +241,10 @@ class SimDHT:
             held = None
             if key is not None and peer.kind != "eclipse":
                 held = peer.records.get(key)
-            if held is not None:
-                values.append(held)
             lookup.on_response(nid, nodes, value=held, has_value=held is not None)
-        self.lookups += 1
-        fin = action
-        hops = depth.get(fin.closest[0].node_id, 0) if fin.closest else 0
-        return LookupResult(fin.closest, values, lookup.queries, hops, now)
+        hops = depth.get(action.closest[0].node_id, 0) if action.closest else 0
+        values = [v for _, v in action.values]
+        return LookupResult(action.closest, values, lookup.queries, hops, now)
 
     def find_node(self, asker: SimNode, target: bytes) -> LookupResult:
         """An exact walk to the k closest (the lookup before a store)."""
@@ -283,11 +275,6 @@ class SimDHT:
         return (max(found) if found else None), res
 
     # -- measurements -----------------------------------------------------------------------
-
-    def true_closest(self, target: bytes, n: int, nodes: Iterable[SimNode]) -> list[bytes]:
-        """The ids of the ``n`` nodes of ``nodes`` truly closest to ``target``."""
-        t = int.from_bytes(target, "big")
-        return [x.node_id for x in heapq.nsmallest(n, nodes, key=lambda x: x.contact.n ^ t)]
 
     def table_share(self, victim: SimNode, kind: str) -> float:
         """The fraction of ``victim``'s table held by nodes of ``kind``."""

@@ -16,18 +16,19 @@ Scores decay by half every ``half_life`` seconds. A peer whose score reaches
 ``graylist`` seconds, doubling with each graylisting up to ``graylist_max``
 (a peer that keeps misbehaving stays out longer; one that was briefly broken
 comes back). Scores are kept per node id, and per IP address too, except for
-loopback and private addresses (the owner's own machine and LAN): a fresh
+127.0.0.1, ::1, private and link-local addresses (the owner's own host and LAN): a fresh
 node key is free, an address is not. Bounded: the ``max_peers`` most recently
 penalised are remembered. Pure: the caller passes ``now``.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
+
+from ...protocol.dht.diversity import address_groups
 
 __all__ = ["PeerScores", "ScoreLimits", "fault_of"]
 
@@ -71,32 +72,11 @@ class _Score:
     times: int = 0
 
 
-#: the owner's own machine and networks (compare protocol/dht/diversity.py)
-_LOCAL = tuple(
-    ipaddress.ip_network(n)
-    for n in (
-        "127.0.0.0/8",
-        "10.0.0.0/8",
-        "172.16.0.0/12",
-        "192.168.0.0/16",
-        "100.64.0.0/10",
-        "169.254.0.0/16",
-        "::1/128",
-        "fc00::/7",
-        "fe80::/10",
-    )
-)
-
-
 def _scored_address(host: str) -> bool:
-    """Whether an address is scored on its own (not loopback, private or link-local)."""
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return not any(ip.version == net.version and ip in net for net in _LOCAL)
+    """Whether an address is scored on its own: when the routing table would
+    limit it by address group (not the owner's loopback, private or
+    link-local networks, spec/dht.md 7.1)."""
+    return address_groups(host)[0] is not None
 
 
 class PeerScores:
