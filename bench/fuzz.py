@@ -136,6 +136,7 @@ from p2psocial.protocol.identity import (
 )
 from p2psocial.protocol.invite import decode_invite_untrusted, make_invite
 from p2psocial.protocol.kinds import KINDS
+from p2psocial.protocol.lan import LanAnnounce, decode_lan_announce_untrusted, encode_lan_announce
 from p2psocial.protocol.noise import Handshake, NoiseError, public_key
 from p2psocial.protocol.securelink import (
     LinkError,
@@ -1442,6 +1443,29 @@ def _relay_run() -> Run:
     return run
 
 
+def _lan_seeds() -> list[bytes]:
+    """LAN announcements (spec/dht.md §12): our own and spec/vectors/lan.json's, both verdicts."""
+    seeds = [
+        encode_lan_announce(LanAnnounce(NODE_ID, 7000, 7001)),
+        encode_lan_announce(LanAnnounce(NODE_ID, 65535, 0)),
+    ]
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        data = json.loads((VECTORS / "lan.json").read_text(encoding="utf-8"))
+        seeds += [bytes.fromhex(v["datagram"]) for v in data["valid"] + data["invalid"]]
+    return seeds
+
+
+def _lan_run() -> Run:
+    def run(data: bytes) -> None:
+        ann = decode_lan_announce_untrusted(data)
+        # Flag bits are ignored on receipt; everything else re-encodes exactly.
+        again = encode_lan_announce(ann)
+        if again[:9] != data[:9] or again[10:] != data[10:]:
+            raise AssertionError("accepted announcement does not re-encode to its bytes")
+
+    return run
+
+
 def _reply_run(parser: str) -> Callable[[], Run]:
     def make() -> Run:
         values = ValueStore(max_items=64)
@@ -1717,6 +1741,7 @@ def targets() -> dict[str, Target]:
     )
     add(Target("noise_handshake", _noise_seeds(), _noise_run, (NoiseError,)))
     add(Target("relay_control", _relay_seeds(), _relay_run, (DecodeError, InvalidSignature)))
+    add(Target("lan_announce", _lan_seeds(), _lan_run, (DecodeError,)))
     link_seeds = [encode_link_payload(k, LINK_STATIC) for k in (NODE, A)]
     add(Target("link_payload", link_seeds, _link_payload_run, (LinkError, InvalidSignature)))
     add(

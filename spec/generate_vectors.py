@@ -1499,6 +1499,64 @@ def _addr_text(ip: bytes, port: int) -> str:
     return f"[{_ip_text(ip)}]:{port}" if len(ip) == 16 else f"{_ip_text(ip)}:{port}"
 
 
+_LAN_TAG = b"p2ps-lan"
+
+
+def _lan_datagram(node_id: bytes, dht_port: int, link_port: int, *, version: int = 1) -> bytes:
+    """spec/dht.md §12.2, written here from the spec rather than with the library."""
+    return (
+        _LAN_TAG
+        + bytes((version, 0))
+        + node_id
+        + dht_port.to_bytes(2, "big")
+        + (link_port.to_bytes(2, "big"))
+    )
+
+
+def build_lan() -> dict[str, Any]:
+    """spec/dht.md §12: LAN announcements that decode (with their fields) and ones refused."""
+    from p2psocial.protocol.lan import LanAnnounce, encode_lan_announce
+
+    valid = []
+    for name, n, dht_port, link_port in [
+        ("typical", 1, 51_413, 51_414),
+        ("no_link_listener", 2, 7_000, 0),
+        ("largest_ports", 3, 65_535, 65_535),
+    ]:
+        node_id = node_id_from_public_key(key(n).public_key)
+        datagram = _lan_datagram(node_id, dht_port, link_port)
+        assert encode_lan_announce(LanAnnounce(node_id, dht_port, link_port)) == datagram
+        valid.append(
+            {
+                "name": name,
+                "datagram": datagram.hex(),
+                "node_id": node_id.hex(),
+                "dht_port": dht_port,
+                "link_port": link_port,
+            }
+        )
+    good = bytes.fromhex(valid[0]["datagram"])
+    invalid = [
+        ("empty", b"", "truncated"),
+        ("tag_only", _LAN_TAG, "truncated"),
+        ("over_64_bytes", good + bytes(31), "too_large"),
+        ("wrong_tag", b"p2ps-dht" + good[8:], "bad_tag"),
+        ("version_2", good[:8] + b"\x02" + good[9:], "unsupported_version"),
+        ("trailing_byte", good + b"\x00", "bad_length"),
+        ("short", good[:33], "bad_length"),
+        ("dht_port_0", good[:30] + b"\x00\x00" + good[32:], "bad_port"),
+    ]
+    return {
+        "description": "spec/dht.md §12: 'valid' datagrams decode to the fields given; "
+        "'invalid' ones are refused with the reason given (the first check of §12.2 that fails).",
+        "valid": valid,
+        "invalid": [
+            {"name": name, "datagram": data.hex(), "reason": reason}
+            for name, data, reason in invalid
+        ],
+    }
+
+
 def build_all() -> dict[str, Any]:
     """Every vector file's content, by file name."""
     return {
@@ -1511,6 +1569,7 @@ def build_all() -> dict[str, Any]:
         "emoji.json": build_emoji(),
         "noise_link.json": build_noise_link(),
         "invite.json": build_invite(),
+        "lan.json": build_lan(),
     }
 
 

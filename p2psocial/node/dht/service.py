@@ -270,6 +270,25 @@ class DHTNode:
         self._swarms.relay = relay
         await self._swarms.reannounce_all()
 
+    async def meet(self, node_id: bytes, addr: Addr) -> None:
+        """Prove that ``node_id`` holds its key at ``addr`` (``hello``, spec/dht.md
+        4.1), then add it to the routing table.
+
+        For contacts heard of outside the DHT (LAN announcements): the claim is
+        believed only once the proof verifies. A table that was empty then
+        joins through the contact (a lookup of our own id).
+
+        Raises:
+            DHTError: no answer, or not one of ours (``not_ours``).
+            ProtocolError: a wrong key or signature.
+        """
+        contact = Contact(node_id, addr[0], addr[1])
+        was_empty = not len(self.table)
+        await self._contacts.ensure_proven(contact)
+        self._contacts.saw(contact, trio.current_time())
+        if was_empty and len(self.table):
+            await self._plain.find_node(self.node_id)
+
     # -- introspection -------------------------------------------------------------
 
     def is_proven(self, contact: Contact) -> bool:
