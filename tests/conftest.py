@@ -19,6 +19,10 @@ settings.register_profile(
 settings.register_profile("default", print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
+# Nodes started in-process must not announce on the host's links either
+# (tests/daemons.py keeps it off for daemon processes).
+os.environ["P2PSOCIAL_LAN_DISCOVERY"] = "off"
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED_VECTORS = REPO.parent / "shared" / "vectors"
 

@@ -130,6 +130,7 @@ def format_status(st: dict[str, Any]) -> str:
         f"peers at  {st.get('peer_addr')}",
         f"api       {st.get('api')}",
         f"peers     {st.get('peers')}",
+        f"lan peers {st.get('lan_peers', 0)}",
         f"feeds     {st.get('feeds')}",
         f"unread    {st.get('unread_notifications', 0)}",
         f"forked    {st.get('forked_feeds', 0)}",

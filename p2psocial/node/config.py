@@ -88,6 +88,9 @@ class Policy:
     #: A relayed link ends after this many bytes or seconds (its ends dial again).
     relay_link_bytes: int = 16 * 1024 * 1024
     relay_link_seconds: int = 600
+    #: Announce this node on its links and meet the nodes announcing there,
+    #: with no bootstrap address (spec/dht.md §12). Takes effect within a second.
+    lan_discovery: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a map, in declaration order."""

@@ -49,7 +49,7 @@ from ..protocol.lan import (
 from .activity import LimitedLog, short_node
 from .dht import DHTError, DHTNode
 
-__all__ = ["LAN_ENV", "Interface", "LanDiscovery", "lan_allowed", "lan_interfaces"]
+__all__ = ["LAN_ENV", "Interface", "LanDiscovery", "lan_allowed", "lan_interfaces", "link_path"]
 
 log = logging.getLogger("p2psocial.lan")
 
@@ -74,6 +74,15 @@ _IFF_UP, _IFF_LOOPBACK, _IFF_MULTICAST = 0x1, 0x8, 0x1000
 def lan_allowed() -> bool:
     """Whether the environment allows LAN discovery (see :data:`LAN_ENV`)."""
     return os.environ.get(LAN_ENV, "").strip().lower() not in ("off", "0", "false", "no")
+
+
+def link_path(peer: dict[str, Any], lan: LanDiscovery | None) -> str:
+    """The ``path`` of a link in ``peers`` (a row of the pool's ``peers()``):
+    the pool's own label, except that a direct link to a LAN peer is ``lan``."""
+    path = str(peer.get("path", "direct"))
+    if path == "direct" and lan is not None and bytes.fromhex(peer["node_id"]) in lan.lan_peers():
+        return "lan"
+    return path
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,7 @@ from .dht import DHTNode
 from .foreground import Foreground
 from .invites import Invites
 from .keys import load_keys
+from .lan import LanDiscovery, lan_allowed, link_path
 from .moderation import Blocklists, PolicyGate
 from .moderator import Moderator
 from .names import Names
@@ -85,6 +86,8 @@ class Node:
         #: Warns when the node reaches no one, or no one reaches it.
         self.connectivity: ConnectivityWatch | None = None
         self.dht_addr: tuple[str, int] | None = None
+        #: LAN discovery (spec/dht.md §12); None when the environment forbids it.
+        self.lan: LanDiscovery | None = None
         self.peer_addr: tuple[str, int] | None = None
         #: The owner's limits, applied to what replication stores.
         self.gate = PolicyGate(store, config.policy, self.identity)
@@ -391,10 +394,11 @@ class Node:
         """Connected peers.
 
         Each has its ``path``: ``"direct"`` (a TCP connection between the two
-        nodes) unless the link pool says otherwise.
+        nodes), ``"lan"`` (one to a peer found on the LAN) unless the link pool
+        says otherwise.
         """
         items = self.replicator.peers() if self.replicator is not None else []
-        return {"items": [{**p, "path": p.get("path", "direct")} for p in items]}
+        return {"items": [{**p, "path": link_path(p, self.lan)} for p in items]}
 
     # Invites: first contact (node/invites.py, spec/invite.md).
     async def invite(
@@ -484,6 +488,7 @@ class Node:
             "unread_notifications": await self.notifier.unread_count(),
             **self._reachability(),
             "relays": self.replicator.relays() if self.replicator is not None else [],
+            "lan_peers": len(self.lan.lan_peers()) if self.lan is not None else 0,
         }
 
     def _reachability(self) -> dict[str, Any]:
@@ -516,6 +521,8 @@ class Node:
             stats["replication"] = self.replicator.statistics()
         if self.connectivity is not None:
             stats["connectivity"] = self.connectivity.statistics()
+        if self.lan is not None:
+            stats["lan"] = self.lan.statistics()
         if self.api_server is not None:
             stats["api"] = {
                 **self.api_server.stats,
@@ -605,6 +612,11 @@ async def open_node(
             node.peer_addr = await nursery.start(replicator.run)
             if node.peer_addr[1]:  # can others dial our links? (spec/dht.md 4.5)
                 node.dht.enable_dial_back(node.peer_addr[1])
+            if lan_allowed():
+                link_port = node.peer_addr[1]
+                on = lambda: config.policy.lan_discovery  # noqa: E731
+                node.lan = LanDiscovery(node.dht, lambda: link_port, config.listen, enabled=on)
+                await nursery.start(node.lan.run)
             # With no bootstrap address this still rejoins through the
             # contacts saved by the last run (a no-op on a first run).
             nursery.start_soon(node.dht.bootstrap, bootstrap)

@@ -13,10 +13,18 @@ import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+import pytest
 import trio
 
 from p2psocial.node.dht import DHTNode
-from p2psocial.node.lan import Interface, LanDiscovery
+from p2psocial.node.lan import (
+    LAN_ENV,
+    Interface,
+    LanDiscovery,
+    lan_allowed,
+    lan_interfaces,
+    link_path,
+)
 from p2psocial.protocol.identity import SigningKey
 from p2psocial.protocol.lan import LAN_GROUP, LanAnnounce, LanListener, encode_lan_announce
 
@@ -137,3 +145,64 @@ async def test_answers_are_rate_limited() -> None:
             assert dropped["rate_limited"] == 7
             assert dropped["not_proven"] == 3
             nursery.cancel_scope.cancel()
+
+
+def port_is_free(port: int) -> bool:
+    """Whether a socket without address reuse can bind the group's port now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+        return True
+
+
+async def test_switching_off_releases_the_port() -> None:
+    """policy.lan_discovery off: within about a second the service holds no
+    socket (and so hears nothing); back on, it announces again."""
+    port = free_port()
+    on = [True]
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            dht = DHTNode(SigningKey.generate(), "127.0.0.1", 0)
+            await nursery.start(dht.run)
+            lan = LanDiscovery(
+                dht, lambda: 0, interfaces=lambda: LOOPBACK, port=port, enabled=lambda: on[0]
+            )
+            await nursery.start(lan.run)
+            assert lan.statistics()["announcements_sent"] == 1
+            assert not port_is_free(port)  # the positive control: held while on
+            on[0] = False
+            await until(lambda: port_is_free(port))
+            on[0] = True
+            await until(lambda: lan.statistics()["announcements_sent"] == 2)
+            nursery.cancel_scope.cancel()
+
+
+def test_interfaces_never_include_loopback() -> None:
+    assert lan_interfaces("127.0.0.1") == []
+    assert lan_interfaces("::1") == []
+    assert lan_interfaces("::") == []  # announcements are IPv4 only
+    assert all(not i.addr.startswith("127.") for i in lan_interfaces("0.0.0.0"))
+
+
+@pytest.mark.parametrize(
+    ("value", "allowed"),
+    [("off", False), ("0", False), ("False", False), ("no", False), ("on", True), ("", True)],
+)
+def test_environment_switch(monkeypatch: pytest.MonkeyPatch, value: str, allowed: bool) -> None:
+    monkeypatch.setenv(LAN_ENV, value)
+    assert lan_allowed() is allowed
+
+
+def test_link_path_labels_lan_peers() -> None:
+    dht = DHTNode(SigningKey.generate(), "127.0.0.1", 0)
+    lan = LanDiscovery(dht, lambda: 0)
+    peer = bytes(range(20))
+    announce = LanAnnounce(peer, 7000, 7001)
+    lan.listener.done(announce, "192.0.2.5", 0.0, proven=True)
+    row = {"node_id": peer.hex(), "path": "direct"}
+    assert link_path(row, lan) == "lan"
+    assert link_path({**row, "path": "relayed"}, lan) == "relayed"
+    assert link_path({"node_id": bytes(20).hex()}, lan) == "direct"
+    assert link_path(row, None) == "direct"
