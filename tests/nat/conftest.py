@@ -117,7 +117,12 @@ class NsDaemon:
         self.identity = ""
         self.process: DaemonProcess | None = None
 
-    def start(self, bootstrap: Sequence[str] = (), timeout: float = 30) -> NsDaemon:
+    def start(
+        self,
+        bootstrap: Sequence[str] = (),
+        timeout: float = 30,
+        env: dict[str, str] | None = None,
+    ) -> NsDaemon:
         out = run_cli(self.data_dir, "--json", "init").stdout
         self.identity = str(json.loads(out)["identity"])
         argv = daemon_argv(self.data_dir, listen="0.0.0.0", port=0, dht_port=0, bootstrap=bootstrap)
@@ -129,7 +134,7 @@ class NsDaemon:
                 stdin=subprocess.DEVNULL,
                 stdout=out_file,
                 stderr=out_file,
-                env=cli_env(),
+                env=env or cli_env(),
             )
         self.process = DaemonProcess(proc, log, offset)
         try:
