@@ -9,7 +9,7 @@ feeds through it as through any contact. The decisions (what to prove, how
 often, when to announce) are :class:`~p2psocial.protocol.lan.LanListener`'s;
 this module owns the socket and the tasks.
 
-Which links: with ``listen`` a wildcard, every IPv4 interface that is up,
+Which links: with ``listen`` a wildcard (0.0.0.0 or ::), every IPv4 interface that is up,
 multicast-capable and not loopback; with ``listen`` one address, the interface
 holding it. Loopback is never a LAN, so a node listening on 127.0.0.1 stays
 quiet (tests pass their own interfaces). ``policy.lan_discovery`` switches the
@@ -100,11 +100,16 @@ def _ioctl_ifreq(sock: socket.socket, request: int, name: str) -> bytes:
 def lan_interfaces(listen: str) -> list[Interface]:
     """The interfaces LAN discovery uses for a node listening on ``listen`` (module doc)."""
     try:
-        wanted = ipaddress.IPv4Address(listen)
+        wanted = ipaddress.ip_address(listen)
     except ValueError:
-        return []  # an IPv6 listen address: announcements are IPv4 only
+        return []
     if wanted.is_loopback:
         return []
+    if wanted.version == 6:
+        if not wanted.is_unspecified:
+            return []  # one IPv6 address: announcements are IPv4 only
+        # "::" takes IPv4 too (dual stack): the same interfaces as 0.0.0.0.
+        wanted = ipaddress.IPv4Address("0.0.0.0")
     found: list[Interface] = []
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         for _index, name in socket.if_nameindex():

@@ -182,8 +182,10 @@ async def test_switching_off_releases_the_port() -> None:
 def test_interfaces_never_include_loopback() -> None:
     assert lan_interfaces("127.0.0.1") == []
     assert lan_interfaces("::1") == []
-    assert lan_interfaces("::") == []  # announcements are IPv4 only
+    assert lan_interfaces("2001:db8::1") == []  # announcements are IPv4 only
     assert all(not i.addr.startswith("127.") for i in lan_interfaces("0.0.0.0"))
+    # A dual-stack wildcard takes IPv4 too: the same interfaces.
+    assert lan_interfaces("::") == lan_interfaces("0.0.0.0")
 
 
 @pytest.mark.parametrize(
