@@ -53,6 +53,7 @@ FILES = [
     "emoji.json",
     "noise_link.json",
     "invite.json",
+    "lan.json",
 ]
 
 
