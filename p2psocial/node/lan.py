@@ -111,8 +111,12 @@ def lan_interfaces(listen: str) -> list[Interface]:
         # "::" takes IPv4 too (dual stack): the same interfaces as 0.0.0.0.
         wanted = ipaddress.IPv4Address("0.0.0.0")
     found: list[Interface] = []
+    try:
+        names = [name for _index, name in socket.if_nameindex()]
+    except OSError:
+        return []
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        for _index, name in socket.if_nameindex():
+        for name in names:
             try:
                 flags = struct.unpack_from("H", _ioctl_ifreq(probe, _SIOCGIFFLAGS, name), 16)[0]
                 addr = socket.inet_ntoa(_ioctl_ifreq(probe, _SIOCGIFADDR, name)[20:24])
@@ -171,7 +175,8 @@ class LanDiscovery:
     # -- introspection ---------------------------------------------------------
 
     def lan_peers(self) -> set[bytes]:
-        """Node ids of the announcers proven so far (links to them are path ``lan``)."""
+        """Node ids of the announcers proven lately (links to them are path ``lan``)."""
+        self.listener.expire(trio.current_time())
         return set(self.listener.found)
 
     def statistics(self) -> dict[str, Any]:
@@ -186,7 +191,7 @@ class LanDiscovery:
             "repeats": self._stats["repeats"],
             "dropped": dict(self._dropped),
             "peers_found": self._stats["found"],
-            "lan_peers": len(self.listener.found),
+            "lan_peers": len(self.lan_peers()),
         }
 
     # -- running -----------------------------------------------------------------
@@ -254,8 +259,8 @@ class LanDiscovery:
                 return
 
     def _join(self, sock: trio.socket.SocketType, iface: Interface) -> bool:
-        if iface.addr in self._joined:
-            return True
+        # Joined again every round: an interface that went down and came
+        # back has lost its membership; one still joined answers EADDRINUSE.
         mreq = socket.inet_aton(self.group) + socket.inet_aton(iface.addr)
         try:
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)

@@ -15,6 +15,9 @@ Theory of the listener, per announcer (node id, host, DHT port)::
     unknown --heard, tokens left--> proving --proven--> found   (kept ``recheck`` s)
                                             --failed--> failed  (kept ``recheck`` s)
     found / failed --``recheck`` s later, heard--> proving
+
+A LAN peer (an announcer proven) stays one for ``2 * recheck`` seconds after
+its last proof: one that is still there is heard and proven again in between.
 """
 
 from __future__ import annotations
@@ -184,6 +187,8 @@ class LanListener:
         self._handled: OrderedDict[Announcer, float] = OrderedDict()
         #: node id -> (host, DHT port, link port) of announcers proven, newest last.
         self.found: OrderedDict[bytes, tuple[str, int, int]] = OrderedDict()
+        #: node id -> when its last proof came in (``found``'s order).
+        self._proven_at: dict[bytes, float] = {}
 
     def heard(self, announce: LanAnnounce, host: str, now: float) -> LanVerdict:
         """Decide about ``announce``, heard from ``host`` at ``now``.
@@ -211,13 +216,24 @@ class LanListener:
         self._remember((announce.node_id, host, announce.dht_port), now)
         if not proven:
             return
+        self.expire(now)
         new = announce.node_id not in self.found
         self.found.pop(announce.node_id, None)
         self.found[announce.node_id] = (host, announce.dht_port, announce.link_port)
+        self._proven_at[announce.node_id] = now
         while len(self.found) > self.max_announcers:
-            self.found.popitem(last=False)
+            gone, _ = self.found.popitem(last=False)
+            del self._proven_at[gone]
         if new and self._next_announce is not None and self._last_announce is not None:
             self._next_announce = min(self._next_announce, self._last_announce + self.min_gap)
+
+    def expire(self, now: float) -> None:
+        """Forget the LAN peers not proven again within ``2 * recheck`` of ``now``."""
+        while self.found:
+            oldest = next(iter(self.found))
+            if self._proven_at[oldest] + 2 * self.recheck > now:
+                return
+            del self.found[oldest], self._proven_at[oldest]
 
     def announced(self, now: float, unit: float) -> float:
         """We announced at ``now``; returns when to announce next.

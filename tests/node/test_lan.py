@@ -197,12 +197,12 @@ def test_environment_switch(monkeypatch: pytest.MonkeyPatch, value: str, allowed
     assert lan_allowed() is allowed
 
 
-def test_link_path_labels_lan_peers() -> None:
+async def test_link_path_labels_lan_peers() -> None:
     dht = DHTNode(SigningKey.generate(), "127.0.0.1", 0)
     lan = LanDiscovery(dht, lambda: 0)
     peer = bytes(range(20))
     announce = LanAnnounce(peer, 7000, 7001)
-    lan.listener.done(announce, "192.0.2.5", 0.0, proven=True)
+    lan.listener.done(announce, "192.0.2.5", trio.current_time(), proven=True)
     row = {"node_id": peer.hex(), "path": "direct"}
     assert link_path(row, lan) == "lan"
     assert link_path({**row, "path": "relayed"}, lan) == "relayed"

@@ -188,6 +188,24 @@ def test_new_peer_brings_the_next_announcement_forward() -> None:
     assert lst.next_announce() == 131.0
 
 
+def test_lan_peers_expire_unless_proven_again() -> None:
+    lst = listener(recheck=300.0)
+    ann = LanAnnounce(NODE, 7000, 0)
+    other = LanAnnounce(b"\x07" * 20, 7000, 0)
+    for a, t in ((ann, 0.0), (other, 400.0)):
+        assert lst.heard(a, "192.0.2.7", t) is LanVerdict.PROVE
+        lst.done(a, "192.0.2.7", t, proven=True)
+    lst.expire(599.0)
+    assert set(lst.found) == {NODE, other.node_id}
+    lst.expire(600.0)
+    assert set(lst.found) == {other.node_id}
+    # Proven again in time, it stays.
+    assert lst.heard(other, "192.0.2.7", 700.0) is LanVerdict.PROVE
+    lst.done(other, "192.0.2.7", 700.0, proven=True)
+    lst.expire(1200.0)
+    assert set(lst.found) == {other.node_id}
+
+
 def test_jitter_must_be_below_interval() -> None:
     with pytest.raises(LocalUsageError):
         LanListener(OWN, interval=5.0, jitter=5.0)
