@@ -165,6 +165,7 @@ class LanDiscovery:
         self.group = group
         self.port = port
         self.listener = listener or LanListener(dht.node_id)
+        #: Addresses of the interfaces joined in the last round.
         self._joined: set[str] = set()
         #: Set when a proof may have brought our next announcement forward.
         self._sooner = trio.Event()
@@ -280,6 +281,7 @@ class LanDiscovery:
         datagram = encode_lan_announce(
             LanAnnounce(self._dht.node_id, self._dht.address[1], self._link_port())
         )
+        self._joined.clear()  # the interfaces of this round
         sent = 0
         for iface in self._interfaces()[:MAX_INTERFACES]:
             if not self._join(sock, iface):
