@@ -106,7 +106,8 @@ def config_group() -> None:
       node.listen node.port node.dht_port node.bootstrap node.peers
       policy.hops policy.max_payload_bytes policy.quota_entries_per_day
       policy.quota_bytes_per_day policy.hide_patterns policy.blocklists
-      policy.accept_inbound   (policy.blocked/muted: use block and mute)
+      policy.accept_inbound policy.lan_discovery policy.relay_*
+      (policy.blocked/muted: use block and mute)
     \b
     Ranges: ports 0..65535 (0: any free port), hops 1..2, the other numbers
     0 or more (a quota of 0 is no limit); flags take true or false.
