@@ -62,6 +62,8 @@ PROVE_QUEUE = 16
 PROVE_WORKERS = 2
 #: Seconds between checks of the policy switch.
 SWITCH_POLL = 1.0
+#: Seconds between looks for an interface, or tries to bind the port, when there was none.
+IDLE_POLL = 10.0
 
 # Linux values where the socket module lacks them.
 _IP_MULTICAST_ALL = getattr(socket, "IP_MULTICAST_ALL", 49)
@@ -201,38 +203,49 @@ class LanDiscovery:
         """Announce and listen while enabled; until cancelled.
 
         Calls ``task_status.started()`` once the socket is listening and the
-        first announcement is out (or at once when disabled, or when the
-        socket cannot be bound: counted ``socket_failed``, retried later).
+        first announcement is out; or at once when disabled, when there is
+        no interface to announce on (then no socket is held, and interfaces
+        are looked for every ``IDLE_POLL`` seconds), or when the socket cannot
+        be bound (counted ``socket_failed``, tried again as often).
         """
         started = False
         while True:
             if not self._enabled():
-                if not started:
-                    task_status.started()
+                wait = SWITCH_POLL
+            elif not self._interfaces():
+                wait = IDLE_POLL
+            else:
+                try:
+                    sock = await self._open()
+                except OSError as exc:
+                    self._stats["socket_failed"] += 1
+                    log.warning("LAN discovery cannot listen on port %d: %s", self.port, exc)
+                    wait = IDLE_POLL
+                else:
+                    with sock:
+                        await self._serve(sock, task_status if not started else None)
                     started = True
-                await trio.sleep(SWITCH_POLL)
-                continue
-            try:
-                sock = await self._open()
-            except OSError as exc:
-                self._stats["socket_failed"] += 1
-                log.warning("LAN discovery cannot listen on port %d: %s", self.port, exc)
-                if not started:
+                    continue
+            if not started:
+                task_status.started()
+                started = True
+            await trio.sleep(wait)
+
+    async def _serve(
+        self, sock: trio.socket.SocketType, task_status: trio.TaskStatus[None] | None
+    ) -> None:
+        """Announce, listen and prove on ``sock`` until the switch goes off."""
+        send, recv = trio.open_memory_channel[tuple[LanAnnounce, str]](PROVE_QUEUE)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._until_disabled, nursery.cancel_scope)
+                nursery.start_soon(self._receive_loop, sock, send)
+                for _ in range(PROVE_WORKERS):
+                    nursery.start_soon(self._prove_worker, recv.clone())
+                await nursery.start(self._announce_loop, sock)
+                if task_status is not None:
                     task_status.started()
-                    started = True
-                await trio.sleep(30 * SWITCH_POLL)
-                continue
-            with sock:
-                send, recv = trio.open_memory_channel[tuple[LanAnnounce, str]](PROVE_QUEUE)
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._until_disabled, nursery.cancel_scope)
-                    nursery.start_soon(self._receive_loop, sock, send)
-                    for _ in range(PROVE_WORKERS):
-                        nursery.start_soon(self._prove_worker, recv.clone())
-                    await nursery.start(self._announce_loop, sock)
-                    if not started:
-                        task_status.started()
-                        started = True
+        finally:
             self._joined.clear()
 
     async def _open(self) -> trio.socket.SocketType:

@@ -208,3 +208,21 @@ async def test_link_path_labels_lan_peers() -> None:
     assert link_path({**row, "path": "relayed"}, lan) == "relayed"
     assert link_path({"node_id": bytes(20).hex()}, lan) == "direct"
     assert link_path(row, None) == "direct"
+
+
+async def test_no_interface_holds_no_socket() -> None:
+    """A node listening on loopback (no LAN interface) binds nothing; the
+    positive control: one with an interface does hold the port."""
+    port = free_port()
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            dht = DHTNode(SigningKey.generate(), "127.0.0.1", 0)
+            await nursery.start(dht.run)
+            quiet = LanDiscovery(dht, lambda: 0, "127.0.0.1", port=port)
+            await nursery.start(quiet.run)
+            assert port_is_free(port)
+            assert quiet.statistics()["announcements_sent"] == 0
+            loud = LanDiscovery(dht, lambda: 0, interfaces=lambda: LOOPBACK, port=port)
+            await nursery.start(loud.run)
+            assert not port_is_free(port)
+            nursery.cancel_scope.cancel()
