@@ -24,8 +24,9 @@ __all__ = ["READY_PREFIX", "Daemon", "cli_env", "cli_json", "run_cli", "wait_for
 
 
 def cli_env() -> dict[str, str]:
-    """The environment of every command a test runs: no P2PSOCIAL_* variable, no colour."""
-    return daemon_env(NO_COLOR="1")
+    """The environment of every command a test runs: no P2PSOCIAL_* variable, no
+    colour, and no port mapping (its requests would leave for this machine's router)."""
+    return daemon_env(NO_COLOR="1", P2PSOCIAL_PORTMAP_GATEWAY="none")
 
 
 def run_cli(

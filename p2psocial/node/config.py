@@ -88,6 +88,9 @@ class Policy:
     #: A relayed link ends after this many bytes or seconds (its ends dial again).
     relay_link_bytes: int = 16 * 1024 * 1024
     relay_link_seconds: int = 600
+    #: Ask the home router (PCP or NAT-PMP) to forward the link and DHT ports
+    #: while the node runs, and announce the mapped address (spec/portmap.md).
+    port_mapping: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a map, in declaration order."""
@@ -128,6 +131,9 @@ class NodeConfig:
     policy: Policy = field(default_factory=Policy)
     #: Run the local API server (the daemon does; embedded nodes may not need it).
     serve_api: bool = True
+    #: The gateway port mapping asks: "" the default route's, "none" no
+    #: mapping, or "HOST[:PORT]" (set per run, never saved).
+    portmap_gateway: str = ""
 
     @property
     def identity_path(self) -> Path:

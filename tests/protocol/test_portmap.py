@@ -176,7 +176,9 @@ def test_a_natpmp_answer_to_a_request_decodes_to_its_fields(
 def test_a_pcp_answer_echoing_a_request_decodes_to_its_fields(
     nonce: bytes, transport: int, internal: int, external: int, lifetime: int, ip: str
 ) -> None:
-    req = pm.encode_pcp_map_request(nonce, transport, internal, external, lifetime, "192.0.2.18", ip)
+    req = pm.encode_pcp_map_request(
+        nonce, transport, internal, external, lifetime, "192.0.2.18", ip
+    )
     # The response header replaces the client address with epoch and zeros.
     answer = bytes([2, 0x81, 0, 0]) + req[4:8] + struct.pack("!I12x", 7) + req[24:]
     got = pm.decode_response_untrusted(answer)
