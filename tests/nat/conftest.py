@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from p2psocial.client import DaemonProcess, DaemonProcessError
-from p2psocial.client.spawn import daemon_argv
+from p2psocial.client.spawn import daemon_argv, daemon_env
 from tests.daemons import cli_env, run_cli
 
 from . import netlab
@@ -117,7 +117,15 @@ class NsDaemon:
         self.identity = ""
         self.process: DaemonProcess | None = None
 
-    def start(self, bootstrap: Sequence[str] = (), timeout: float = 30) -> NsDaemon:
+    def start(
+        self,
+        bootstrap: Sequence[str] = (),
+        timeout: float = 30,
+        *,
+        portmap_gateway: str | None = None,
+    ) -> NsDaemon:
+        """Start the daemon. Test daemons map no port unless ``portmap_gateway``
+        is given: "" for the default route's gateway, or HOST:PORT (spec/portmap.md)."""
         out = run_cli(self.data_dir, "--json", "init").stdout
         self.identity = str(json.loads(out)["identity"])
         argv = daemon_argv(self.data_dir, listen="0.0.0.0", port=0, dht_port=0, bootstrap=bootstrap)
@@ -129,7 +137,11 @@ class NsDaemon:
                 stdin=subprocess.DEVNULL,
                 stdout=out_file,
                 stderr=out_file,
-                env=cli_env(),
+                env=(
+                    cli_env()
+                    if portmap_gateway is None
+                    else daemon_env(NO_COLOR="1", P2PSOCIAL_PORTMAP_GATEWAY=portmap_gateway)
+                ),
             )
         self.process = DaemonProcess(proc, log, offset)
         try:
