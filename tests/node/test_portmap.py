@@ -183,3 +183,28 @@ def test_parse_gateway(setting: str, expected: tuple[str, int] | None) -> None:
 def test_parse_gateway_refuses_what_is_not_an_ipv4_gateway(setting: str) -> None:
     with pytest.raises(OSError if ":" not in setting else ValueError):
         parse_gateway(setting)
+
+
+async def test_a_node_asks_its_gateway_for_its_link_port_unless_policy_says_no(
+    tmp_path: Path,
+) -> None:
+    from p2psocial.node import NodeConfig, open_node
+    from p2psocial.protocol.identity import SigningKey
+
+    sock, addr = await _gateway_socket()
+    with trio.fail_after(30), sock:
+        gateway = f"{addr[0]}:{addr[1]}"
+        cfg = NodeConfig(data_dir=tmp_path / "on", serve_api=False, portmap_gateway=gateway)
+        keys = {"identity_key": SigningKey.generate(), "node_key": SigningKey.generate()}
+        async with open_node(cfg, **keys) as node:
+            req = await sock.recv(2048)
+            assert node.peer_addr is not None
+            st = (await node.status())["port_mapping"]
+        assert req[:2] == b"\x02\x01" and req[36] == pm.PROTO_TCP, req.hex()
+        assert struct.unpack_from("!HH", req, 40) == (node.peer_addr[1], node.peer_addr[1])
+        assert st["state"] == "starting" and st["gateway"] == gateway, st
+        cfg = NodeConfig(data_dir=tmp_path / "off", serve_api=False, portmap_gateway=gateway)
+        cfg.policy.port_mapping = False
+        async with open_node(cfg, **keys) as node:
+            assert (await node.status())["port_mapping"] == {"state": "off"}
+            assert node.portmap is None
