@@ -100,7 +100,7 @@ class PortMapper:
         timeout_scale: multiplies the retransmission timeouts (tests only).
         backoff: seconds before the next round after n failed ones.
         renew: seconds after a grant of t seconds to renew it.
-        on_change: called after the mappings were made, changed or lost.
+        on_change: called when :meth:`external` changes (made, moved or lost).
     """
 
     def __init__(
@@ -175,8 +175,10 @@ class PortMapper:
             while True:
                 if await self._round():
                     failures = 0
+                    before = self.external()
                     self.state = "mapped"
-                    self._on_change()
+                    if self.external() != before:
+                        self._on_change()
                     wait = min(self._renew(h.lifetime) for h in self._held.values())
                     self._expires = trio.current_time() + min(
                         h.lifetime for h in self._held.values()

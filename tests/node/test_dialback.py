@@ -368,3 +368,34 @@ async def test_whole_nodes_on_three_networks_find_each_other_dialable(tmp_path: 
                 await trio.sleep(0.1)
             st = await nodes[2].status()
             assert st["reachable"] == "yes" and st["reachability"] in ("public", "unknown")
+
+
+async def test_a_new_port_mapping_makes_dial_back_learn_its_verdict_again() -> None:
+    """A verdict stands for 30 minutes; a mapping that appears (spec/portmap.md)
+    must not wait that long: the node asks again at once, for the mapped port."""
+    cfg = DHTConfig(rpc_timeout=0.3, rpc_attempts=4)
+    key = SigningKey.generate()
+    me = DHTNode(key, "127.13.0.1", 0, config=cfg)
+    peers = [DHTNode(SigningKey.generate(), f"127.{i}.0.1", 0, config=cfg) for i in (10, 11, 12)]
+    accepted: list[str] = []
+    with trio.fail_after(40):
+        async with trio.open_nursery() as nursery:
+            for n in (me, *peers):
+                await nursery.start(n.run)
+            await me.bootstrap([p.address for p in peers])
+            with trio.socket.socket() as s:  # a port that was free a moment ago
+                await s.bind(("127.13.0.1", 0))
+                closed: int = s.getsockname()[1]
+            me.enable_dial_back(closed)
+            while me.reachability()["reachable"] != "no":  # noqa: ASYNC110
+                await trio.sleep(0.05)
+            port = await nursery.start(_link_listener, key, "127.13.0.1", accepted)
+            assert me.set_mapped_port(closed, port) is True
+            while me.reachability()["reachable"] != "yes":  # noqa: ASYNC110
+                await trio.sleep(0.05)
+            assert me.set_mapped_port(closed, None) is True
+            got = me.reachability()
+            stats = me.statistics()
+            nursery.cancel_scope.cancel()
+    assert got["reachable"] == "unknown" and got["dialback_ok"] == 0, got  # learning again
+    assert stats["dial_back_rechecks"] == 2 and len(accepted) >= 2, stats

@@ -299,9 +299,10 @@ class DHTNode:
         self._dial_back.enable(peer_port)
 
     def set_mapped_port(self, peer_port: int, external_port: int | None) -> bool:
-        """Announce, and ask dial-back for, ``external_port`` in place of TCP
-        ``peer_port`` (a port mapping at the router, spec/portmap.md); None:
-        the mapping is gone. Returns True when announces must be sent again."""
+        """A port mapping at the router (spec/portmap.md) now gives TCP
+        ``peer_port`` the external ``external_port`` (None: no mapping any
+        more): announces name that port, and dial-back learns its verdict
+        again for it. Returns True when announces must be sent again."""
         before = self._swarms.port_map.get(peer_port, peer_port)
         if external_port is None or external_port == peer_port:
             self._swarms.port_map.pop(peer_port, None)
@@ -309,7 +310,7 @@ class DHTNode:
             self._swarms.port_map[peer_port] = external_port
         after = self._swarms.port_map.get(peer_port, peer_port)
         if self._dial_back.port is not None:
-            self._dial_back.port = after
+            self._dial_back.recheck(after)
         return before != after
 
     async def reannounce_all(self) -> None:
