@@ -100,6 +100,7 @@ class PortMapper:
         timeout_scale: multiplies the retransmission timeouts (tests only).
         backoff: seconds before the next round after n failed ones.
         renew: seconds after a grant of t seconds to renew it.
+        protocols: the protocols to try, in order (tests pin one).
         on_change: called when :meth:`external` changes (made, moved or lost).
     """
 
@@ -112,6 +113,7 @@ class PortMapper:
         timeout_scale: float = 1.0,
         backoff: Callable[[int], float] = pm.backoff_delay,
         renew: Callable[[int], float] = pm.renew_delay,
+        protocols: tuple[str, ...] = ("pcp", "natpmp"),
         on_change: Callable[[], None] = lambda: None,
     ) -> None:
         self.gateway = gateway
@@ -120,6 +122,7 @@ class PortMapper:
         self._scale = timeout_scale
         self._backoff = backoff
         self._renew = renew
+        self._protocols = protocols
         self._on_change = on_change
         self._sock: trio.socket.SocketType | None = None
         self._held: dict[int, _Held] = {}
@@ -218,7 +221,7 @@ class PortMapper:
     ) -> _Held | None:
         nonce = held.nonce if held is not None else os.urandom(12)
         suggest = held.external_port if held is not None else port
-        protocols = [self.protocol] if self.protocol else ["pcp", "natpmp"]
+        protocols = (self.protocol,) if self.protocol else self._protocols
         for proto in protocols:
             if proto == "pcp":
                 got = await self._pcp(nonce, transport, port, suggest, lifetime)

@@ -12,6 +12,7 @@ router runs miniupnpd (``netlab`` kind ``upnp``), three public nodes.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -126,3 +127,17 @@ def test_a_node_whose_gateway_never_answers_sends_a_bounded_number_of_requests(
     assert versions == [2, 2, 2, 2, 0, 0, 0, 0], got  # 4 PCP, then 4 NAT-PMP
     assert stats["requests_sent"] == 8 and stats["rounds_failed"] == 1, stats
     assert st["retry_in"] >= 290, st
+
+
+def test_miniupnpd_maps_and_unmaps_by_natpmp_too(lab: netlab.Lab) -> None:
+    home = lab.homes["upnp"]
+    client = str(Path(__file__).with_name("natpmp_client.py"))
+    p = lab.popen(home.host_ns, sys.executable, client, "--protocol", "natpmp", "--port", "40123")
+    st = read_event(p)
+    assert st["state"] == "mapped" and st["protocol"] == "natpmp", st
+    assert st["external"] == f"{home.public_ip}:40123", st
+    rules = lab.mappings(home)
+    assert f"0x6 th dport 40123 dnat ip to {home.host_ip}:40123" in rules, rules
+    done = read_event(p)
+    assert done["stopped"] == "stopped" and done["mappings_removed"] == 1, done
+    assert "40123" not in lab.mappings(home), lab.mappings(home)
