@@ -240,19 +240,8 @@ class PortMapper:
         assert self._sock is not None
         client_ip = self._sock.getsockname()[0]
         req = pm.encode_pcp_map_request(nonce, transport, port, suggest, lifetime, client_ip)
-
-        def match(r: Response) -> bool:
-            return isinstance(r, pm.Unsupported) or (
-                isinstance(r, pm.Mapping)
-                and r.protocol == "pcp"
-                and r.nonce == nonce
-                and r.transport == transport
-                and r.internal_port == port
-            )
-
-        r = await self._exchange(req, match)
-        if not isinstance(r, pm.Mapping) or r.result != 0:
-            self._refused(r)
+        r = await self._granted(req, "pcp", transport, port, nonce)
+        if r is None:
             return None
         if lifetime:
             self.external_ip = r.external_ip
@@ -268,20 +257,27 @@ class PortMapper:
                 return None
             self.external_ip = addr.external_ip
         req = pm.encode_natpmp_map_request(transport, port, suggest, lifetime)
+        r = await self._granted(req, "natpmp", transport, port, b"")
+        return _Held(transport, port, r.external_port, r.lifetime, b"") if r else None
+
+    async def _granted(
+        self, req: bytes, protocol: str, transport: int, port: int, nonce: bytes
+    ) -> pm.Mapping | None:
+        """Exchange MAP request ``req``; the answer if it grants the mapping."""
 
         def match(r: Response) -> bool:
-            return (
+            # An "unsupported version" answer ends the exchange too (no grant).
+            return (protocol == "pcp" and isinstance(r, pm.Unsupported)) or (
                 isinstance(r, pm.Mapping)
-                and r.protocol == "natpmp"
-                and r.transport == transport
-                and r.internal_port == port
+                and (r.protocol, r.nonce, r.transport, r.internal_port)
+                == (protocol, nonce, transport, port)
             )
 
         r = await self._exchange(req, match)
         if not isinstance(r, pm.Mapping) or r.result != 0:
             self._refused(r)
             return None
-        return _Held(transport, port, r.external_port, r.lifetime, b"")
+        return r
 
     def _refused(self, r: Response | None) -> None:
         if r is not None:  # an answer, but no mapping: count its result code
