@@ -19,6 +19,11 @@ settings.register_profile(
 settings.register_profile("default", print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
+# Nodes the tests start in this process map no port at the machine's router
+# (spec/portmap.md): its requests would leave the machine. Daemons get the
+# same from tests/daemons.py's cli_env; a test that maps names its gateway.
+os.environ["P2PSOCIAL_PORTMAP_GATEWAY"] = "none"
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED_VECTORS = REPO.parent / "shared" / "vectors"
 

@@ -132,8 +132,12 @@ class NodeConfig:
     #: Run the local API server (the daemon does; embedded nodes may not need it).
     serve_api: bool = True
     #: The gateway port mapping asks: "" the default route's, "none" no
-    #: mapping, or "HOST[:PORT]" (set per run, never saved).
-    portmap_gateway: str = ""
+    #: mapping, or "HOST[:PORT]" (set per run, never saved; the default is
+    #: ``P2PSOCIAL_PORTMAP_GATEWAY``'s, so a test environment can set "none"
+    #: for every node it starts, embedded or not).
+    portmap_gateway: str = field(
+        default_factory=lambda: os.environ.get("P2PSOCIAL_PORTMAP_GATEWAY", "")
+    )
 
     @property
     def identity_path(self) -> Path:
