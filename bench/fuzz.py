@@ -71,7 +71,7 @@ from p2psocial.api.methods import METHODS as API_METHODS
 from p2psocial.api.methods import ListOf, check_params
 from p2psocial.api.protocol import FrameBuffer, decode_frame_payload_untrusted
 from p2psocial.node.views import parse_entry_id
-from p2psocial.protocol import relay
+from p2psocial.protocol import portmap, relay
 from p2psocial.protocol.dht.records import (
     RecordRejected,
     RecordStore,
@@ -1412,6 +1412,26 @@ def _relay_seeds() -> list[bytes]:
     ]
 
 
+def _portmap_seeds() -> list[bytes]:
+    """Gateway answers (spec/portmap.md): NAT-PMP address and MAP responses,
+    a PCP MAP response with an option, and both "unsupported version" answers."""
+    natpmp_map = portmap.encode_natpmp_map_request(portmap.PROTO_TCP, 4001, 4001, 7200)
+    pcp_map = portmap.encode_pcp_map_request(
+        NONCE[:12], portmap.PROTO_UDP, 4002, 4002, 7200, "192.0.2.18", "203.0.113.70"
+    )
+    return [
+        bytes.fromhex("008000000000002acb007146"),
+        bytes([0, 130, 0, 0, 0, 0, 0, 42]) + natpmp_map[4:],
+        bytes([2, 0x81, 0, 0])
+        + pcp_map[4:8]
+        + bytes(16)
+        + pcp_map[24:]
+        + bytes([1, 0, 0, 4, 0, 0, 0, 0]),
+        bytes.fromhex("008100010000002a"),
+        bytes([2, 0x81, 0, 1]) + bytes(20),
+    ]
+
+
 def _relay_run() -> Run:
     """Every relay decoder on the same bytes: decode_preamble_untrusted,
     decode_challenge_untrusted, decode_connect_untrusted,
@@ -1742,6 +1762,14 @@ def targets() -> dict[str, Target]:
     add(Target("noise_handshake", _noise_seeds(), _noise_run, (NoiseError,)))
     add(Target("relay_control", _relay_seeds(), _relay_run, (DecodeError, InvalidSignature)))
     add(Target("lan_announce", _lan_seeds(), _lan_run, (DecodeError,)))
+    add(
+        Target(
+            "portmap_response",
+            _portmap_seeds(),
+            _fixed(portmap.decode_response_untrusted),
+            (DecodeError,),
+        )
+    )
     link_seeds = [encode_link_payload(k, LINK_STATIC) for k in (NODE, A)]
     add(Target("link_payload", link_seeds, _link_payload_run, (LinkError, InvalidSignature)))
     add(

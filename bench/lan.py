@@ -62,7 +62,11 @@ def one_round(base: Path, mode: str) -> dict[str, float]:
     with LanLab() as lab:
         daemons: list[NsDaemon] = []
         try:
-            env = daemon_env(NO_COLOR="1") if mode == "lan" else cli_env()
+            env = (
+                daemon_env(NO_COLOR="1", P2PSOCIAL_PORTMAP_GATEWAY="none")
+                if mode == "lan"
+                else cli_env()
+            )
             for role in ("a", "b"):
                 ns, ip = lab.hosts[role]
                 boot = [daemons[0].addr("dht_addr")] if mode == "reference" and daemons else []

@@ -22,6 +22,10 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 # Nodes started in-process must not announce on the host's links either
 # (tests/daemons.py keeps it off for daemon processes).
 os.environ["P2PSOCIAL_LAN_DISCOVERY"] = "off"
+# Nodes the tests start in this process map no port at the machine's router
+# (spec/portmap.md): its requests would leave the machine. Daemons get the
+# same from tests/daemons.py's cli_env; a test that maps names its gateway.
+os.environ["P2PSOCIAL_PORTMAP_GATEWAY"] = "none"
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_VECTORS = REPO.parent / "shared" / "vectors"

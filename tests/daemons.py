@@ -25,9 +25,10 @@ __all__ = ["READY_PREFIX", "Daemon", "cli_env", "cli_json", "run_cli", "wait_for
 
 def cli_env() -> dict[str, str]:
     """The environment of every command a test runs: no P2PSOCIAL_* variable, no
-    colour, and no LAN discovery (test daemons must not announce on the host's
-    links, nor meet each other there; tests of it turn it on)."""
-    return daemon_env(NO_COLOR="1", P2PSOCIAL_LAN_DISCOVERY="off")
+    colour, no LAN discovery (test daemons must not announce on the host's
+    links, nor meet each other there; tests of it turn it on), and no port
+    mapping (its requests would leave for this machine's router)."""
+    return daemon_env(NO_COLOR="1", P2PSOCIAL_LAN_DISCOVERY="off", P2PSOCIAL_PORTMAP_GATEWAY="none")
 
 
 def run_cli(

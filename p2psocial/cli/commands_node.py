@@ -136,6 +136,13 @@ def init(c: Ctx, force: bool, passphrase_file: str | None) -> None:
     help="Read the key passphrase from this file.",
 )
 @click.option(
+    "--portmap-gateway",
+    default="",
+    metavar="HOST[:PORT]",
+    envvar="P2PSOCIAL_PORTMAP_GATEWAY",
+    help="Gateway to ask for port mappings, or 'none' [default: the default route's].",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default=None,
@@ -150,6 +157,7 @@ def daemon(
     bootstrap: tuple[str, ...],
     peer: tuple[str, ...],
     passphrase_file: str | None,
+    portmap_gateway: str,
     log_level: str | None,
 ) -> None:
     """Run this data dir's node in the foreground until Ctrl-C (logs on stderr)."""
@@ -186,6 +194,7 @@ def daemon(
     cfg.peers = list(dict.fromkeys([*cfg.peers, *peer]))
     if c.api:
         cfg.api_socket = Path(c.api)
+    cfg.portmap_gateway = portmap_gateway
     cfg.passphrase = (
         _read_passphrase(passphrase_file, confirm=False)
         if _key_encrypted(cfg.identity_path)

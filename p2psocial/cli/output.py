@@ -142,12 +142,27 @@ def format_status(st: dict[str, Any]) -> str:
         )
     if "reachable" in st:
         lines.append(f"dialable  {st['reachable']} ({_DIALABLE.get(st['reachable'], '?')})")
+    if "port_mapping" in st:
+        lines.append(f"portmap   {_portmap_line(st['port_mapping'])}")
     forks = st.get("forks") or []
     lines.extend(f"  {f['identity']} frozen at seq {f['fork_seq']}" for f in forks)
     more = int(st.get("forked_feeds") or 0) - len(forks)
     if more > 0:
         lines.append(f"  ... and {more} more")
     return "\n".join(lines)
+
+
+def _portmap_line(pm: dict[str, Any]) -> str:
+    """The ``portmap`` line of ``status`` (spec/portmap.md)."""
+    state = pm.get("state")
+    if state == "mapped":
+        return (
+            f"{pm.get('external')} by {pm.get('protocol')} at {pm.get('gateway')} "
+            f"(udp {pm.get('udp_external')}; renewed before it expires in {pm.get('expires_in')} s)"
+        )
+    if state == "failed":
+        return f"none: gateway {pm.get('gateway')} did not map (next try in {pm.get('retry_in')} s)"
+    return str(state)
 
 
 def fork_warning(identity: str, fork_seq: int) -> str:

@@ -91,6 +91,9 @@ class Policy:
     #: Announce this node on its links and meet the nodes announcing there,
     #: with no bootstrap address (spec/dht.md §12). Takes effect within a second.
     lan_discovery: bool = True
+    #: Ask the home router (PCP or NAT-PMP) to forward the link and DHT ports
+    #: while the node runs, and announce the mapped address (spec/portmap.md).
+    port_mapping: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a map, in declaration order."""
@@ -131,6 +134,13 @@ class NodeConfig:
     policy: Policy = field(default_factory=Policy)
     #: Run the local API server (the daemon does; embedded nodes may not need it).
     serve_api: bool = True
+    #: The gateway port mapping asks: "" the default route's, "none" no
+    #: mapping, or "HOST[:PORT]" (set per run, never saved; the default is
+    #: ``P2PSOCIAL_PORTMAP_GATEWAY``'s, so a test environment can set "none"
+    #: for every node it starts, embedded or not).
+    portmap_gateway: str = field(
+        default_factory=lambda: os.environ.get("P2PSOCIAL_PORTMAP_GATEWAY", "")
+    )
 
     @property
     def identity_path(self) -> Path:

@@ -23,6 +23,7 @@ work is done by parts that each own their state:
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -34,6 +35,7 @@ from ..errors import NodeError
 from ..protocol.entries import Entry
 from ..protocol.errors import LocalUsageError
 from ..protocol.identity import SigningKey, identity_to_text, node_id_from_public_key
+from ..protocol.portmap import PROTO_TCP, PROTO_UDP
 from ..storage import AsyncStore, open_async_store
 from .apiserver import APIServer
 from .config import NodeConfig
@@ -47,6 +49,7 @@ from .moderation import Blocklists, PolicyGate
 from .moderator import Moderator
 from .names import Names
 from .notifications import Notifier
+from .portmap import PortMapper, parse_gateway
 from .publish import Publisher, now_ms
 from .reads import Reader
 from .relay import RelayLimits
@@ -89,6 +92,8 @@ class Node:
         #: LAN discovery (spec/dht.md §12); None when the environment forbids it.
         self.lan: LanDiscovery | None = None
         self.peer_addr: tuple[str, int] | None = None
+        #: Holds port mappings at the home router, when policy allows and one answers.
+        self.portmap: PortMapper | None = None
         #: The owner's limits, applied to what replication stores.
         self.gate = PolicyGate(store, config.policy, self.identity)
         #: The owner's API requests in flight; work for peers yields to them.
@@ -489,13 +494,19 @@ class Node:
             **self._reachability(),
             "relays": self.replicator.relays() if self.replicator is not None else [],
             "lan_peers": len(self.lan.lan_peers()) if self.lan is not None else 0,
+            "port_mapping": self.portmap.status() if self.portmap is not None else {"state": "off"},
         }
 
     def _reachability(self) -> dict[str, Any]:
         """The status fields of observed addresses and dial-back (spec/dht.md 4.4, 4.5)."""
         if self.dht is not None:
             r = self.dht.reachability()
-            return {k: r[k] for k in ("reachability", "nat_mapping", "observed_addrs", "reachable")}
+            fields = {
+                k: r[k] for k in ("reachability", "nat_mapping", "observed_addrs", "reachable")
+            }
+            if self.portmap is not None and self.portmap.external() is not None:
+                fields["reachability"] = "mapped"  # spec/portmap.md
+            return fields
         return {
             "reachability": "unknown",
             "nat_mapping": "unknown",
@@ -523,6 +534,8 @@ class Node:
             stats["connectivity"] = self.connectivity.statistics()
         if self.lan is not None:
             stats["lan"] = self.lan.statistics()
+        if self.portmap is not None:
+            stats["portmap"] = self.portmap.statistics()
         if self.api_server is not None:
             stats["api"] = {
                 **self.api_server.stats,
@@ -552,6 +565,42 @@ class Node:
         async with self.subscribe(flt or WatchFilter()) as recv:
             async for event in recv:
                 yield event
+
+
+async def _start_portmap(node: Node, nursery: trio.Nursery) -> None:
+    """Map the link and DHT ports at the gateway (spec/portmap.md), when the
+    policy allows, a gateway is known and the node listens beyond loopback."""
+    config, dht = node.config, node.dht
+    if not config.policy.port_mapping or dht is None or node.peer_addr is None:
+        return
+    if node.dht_addr is None or not node.peer_addr[1] or _is_loopback(config.listen):
+        return
+    try:
+        gateway = parse_gateway(config.portmap_gateway)
+    except (ValueError, OSError):
+        raise NodeError(
+            f"portmap gateway {config.portmap_gateway!r} is not HOST[:PORT]", reason="bad_config"
+        ) from None
+    if gateway is None:
+        return
+    link_port = node.peer_addr[1]
+
+    def changed() -> None:
+        ext = node.portmap.external() if node.portmap is not None else None
+        if dht.set_mapped_port(link_port, ext[1] if ext is not None else None):
+            nursery.start_soon(dht.reannounce_all)
+
+    node.portmap = PortMapper(
+        gateway, [(PROTO_TCP, link_port), (PROTO_UDP, node.dht_addr[1])], on_change=changed
+    )
+    await nursery.start(node.portmap.run)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _host_port(text: str) -> tuple[str, int]:
@@ -617,6 +666,7 @@ async def open_node(
                 on = lambda: config.policy.lan_discovery  # noqa: E731
                 node.lan = LanDiscovery(node.dht, lambda: link_port, config.listen, enabled=on)
                 await nursery.start(node.lan.run)
+            await _start_portmap(node, nursery)
             # With no bootstrap address this still rejoins through the
             # contacts saved by the last run (a no-op on a first run).
             nursery.start_soon(node.dht.bootstrap, bootstrap)

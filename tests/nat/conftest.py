@@ -122,7 +122,15 @@ class NsDaemon:
         bootstrap: Sequence[str] = (),
         timeout: float = 30,
         env: dict[str, str] | None = None,
+        *,
+        portmap_gateway: str | None = None,
     ) -> NsDaemon:
+        """Start the daemon (in ``env``, default the tests' :func:`cli_env`).
+        Test daemons map no port unless ``portmap_gateway`` is given: "" for the
+        default route's gateway, or HOST:PORT (spec/portmap.md)."""
+        env = dict(env or cli_env())
+        if portmap_gateway is not None:
+            env["P2PSOCIAL_PORTMAP_GATEWAY"] = portmap_gateway
         out = run_cli(self.data_dir, "--json", "init").stdout
         self.identity = str(json.loads(out)["identity"])
         argv = daemon_argv(self.data_dir, listen="0.0.0.0", port=0, dht_port=0, bootstrap=bootstrap)
@@ -134,7 +142,7 @@ class NsDaemon:
                 stdin=subprocess.DEVNULL,
                 stdout=out_file,
                 stderr=out_file,
-                env=env or cli_env(),
+                env=env,
             )
         self.process = DaemonProcess(proc, log, offset)
         try:

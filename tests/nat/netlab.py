@@ -20,7 +20,13 @@ NAT kinds (nftables in the home router's namespace):
 * ``full_cone``: every port of the WAN address forwarded to the host (a static
   mapping) and its traffic sent from the WAN address, ports kept;
 * ``cgnat``: a carrier's masquerade in front of a home's masquerade, with
-  100.64.k.0/24 between them.
+  100.64.k.0/24 between them;
+* ``upnp``: port-restricted (masquerade) with a real gateway daemon,
+  miniupnpd, answering NAT-PMP and PCP on the LAN. miniupnpd refuses to map
+  on a reserved WAN address (all of the testbed's are), unless a STUN server
+  tells it the address is public: ``udpprobe.py stun`` on the internet router
+  does. Not in ``KINDS`` (it needs the miniupnpd package): ask for it with
+  ``Lab(kinds=("upnp", ...))``.
 
 Every namespace's name starts with ``p2pnat-<pid>-<random>-``; :class:`Lab`
 removes them all on exit (and at interpreter exit, should the ``with`` block
@@ -38,13 +44,28 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["KINDS", "PREFIX", "Home", "Lab", "sweep_stale", "unavailable_reason"]
+__all__ = [
+    "EXTRA_KINDS",
+    "KINDS",
+    "MINIUPNPD",
+    "PREFIX",
+    "Home",
+    "Lab",
+    "sweep_stale",
+    "unavailable_reason",
+]
 
 PREFIX = "p2pnat-"
 KINDS = ("port_restricted", "symmetric", "full_cone", "cgnat")
+#: Kinds a Lab can build besides KINDS.
+EXTRA_KINDS = ("upnp",)
+MINIUPNPD = "/usr/sbin/miniupnpd"
+STUN_PORT = 3478
 PROBE = str(Path(__file__).with_name("udpprobe.py"))
 #: The public hosts: (name, address, gateway, prefix length).
 PUBLIC = (
@@ -158,9 +179,9 @@ class Lab:
     """
 
     def __init__(self, kinds: tuple[str, ...] = KINDS) -> None:
-        unknown = set(kinds) - set(KINDS)
+        unknown = set(kinds) - set(KINDS) - set(EXTRA_KINDS)
         if unknown or not 0 < len(kinds) <= 15:
-            raise ValueError(f"kinds must be 1..15 of {KINDS}, not {kinds}")
+            raise ValueError(f"kinds must be 1..15 of {KINDS + EXTRA_KINDS}, not {kinds}")
         self.kinds = kinds
         self.tag = f"{PREFIX}{os.getpid()}-{secrets.token_hex(3)}-"
         self.namespaces: list[str] = []
@@ -168,6 +189,8 @@ class Lab:
         self.public: dict[str, tuple[str, str]] = {}
         self.homes: dict[str, Home] = {}
         self._closed = False
+        #: Where the gateway daemons' configuration and logs go (upnp homes).
+        self.workdir: Path | None = None
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -196,6 +219,8 @@ class Lab:
                 p.wait(timeout=5)
         for ns in reversed(self.namespaces):
             _delete(ns)
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
         atexit.unregister(self.close)
 
     def leftovers(self) -> list[str]:
@@ -298,6 +323,9 @@ class Lab:
         self._link(router, "lan", f"{lan_gw}/28", host, "eth0", f"{host_ip}/28")
         _ip("-n", host, "route", "add", "default", "via", lan_gw)
         self._forwarding(router)
+        if kind == "upnp":
+            self._upnp(inet, router, wan_inet, lan_gw, f"192.0.2.{16 * k}/28")
+            return Home(kind, host, host_ip, router, wan)
         if kind == "symmetric":
             post = 'oifname "wan" masquerade fully-random'
         elif kind == "full_cone":
@@ -307,3 +335,108 @@ class Lab:
         pre = f'iifname "wan" dnat to {host_ip}' if kind == "full_cone" else ""
         self._nat(router, _nat_rules(post, pre))
         return Home(kind, host, host_ip, router, wan, carrier, inner)
+
+    # -- a home router with a gateway daemon ---------------------------------------
+
+    def _upnp(self, inet: str, router: str, stun_ip: str, lan_gw: str, lan: str) -> None:
+        """Masquerade plus miniupnpd (NAT-PMP and PCP) in ``router``.
+
+        miniupnpd adds its forwards to the chains named in its configuration;
+        they are made here, in one ``inet`` table, with the home's masquerade.
+        """
+        if not os.access(MINIUPNPD, os.X_OK):
+            raise RuntimeError(
+                f"the upnp home needs {MINIUPNPD} (apt-get install miniupnpd-nftables)"
+            )
+        self._nat(router, _UPNP_RULES)
+        stun = self.popen(
+            inet, *self.probe_argv("stun", "--bind", f"{stun_ip}:{STUN_PORT}", "--seconds", "3600")
+        )
+        assert stun.stdout is not None
+        if "ready" not in stun.stdout.readline():
+            raise RuntimeError(f"the STUN server did not start: {stun.stderr}")
+        if self.workdir is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix=self.tag))
+        conf = self.workdir / f"{router}.conf"
+        conf.write_text(_miniupnpd_conf(stun_ip, lan), encoding="ascii")
+        log = self.workdir / f"{router}.log"
+        with log.open("wb") as out:
+            p = subprocess.Popen(
+                self.exec_argv(
+                    router,
+                    MINIUPNPD,
+                    "-d",
+                    "-f",
+                    str(conf),
+                    "-P",
+                    str(self.workdir / f"{router}.pid"),
+                ),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                text=True,
+            )
+        self.processes.append(p)
+        deadline = time.monotonic() + 20
+        ready = "Listening for NAT-PMP/PCP traffic"
+        while ready not in log.read_text(errors="replace"):
+            if p.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"miniupnpd did not start:\n{log.read_text(errors='replace')}")
+            time.sleep(0.05)
+        if "Port forwarding is now enabled" not in log.read_text(errors="replace"):
+            raise RuntimeError(f"miniupnpd will not forward:\n{log.read_text(errors='replace')}")
+
+    def mappings(self, home: Home) -> str:
+        """The forwards miniupnpd holds in ``home``'s router (nft rules, one a line)."""
+        return self.run(
+            home.router_ns, "nft", "list", "chain", "inet", "p2pupnp", "prerouting_upnp"
+        )
+
+
+#: The upnp home router's nftables: the home's masquerade and miniupnpd's chains.
+_UPNP_RULES = """table inet p2pupnp {
+  chain forward {
+    type filter hook forward priority 0; policy accept;
+    jump forward_upnp
+  }
+  chain forward_upnp {
+  }
+  chain prerouting {
+    type nat hook prerouting priority -100; policy accept;
+    jump prerouting_upnp
+  }
+  chain postrouting {
+    type nat hook postrouting priority 100; policy accept;
+    jump postrouting_upnp
+    oifname "wan" masquerade
+  }
+  chain prerouting_upnp {
+  }
+  chain postrouting_upnp {
+  }
+}
+"""
+
+
+def _miniupnpd_conf(stun_ip: str, lan: str) -> str:
+    """miniupnpd's configuration: NAT-PMP and PCP (no UPnP-IGD) for ``lan``."""
+    return (
+        "ext_ifname=wan\n"
+        "listening_ip=lan\n"
+        "enable_natpmp=yes\n"
+        "enable_upnp=no\n"
+        "secure_mode=yes\n"
+        "ext_perform_stun=yes\n"
+        f"ext_stun_host={stun_ip}\n"
+        f"ext_stun_port={STUN_PORT}\n"
+        "upnp_table_name=p2pupnp\n"
+        "upnp_nat_table_name=p2pupnp\n"
+        "upnp_forward_chain=forward_upnp\n"
+        "upnp_nat_chain=prerouting_upnp\n"
+        "upnp_nat_postrouting_chain=postrouting_upnp\n"
+        "min_lifetime=120\n"
+        "max_lifetime=86400\n"
+        "uuid=3e1f1f00-0000-4000-8000-000000000016\n"
+        f"allow 1024-65535 {lan} 1024-65535\n"
+        "deny 0-65535 0.0.0.0/0 0-65535\n"
+    )

@@ -29,7 +29,7 @@ from .lanlab import LanLab
 pytestmark = pytest.mark.slow
 
 #: The daemons' environment: the tests' own, with LAN discovery left on.
-LAN_ENV = daemon_env(NO_COLOR="1")
+LAN_ENV = daemon_env(NO_COLOR="1", P2PSOCIAL_PORTMAP_GATEWAY="none")
 
 
 class Lan:

@@ -23,8 +23,11 @@ import argparse
 import errno
 import json
 import socket
+import struct
 import sys
 import time
+from collections.abc import Iterator
+from typing import Any
 
 MAX_DATAGRAMS = 1000
 ATTEMPTS = 3
@@ -100,6 +103,40 @@ def probe(args: argparse.Namespace) -> None:
         _answer_loop(s, deadline, limit, targets)
 
 
+def _datagrams(s: socket.socket, seconds: float, limit: int) -> Iterator[tuple[bytes, Any]]:
+    """Yield (data, addr) for each datagram within ``seconds``, at most ``limit``."""
+    deadline = time.monotonic() + seconds
+    for _ in range(min(limit, MAX_DATAGRAMS)):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        s.settimeout(left)
+        try:
+            yield s.recvfrom(2048)
+        except TimeoutError:
+            return
+        except ConnectionRefusedError:
+            continue
+
+
+def sink(args: argparse.Namespace) -> None:
+    s = _socket(args.bind)
+    _emit(ready=_fmt(s.getsockname()))
+    for data, addr in _datagrams(s, args.seconds, args.max):
+        _emit(**{"from": _fmt(addr), "hex": data.hex()})
+
+
+def stun(args: argparse.Namespace) -> None:
+    s = _socket(args.bind)
+    _emit(ready=_fmt(s.getsockname()))
+    for data, (ip, port) in _datagrams(s, args.seconds, args.max):
+        if len(data) < 20 or data[:2] != b"\x00\x01":  # not a binding request
+            continue
+        mapped = struct.pack("!HHBBH4s", 0x0001, 8, 0, 1, port, socket.inet_aton(ip))
+        s.sendto(struct.pack("!HH", 0x0101, len(mapped)) + data[4:20] + mapped, (ip, port))
+        _emit(answered=f"{ip}:{port}")
+
+
 def knock(args: argparse.Namespace) -> None:
     s = _socket(args.bind)
     # Report every ICMP error (not only "port unreachable") to this socket.
@@ -127,11 +164,11 @@ def knock(args: argparse.Namespace) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
-    for name in ("serve", "probe", "knock"):
+    for name in ("serve", "probe", "knock", "sink", "stun"):
         c = sub.add_parser(name)
         c.add_argument("--bind", required=True)
         c.add_argument("--seconds", type=float, default=5.0)
-        if name == "serve":
+        if name in ("serve", "sink", "stun"):
             c.add_argument("--max", type=int, default=100)
         if name == "probe":
             c.add_argument("--to", action="append", required=True)
@@ -139,7 +176,7 @@ def main() -> None:
         if name == "knock":
             c.add_argument("--to", required=True)
     args = p.parse_args()
-    {"serve": serve, "probe": probe, "knock": knock}[args.cmd](args)
+    {"serve": serve, "probe": probe, "knock": knock, "sink": sink, "stun": stun}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -250,16 +250,22 @@ async def _link_listener(
         await trio.serve_listeners(handle, listeners, handler_nursery=nursery)
 
 
+def _me_and_three_peers(key: SigningKey, cfg: DHTConfig) -> tuple[DHTNode, list[DHTNode]]:
+    """A node on 127.13.0.1 with ``key``, and three peers in three /24s."""
+    me = DHTNode(key, "127.13.0.1", 0, config=cfg)
+    peers = [DHTNode(SigningKey.generate(), f"127.{i}.0.1", 0, config=cfg) for i in (10, 11, 12)]
+    return me, peers
+
+
 async def _dialled(
     port_for: Callable[[trio.Nursery, SigningKey, list[str]], Awaitable[int]],
 ) -> Any:
     """A node on 127.13.0.1 asks three peers in three /24s to dial the port
     ``port_for`` sets up; returns (its reachability, connections accepted,
     the peers' statistics)."""
-    cfg = DHTConfig(rpc_timeout=0.3, rpc_attempts=4, observe_addresses=False)
     key = SigningKey.generate()
-    me = DHTNode(key, "127.13.0.1", 0, config=cfg)
-    peers = [DHTNode(SigningKey.generate(), f"127.{i}.0.1", 0, config=cfg) for i in (10, 11, 12)]
+    cfg = DHTConfig(rpc_timeout=0.3, rpc_attempts=4, observe_addresses=False)
+    me, peers = _me_and_three_peers(key, cfg)
     accepted: list[str] = []
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
@@ -368,3 +374,32 @@ async def test_whole_nodes_on_three_networks_find_each_other_dialable(tmp_path: 
                 await trio.sleep(0.1)
             st = await nodes[2].status()
             assert st["reachable"] == "yes" and st["reachability"] in ("public", "unknown")
+
+
+async def test_a_new_port_mapping_makes_dial_back_learn_its_verdict_again() -> None:
+    """A verdict stands for 30 minutes; a mapping that appears (spec/portmap.md)
+    must not wait that long: the node asks again at once, for the mapped port."""
+    key = SigningKey.generate()
+    me, peers = _me_and_three_peers(key, DHTConfig(rpc_timeout=0.3, rpc_attempts=4))
+    accepted: list[str] = []
+    with trio.fail_after(40):
+        async with trio.open_nursery() as nursery:
+            for n in (me, *peers):
+                await nursery.start(n.run)
+            await me.bootstrap([p.address for p in peers])
+            with trio.socket.socket() as s:  # a port that was free a moment ago
+                await s.bind(("127.13.0.1", 0))
+                closed: int = s.getsockname()[1]
+            me.enable_dial_back(closed)
+            while me.reachability()["reachable"] != "no":  # noqa: ASYNC110
+                await trio.sleep(0.05)
+            port = await nursery.start(_link_listener, key, "127.13.0.1", accepted)
+            assert me.set_mapped_port(closed, port) is True
+            while me.reachability()["reachable"] != "yes":  # noqa: ASYNC110
+                await trio.sleep(0.05)
+            assert me.set_mapped_port(closed, None) is True
+            got = me.reachability()
+            stats = me.statistics()
+            nursery.cancel_scope.cancel()
+    assert got["reachable"] == "unknown" and got["dialback_ok"] == 0, got  # learning again
+    assert stats["dial_back_rechecks"] == 2 and len(accepted) >= 2, stats

@@ -300,6 +300,7 @@ class DialBack:
         self._interval = interval
         self.port: int | None = None
         self._enabled = trio.Event()
+        self._wake = trio.Event()
         self.results = DialBackResults()
         #: Contacts the last round asked.
         self._asked = 0
@@ -310,12 +311,23 @@ class DialBack:
         self.port = port
         self._enabled.set()
 
+    def recheck(self, port: int) -> None:
+        """Forget the verdict and learn it again for TCP ``port`` now (a port
+        mapping at the router appeared, changed or went, spec/portmap.md)."""
+        self.port = port
+        self.results = DialBackResults()
+        self._stats["dial_back_rechecks"] += 1
+        self._wake.set()
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Ask rounds of contacts once enabled, until cancelled."""
         task_status.started()
         await self._enabled.wait()
         delay = self._first_delay
         while True:
+            if self._wake.is_set():  # recheck(): start learning again
+                self._wake = trio.Event()
+                delay = self._first_delay
             await self.round()
             if self.summary()["reachable"] != UNKNOWN:
                 wait = delay = self._interval
@@ -323,7 +335,8 @@ class DialBack:
                 wait = delay = self._first_delay
             else:  # still learning: at most per_round contacts per 16 s
                 wait, delay = delay, min(delay * 2, 16.0)
-            await trio.sleep(wait)
+            with trio.move_on_after(wait):
+                await self._wake.wait()
 
     def _targets(self) -> list[Contact]:
         proven = proven_contacts(self._contacts)

@@ -317,6 +317,25 @@ class DHTNode:
             raise LocalUsageError(f"peer_port must be 1..65535, not {peer_port!r}")
         self._dial_back.enable(peer_port)
 
+    def set_mapped_port(self, peer_port: int, external_port: int | None) -> bool:
+        """A port mapping at the router (spec/portmap.md) now gives TCP
+        ``peer_port`` the external ``external_port`` (None: no mapping any
+        more): announces name that port, and dial-back learns its verdict
+        again for it. Returns True when announces must be sent again."""
+        before = self._swarms.port_map.get(peer_port, peer_port)
+        if external_port is None or external_port == peer_port:
+            self._swarms.port_map.pop(peer_port, None)
+        else:
+            self._swarms.port_map[peer_port] = external_port
+        after = self._swarms.port_map.get(peer_port, peer_port)
+        if self._dial_back.port is not None:
+            self._dial_back.recheck(after)
+        return before != after
+
+    async def reannounce_all(self) -> None:
+        """Announce every swarm we are in again (our announced port changed)."""
+        await self._swarms.reannounce_all()
+
     async def dial_back_round(self) -> int:
         """Ask a round of proven contacts to dial us back now (after
         :meth:`enable_dial_back`); returns how many dialled, well or not."""

@@ -63,6 +63,9 @@ class SwarmClient:
         self._stats: Counter[str] = Counter()
         #: The relay our announces name (spec/sync.md §11.6), if any.
         self.relay: Relay | None = None
+        #: Our link port -> the external port a router mapping gives it
+        #: (spec/portmap.md): announces name the external one.
+        self.port_map: dict[int, int] = {}
         #: Member node id -> the relay its announce named, from recent lookups.
         self._hints: dict[bytes, Relay] = {}
 
@@ -113,7 +116,8 @@ class SwarmClient:
         async def one(c: Contact) -> None:
             nonlocal accepted
             try:
-                args: list[Any] = [me, key, peer_port, tokens[c.node_id]]
+                port = self.port_map.get(peer_port, peer_port)
+                args: list[Any] = [me, key, port, tokens[c.node_id]]
                 if self.relay is not None:
                     args.append(list(self.relay))
                 ok, reason = parse_status_reply(await self._caller.call(c.addr, "announce", args))

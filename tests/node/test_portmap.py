@@ -1,0 +1,210 @@
+"""The port-mapping service (node/portmap.py) against UDP sockets on 127.0.0.1
+that the test reads: bounded attempts when no gateway answers, PCP with
+renewal and removal, and the fall-back to NAT-PMP. The real gateway daemon
+(miniupnpd) is tests/nat/test_nat_portmap.py's."""
+
+from __future__ import annotations
+
+import itertools
+import struct
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import trio
+
+from p2psocial.node.portmap import PortMapper, default_gateway, parse_gateway
+from p2psocial.protocol import portmap as pm
+
+PORTS = [(pm.PROTO_TCP, 4001), (pm.PROTO_UDP, 4002)]
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    """Return once ``condition()`` holds (the caller's fail_after bounds the wait)."""
+    for _ in itertools.count():
+        if condition():
+            return
+        await trio.sleep(0.01)
+
+
+async def _gateway_socket() -> tuple[trio.socket.SocketType, tuple[str, int]]:
+    sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+    await sock.bind(("127.0.0.1", 0))
+    return sock, sock.getsockname()
+
+
+async def test_with_no_gateway_answering_it_sends_a_bounded_number_of_requests_then_backs_off() -> (
+    None
+):
+    sock, addr = await _gateway_socket()
+    got: list[bytes] = []
+    with trio.fail_after(20), sock:
+        mapper = PortMapper(addr, PORTS, timeout_scale=0.1)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(mapper.run)
+            # One round: ATTEMPTS PCP requests, then ATTEMPTS NAT-PMP ones.
+            while len(got) < 2 * pm.ATTEMPTS:
+                got.append(await sock.recv(2048))
+            await _until(lambda: mapper.state == "failed")
+            st = mapper.status()
+            nursery.cancel_scope.cancel()
+    assert [g[0] for g in got] == [2] * pm.ATTEMPTS + [0] * pm.ATTEMPTS
+    assert got[pm.ATTEMPTS :] == [pm.encode_natpmp_external_request()] * pm.ATTEMPTS
+    assert mapper.statistics()["requests_sent"] == 2 * pm.ATTEMPTS
+    assert st["state"] == "failed" and st["retry_in"] >= 299, st
+    assert st["external"] is None and mapper.statistics()["rounds_failed"] == 1
+
+
+async def test_a_closed_gateway_port_ends_the_exchange_at_once() -> None:
+    sock, addr = await _gateway_socket()
+    sock.close()  # nothing listens there: the kernel answers ICMP port unreachable
+    with trio.fail_after(10):
+        mapper = PortMapper(addr, PORTS)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(mapper.run)
+            await _until(lambda: mapper.state == "failed")
+            nursery.cancel_scope.cancel()
+    assert mapper.statistics()["gateway_refused"] >= 1
+    assert mapper.statistics()["requests_sent"] <= 2
+
+
+def _pcp_answer(req: bytes, external_port: int, lifetime: int) -> bytes:
+    """What a PCP gateway at 203.0.113.70 answers to MAP request ``req``."""
+    head = bytes([2, 0x81, 0, 0]) + struct.pack("!II12x", lifetime, 5)
+    body = req[24:42] + struct.pack("!H", external_port)
+    return head + body + bytes(10) + b"\xff\xff" + bytes([203, 0, 113, 70])
+
+
+async def test_pcp_maps_both_ports_renews_them_and_removes_them_on_stop() -> None:
+    sock, addr = await _gateway_socket()
+    seen: list[tuple[int, int, int]] = []  # (transport, internal port, lifetime)
+    nonces: list[bytes] = []
+    changes = 0
+
+    def changed() -> None:
+        nonlocal changes
+        changes += 1
+
+    async def gateway() -> None:
+        while True:
+            req, peer = await sock.recvfrom(2048)
+            lifetime = struct.unpack_from("!I", req, 4)[0]
+            transport, internal = req[36], struct.unpack_from("!H", req, 40)[0]
+            seen.append((transport, internal, lifetime))
+            nonces.append(req[24:36])
+            # A junk datagram first: dropped and counted, not fatal.
+            await sock.sendto(b"\x09junk", peer)
+            await sock.sendto(_pcp_answer(req, internal + 1000, min(lifetime, 2)), peer)
+
+    with trio.fail_after(20), sock:
+        async with trio.open_nursery() as outer:
+            outer.start_soon(gateway)
+            # renew_delay would renew a 2 s grant after 30 s (its floor): the
+            # test renews at a tenth of the lifetime instead.
+            mapper = PortMapper(addr, PORTS, on_change=changed, renew=lambda t: t / 10)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(mapper.run)
+                await _until(lambda: len(seen) >= 4)  # mapped, then renewed
+                st = mapper.status()
+                nursery.cancel_scope.cancel()
+            outer.cancel_scope.cancel()
+    assert st["protocol"] == "pcp" and st["external"] == "203.0.113.70:5001", st
+    assert st["udp_external"] == "203.0.113.70:5002" and st["expires_in"] == 2, st
+    mapped = [(pm.PROTO_TCP, 4001, pm.LIFETIME), (pm.PROTO_UDP, 4002, pm.LIFETIME)]
+    assert seen == [*mapped, *mapped, (pm.PROTO_TCP, 4001, 0), (pm.PROTO_UDP, 4002, 0)]
+    # A renewal and the removal name the mapping by the nonce that made it.
+    assert nonces[0] == nonces[2] == nonces[4] != nonces[1] == nonces[3] == nonces[5]
+    stats = mapper.statistics()
+    assert stats["mappings_made"] == 2 and stats["mappings_removed"] == 2, stats
+    assert stats["dropped_version"] == 6 and changes == 1, stats  # renewals change nothing
+    assert mapper.state == "stopped" and mapper.external() is None
+
+
+async def test_a_gateway_without_pcp_is_asked_with_natpmp() -> None:
+    sock, addr = await _gateway_socket()
+    asked: list[bytes] = []
+
+    async def gateway() -> None:
+        while True:
+            req, peer = await sock.recvfrom(2048)
+            asked.append(req)
+            if req[0] == 2:  # PCP: "unsupported version", in NAT-PMP's format
+                await sock.sendto(bytes([0, 0x81, 0, 1]) + bytes(4), peer)
+            elif req[1] == 0:
+                await sock.sendto(bytes.fromhex("008000000000000bcb007146"), peer)
+            else:
+                ports_life = req[4:]
+                await sock.sendto(bytes([0, req[1] + 128, 0, 0]) + bytes(4) + ports_life, peer)
+
+    with trio.fail_after(20), sock:
+        async with trio.open_nursery() as outer:
+            outer.start_soon(gateway)
+            mapper = PortMapper(addr, PORTS[:1])
+            async with trio.open_nursery() as nursery:
+                await nursery.start(mapper.run)
+                await _until(lambda: mapper.state == "mapped")
+                st = mapper.status()
+                nursery.cancel_scope.cancel()
+            outer.cancel_scope.cancel()
+    assert st["protocol"] == "natpmp" and st["external"] == "203.0.113.70:4001", st
+    assert [(r[0], r[1]) for r in asked] == [(2, 1), (0, 0), (0, 2), (0, 2)]
+    assert asked[-1] == pm.encode_natpmp_map_request(pm.PROTO_TCP, 4001, 0, 0)
+
+
+ROUTES = (
+    "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\n"
+    "eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\n"
+    "eth0\t00000000\t110200C0\t0003\t0\t0\t0\t00000000\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [(ROUTES, "192.0.2.17"), (ROUTES.replace("0003", "0001"), None), ("", None), ("x\ny", None)],
+)
+def test_default_gateway_reads_the_default_route(
+    tmp_path: Path, text: str, expected: str | None
+) -> None:
+    route = tmp_path / "route"
+    route.write_text(text)
+    assert default_gateway(route) == expected
+    assert default_gateway(tmp_path / "absent") is None
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [("none", None), ("192.0.2.1", ("192.0.2.1", 5351)), ("127.0.0.1:9", ("127.0.0.1", 9))],
+)
+def test_parse_gateway(setting: str, expected: tuple[str, int] | None) -> None:
+    assert parse_gateway(setting) == expected
+
+
+@pytest.mark.parametrize("setting", ["router.home", "192.0.2.1:0", "192.0.2.1:x"])
+def test_parse_gateway_refuses_what_is_not_an_ipv4_gateway(setting: str) -> None:
+    with pytest.raises(OSError if ":" not in setting else ValueError):
+        parse_gateway(setting)
+
+
+async def test_a_node_asks_its_gateway_for_its_link_port_unless_policy_says_no(
+    tmp_path: Path,
+) -> None:
+    from p2psocial.node import NodeConfig, open_node
+    from p2psocial.protocol.identity import SigningKey
+
+    sock, addr = await _gateway_socket()
+    with trio.fail_after(30), sock:
+        gateway = f"{addr[0]}:{addr[1]}"
+        cfg = NodeConfig(data_dir=tmp_path / "on", serve_api=False, portmap_gateway=gateway)
+        keys = {"identity_key": SigningKey.generate(), "node_key": SigningKey.generate()}
+        async with open_node(cfg, **keys) as node:
+            req = await sock.recv(2048)
+            assert node.peer_addr is not None
+            st = (await node.status())["port_mapping"]
+        assert req[:2] == b"\x02\x01" and req[36] == pm.PROTO_TCP, req.hex()
+        assert struct.unpack_from("!HH", req, 40) == (node.peer_addr[1], node.peer_addr[1])
+        assert st["state"] == "starting" and st["gateway"] == gateway, st
+        cfg = NodeConfig(data_dir=tmp_path / "off", serve_api=False, portmap_gateway=gateway)
+        cfg.policy.port_mapping = False
+        async with open_node(cfg, **keys) as node:
+            assert (await node.status())["port_mapping"] == {"state": "off"}
+            assert node.portmap is None
