@@ -30,6 +30,7 @@ from ...errors import cannot_listen
 from ...protocol.errors import P2PSocialError, ProtocolError
 from ...protocol.identity import SigningKey, node_id_from_public_key
 from ...protocol.noise import generate_private
+from ...protocol.punch import CAPABILITY as PUNCH
 from ...protocol.relay import (
     PREAMBLE_SIZE,
     TRANSPORT_ACCEPT,
@@ -49,7 +50,15 @@ from ...protocol.sync import (
     SyncLimits,
     SyncSession,
 )
-from ...protocol.wire import Bye, decode_message_untrusted, encode_message
+from ...protocol.wire import (
+    Bye,
+    Caps,
+    PunchAnswer,
+    PunchGo,
+    PunchOffer,
+    decode_message_untrusted,
+    encode_message,
+)
 from ..activity import LimitedLog, short_node
 from ..foreground import Foreground
 from ..relay.client import RelayAddress, RelayRefused, open_relayed
@@ -57,8 +66,10 @@ from ..relay.server import RelayServer
 from ..relay.streams import PrefixedStream, StreamEnded, StreamReader
 from .heads import Heads
 from .link import Dropped, Link, Outbox, address_group
+from .punch import Puncher
 from .scores import PeerScores, ScoreLimits
 from .serve import FeedServer
+from .sockets import open_shared_listeners
 from .transport import LinkClosed, NoiseFramedStream, PeerIdentity, secure_handshake
 
 __all__ = ["LinkHandler", "LinkPool", "PoolLimits"]
@@ -78,7 +89,11 @@ _PACER_MIN = 0.05
 #: The preamble's transport ids a relay serves (spec/sync.md §11).
 _RELAY_TRANSPORTS = frozenset({TRANSPORT_RESERVE, TRANSPORT_CONNECT, TRANSPORT_ACCEPT})
 
-_QUIET_ENDS = frozenset({"eof", "broken", "bye", "duplicate_link", "closed", "shutdown"})
+_QUIET_ENDS = frozenset(
+    {"eof", "broken", "bye", "duplicate_link", "closed", "shutdown", "path_upgraded"}
+)
+#: Messages of the link extensions (spec/sync.md §9, §12), not the session's.
+_EXTENSION_MESSAGES = (Caps, PunchOffer, PunchAnswer, PunchGo)
 
 
 class LinkHandler(Protocol):
@@ -188,6 +203,8 @@ class LinkPool:
         # Link made / lost lines, at most one a minute per peer and kind: a
         # flapping peer must not fill the log.
         self._events = LimitedLog(log)
+        #: Makes relayed links direct (spec/sync.md §12) once the service sets it.
+        self.puncher: Puncher | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -200,7 +217,8 @@ class LinkPool:
         if self._listeners:
             return
         try:
-            self._listeners = await trio.open_tcp_listeners(self.port, host=self.host)
+            # Shared with the connects of hole punching (sockets.py).
+            self._listeners = await open_shared_listeners(self.host or "", self.port)
         except OSError as exc:
             shown = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
             raise cannot_listen("TCP port for peer links", shown, exc) from None
@@ -241,7 +259,23 @@ class LinkPool:
                 log.warning("accept failed: %s", exc)
                 await trio.sleep(0.1)
                 continue
+            claim = self._punch_claim(stream)
+            if claim is not None:
+                # The other end of a simultaneous open whose SYN reached our
+                # listener: we stay its Noise initiator (spec/sync.md §12.5).
+                self.serve_punched(stream, claim[0][0], claim[1], True, claim[2])
+                continue
             self._nursery.start_soon(self._dispatch, stream)
+
+    def _punch_claim(self, stream: trio.SocketStream) -> tuple[tuple[str, int], bytes, str] | None:
+        if self.puncher is None:
+            return None
+        try:
+            remote = stream.socket.getpeername()
+        except OSError:
+            return None
+        claim = self.puncher.claim((remote[0], remote[1]))
+        return None if claim is None else ((remote[0], remote[1]), *claim)
 
     async def _dispatch(self, stream: trio.SocketStream) -> None:
         """Read an inbound connection's preamble and hand it to its transport.
@@ -295,6 +329,19 @@ class LinkPool:
             await stream.aclose()
             return
         self._nursery.start_soon(self._serve_stream, stream, "inbound", relay.host, None, "relayed")
+
+    def serve_punched(
+        self, stream: trio.abc.Stream, host: str, node_id: bytes, initiator: bool, path: str
+    ) -> None:
+        """Run a connection a punch attempt made (spec/sync.md §12) as a link to ``node_id``."""
+        if self._nursery is None:
+            return
+        direction = "outbound" if initiator else "inbound"
+        self._nursery.start_soon(self._serve_stream, stream, direction, host, node_id, path)
+
+    def capabilities(self) -> tuple[str, ...]:
+        """The capability names this node lists in its ``caps`` (spec/sync.md §9)."""
+        return (PUNCH,) if self.puncher is not None else ()
 
     # ------------------------------------------------------------------ queries
 
@@ -472,6 +519,9 @@ class LinkPool:
             if peer is None:
                 task_status.started(False)
                 return
+            if self.puncher is not None and path == "direct" and direction == "inbound":
+                # A peer we are punching to connected to our listener.
+                path = self.puncher.expected.get(peer.node_id, path)
             refusal = self._admit(peer, direction, host, path)
             if refusal is not None:
                 self.refused[refusal] += 1
@@ -491,6 +541,8 @@ class LinkPool:
                 task_status.started(link.reason is None)
         finally:
             if link is not None:
+                if self.puncher is not None:
+                    self.puncher.link_gone(link)
                 if self.links.get(link.peer.node_id) is link:
                     del self.links[link.peer.node_id]
                 self._dropped[link.reason or "closed"] += 1
@@ -507,7 +559,7 @@ class LinkPool:
         now = trio.current_time()
         # A relayed link comes from its relay's address, shared by every node
         # behind that relay: only the peer's node id answers for its fault.
-        host = link.host if link.path == "direct" else ""
+        host = link.host if link.path != "relayed" else ""
         until = self.scores.penalize(link.peer.node_id, host, link.reason or "closed", now)
         if until:
             log.warning(
@@ -537,12 +589,20 @@ class LinkPool:
         )
         old = self.links.get(peer.node_id)
         if old is not None:
-            old.drop("duplicate_link")
+            # A direct link replaces a relayed one; what was in flight on the
+            # relayed link is asked again by the new session's clocks.
+            upgrade = old.path == "relayed" and path != "relayed"
+            old.drop("path_upgraded" if upgrade else "duplicate_link")
         self.links[peer.node_id] = link
         self._stats["links_opened"] += 1
         link.last_in = link.last_out = link.started
+        if peer.ext:
+            # caps goes first, before the session's first clock (spec/sync.md §9).
+            link.perform_local([Send(Caps(self.capabilities()))])
         link.perform_local(session.start(link.started))
-        self._link_event("made", link, "")
+        if self.puncher is not None:
+            self.puncher.link_up(link)
+        self._link_event("made", link, f", {path}" if path != "direct" else "")
         return link
 
     def _link_event(self, what: str, link: Link, why: str) -> None:
@@ -570,10 +630,12 @@ class LinkPool:
         """
         if peer.key == self.node_key.public_key:
             return "self"
-        scored_host = host if path == "direct" else ""
+        scored_host = host if path != "relayed" else ""
         if self.scores.graylisted(peer.node_id, scored_host, trio.current_time()):
             return "graylisted"
         old = self.links.get(peer.node_id)
+        if old is not None and old.path == "relayed" and path != "relayed":
+            return None  # the direct link replaces it (_register)
         if old is not None:
             # Both sides keep the link dialled by the lower node id, so a
             # simultaneous dial leaves exactly one link, not zero.
@@ -703,6 +765,11 @@ class LinkPool:
             # owner's API requests go first.
             await self.foreground.yield_to_requests()
             msg = decode_message_untrusted(body, self.limits.wire)
+            first, link.heard = not link.heard, True
+            if isinstance(msg, _EXTENSION_MESSAGES):
+                self._extension(link, msg, first)
+                link.answered.set()
+                continue
             actions = link.session.receive(msg, link.last_in)
             if not isinstance(msg, Bye):
                 link.answered.set()
@@ -719,6 +786,23 @@ class LinkPool:
                 elif isinstance(act, Close):
                     link.drop("bye")
                     return
+
+    def _extension(
+        self, link: Link, msg: Caps | PunchOffer | PunchAnswer | PunchGo, first: bool
+    ) -> None:
+        """``caps`` and the messages of the capabilities both ends listed (spec/sync.md §9)."""
+        if isinstance(msg, Caps):
+            if not (first and link.peer.ext):
+                raise ProtocolError("caps is only the first message after auth", reason="bad_state")
+            link.caps = frozenset(msg.names)
+            if self.puncher is not None and PUNCH in link.caps and self._nursery is not None:
+                self.puncher.link_ready(link, self._nursery)
+            return
+        if self.puncher is None or PUNCH not in (link.caps or ()) or self._nursery is None:
+            raise ProtocolError(
+                f"{type(msg).__name__} without the punch capability", reason="unknown_message"
+            )
+        self.puncher.receive(link, msg, self._nursery)
 
     # ------------------------------------------------------------------ statistics
 
@@ -743,6 +827,7 @@ class LinkPool:
             "accept_errors": self._stats["accept_errors"],
             "internal_errors": self._stats["internal_errors"],
             "handshaking": sum(self.handshaking.values()),
+            **({"punch": self.puncher.statistics()} if self.puncher is not None else {}),
             "peer_scores": self.scores.statistics(trio.current_time()),
             **{
                 key: self._stats[key] + sum(getattr(lk.session, key) for lk in links)
