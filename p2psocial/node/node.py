@@ -24,6 +24,7 @@ work is done by parts that each own their state:
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -484,7 +485,16 @@ class Node:
             "unread_notifications": await self.notifier.unread_count(),
             **self._reachability(),
             "relays": self.replicator.relays() if self.replicator is not None else [],
+            "links_by_path": self._links_by_path(),
         }
+
+    def _links_by_path(self) -> dict[str, int]:
+        """Peer links by how they were made (spec/sync.md §12.8)."""
+        paths = Counter(
+            str(p.get("path", "direct"))
+            for p in (self.replicator.peers() if self.replicator is not None else [])
+        )
+        return dict(sorted(paths.items()))
 
     def _reachability(self) -> dict[str, Any]:
         """The status fields of observed addresses and dial-back (spec/dht.md 4.4, 4.5)."""

@@ -288,7 +288,13 @@ class PunchSession:
         if not peer_addrs or not own_addrs:
             return Failed("no_addresses")
         start = now + delay
-        return Dial(peer_addrs, start, start + window, noise_initiator=initiator, path="punched")
+        return Dial(
+            peer_addrs,
+            start,
+            start + window,
+            noise_initiator=initiator,
+            path="punched",
+        )
 
     def finished(self, ok: bool, now: float) -> None:
         """The dial plan ended: a direct link is up (``ok``) or the window passed."""

@@ -60,11 +60,12 @@ async def test_a_relayed_link_becomes_direct_and_posts_flow_over_it(
 
             await net.wait_for(delivered)
             # The relayed link ended quietly on both sides; the reservation stays.
-            for node in (home, dialler):
-                stats = node.rep.pool.statistics()
-                assert stats["links_dropped"].get("path_upgraded") == 1, stats
-                punch = stats["punch"]
-                assert punch[f"punch_ok_{path}"] >= 1, punch
+            # (The side whose relayed end closes second may see it end as eof.)
+            dropped = [n.rep.pool.statistics()["links_dropped"] for n in (home, dialler)]
+            assert sum(d.get("path_upgraded", 0) for d in dropped) >= 1, dropped
+            # The initiator counts the success (the responder's go may come after it).
+            punch = home.rep.pool.statistics()["punch"]
+            assert punch.get(f"punch_ok_{path}", 0) >= 1, punch
             assert home.rep.relays() != []
             assert relay.rep.peers() == []
 

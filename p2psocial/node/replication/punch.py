@@ -10,6 +10,7 @@ the peer's node id; the pool then ends the relayed link (``path_upgraded``).
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import random
@@ -32,7 +33,7 @@ from ...protocol.punch import (
 from ...protocol.sync import Send
 from ...protocol.wire import Message
 from .link import Link
-from .sockets import bound_socket
+from .sockets import connect_from
 
 if TYPE_CHECKING:
     from .pool import LinkPool
@@ -44,9 +45,10 @@ log = logging.getLogger("p2psocial.node.replication")
 #: What this node offers: its candidate addresses and its dial-back verdict.
 OwnAddresses = Callable[[], tuple[tuple[tuple[str, int], ...], bool]]
 
-#: Connects to one address in one plan at most, and the pause after a refused one.
-_MAX_CONNECTS = 20
-_RETRY_PAUSE = (0.05, 0.15)
+#: Connects to one address in one plan at most, and the pause after a refused
+#: one (spec/sync.md §12.4).
+_MAX_CONNECTS = 300
+_RETRY_PAUSE = (0.005, 0.015)
 
 
 class Puncher:
@@ -178,30 +180,29 @@ class Puncher:
             self._stats["punch_failed_no_link"] += 1
 
     async def _connect(self, node_id: bytes, addr: tuple[str, int], plan: Dial) -> None:
-        """Connect from the link port to ``addr`` until a direct link is up."""
+        """Connect from the link port to ``addr`` until a direct link is up.
+
+        A connect the other side's NAT refuses (a reset: our SYN came before
+        the other side's opened its mapping) is made again after a short
+        random pause, so that one of our SYNs and one of the other side's
+        cross in flight (spec/sync.md §12.4).
+        """
         host = self.pool.host
         try:
             local = host if ipaddress.ip_address(host).version == 4 else "0.0.0.0"
         except ValueError:
             local = "0.0.0.0"
         for _ in range(_MAX_CONNECTS):
-            if self._direct(node_id):
+            if self._direct(node_id) or self.pool.handshaking.get(addr[0]):
                 return
             try:
-                sock = await bound_socket(local, self.pool.port)
-            except OSError:
-                self._stats["punch_bind_failed"] += 1
-                return
-            try:
-                await sock.connect(addr)
-            except OSError:
-                sock.close()
+                sock = await connect_from((local, self.pool.port), addr)
+            except OSError as exc:
+                name = errno.errorcode.get(exc.errno or 0, "other")
                 self._stats["punch_connects_failed"] += 1
+                self._stats[f"punch_connects_failed_{name}"] += 1
                 await trio.sleep(random.uniform(*_RETRY_PAUSE))
                 continue
-            except BaseException:
-                sock.close()
-                raise
             self._stats["punch_connects_ok"] += 1
             self.pool.serve_punched(
                 trio.SocketStream(sock), addr[0], node_id, plan.noise_initiator, plan.path

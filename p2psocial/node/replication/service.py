@@ -523,6 +523,8 @@ class Replicator:
         out = {key: merged[key] for key in _STATISTICS}
         out["relay"] = self.relay.statistics()
         out["relay_client"] = self.relay_client.statistics()
+        if self.pool.puncher is not None:
+            out["punch"] = self.pool.puncher.statistics()
         return out
 
     # ------------------------------------------------------------------ LinkHandler

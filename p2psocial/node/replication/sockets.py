@@ -9,11 +9,13 @@ earlier attempt's socket is still in TIME_WAIT.
 
 from __future__ import annotations
 
+import errno
+import os
 import socket as _socket
 
 import trio
 
-__all__ = ["bound_socket", "open_shared_listeners"]
+__all__ = ["connect_from", "open_shared_listeners"]
 
 
 def _share(sock: trio.socket.SocketType) -> None:
@@ -54,17 +56,29 @@ async def open_shared_listeners(host: str, port: int) -> list[trio.SocketListene
     return listeners
 
 
-async def bound_socket(host: str, port: int) -> trio.socket.SocketType:
-    """An IPv4 TCP socket bound to ``host``:``port`` beside the listener, ready to connect.
+async def connect_from(local: tuple[str, int], remote: tuple[str, int]) -> trio.socket.SocketType:
+    """Connect to ``remote`` from ``local`` (the listener's port, shared); the connected socket.
+
+    The caller bounds the time.
 
     Raises:
-        OSError: the port cannot be shared (a listener without SO_REUSEPORT holds it).
+        OSError: the port cannot be shared, or the connect failed (refused, unreachable).
     """
-    sock = trio.socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
+    sock = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
     try:
-        _share(sock)
-        await sock.bind((host, port))
+        sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+        if hasattr(_socket, "SO_REUSEPORT"):
+            sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEPORT, 1)
+        sock.bind(local)
+        sock.setblocking(False)
+        err = sock.connect_ex(remote)  # sends the SYN now
+        if err not in (0, errno.EINPROGRESS):
+            raise OSError(err, os.strerror(err))
+        await trio.lowlevel.wait_writable(sock)
+        err = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_ERROR)
+        if err:
+            raise OSError(err, os.strerror(err))
     except BaseException:
         sock.close()
         raise
-    return sock
+    return trio.socket.from_stdlib_socket(sock)
