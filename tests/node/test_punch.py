@@ -14,8 +14,15 @@ from pathlib import Path
 import pytest
 import trio
 
+from p2psocial.node.replication.transport import open_secure_link
+from p2psocial.protocol.identity import SigningKey
+from p2psocial.protocol.wire import Caps, Clock, Message, PunchGo, PunchOffer, encode_message
+
 from .test_relay import _relay_of, _reserve
 from .test_replication_helpers import TestNet, TNode, open_testnet
+from .test_replication_hostile import _rival_peer
+
+A = (("203.0.113.70", 4001),)
 
 
 def _offer(node: TNode, dialable: bool) -> None:
@@ -94,3 +101,40 @@ async def test_a_punch_with_no_address_leaves_the_link_relayed(tmp_path: Path) -
                 return await dialler.seq_of(home) == 1
 
             await net.wait_for(delivered)
+
+
+@pytest.mark.parametrize(
+    "messages, reason",
+    [
+        ([Clock(()), Caps(("punch",))], "protocol_bad_state"),  # caps only comes first
+        ([Caps(("punch",)), Caps(("punch",))], "protocol_bad_state"),
+        ([Caps(()), PunchOffer(A, False)], "protocol_unknown_message"),  # capability not listed
+        ([PunchGo()], "protocol_unknown_message"),
+        ([Caps(("punch",)), PunchOffer(A, False)], "protocol_bad_state"),  # not a relayed link
+    ],
+)
+async def test_extension_messages_out_of_place_end_the_link(
+    tmp_path: Path, messages: list[Message], reason: str
+) -> None:
+    with trio.fail_after(20):
+        async with open_testnet(tmp_path, 1) as net:
+            [victim] = net.nodes
+            sock = await trio.open_tcp_stream(*victim.addr)
+            try:
+                link, _ = await open_secure_link(sock, SigningKey.generate(), 0)
+                for msg in messages:
+                    await link.send_frame(encode_message(msg))
+
+                async def dropped() -> bool:
+                    return victim.rep.pool.statistics()["links_dropped"].get(reason, 0) == 1
+
+                await net.wait_for(dropped, poll=0.05)
+            finally:
+                await sock.aclose()
+
+
+async def test_caps_first_keeps_the_link_open(tmp_path: Path) -> None:
+    with trio.fail_after(20):
+        async with open_testnet(tmp_path, 1) as net:
+            [victim] = net.nodes
+            assert await _rival_peer(victim, [Caps(("punch",))]) == "open"
