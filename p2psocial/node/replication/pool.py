@@ -3,8 +3,9 @@
 One link per remote node, ``max_peers`` in all, inbound and outbound
 together. Connections that have not proven a key yet are bounded before a
 byte is read; an authenticated link joins the pool only past the admission
-rules (per address, per network, a quarter of the pool kept for our own
-dials), and a full pool makes room by evicting its least useful idle link.
+rules (admission.py: per address, per network, a quarter of the pool kept
+for our own dials), and a full pool makes room by evicting its least useful
+idle link.
 
 Each link runs a reader task, which decodes frames and feeds the link's
 :class:`~p2psocial.protocol.sync.SyncSession`, and a writer task
@@ -21,7 +22,6 @@ import contextlib
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import trio
@@ -64,8 +64,9 @@ from ..foreground import Foreground
 from ..relay.client import RelayAddress, RelayRefused, open_relayed
 from ..relay.server import RelayServer
 from ..relay.streams import PrefixedStream, StreamEnded, StreamReader
+from .admission import Admission, PoolLimits
 from .heads import Heads
-from .link import Dropped, Link, Outbox, address_group
+from .link import Dropped, Link, Outbox
 from .punch import Puncher
 from .scores import PeerScores, ScoreLimits
 from .serve import FeedServer
@@ -116,27 +117,6 @@ class LinkHandler(Protocol):
     def on_peek_done(self, author: bytes) -> None:
         """The peer answered a peek of ``author``'s feed in full."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class PoolLimits:
-    """The link pool's bounds. The defaults suit a home node with 32 links."""
-
-    #: Links at most, inbound and outbound together.
-    max_peers: int = 32
-    #: Seconds for the hello (and for a dial to connect).
-    handshake_timeout: float = 10.0
-    #: A link on which nothing arrives for this long is dropped.
-    idle_timeout: float = 90.0
-    #: An inbound link younger than this is never evicted for a newcomer.
-    eviction_grace: float = 5.0
-    #: Inbound links from one IP address, and from one /24 (IPv4) or /48 (IPv6).
-    max_per_address: int = 4
-    max_per_network: int = 8
-    #: Connections still in the hello: in all, per address, per network.
-    max_handshaking: int = 256
-    max_handshaking_per_address: int = 8
-    max_handshaking_per_network: int = 16
 
 
 class LinkPool:
@@ -196,6 +176,16 @@ class LinkPool:
         self.refused: Counter[str] = Counter()
         self._dropped: Counter[str] = Counter()
         self._stats: Counter[str] = Counter()
+        self.admission = Admission(
+            self.node_id,
+            node_key.public_key,
+            self.bounds,
+            self.scores,
+            self.links,
+            self.handshaking,
+            self.heads,
+            self._stats,
+        )
         self._dialing: set[tuple[str, int]] = set()
         self._listeners: list[trio.SocketListener] = []
         self._nursery: trio.Nursery | None = None
@@ -287,7 +277,7 @@ class LinkPool:
             host = stream.socket.getpeername()[0]
         except OSError:
             host = "?"
-        if self._too_many_handshakes(host):
+        if self.admission.too_many_handshakes(host):
             self.refused["too_many_handshakes"] += 1
             await stream.aclose()
             return
@@ -359,12 +349,11 @@ class LinkPool:
 
     def max_inbound(self) -> int:
         """Inbound links at most: a quarter of the pool stays for our own dials."""
-        return max(1, self.bounds.max_peers - max(1, self.bounds.max_peers // 4))
+        return self.admission.max_inbound()
 
     def has_room(self) -> bool:
         """Whether a dial of ours could get a link (with room, or by evicting)."""
-        live = sum(1 for lk in self.links.values() if lk.reason is None)
-        return live < self.bounds.max_peers or self._outbound_victim() is not None
+        return self.admission.has_room()
 
     def dialing(self, host: str, port: int) -> bool:
         """Whether a dial to host:port is under way."""
@@ -463,20 +452,6 @@ class LinkPool:
 
     # ------------------------------------------------------------------ links
 
-    def _too_many_handshakes(self, host: str) -> bool:
-        """Connections that have not proven a key yet cost memory and a timer
-        each: bound them, in all and per address, before reading a byte."""
-        group = address_group(host)
-        return (
-            sum(self.handshaking.values()) >= self.bounds.max_handshaking
-            or self.handshaking[host] >= self.bounds.max_handshaking_per_address
-            or (
-                group is not None
-                and sum(n for h, n in self.handshaking.items() if address_group(h) == group)
-                >= self.bounds.max_handshaking_per_network
-            )
-        )
-
     async def _hello(self, framed: NoiseFramedStream, host: str) -> PeerIdentity | None:
         """The handshake, bounded in time and counted per address; None if it failed."""
         self.handshaking[host] += 1
@@ -522,7 +497,7 @@ class LinkPool:
             if self.puncher is not None and path == "direct" and direction == "inbound":
                 # A peer we are punching to connected to our listener.
                 path = self.puncher.expected.get(peer.node_id, path)
-            refusal = self._admit(peer, direction, host, path)
+            refusal = self.admission.admit(peer, direction, host, path)
             if refusal is not None:
                 self.refused[refusal] += 1
                 task_status.started(False)
@@ -617,90 +592,6 @@ class LinkPool:
             link.peer.listen_port,
             link.direction,
             why,
-        )
-
-    def _admit(
-        self, peer: PeerIdentity, direction: str, host: str, path: str = "direct"
-    ) -> str | None:
-        """Why a link just authenticated may not join the pool, or None.
-
-        May evict a link to make room: when the pool is full, the least
-        useful inbound link past its grace period that shares no wanted feed
-        makes way, so idle links cannot keep an honest newcomer out.
-        """
-        if peer.key == self.node_key.public_key:
-            return "self"
-        scored_host = host if path != "relayed" else ""
-        if self.scores.graylisted(peer.node_id, scored_host, trio.current_time()):
-            return "graylisted"
-        old = self.links.get(peer.node_id)
-        if old is not None and old.path == "relayed" and path != "relayed":
-            return None  # the direct link replaces it (_register)
-        if old is not None:
-            # Both sides keep the link dialled by the lower node id, so a
-            # simultaneous dial leaves exactly one link, not zero.
-            dialer = self.node_id if direction == "outbound" else peer.node_id
-            if dialer >= old.dialer_id:
-                return "duplicate_link"
-            return None
-        # Links being dropped (evicted, say) leave the dict a moment later.
-        live = [lk for lk in self.links.values() if lk.reason is None]
-        if direction == "inbound" and path == "direct":
-            # A relayed link comes from the relay's address: the relay bounds
-            # those (its max_links), and our pool size bounds the rest.
-            group = address_group(host)
-            if group is not None:
-                if sum(1 for lk in live if lk.host == host) >= self.bounds.max_per_address:
-                    return "address_limit"
-                if (
-                    sum(1 for lk in live if address_group(lk.host) == group)
-                    >= self.bounds.max_per_network
-                ):
-                    return "network_limit"
-        inbound = [lk for lk in live if lk.direction == "inbound"]
-        if direction == "outbound":
-            # A link we chose gets a place: inbound links, which anyone can
-            # open and fill with claimed interest, must not eclipse us.
-            if len(live) < self.bounds.max_peers:
-                return None
-            victim = self._outbound_victim()
-            if victim is None:
-                return "pool_full"
-        elif len(live) >= self.bounds.max_peers or len(inbound) >= self.max_inbound():
-            victim = self._eviction_candidate()
-            if victim is None:
-                return "pool_full"
-        else:
-            return None
-        self._stats["links_evicted"] += 1
-        victim.drop("evicted")
-        return None
-
-    def _inbound_past_grace(self) -> list[Link]:
-        now = trio.current_time()
-        return [
-            lk
-            for lk in self.links.values()
-            if lk.direction == "inbound"
-            and lk.reason is None
-            and now - lk.started >= self.bounds.eviction_grace
-        ]
-
-    @staticmethod
-    def _least_useful(links: list[Link]) -> Link | None:
-        """Fewest entries received, then longest silent."""
-        return min(links, key=lambda lk: (lk.items_in, lk.last_in), default=None)
-
-    def _outbound_victim(self) -> Link | None:
-        """The inbound link to drop for a dial of ours when the pool is full:
-        the least useful past its grace period, whatever it claims to want."""
-        return self._least_useful(self._inbound_past_grace())
-
-    def _eviction_candidate(self) -> Link | None:
-        """The inbound link an inbound newcomer may replace: past its grace
-        period, sharing no feed we want, and the least useful of those."""
-        return self._least_useful(
-            [lk for lk in self._inbound_past_grace() if lk.shares(self.heads) == 0]
         )
 
     async def _run_link(self, link: Link) -> None:
