@@ -22,8 +22,9 @@ Prints progress on stderr and one JSON object as the last stdout line:
 bench, cells (``"author_kind->follower_kind"`` -> delivered, p50_ms,
 max_ms, path: the follower's link to the author, None if there was none;
 link_s: follow -> that link up; first_path: that link's path when it came up;
-punch_ms: a relayed link up -> the direct link replacing it up, seen over the
-API every 0.1 s; direct_ratio: the cell's posts sent while the link was not
+punch_ms: a relayed link up -> the direct link replacing it up, as the
+daemons measured it (statistics' punch_latency_s, the follower's else the
+author's); direct_ratio: the cell's posts sent while the link was not
 relayed), all_delivered, worst_max_ms, direct_cells, direct_link_ratio
 (mean of the cells'), median_punch_ms, relay_cost (of a link asserted to be
 relayed before and after).
@@ -113,10 +114,15 @@ async def _settle(nodes: dict[str, Node], homes: list[str], within: float) -> di
                 st: dict[str, Any] = dict(await nodes[name].api.status())
                 state[name] = {
                     "reachability": st.get("reachability"),
+                    "reachable": st.get("reachable"),
                     "relays": len(st.get("relays", [])),
                 }
+            # A home is settled once it is dialable (a public address or a
+            # forward, like the full cone) or holds a relay.
             if all(
-                s["reachability"] == "public" or (s["reachability"] == "behind_nat" and s["relays"])
+                s["reachability"] == "public"
+                or s["reachable"] == "yes"
+                or (s["reachability"] == "behind_nat" and s["relays"])
                 for s in state.values()
             ):
                 break
@@ -165,14 +171,28 @@ async def _settle_path(
     return path, took
 
 
+async def _punch_latencies(node: Node) -> list[float]:
+    stats = dict(await node.api.statistics())
+    return [float(x) for x in stats["replication"].get("punch", {}).get("punch_latency_s", [])]
+
+
 async def _cell(author: Node, follower: Node, args: argparse.Namespace) -> dict[str, Any]:
     await follower.api.follow(author.daemon.identity)
     first, link_s = await _link_path(follower, author, args.link_timeout)
     punch_s = None
     path = first
+    before = [await _punch_latencies(n) for n in (follower, author)]
     if first == "relayed":
         # Relayed link up -> direct link up, if the routers allow it (spec/sync.md §12).
         path, punch_s = await _settle_path(follower, author, args.punch_wait)
+    if path in ("punched", "reversed"):
+        # The daemons' own measure: the relayed link up -> the direct link up
+        # (the follower's, else the author's: a reversal's responder may not count it).
+        for node, had in zip((follower, author), before, strict=True):
+            now = await _punch_latencies(node)
+            if now != had and now:
+                punch_s = now[-1]
+                break
     sent: dict[str, float] = {}
     paths: list[str | None] = []
     for i in range(args.posts):
