@@ -17,7 +17,7 @@ import trio
 from p2psocial.node.replication import LinkClosed, address_group
 from p2psocial.node.replication.transport import NoiseFramedStream, open_secure_link
 from p2psocial.protocol.identity import SigningKey
-from p2psocial.protocol.wire import Caps, Bye, Clock, decode_message_untrusted, encode_message
+from p2psocial.protocol.wire import Bye, Caps, Clock, decode_message_untrusted, encode_message
 
 from .test_replication_helpers import open_testnet
 
