@@ -15,8 +15,9 @@ import ipaddress
 import logging
 import random
 from collections import Counter
+from collections import Counter as _Counter
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import trio
 
@@ -35,8 +36,21 @@ from ...protocol.wire import Message
 from .link import Link
 from .sockets import connect_from
 
-if TYPE_CHECKING:
-    from .pool import LinkPool
+
+class PunchPool(Protocol):
+    """What the puncher uses of the link pool (pool.py; no import, no cycle)."""
+
+    links: dict[bytes, Link]
+    handshaking: _Counter[str]
+    host: str
+    port: int
+
+    def serve_punched(
+        self, stream: trio.abc.Stream, host: str, node_id: bytes, initiator: bool, path: str
+    ) -> None:
+        """Run a connection a punch made as a link to ``node_id``."""
+        ...
+
 
 __all__ = ["OwnAddresses", "Puncher"]
 
@@ -60,7 +74,7 @@ class Puncher:
         limits: timings and bounds (spec/sync.md §12.4).
     """
 
-    def __init__(self, pool: LinkPool, own: OwnAddresses, limits: PunchLimits | None = None):
+    def __init__(self, pool: PunchPool, own: OwnAddresses, limits: PunchLimits | None = None):
         self.pool = pool
         self.own = own
         self.limits = limits or PunchLimits()
