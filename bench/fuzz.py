@@ -147,12 +147,16 @@ from p2psocial.protocol.sync import SyncSession
 from p2psocial.protocol.wire import (
     Auth,
     Bye,
+    Caps,
     Clock,
     Entries,
     ForkProofMessage,
     FrameDecoder,
     Hello,
     Message,
+    PunchAnswer,
+    PunchGo,
+    PunchOffer,
     Push,
     Want,
     decode_message_untrusted,
@@ -448,6 +452,11 @@ def corpus() -> Corpus:
         ForkProofMessage(proof.to_bytes()),
         Bye("done"),
         Bye(""),
+        Caps(()),
+        Caps(("punch", "z_9")),
+        PunchOffer((("203.0.113.66", 4001), ("2001:db8::1", 65535)), False),
+        PunchAnswer((("198.51.100.18", 1),), True),
+        PunchGo(),
     ]
     messages = [encode_message(m) for m in msgs]
     small = [m for m in messages if len(m) < 200]

@@ -21,7 +21,13 @@ and their daemons' CPU time (user + system, from /proc) before and after.
 Prints progress on stderr and one JSON object as the last stdout line:
 bench, cells (``"author_kind->follower_kind"`` -> delivered, p50_ms,
 max_ms, path: the follower's link to the author, None if there was none;
-link_s: follow -> that link up), all_delivered, worst_max_ms, relay_cost.
+link_s: follow -> that link up; first_path: that link's path when it came up;
+punch_ms: a relayed link up -> the direct link replacing it up, as the
+daemons measured it (statistics' punch_latency_s, the follower's else the
+author's); direct_ratio: the cell's posts sent while the link was not
+relayed), all_delivered, worst_max_ms, direct_cells, direct_link_ratio
+(mean of the cells'), median_punch_ms, relay_cost (of a link asserted to be
+relayed before and after).
 """
 
 from __future__ import annotations
@@ -108,10 +114,15 @@ async def _settle(nodes: dict[str, Node], homes: list[str], within: float) -> di
                 st: dict[str, Any] = dict(await nodes[name].api.status())
                 state[name] = {
                     "reachability": st.get("reachability"),
+                    "reachable": st.get("reachable"),
                     "relays": len(st.get("relays", [])),
                 }
+            # A home is settled once it is dialable (a public address or a
+            # forward, like the full cone) or holds a relay.
             if all(
-                s["reachability"] == "public" or (s["reachability"] == "behind_nat" and s["relays"])
+                s["reachability"] == "public"
+                or s["reachable"] == "yes"
+                or (s["reachability"] == "behind_nat" and s["relays"])
                 for s in state.values()
             ):
                 break
@@ -139,14 +150,56 @@ def _pct(values: list[float], q: float) -> float | None:
     return round(s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))], 1)
 
 
+async def _current_path(follower: Node, author: Node) -> str | None:
+    for p in (await follower.api.peers())["items"]:
+        if p.get("node_id") == author.node_id:
+            return str(p.get("path", "direct"))
+    return None
+
+
+async def _settle_path(
+    follower: Node, author: Node, within: float
+) -> tuple[str | None, float | None]:
+    """Wait up to ``within`` s for a relayed link to turn direct; (path, seconds it took)."""
+    start = time.monotonic()
+    path = await _current_path(follower, author)
+    with trio.move_on_after(within):
+        while path in (None, "relayed"):
+            await trio.sleep(0.1)
+            path = await _current_path(follower, author)
+    took = time.monotonic() - start if path not in (None, "relayed") else None
+    return path, took
+
+
+async def _punch_latencies(node: Node) -> list[float]:
+    stats = dict(await node.api.statistics())
+    return [float(x) for x in stats["replication"].get("punch", {}).get("punch_latency_s", [])]
+
+
 async def _cell(author: Node, follower: Node, args: argparse.Namespace) -> dict[str, Any]:
     await follower.api.follow(author.daemon.identity)
-    path, link_s = await _link_path(follower, author, args.link_timeout)
+    first, link_s = await _link_path(follower, author, args.link_timeout)
+    punch_s = None
+    path = first
+    before = [await _punch_latencies(n) for n in (follower, author)]
+    if first == "relayed":
+        # Relayed link up -> direct link up, if the routers allow it (spec/sync.md §12).
+        path, punch_s = await _settle_path(follower, author, args.punch_wait)
+    if path in ("punched", "reversed"):
+        # The daemons' own measure: the relayed link up -> the direct link up
+        # (the follower's, else the author's: a reversal's responder may not count it).
+        for node, had in zip((follower, author), before, strict=True):
+            now = await _punch_latencies(node)
+            if now != had and now:
+                punch_s = now[-1]
+                break
     sent: dict[str, float] = {}
+    paths: list[str | None] = []
     for i in range(args.posts):
         t0 = time.monotonic()
         res = await author.api.post(f"{author.name} to {follower.name}, post {i}")
         sent[res["id"]] = t0
+        paths.append(await _current_path(follower, author))
         await trio.sleep(args.interval)
     await follower.wait_for_all(list(sent), args.deadline)
     delays = [
@@ -162,15 +215,23 @@ async def _cell(author: Node, follower: Node, args: argparse.Namespace) -> dict[
         "p50_ms": _pct(delays, 0.5),
         "max_ms": round(max(delays), 1) if delays else None,
         "path": path,
+        "first_path": first,
+        # Posts sent while the follower's link to the author was not relayed.
+        "direct_ratio": round(sum(1 for p in paths if p not in (None, "relayed")) / len(paths), 3),
+        "punch_ms": round(punch_s * 1000) if punch_s is not None else None,
         "link_s": round(link_s, 1),
     }
 
 
 async def _relay_cost(nodes: dict[str, Node], args: argparse.Namespace) -> dict[str, Any]:
     """Bytes and CPU the relays spend per relayed MiB of posts."""
+    # Two symmetric homes: no punch can make their link direct (spec/sync.md
+    # §12), so every byte of this leg crosses a relay.
     author, follower = nodes["symmetric"], nodes["symmetric_2"]
     await follower.api.follow(author.daemon.identity)
     path, _ = await _link_path(follower, author, args.link_timeout)
+    if path != "relayed":
+        raise SystemExit(f"bench/nat.py: the relay-cost link is {path}, not relayed")
 
     async def relayed() -> tuple[int, float]:
         total = 0
@@ -189,6 +250,9 @@ async def _relay_cost(nodes: dict[str, Node], args: argparse.Namespace) -> dict[
     await follower.wait_for_all(ids, args.relay_timeout)
     took = time.monotonic() - start
     bytes1, cpu1 = await relayed()
+    path_after = await _current_path(follower, author)
+    if path_after != "relayed":
+        raise SystemExit(f"bench/nat.py: the relay-cost link became {path_after}")
     got = sum(1 for pid in ids if pid in follower.arrivals)
     payload_mib = got * (len(text) + 6) / (1024 * 1024)
     forwarded_mib = (bytes1 - bytes0) / (1024 * 1024)
@@ -238,6 +302,15 @@ async def run(args: argparse.Namespace, daemons: dict[str, NsDaemon]) -> dict[st
             if maxima
             else None
         ),
+        "direct_cells": sum(1 for c in cells.values() if c["path"] not in (None, "relayed")),
+        "direct_link_ratio": (
+            round(sum(c["direct_ratio"] for c in cells.values()) / len(cells), 3) if cells else None
+        ),
+        "median_punch_ms": (
+            statistics.median(c["punch_ms"] for c in cells.values() if c["punch_ms"] is not None)
+            if any(c["punch_ms"] is not None for c in cells.values())
+            else None
+        ),
         "settled": settled,
         "relay_cost": cost,
     }
@@ -250,6 +323,9 @@ def main() -> None:
     parser.add_argument("--deadline", type=float, default=10.0)
     parser.add_argument("--link-timeout", type=float, default=60.0)
     parser.add_argument("--settle-timeout", type=float, default=120.0)
+    parser.add_argument(
+        "--punch-wait", type=float, default=20.0, help="seconds for a relayed link to turn direct"
+    )
     parser.add_argument("--relay-mib", type=float, default=1.0)
     parser.add_argument("--relay-timeout", type=float, default=120.0)
     parser.add_argument(

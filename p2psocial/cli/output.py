@@ -122,6 +122,13 @@ _DIALABLE = {
 }
 
 
+def _paths(by_path: Any) -> str:
+    """`` (2 direct, 1 punched)``: how the links were made, or nothing."""
+    if not isinstance(by_path, dict) or not by_path:
+        return ""
+    return " (" + ", ".join(f"{n} {path}" for path, n in sorted(by_path.items())) + ")"
+
+
 def format_status(st: dict[str, Any]) -> str:
     lines = [
         f"identity  {st.get('identity')}",
@@ -129,7 +136,7 @@ def format_status(st: dict[str, Any]) -> str:
         f"dht       {st.get('dht_addr')}",
         f"peers at  {st.get('peer_addr')}",
         f"api       {st.get('api')}",
-        f"peers     {st.get('peers')}",
+        f"peers     {st.get('peers')}{_paths(st.get('links_by_path'))}",
         f"lan peers {st.get('lan_peers', 0)}",
         f"feeds     {st.get('feeds')}",
         f"unread    {st.get('unread_notifications', 0)}",

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -495,7 +496,14 @@ class Node:
             "relays": self.replicator.relays() if self.replicator is not None else [],
             "lan_peers": len(self.lan.lan_peers()) if self.lan is not None else 0,
             "port_mapping": self.portmap.status() if self.portmap is not None else {"state": "off"},
+            "links_by_path": self._links_by_path(),
         }
+
+    def _links_by_path(self) -> dict[str, int]:
+        """Peer links by how they were made (spec/sync.md §12.8)."""
+        items = self.replicator.peers() if self.replicator is not None else []
+        paths = Counter(link_path(p, self.lan) for p in items)
+        return dict(sorted(paths.items()))
 
     def _reachability(self) -> dict[str, Any]:
         """The status fields of observed addresses and dial-back (spec/dht.md 4.4, 4.5)."""

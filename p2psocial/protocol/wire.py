@@ -21,6 +21,7 @@ and :meth:`FrameDecoder.feed` may raise only :class:`DecodeError`.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
@@ -33,11 +34,15 @@ from .identity import check_public_key
 
 __all__ = [
     "DEFAULT_WIRE_LIMITS",
+    "EXT_MARKER",
     "HELLO_TAG",
+    "MAX_CAPS",
+    "MAX_PUNCH_ADDRS",
     "NONCE_SIZE",
     "WIRE_VERSION",
     "Auth",
     "Bye",
+    "Caps",
     "Clock",
     "Entries",
     "ForkProofMessage",
@@ -45,6 +50,9 @@ __all__ = [
     "Hello",
     "Item",
     "Message",
+    "PunchAnswer",
+    "PunchGo",
+    "PunchOffer",
     "Push",
     "Want",
     "WireLimits",
@@ -60,6 +68,13 @@ NONCE_SIZE = 32
 HELLO_TAG = b"p2psocial/hello/v1\x00"
 _MAX_SEQ = 2**53 - 1
 _MAX_REASON = 64
+#: The last bytes of a hello nonce of a node that follows spec/sync.md §9.
+EXT_MARKER = b"p2p/ext1"
+#: Capability names in a ``caps`` at most, and each name's length.
+MAX_CAPS = 32
+_MAX_CAP_NAME = 32
+#: Addresses in a punch offer or answer at most (spec/sync.md §12.2).
+MAX_PUNCH_ADDRS = 4
 
 
 #: One replicated item: entry bytes and the payload bytes, or None when the
@@ -146,7 +161,52 @@ class Bye:
     reason: str
 
 
-Message: TypeAlias = Hello | Auth | Clock | Want | Entries | Push | ForkProofMessage | Bye
+@dataclass(frozen=True, slots=True)
+class Caps:
+    """The capabilities a node speaks on this link (spec/sync.md §9), sorted."""
+
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PunchOffer:
+    """Capability ``punch`` (spec/sync.md §12): the initiator's addresses for a direct link.
+
+    ``addrs`` are ``(ip, port)`` pairs where the sender expects the other
+    side's connect to reach it; ``dialable`` is the sender's dial-back verdict.
+    """
+
+    addrs: tuple[tuple[str, int], ...]
+    dialable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PunchAnswer:
+    """Capability ``punch``: the responder's addresses, answering a :class:`PunchOffer`."""
+
+    addrs: tuple[tuple[str, int], ...]
+    dialable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PunchGo:
+    """Capability ``punch``: "connect now" from the initiator to the responder."""
+
+
+Message: TypeAlias = (
+    Hello
+    | Auth
+    | Clock
+    | Want
+    | Entries
+    | Push
+    | ForkProofMessage
+    | Bye
+    | Caps
+    | PunchOffer
+    | PunchAnswer
+    | PunchGo
+)
 
 
 def hello_signed_bytes(peer_nonce: bytes, own_key: bytes) -> bytes:
@@ -192,6 +252,13 @@ def _message_value(msg: Message) -> dict[str, Any]:
         return {"t": "fork_proof", "proof": msg.proof}
     if isinstance(msg, Bye):
         return {"t": "bye", "reason": msg.reason}
+    if isinstance(msg, Caps):
+        return {"t": "caps", "names": list(msg.names)}
+    if isinstance(msg, (PunchOffer, PunchAnswer)):
+        t = "punch_offer" if isinstance(msg, PunchOffer) else "punch_answer"
+        return {"t": t, "addrs": [[h, p] for h, p in msg.addrs], "dialable": msg.dialable}
+    if isinstance(msg, PunchGo):
+        return {"t": "punch_go"}
     raise LocalUsageError(f"not a wire message: {type(msg).__name__}")
 
 
@@ -331,7 +398,56 @@ def _decode_value(v: Any, limits: WireLimits) -> Message:
         if type(reason) is not str or len(reason) > _MAX_REASON:
             raise _bad(f"bye.reason must be text of at most {_MAX_REASON} characters")
         return Bye(reason)
+    if t == "caps":
+        _fields(v, t, {"names"})
+        return Caps(_cap_names(v["names"]))
+    if t in ("punch_offer", "punch_answer"):
+        _fields(v, t, {"addrs", "dialable"})
+        if type(v["dialable"]) is not bool:
+            raise _bad(f"{t}.dialable must be a boolean")
+        addrs = _punch_addrs(v["addrs"])
+        if t == "punch_offer":
+            return PunchOffer(addrs, v["dialable"])
+        return PunchAnswer(addrs, v["dialable"])
+    if t == "punch_go":
+        _fields(v, t, set())
+        return PunchGo()
     raise _bad(f"unknown message type {t[:32]!r}", reason="unknown_message")
+
+
+def _cap_names(v: Any) -> tuple[str, ...]:
+    if type(v) is not list or len(v) > MAX_CAPS:
+        raise _bad(f"caps.names must be a list of at most {MAX_CAPS} names")
+    for name in v:
+        if (
+            type(name) is not str
+            or not 1 <= len(name) <= _MAX_CAP_NAME
+            or not all(c in _CAP_CHARS for c in name)
+        ):
+            raise _bad("a capability name is 1..32 characters of [a-z0-9_]")
+    if v != sorted(set(v)):
+        raise _bad("caps.names must be sorted and distinct")
+    return tuple(v)
+
+
+_CAP_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
+
+
+def _punch_addrs(v: Any) -> tuple[tuple[str, int], ...]:
+    if type(v) is not list or len(v) > MAX_PUNCH_ADDRS:
+        raise _bad(f"punch addrs must be a list of at most {MAX_PUNCH_ADDRS} addresses")
+    out = []
+    for a in v:
+        if type(a) is not list or len(a) != 2 or type(a[0]) is not str or len(a[0]) > 45:
+            raise _bad("a punch address is [ip text, port]")
+        try:
+            ip = ipaddress.ip_address(a[0])
+        except ValueError:
+            raise _bad("a punch address must name an IP literal") from None
+        if str(ip) != a[0]:
+            raise _bad("a punch address must be in canonical text form")
+        out.append((a[0], _int(a[1], "port", 1, 65535)))
+    return tuple(out)
 
 
 def decode_message_untrusted(body: bytes, limits: WireLimits = DEFAULT_WIRE_LIMITS) -> Message:

@@ -17,7 +17,7 @@ import trio
 from p2psocial.node.replication import LinkClosed, address_group
 from p2psocial.node.replication.transport import NoiseFramedStream, open_secure_link
 from p2psocial.protocol.identity import SigningKey
-from p2psocial.protocol.wire import Bye, Clock, decode_message_untrusted, encode_message
+from p2psocial.protocol.wire import Bye, Caps, Clock, decode_message_untrusted, encode_message
 
 from .test_replication_helpers import open_testnet
 
@@ -175,6 +175,8 @@ async def test_inbound_links_claiming_our_feeds_cannot_eclipse_our_own_dials(
                     link = await stack.enter_async_context(squatter(victim.addr))
                     with trio.fail_after(5):
                         first = decode_message_untrusted(await link.receive_frame())
+                        if isinstance(first, Caps):  # spec/sync.md §9: caps comes first
+                            first = decode_message_untrusted(await link.receive_frame())
                     if isinstance(first, Bye):  # refused: the inbound share is full
                         continue
                     assert isinstance(first, Clock)

@@ -112,9 +112,14 @@ class Link:
     items_in: int = 0
     #: Set once the peer's first message arrived, or the link ended.
     answered: trio.Event = field(default_factory=trio.Event)
-    #: "direct" (a TCP connection between the two nodes) or "relayed"
-    #: (spliced by a relay, spec/sync.md §11).
+    #: How the link was made, set by whoever made it: "direct" (a TCP dial to
+    #: an announced address), "relayed" (spliced by a relay, spec/sync.md §11),
+    #: "punched" or "reversed" (made over a relayed link, §12).
     path: str = "direct"
+    #: The capabilities the peer listed in its ``caps`` (None: it sent none).
+    caps: frozenset[str] | None = None
+    #: Set once the first message after the hello arrived (``caps`` must be it).
+    heard: bool = False
 
     def is_open(self) -> bool:
         """Whether the link is up and not being dropped."""

@@ -3,8 +3,9 @@
 One link per remote node, ``max_peers`` in all, inbound and outbound
 together. Connections that have not proven a key yet are bounded before a
 byte is read; an authenticated link joins the pool only past the admission
-rules (per address, per network, a quarter of the pool kept for our own
-dials), and a full pool makes room by evicting its least useful idle link.
+rules (admission.py: per address, per network, a quarter of the pool kept
+for our own dials), and a full pool makes room by evicting its least useful
+idle link.
 
 Each link runs a reader task, which decodes frames and feeds the link's
 :class:`~p2psocial.protocol.sync.SyncSession`, and a writer task
@@ -21,7 +22,6 @@ import contextlib
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import trio
@@ -30,6 +30,7 @@ from ...errors import cannot_listen
 from ...protocol.errors import P2PSocialError, ProtocolError
 from ...protocol.identity import SigningKey, node_id_from_public_key
 from ...protocol.noise import generate_private
+from ...protocol.punch import CAPABILITY as PUNCH
 from ...protocol.relay import (
     PREAMBLE_SIZE,
     TRANSPORT_ACCEPT,
@@ -49,16 +50,27 @@ from ...protocol.sync import (
     SyncLimits,
     SyncSession,
 )
-from ...protocol.wire import Bye, decode_message_untrusted, encode_message
+from ...protocol.wire import (
+    Bye,
+    Caps,
+    PunchAnswer,
+    PunchGo,
+    PunchOffer,
+    decode_message_untrusted,
+    encode_message,
+)
 from ..activity import LimitedLog, short_node
 from ..foreground import Foreground
 from ..relay.client import RelayAddress, RelayRefused, open_relayed
 from ..relay.server import RelayServer
 from ..relay.streams import PrefixedStream, StreamEnded, StreamReader
+from .admission import Admission, PoolLimits
 from .heads import Heads
-from .link import Dropped, Link, Outbox, address_group
+from .link import Dropped, Link, Outbox
+from .punch import Puncher
 from .scores import PeerScores, ScoreLimits
 from .serve import FeedServer
+from .sockets import open_shared_listeners
 from .transport import LinkClosed, NoiseFramedStream, PeerIdentity, secure_handshake
 
 __all__ = ["LinkHandler", "LinkPool", "PoolLimits"]
@@ -78,7 +90,11 @@ _PACER_MIN = 0.05
 #: The preamble's transport ids a relay serves (spec/sync.md §11).
 _RELAY_TRANSPORTS = frozenset({TRANSPORT_RESERVE, TRANSPORT_CONNECT, TRANSPORT_ACCEPT})
 
-_QUIET_ENDS = frozenset({"eof", "broken", "bye", "duplicate_link", "closed", "shutdown"})
+_QUIET_ENDS = frozenset(
+    {"eof", "broken", "bye", "duplicate_link", "closed", "shutdown", "path_upgraded"}
+)
+#: Messages of the link extensions (spec/sync.md §9, §12), not the session's.
+_EXTENSION_MESSAGES = (Caps, PunchOffer, PunchAnswer, PunchGo)
 
 
 class LinkHandler(Protocol):
@@ -101,27 +117,6 @@ class LinkHandler(Protocol):
     def on_peek_done(self, author: bytes) -> None:
         """The peer answered a peek of ``author``'s feed in full."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class PoolLimits:
-    """The link pool's bounds. The defaults suit a home node with 32 links."""
-
-    #: Links at most, inbound and outbound together.
-    max_peers: int = 32
-    #: Seconds for the hello (and for a dial to connect).
-    handshake_timeout: float = 10.0
-    #: A link on which nothing arrives for this long is dropped.
-    idle_timeout: float = 90.0
-    #: An inbound link younger than this is never evicted for a newcomer.
-    eviction_grace: float = 5.0
-    #: Inbound links from one IP address, and from one /24 (IPv4) or /48 (IPv6).
-    max_per_address: int = 4
-    max_per_network: int = 8
-    #: Connections still in the hello: in all, per address, per network.
-    max_handshaking: int = 256
-    max_handshaking_per_address: int = 8
-    max_handshaking_per_network: int = 16
 
 
 class LinkPool:
@@ -181,6 +176,16 @@ class LinkPool:
         self.refused: Counter[str] = Counter()
         self._dropped: Counter[str] = Counter()
         self._stats: Counter[str] = Counter()
+        self.admission = Admission(
+            self.node_id,
+            node_key.public_key,
+            self.bounds,
+            self.scores,
+            self.links,
+            self.handshaking,
+            self.heads,
+            self._stats,
+        )
         self._dialing: set[tuple[str, int]] = set()
         self._listeners: list[trio.SocketListener] = []
         self._nursery: trio.Nursery | None = None
@@ -188,6 +193,8 @@ class LinkPool:
         # Link made / lost lines, at most one a minute per peer and kind: a
         # flapping peer must not fill the log.
         self._events = LimitedLog(log)
+        #: Makes relayed links direct (spec/sync.md §12) once the service sets it.
+        self.puncher: Puncher | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -200,7 +207,8 @@ class LinkPool:
         if self._listeners:
             return
         try:
-            self._listeners = await trio.open_tcp_listeners(self.port, host=self.host)
+            # Shared with the connects of hole punching (sockets.py).
+            self._listeners = await open_shared_listeners(self.host or "", self.port)
         except OSError as exc:
             shown = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
             raise cannot_listen("TCP port for peer links", shown, exc) from None
@@ -241,7 +249,23 @@ class LinkPool:
                 log.warning("accept failed: %s", exc)
                 await trio.sleep(0.1)
                 continue
+            claim = self._punch_claim(stream)
+            if claim is not None:
+                # The other end of a simultaneous open whose SYN reached our
+                # listener: we stay its Noise initiator (spec/sync.md §12.5).
+                self.serve_punched(stream, claim[0][0], claim[1], True, claim[2])
+                continue
             self._nursery.start_soon(self._dispatch, stream)
+
+    def _punch_claim(self, stream: trio.SocketStream) -> tuple[tuple[str, int], bytes, str] | None:
+        if self.puncher is None:
+            return None
+        try:
+            remote = stream.socket.getpeername()
+        except OSError:
+            return None
+        claim = self.puncher.claim((remote[0], remote[1]))
+        return None if claim is None else ((remote[0], remote[1]), *claim)
 
     async def _dispatch(self, stream: trio.SocketStream) -> None:
         """Read an inbound connection's preamble and hand it to its transport.
@@ -253,7 +277,7 @@ class LinkPool:
             host = stream.socket.getpeername()[0]
         except OSError:
             host = "?"
-        if self._too_many_handshakes(host):
+        if self.admission.too_many_handshakes(host):
             self.refused["too_many_handshakes"] += 1
             await stream.aclose()
             return
@@ -296,6 +320,19 @@ class LinkPool:
             return
         self._nursery.start_soon(self._serve_stream, stream, "inbound", relay.host, None, "relayed")
 
+    def serve_punched(
+        self, stream: trio.abc.Stream, host: str, node_id: bytes, initiator: bool, path: str
+    ) -> None:
+        """Run a connection a punch attempt made (spec/sync.md §12) as a link to ``node_id``."""
+        if self._nursery is None:
+            return
+        direction = "outbound" if initiator else "inbound"
+        self._nursery.start_soon(self._serve_stream, stream, direction, host, node_id, path)
+
+    def capabilities(self) -> tuple[str, ...]:
+        """The capability names this node lists in its ``caps`` (spec/sync.md §9)."""
+        return (PUNCH,) if self.puncher is not None else ()
+
     # ------------------------------------------------------------------ queries
 
     def open_links(self) -> list[Link]:
@@ -312,12 +349,11 @@ class LinkPool:
 
     def max_inbound(self) -> int:
         """Inbound links at most: a quarter of the pool stays for our own dials."""
-        return max(1, self.bounds.max_peers - max(1, self.bounds.max_peers // 4))
+        return self.admission.max_inbound()
 
     def has_room(self) -> bool:
         """Whether a dial of ours could get a link (with room, or by evicting)."""
-        live = sum(1 for lk in self.links.values() if lk.reason is None)
-        return live < self.bounds.max_peers or self._outbound_victim() is not None
+        return self.admission.has_room()
 
     def dialing(self, host: str, port: int) -> bool:
         """Whether a dial to host:port is under way."""
@@ -416,20 +452,6 @@ class LinkPool:
 
     # ------------------------------------------------------------------ links
 
-    def _too_many_handshakes(self, host: str) -> bool:
-        """Connections that have not proven a key yet cost memory and a timer
-        each: bound them, in all and per address, before reading a byte."""
-        group = address_group(host)
-        return (
-            sum(self.handshaking.values()) >= self.bounds.max_handshaking
-            or self.handshaking[host] >= self.bounds.max_handshaking_per_address
-            or (
-                group is not None
-                and sum(n for h, n in self.handshaking.items() if address_group(h) == group)
-                >= self.bounds.max_handshaking_per_network
-            )
-        )
-
     async def _hello(self, framed: NoiseFramedStream, host: str) -> PeerIdentity | None:
         """The handshake, bounded in time and counted per address; None if it failed."""
         self.handshaking[host] += 1
@@ -472,7 +494,10 @@ class LinkPool:
             if peer is None:
                 task_status.started(False)
                 return
-            refusal = self._admit(peer, direction, host, path)
+            if self.puncher is not None and path == "direct" and direction == "inbound":
+                # A peer we are punching to connected to our listener.
+                path = self.puncher.expected.get(peer.node_id, path)
+            refusal = self.admission.admit(peer, direction, host, path)
             if refusal is not None:
                 self.refused[refusal] += 1
                 task_status.started(False)
@@ -491,6 +516,8 @@ class LinkPool:
                 task_status.started(link.reason is None)
         finally:
             if link is not None:
+                if self.puncher is not None:
+                    self.puncher.link_gone(link)
                 if self.links.get(link.peer.node_id) is link:
                     del self.links[link.peer.node_id]
                 self._dropped[link.reason or "closed"] += 1
@@ -507,7 +534,7 @@ class LinkPool:
         now = trio.current_time()
         # A relayed link comes from its relay's address, shared by every node
         # behind that relay: only the peer's node id answers for its fault.
-        host = link.host if link.path == "direct" else ""
+        host = link.host if link.path != "relayed" else ""
         until = self.scores.penalize(link.peer.node_id, host, link.reason or "closed", now)
         if until:
             log.warning(
@@ -537,12 +564,20 @@ class LinkPool:
         )
         old = self.links.get(peer.node_id)
         if old is not None:
-            old.drop("duplicate_link")
+            # A direct link replaces a relayed one; what was in flight on the
+            # relayed link is asked again by the new session's clocks.
+            upgrade = old.path == "relayed" and path != "relayed"
+            old.drop("path_upgraded" if upgrade else "duplicate_link")
         self.links[peer.node_id] = link
         self._stats["links_opened"] += 1
         link.last_in = link.last_out = link.started
+        if peer.ext:
+            # caps goes first, before the session's first clock (spec/sync.md §9).
+            link.perform_local([Send(Caps(self.capabilities()))])
         link.perform_local(session.start(link.started))
-        self._link_event("made", link, "")
+        if self.puncher is not None:
+            self.puncher.link_up(link)
+        self._link_event("made", link, f", {path}" if path != "direct" else "")
         return link
 
     def _link_event(self, what: str, link: Link, why: str) -> None:
@@ -557,88 +592,6 @@ class LinkPool:
             link.peer.listen_port,
             link.direction,
             why,
-        )
-
-    def _admit(
-        self, peer: PeerIdentity, direction: str, host: str, path: str = "direct"
-    ) -> str | None:
-        """Why a link just authenticated may not join the pool, or None.
-
-        May evict a link to make room: when the pool is full, the least
-        useful inbound link past its grace period that shares no wanted feed
-        makes way, so idle links cannot keep an honest newcomer out.
-        """
-        if peer.key == self.node_key.public_key:
-            return "self"
-        scored_host = host if path == "direct" else ""
-        if self.scores.graylisted(peer.node_id, scored_host, trio.current_time()):
-            return "graylisted"
-        old = self.links.get(peer.node_id)
-        if old is not None:
-            # Both sides keep the link dialled by the lower node id, so a
-            # simultaneous dial leaves exactly one link, not zero.
-            dialer = self.node_id if direction == "outbound" else peer.node_id
-            if dialer >= old.dialer_id:
-                return "duplicate_link"
-            return None
-        # Links being dropped (evicted, say) leave the dict a moment later.
-        live = [lk for lk in self.links.values() if lk.reason is None]
-        if direction == "inbound" and path == "direct":
-            # A relayed link comes from the relay's address: the relay bounds
-            # those (its max_links), and our pool size bounds the rest.
-            group = address_group(host)
-            if group is not None:
-                if sum(1 for lk in live if lk.host == host) >= self.bounds.max_per_address:
-                    return "address_limit"
-                if (
-                    sum(1 for lk in live if address_group(lk.host) == group)
-                    >= self.bounds.max_per_network
-                ):
-                    return "network_limit"
-        inbound = [lk for lk in live if lk.direction == "inbound"]
-        if direction == "outbound":
-            # A link we chose gets a place: inbound links, which anyone can
-            # open and fill with claimed interest, must not eclipse us.
-            if len(live) < self.bounds.max_peers:
-                return None
-            victim = self._outbound_victim()
-            if victim is None:
-                return "pool_full"
-        elif len(live) >= self.bounds.max_peers or len(inbound) >= self.max_inbound():
-            victim = self._eviction_candidate()
-            if victim is None:
-                return "pool_full"
-        else:
-            return None
-        self._stats["links_evicted"] += 1
-        victim.drop("evicted")
-        return None
-
-    def _inbound_past_grace(self) -> list[Link]:
-        now = trio.current_time()
-        return [
-            lk
-            for lk in self.links.values()
-            if lk.direction == "inbound"
-            and lk.reason is None
-            and now - lk.started >= self.bounds.eviction_grace
-        ]
-
-    @staticmethod
-    def _least_useful(links: list[Link]) -> Link | None:
-        """Fewest entries received, then longest silent."""
-        return min(links, key=lambda lk: (lk.items_in, lk.last_in), default=None)
-
-    def _outbound_victim(self) -> Link | None:
-        """The inbound link to drop for a dial of ours when the pool is full:
-        the least useful past its grace period, whatever it claims to want."""
-        return self._least_useful(self._inbound_past_grace())
-
-    def _eviction_candidate(self) -> Link | None:
-        """The inbound link an inbound newcomer may replace: past its grace
-        period, sharing no feed we want, and the least useful of those."""
-        return self._least_useful(
-            [lk for lk in self._inbound_past_grace() if lk.shares(self.heads) == 0]
         )
 
     async def _run_link(self, link: Link) -> None:
@@ -703,6 +656,11 @@ class LinkPool:
             # owner's API requests go first.
             await self.foreground.yield_to_requests()
             msg = decode_message_untrusted(body, self.limits.wire)
+            first, link.heard = not link.heard, True
+            if isinstance(msg, _EXTENSION_MESSAGES):
+                self._extension(link, msg, first)
+                link.answered.set()
+                continue
             actions = link.session.receive(msg, link.last_in)
             if not isinstance(msg, Bye):
                 link.answered.set()
@@ -719,6 +677,23 @@ class LinkPool:
                 elif isinstance(act, Close):
                     link.drop("bye")
                     return
+
+    def _extension(
+        self, link: Link, msg: Caps | PunchOffer | PunchAnswer | PunchGo, first: bool
+    ) -> None:
+        """``caps`` and the messages of the capabilities both ends listed (spec/sync.md §9)."""
+        if isinstance(msg, Caps):
+            if not (first and link.peer.ext):
+                raise ProtocolError("caps is only the first message after auth", reason="bad_state")
+            link.caps = frozenset(msg.names)
+            if self.puncher is not None and PUNCH in link.caps and self._nursery is not None:
+                self.puncher.link_ready(link, self._nursery)
+            return
+        if self.puncher is None or PUNCH not in (link.caps or ()) or self._nursery is None:
+            raise ProtocolError(
+                f"{type(msg).__name__} without the punch capability", reason="unknown_message"
+            )
+        self.puncher.receive(link, msg, self._nursery)
 
     # ------------------------------------------------------------------ statistics
 
@@ -743,6 +718,7 @@ class LinkPool:
             "accept_errors": self._stats["accept_errors"],
             "internal_errors": self._stats["internal_errors"],
             "handshaking": sum(self.handshaking.values()),
+            **({"punch": self.puncher.statistics()} if self.puncher is not None else {}),
             "peer_scores": self.scores.statistics(trio.current_time()),
             **{
                 key: self._stats[key] + sum(getattr(lk.session, key) for lk in links)

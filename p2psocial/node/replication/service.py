@@ -22,6 +22,7 @@ import trio
 from ...protocol.entries import Entry
 from ...protocol.errors import LocalUsageError, P2PSocialError
 from ...protocol.identity import SigningKey, node_id_from_public_key
+from ...protocol.punch import candidate_addrs
 from ...protocol.relay import RELAY_FEED
 from ...protocol.sync import Ingest, SyncLimits
 from ..activity import LimitedLog
@@ -32,6 +33,7 @@ from .heads import Heads
 from .ingest import IngestPipeline
 from .link import Link, head_moved
 from .pool import LinkPool, PoolLimits
+from .punch import Puncher
 from .recent import RecentCache
 from .scores import ScoreLimits
 from .serve import FeedServer
@@ -248,6 +250,7 @@ class Replicator:
             needed=self._needs_relays,
             on_change=self._relays_changed,
         )
+        self.pool.puncher = Puncher(self.pool, self._punch_addresses)
         self._peek_events: dict[bytes, trio.Event] = {}
         self._stats: Counter[str] = Counter()
         self._events = LimitedLog(log)
@@ -323,6 +326,14 @@ class Replicator:
         if r.get("reachable", "unknown") != "unknown":
             return bool(r["reachable"] == "no")
         return bool(r.get("reachability") == "behind_nat")
+
+    def _punch_addresses(self) -> tuple[tuple[tuple[str, int], ...], bool]:
+        """Where a punch or a reversal can reach us, and whether dial-back succeeded (§12.2)."""
+        if self.dht is None:
+            return (), False
+        r = self.dht.reachability()
+        addrs = candidate_addrs(r.get("observed_ips", []), self.pool.port)
+        return addrs, self._reachable()
 
     def _reachable(self) -> bool:
         if self.dht is None:
@@ -512,6 +523,8 @@ class Replicator:
         out = {key: merged[key] for key in _STATISTICS}
         out["relay"] = self.relay.statistics()
         out["relay_client"] = self.relay_client.statistics()
+        if self.pool.puncher is not None:
+            out["punch"] = self.pool.puncher.statistics()
         return out
 
     # ------------------------------------------------------------------ LinkHandler

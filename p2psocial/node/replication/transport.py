@@ -35,6 +35,7 @@ from ...protocol.noise import generate_private
 from ...protocol.securelink import SecureLink
 from ...protocol.wire import (
     DEFAULT_WIRE_LIMITS,
+    EXT_MARKER,
     NONCE_SIZE,
     Auth,
     FrameDecoder,
@@ -220,6 +221,9 @@ class PeerIdentity:
     key: bytes
     node_id: bytes
     listen_port: int
+    #: The peer's hello nonce ended in the extension marker (spec/sync.md §9):
+    #: it sends ``caps`` first and reads ours.
+    ext: bool = False
 
 
 async def send_message(stream: FramedStream, msg: Message) -> None:
@@ -254,7 +258,8 @@ async def handshake(
             DecodeError's reason).
         LinkClosed: the stream ended first.
     """
-    nonce = os.urandom(NONCE_SIZE)
+    # Fresh random bytes, then the marker of spec/sync.md §9.
+    nonce = os.urandom(NONCE_SIZE - len(EXT_MARKER)) + EXT_MARKER
     own = node_key.public_key
     await send_message(stream, Hello(own, nonce, listen_port))
     hello = decode_message_untrusted(await stream.receive_frame(), limits)
@@ -269,7 +274,12 @@ async def handshake(
     if not isinstance(auth, Auth):
         raise ProtocolError(f"expected auth, got {type(auth).__name__}", reason="bad_hello")
     verify_strict(hello.key, auth.sig, hello_signed_bytes(nonce, hello.key))
-    return PeerIdentity(hello.key, node_id_from_public_key(hello.key), hello.port)
+    return PeerIdentity(
+        hello.key,
+        node_id_from_public_key(hello.key),
+        hello.port,
+        ext=hello.nonce.endswith(EXT_MARKER),
+    )
 
 
 async def secure_handshake(

@@ -1,0 +1,231 @@
+"""Turning relayed links into direct ones: :class:`Puncher` (spec/sync.md §12).
+
+The decisions are :class:`~p2psocial.protocol.punch.PunchSession`'s; this
+module runs them: a task per relayed link that drives the initiator's
+attempts, and the connects of a dial plan, made from the link port (see
+sockets.py) again and again for the plan's window until a direct link to the
+peer is up. A connect that succeeds becomes an ordinary Noise link pinned to
+the peer's node id; the pool then ends the relayed link (``path_upgraded``).
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import logging
+import random
+from collections import Counter
+from collections import Counter as _Counter
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import trio
+
+from ...protocol.punch import (
+    INITIATOR,
+    Dial,
+    Failed,
+    PunchAction,
+    PunchLimits,
+    PunchSession,
+    SendPunch,
+    punch_role,
+)
+from ...protocol.sync import Send
+from ...protocol.wire import Message
+from .link import Link
+from .sockets import connect_from
+
+
+class PunchPool(Protocol):
+    """What the puncher uses of the link pool (pool.py; no import, no cycle)."""
+
+    links: dict[bytes, Link]
+    handshaking: _Counter[str]
+    host: str
+    port: int
+
+    def serve_punched(
+        self, stream: trio.abc.Stream, host: str, node_id: bytes, initiator: bool, path: str
+    ) -> None:
+        """Run a connection a punch made as a link to ``node_id``."""
+        ...
+
+
+__all__ = ["OwnAddresses", "Puncher"]
+
+log = logging.getLogger("p2psocial.node.replication")
+
+#: What this node offers: its candidate addresses and its dial-back verdict.
+OwnAddresses = Callable[[], tuple[tuple[tuple[str, int], ...], bool]]
+
+#: Connects to one address in one plan at most, and the pause after a refused
+#: one (spec/sync.md §12.4).
+_MAX_CONNECTS = 300
+_RETRY_PAUSE = (0.005, 0.015)
+
+
+class Puncher:
+    """Runs the punch attempts of the pool's relayed links.
+
+    Args:
+        pool: the link pool (it calls :meth:`link_ready` and :meth:`receive`).
+        own: this node's candidate addresses and whether it is dialable.
+        limits: timings and bounds (spec/sync.md §12.4).
+    """
+
+    def __init__(self, pool: PunchPool, own: OwnAddresses, limits: PunchLimits | None = None):
+        self.pool = pool
+        self.own = own
+        self.limits = limits or PunchLimits()
+        self._sessions: dict[int, PunchSession] = {}
+        self._waiters: dict[bytes, trio.Event] = {}
+        #: Remote addresses whose connection to our listener is a punch of
+        #: ours in which we are the Noise initiator: (node id, path).
+        self._claims: dict[tuple[str, int], tuple[bytes, str]] = {}
+        #: Peers being punched: the path label an inbound link from them gets.
+        self.expected: dict[bytes, str] = {}
+        self._stats: Counter[str] = Counter()
+        #: Seconds from the relayed link up to the direct link up, last few.
+        self.latencies: list[float] = []
+
+    def link_ready(self, link: Link, nursery: trio.Nursery) -> None:
+        """Both ends listed the capability: start this link's state machine."""
+        role = punch_role(link.path, link.direction)
+        if role is None or id(link) in self._sessions:
+            return
+        session = PunchSession(role, trio.current_time(), self.limits)
+        self._sessions[id(link)] = session
+        if role == INITIATOR:
+            nursery.start_soon(self._drive, link, session, nursery)
+
+    def claim(self, remote: tuple[str, int]) -> tuple[bytes, str] | None:
+        """The peer and path of an accepted connection that a punch of ours made
+        (spec/sync.md §12.5), if it is one and we are its Noise initiator."""
+        return self._claims.get(remote)
+
+    def link_up(self, link: Link) -> None:
+        """A link joined the pool: wake the attempts waiting for a direct one to its peer."""
+        if link.path != "relayed":
+            waiter = self._waiters.pop(link.peer.node_id, None)
+            if waiter is not None:
+                waiter.set()
+
+    def link_gone(self, link: Link) -> None:
+        """Forget a link that ended."""
+        self._sessions.pop(id(link), None)
+
+    def receive(self, link: Link, msg: Message, nursery: trio.Nursery) -> None:
+        """A punch message from the peer (raises ProtocolError on a violation)."""
+        session = self._sessions.get(id(link))
+        if session is None:  # a direct link, or the capability not agreed
+            session = PunchSession("responder", trio.current_time(), self.limits)
+            session.state = "closed"  # every message is then bad_state
+        now = trio.current_time()
+        self._act(link, session, session.poll(now), nursery)
+        addrs, dialable = self.own() if session.role != INITIATOR else ((), False)
+        self._act(link, session, session.receive(msg, now, addrs, dialable), nursery)
+        if session.state == "answered" and session.path_hint is not None:
+            # The initiator may connect before its go reaches us (a reversal).
+            self.expected[link.peer.node_id] = session.path_hint
+
+    def _act(
+        self, link: Link, session: PunchSession, actions: list[PunchAction], nursery: trio.Nursery
+    ) -> None:
+        for act in actions:
+            if isinstance(act, SendPunch):
+                link.perform_local([Send(act.message)])
+            elif isinstance(act, Dial):
+                self._stats["punch_attempts"] += 1
+                nursery.start_soon(self._execute, link, session, act)
+            elif isinstance(act, Failed):
+                self._stats[f"punch_failed_{act.reason}"] += 1
+                self.expected.pop(link.peer.node_id, None)
+
+    async def _drive(self, link: Link, session: PunchSession, nursery: trio.Nursery) -> None:
+        """The initiator's attempts, while the link is up and still relayed."""
+        while link.reason is None and self.pool.links.get(link.peer.node_id) is link:
+            now = trio.current_time()
+            due = session.next_attempt()
+            if due is not None and due <= now:
+                addrs, dialable = self.own()
+                self._act(link, session, session.start(now, addrs, dialable), nursery)
+            else:
+                self._act(link, session, session.poll(now), nursery)
+            await trio.sleep(0.05 if session.state == "offered" else 0.5)
+
+    def _direct(self, node_id: bytes) -> bool:
+        lk = self.pool.links.get(node_id)
+        return lk is not None and lk.reason is None and lk.path != "relayed"
+
+    async def _execute(self, link: Link, session: PunchSession, plan: Dial) -> None:
+        node_id = link.peer.node_id
+        self.expected[node_id] = plan.path
+        claimed = [(h, p) for h, p in plan.addrs] if plan.noise_initiator else []
+        for addr in claimed:
+            self._claims[addr] = (node_id, plan.path)
+        ok = False
+        try:
+            await trio.sleep_until(plan.at)
+            with trio.move_on_at(plan.until):
+                async with trio.open_nursery() as nursery:
+                    for addr in plan.addrs:
+                        nursery.start_soon(self._connect, node_id, addr, plan)
+                    while not self._direct(node_id):
+                        await self._waiters.setdefault(node_id, trio.Event()).wait()
+                    nursery.cancel_scope.cancel()
+            ok = self._direct(node_id)
+        finally:
+            if self.expected.get(node_id) == plan.path:
+                del self.expected[node_id]
+            for addr in claimed:
+                self._claims.pop(addr, None)
+            session.finished(ok, trio.current_time())
+        if ok:
+            self._stats[f"punch_ok_{plan.path}"] += 1
+            self.latencies = [*self.latencies[-15:], trio.current_time() - link.started]
+            log.info(
+                "link to %s is direct now (%s) after %.2f s relayed",
+                node_id.hex()[:12],
+                plan.path,
+                self.latencies[-1],
+            )
+        else:
+            self._stats["punch_failed_no_link"] += 1
+
+    async def _connect(self, node_id: bytes, addr: tuple[str, int], plan: Dial) -> None:
+        """Connect from the link port to ``addr`` until a direct link is up.
+
+        A connect the other side's NAT refuses (a reset: our SYN came before
+        the other side's opened its mapping) is made again after a short
+        random pause, so that one of our SYNs and one of the other side's
+        cross in flight (spec/sync.md §12.4).
+        """
+        host = self.pool.host
+        try:
+            local = host if ipaddress.ip_address(host).version == 4 else "0.0.0.0"
+        except ValueError:
+            local = "0.0.0.0"
+        for _ in range(_MAX_CONNECTS):
+            if self._direct(node_id) or self.pool.handshaking.get(addr[0]):
+                return
+            try:
+                sock = await connect_from((local, self.pool.port), addr)
+            except OSError as exc:
+                name = errno.errorcode.get(exc.errno or 0, "other")
+                self._stats["punch_connects_failed"] += 1
+                self._stats[f"punch_connects_failed_{name}"] += 1
+                await trio.sleep(random.uniform(*_RETRY_PAUSE))
+                continue
+            self._stats["punch_connects_ok"] += 1
+            self.pool.serve_punched(
+                trio.SocketStream(sock), addr[0], node_id, plan.noise_initiator, plan.path
+            )
+            return
+
+    def statistics(self) -> dict[str, Any]:
+        """Attempts, outcomes by path and failures by reason, and recent latencies."""
+        return {
+            **dict(sorted(self._stats.items())),
+            "punch_latency_s": [round(x, 3) for x in self.latencies],
+        }
