@@ -113,13 +113,17 @@ def test_dial_back_tells_which_nodes_others_can_open_links_to(
     wait_for(lambda: verdicts() == DIALABLE, 60, 0.5, f"dial-back verdicts {DIALABLE}")
     shown = nodes["port_restricted"].cli("status").stdout
     assert "dialable  no (other nodes cannot open links" in shown, shown
-    # A home nobody can dial, with no relay, says so once in its log (checks
-    # run every 10 s); a dialable node never does.
+    # A home nobody can dial takes a relay (spec/sync.md 11.5); until it holds
+    # one, its connectivity check (every 10 s) may warn that it has none. Which
+    # comes first depends on the machine's load, so the warning's own wording is
+    # pinned in tests/node/test_connectivity.py; here: the home ends with a
+    # relay, any warning it logged names its TCP port, and a dialable node
+    # never warns.
     home = nodes["port_restricted"]
+    wait_for(lambda: len(home.status()["relays"]) >= 1, 60, 0.5, "a relay for the home")
     no_relay = "other nodes cannot open links to this node"
-    wait_for(lambda: no_relay in home.log(), 30, 0.5, "the no-relay warning")
-    [line] = [ln for ln in home.log().splitlines() if no_relay in ln]
-    assert " WARNING " in line and f"TCP {home.port('peer_addr')}" in line, line
+    for line in (ln for ln in home.log().splitlines() if no_relay in ln):
+        assert " WARNING " in line and f"TCP {home.port('peer_addr')}" in line, line
     for name in ("pub1", "full_cone"):
         assert no_relay not in nodes[name].log()
 
