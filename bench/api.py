@@ -17,7 +17,10 @@ Prints human lines, then one JSON object as the last stdout line:
 daemon's CPU per page is also split into its store call (the thread CPU its
 reader counts, ``read_query_cpu_s`` of ``statistics().store``) and the rest
 (``api_daemon_store_cpu_ms_per_page``, ``api_daemon_other_cpu_ms_per_page``). Goal:
-``api_vs_inproc_p50 <= 2``.
+``api_vs_inproc_p50 <= 2``. Once the daemon has stopped, the same pages from
+``Node.timeline`` in this process on its data dir (the entries rendered with
+their names, no frame or socket) split the overhead in two:
+``node_inproc_cpu_ms_per_page``, ``node_vs_store_cpu`` and ``api_vs_node_cpu``.
 
 Run: ``python bench/api.py [--entries N] [--cache-dir DIR] [--pages N]``.
 With ``--profile FILE`` the daemon runs under cProfile and writes its profile
@@ -41,6 +44,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import trio
 from storage import (  # bench/storage.py: the same store, cursors and percentiles
     ME,
     add_store_arguments,
@@ -54,6 +58,8 @@ from storage import (  # bench/storage.py: the same store, cursors and percentil
 from p2psocial import connect
 from p2psocial.client import DaemonProcess, DaemonProcessError, spawn_daemon
 from p2psocial.client.spawn import cli_argv, daemon_argv, daemon_env
+from p2psocial.node.config import NodeConfig
+from p2psocial.node.node import open_node
 from p2psocial.paths import DB_FILE, IDENTITY_FILE
 from p2psocial.storage import Store
 from p2psocial.storage.keyfile import write_key_file
@@ -175,6 +181,37 @@ def inproc_pages(db: Path, cursors: list[str | None], limit: int, size: int) -> 
 inproc_cpu: list[float] = []
 
 
+def node_pages(
+    data_dir: Path, cursors: list[str | None], limit: int, size: int
+) -> tuple[list[float], float]:
+    """Times (ms) and CPU seconds of ``Node.timeline`` in this process, on the stopped daemon's data dir.
+
+    The same method the API server calls, with its rendering and names, and
+    no frame or socket: what the page costs before the API carries it. The
+    node listens on 127.0.0.1 only and has no bootstrap or peers.
+    """
+    config = NodeConfig.load(data_dir)
+    config.listen, config.port, config.dht_port = "127.0.0.1", 0, 0
+    config.bootstrap, config.peers = [], []
+    times: list[float] = []
+    spent: list[float] = []
+
+    async def run() -> None:
+        async with open_node(config) as node:
+            for before in cursors:
+                await node.timeline(limit=limit, before=before)
+            cpu = time.process_time()
+            for before in cursors:
+                t = time.perf_counter()
+                page = await node.timeline(limit=limit, before=before)
+                times.append((time.perf_counter() - t) * 1000)
+                assert len(page["items"]) == size, (len(page["items"]), size)
+            spent.append(time.process_time() - cpu)
+
+    trio.run(run)
+    return times, spent[0]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_store_arguments(ap)
@@ -222,6 +259,12 @@ def main() -> None:
             api_t += api_pages(api, cursors, args.limit, size, cpu)
             api_wall += cpu.wall
             inproc_t += inproc_pages(data_dir / DB_FILE, cursors, args.limit, size)
+        # The page as Node.timeline gives it in this process (rendering and
+        # names, no frame or socket), on the same data dir once the daemon
+        # has stopped: how the overhead splits between the two.
+        proc.stop(timeout=60)
+        proc = None
+        node_t, node_cpu = node_pages(data_dir, cursors, args.limit, size)
         n = len(api_t)
         # The daemon's background work (swarm lookups of followed feeds) goes
         # on while it serves: its CPU is shown whole and with the idle rate
@@ -257,6 +300,14 @@ def main() -> None:
         out["api_vs_inproc_cpu"] = round(
             out["api_cpu_ms_per_page"] / out["inproc_cpu_ms_per_page"], 2
         )
+        out["node_inproc_p50_ms"] = round(percentile(node_t, 50), 3)
+        out["node_inproc_cpu_ms_per_page"] = round(node_cpu * 1000 / len(node_t), 3)
+        out["node_vs_store_cpu"] = round(
+            out["node_inproc_cpu_ms_per_page"] / out["inproc_cpu_ms_per_page"], 2
+        )
+        out["api_vs_node_cpu"] = round(
+            out["api_cpu_ms_per_page"] / out["node_inproc_cpu_ms_per_page"], 2
+        )
         out["daemon_idle_cpu_share"] = round(idle_rate, 3)
         out["cpus"] = os.cpu_count()
         print(
@@ -277,6 +328,12 @@ def main() -> None:
             f"daemon CPU per page: the store call {out['api_daemon_store_cpu_ms_per_page']} ms "
             f"(its reader thread, {out['api_daemon_reads']} queries for {n} pages), the rest "
             f"{out['api_daemon_other_cpu_ms_per_page']} ms"
+        )
+        print(
+            f"Node.timeline in this process (rendering and names, no API): p50 "
+            f"{out['node_inproc_p50_ms']} ms, CPU {out['node_inproc_cpu_ms_per_page']} ms per "
+            f"page: x{out['node_vs_store_cpu']} the store call; the API page's CPU is "
+            f"x{out['api_vs_node_cpu']} that"
         )
         print(json.dumps(out))
     finally:

@@ -11,7 +11,9 @@ local API by blocking clients:
 
 Reference, same run: the same two measurements on a daemon whose store runs
 every own act in a commit of its own (group commit off: the store's
-``local_group`` is 1, set in the daemon process before it starts). Rounds
+``local_group`` is 1, set in the daemon process before it starts); with
+``--reference no-linger``, a daemon that groups acts but whose leaders never
+wait for the last group's writers (``LINGER`` 0). Rounds
 alternate between the two daemons (``--rounds``), so that load on the machine
 hits both alike; the figures are medians over rounds. Also per round: the
 CPU per post of the daemon and of the clients in the concurrent run, and the
@@ -47,22 +49,28 @@ from typing import Any
 
 from p2psocial.client import DaemonProcess, DaemonProcessError, cli_argv, connect, daemon_env
 from p2psocial.client.spawn import daemon_argv
+from p2psocial.storage.local import DEFAULT_GROUP
 
-# Runs ``p2psocial`` with the store's group size fixed first; the daemon opens
-# its store with the module default, read when the store opens.
+# Runs ``p2psocial`` with the store's group size (and the leaders' linger)
+# fixed first; the daemon opens its store with the module default, read when
+# the store opens, and reads the linger at each group.
 _LAUNCH = (
     "import sys; import p2psocial.storage.local as local; "
     "local.DEFAULT_GROUP = int(sys.argv.pop(1)); "
+    "linger = float(sys.argv.pop(1)); "
+    "local.LINGER = linger if linger >= 0 else local.LINGER; "
     "from p2psocial.cli.main import main; main()"
 )
 
 
-def start(data_dir: Path, group: int | None) -> DaemonProcess:
-    """A daemon for ``data_dir``; ``group`` (if given) caps its own-act groups."""
+def start(data_dir: Path, group: int | None, linger: float | None = None) -> DaemonProcess:
+    """A daemon for ``data_dir``; ``group`` (if given) caps its own-act groups,
+    ``linger`` (if given) replaces ``p2psocial.storage.local.LINGER``."""
     argv = daemon_argv(data_dir, log_level="warning")
-    if group is not None:
+    if group is not None or linger is not None:
         assert argv[1:3] == ["-m", "p2psocial"], argv
-        argv = [argv[0], "-c", _LAUNCH, str(group), *argv[3:]]
+        fixed = [str(group or DEFAULT_GROUP), str(-1.0 if linger is None else linger)]
+        argv = [argv[0], "-c", _LAUNCH, *fixed, *argv[3:]]
     log = data_dir.parent / f"{data_dir.name}.log"
     with log.open("ab") as out:
         offset = out.tell()
@@ -237,7 +245,11 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     daemons: dict[str, DaemonProcess] = {}
     try:
         daemons["grouped"] = start(dirs["grouped"], args.group)
-        daemons["reference"] = start(dirs["reference"], 1)
+        if args.reference == "no-linger":
+            # Grouped as the store groups, but a leader never waits for company.
+            daemons["reference"] = start(dirs["reference"], args.group, 0.0)
+        else:
+            daemons["reference"] = start(dirs["reference"], 1)
         sequential({name: d.info["api"] for name, d in daemons.items()}, 20, "warm-up")
         for d in daemons.values():  # warm up: imports, caches, the WAL
             concurrent(d.info["api"], args.clients, 4 * args.clients, "warm-up")
@@ -270,6 +282,7 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         "sequential": args.sequential,
         "rounds": args.rounds,
         "group": args.group,
+        "reference_kind": args.reference,
         "grouped": median_of(results["grouped"]),
         "reference": median_of(results["reference"]),
         # The disk's bound, same run: one bare FULL commit, and what
@@ -289,6 +302,13 @@ def main() -> None:
         "--group", type=int, default=None, help="own acts per commit (default: the store's)"
     )
     p.add_argument(
+        "--reference",
+        choices=("single", "no-linger"),
+        default="single",
+        help="the reference daemon: every act in a commit of its own (single), or "
+        "grouped with leaders that never linger for the last group's writers (no-linger)",
+    )
+    p.add_argument(
         "--dir",
         default=None,
         help="make the daemons' data dirs under DIR (default: the system's temp dir); "
@@ -305,9 +325,10 @@ def main() -> None:
     finally:
         shutil.rmtree(root, ignore_errors=True)
     g, ref = out["grouped"], out["reference"]
+    without = "without" if args.reference == "single" else "without the linger"
     print(
         f"{args.clients} clients: {g['conc_per_s']:.0f} posts/s with group commit, "
-        f"{ref['conc_per_s']:.0f}/s without ({g['conc_acts_per_commit']:.1f} vs "
+        f"{ref['conc_per_s']:.0f}/s {without} ({g['conc_acts_per_commit']:.1f} vs "
         f"{ref['conc_acts_per_commit']:.1f} posts per commit)"
     )
     print(
@@ -316,12 +337,12 @@ def main() -> None:
     )
     print(
         f"CPU per post, daemon: {g['conc_daemon_cpu_ms']:.2f} ms with group commit, "
-        f"{ref['conc_daemon_cpu_ms']:.2f} ms without; a grouped commit took "
+        f"{ref['conc_daemon_cpu_ms']:.2f} ms {without}; a grouped commit took "
         f"{g['conc_acts_ms_per_commit']:.2f} ms of acts + {g['conc_commit_ms']:.2f} ms of commit"
     )
     print(
         f"sequential: p50 {g['seq_p50_ms']:.2f} ms with group commit, "
-        f"{ref['seq_p50_ms']:.2f} ms without ({g['seq_per_s']:.0f}/s vs {ref['seq_per_s']:.0f}/s)"
+        f"{ref['seq_p50_ms']:.2f} ms {without} ({g['seq_per_s']:.0f}/s vs {ref['seq_per_s']:.0f}/s)"
     )
     print(json.dumps(out))
 

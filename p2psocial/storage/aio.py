@@ -26,9 +26,17 @@ from . import notifications as notes
 from .model import EntryView, Outcome, Page
 from .store import Store
 
-__all__ = ["AsyncStore", "open_async_store", "open_store"]
+__all__ = ["INLINE_PAGE_MAX", "AsyncStore", "open_async_store", "open_store"]
 
 T = TypeVar("T")
+
+#: The largest page of an index-walk query (timeline, feed, mentions, tag)
+#: read on the trio thread itself rather than on the reader's worker thread.
+#: Such a page is one range walk of at most this many rows, about 1 ms at
+#: 50; the thread hop around it costs the loop about as much CPU again
+#: (wake-up socket, result delivery, scheduling), and the reader thread holds
+#: the GIL for most of the call anyway (README, Performance).
+INLINE_PAGE_MAX = 50
 
 
 def _on_conn(fn: Callable[..., T]) -> Callable[..., T]:
@@ -81,8 +89,20 @@ class AsyncStore:
             limiter=self._read_limiter,
         )
 
+    async def _page_query(
+        self, method: Callable[..., Page], *args: Any, limit: int, **kwargs: Any
+    ) -> Page:
+        """A page query: inline on the trio thread when small (see
+        ``INLINE_PAGE_MAX``), else as :meth:`_query` does."""
+        if self.reader is None or limit > INLINE_PAGE_MAX:
+            return await self._query(method, *args, limit=limit, **kwargs)
+        # The read limiter still guards the reader connection: a larger page
+        # or another query may be running on it in a worker thread.
+        async with self._read_limiter:
+            return self._timed_read(method, self.reader, *args, limit=limit, **kwargs)
+
     def _timed_read(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Reader thread: ``method(*args, **kwargs)``, its thread CPU counted."""
+        """``method(*args, **kwargs)`` on the reader, its thread CPU counted."""
         t0 = time.thread_time()
         try:
             return method(*args, **kwargs)
@@ -299,7 +319,7 @@ class AsyncStore:
 
     async def timeline(self, me: bytes, *, limit: int = 50, before: str | None = None) -> Page:
         """See :meth:`Store.timeline`."""
-        return await self._query(Store.timeline, me, limit=limit, before=before)
+        return await self._page_query(Store.timeline, me, limit=limit, before=before)
 
     async def feed(
         self,
@@ -310,7 +330,7 @@ class AsyncStore:
         kinds: Iterable[str] | None = ("post", "repost"),
     ) -> Page:
         """See :meth:`Store.feed`."""
-        return await self._query(
+        return await self._page_query(
             Store.feed,
             author,
             limit=limit,
@@ -324,11 +344,11 @@ class AsyncStore:
 
     async def mentions(self, me: bytes, *, limit: int = 50, before: str | None = None) -> Page:
         """See :meth:`Store.mentions`."""
-        return await self._query(Store.mentions, me, limit=limit, before=before)
+        return await self._page_query(Store.mentions, me, limit=limit, before=before)
 
     async def tagged(self, tag: str, *, limit: int = 50, before: str | None = None) -> Page:
         """See :meth:`Store.tagged`."""
-        return await self._query(Store.tagged, tag, limit=limit, before=before)
+        return await self._page_query(Store.tagged, tag, limit=limit, before=before)
 
     async def search(
         self, query: str, *, author: bytes | None = None, limit: int = 50, before: str | None = None

@@ -9,12 +9,18 @@ Group commit. An own act is committed at ``synchronous=FULL``: an fsync,
 which costs far more than the act's rows. :func:`run_acts` runs several acts
 in one transaction, each inside its own ``SAVEPOINT``, so an act that fails
 (a schema error, a forked feed) is rolled back alone and the others still
-commit. :class:`LocalActs` (the trio side) forms the groups without a timer:
+commit. :class:`LocalActs` (the trio side) forms the groups:
 
 * An act that arrives when no group is in flight *leads*: it waits for the
   database, takes every act queued by then (at most ``max_group``), commits
   them and wakes their callers. Uncontended, that is one act per commit, as
   soon as it arrives.
+* A leader lingers only after contention: if the last group committed less
+  than ``LINGER_AFTER`` ago with several writers active (its acts and those
+  queued behind it), the leader first waits up to ``LINGER`` for as many acts
+  to queue. Without it, writers that each keep one act in flight split into
+  two halves committing in turns (each acknowledged half comes back while
+  the other commits), so each commit held half of them (bench/post.py).
 * An act that arrives while a group is in flight queues; when that group has
   committed, the first queued act is handed the lead.
 * A caller is answered only after the commit that holds its act. A caller
@@ -27,6 +33,7 @@ commit. :class:`LocalActs` (the trio side) forms the groups without a timer:
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -65,6 +72,11 @@ class GroupStore(Protocol):
 DEFAULT_GROUP = 64
 #: Acts that may wait for a group by default.
 DEFAULT_WAITING = 1024
+#: Seconds a leader waits at most for the writers of the last group to queue
+#: their next acts, when that group held more than one act.
+LINGER = 0.001
+#: Only a group that committed this recently (seconds) makes a leader linger.
+LINGER_AFTER = 0.05
 
 __all__ = [
     "DEFAULT_GROUP",
@@ -270,6 +282,11 @@ class LocalActs:
         self._queue: deque[_Waiter] = deque()
         self._busy = False
         self.refused = 0
+        # Group sizes seen: the last group's, when it committed, and an event
+        # set whenever an act queues (a lingering leader waits on it).
+        self._last = 0
+        self._last_end = -math.inf
+        self._grown = trio.Event()
 
     @property
     def waiting(self) -> int:
@@ -299,6 +316,7 @@ class LocalActs:
             )
         waiter = _Waiter(act)
         self._queue.append(waiter)
+        self._grown.set()
         if self._busy:
             try:
                 await waiter.event.wait()
@@ -316,8 +334,28 @@ class LocalActs:
             self._busy = True
         return await self._lead(waiter)
 
+    async def _linger(self) -> None:
+        """Wait briefly for the writers the last group saw to queue again.
+
+        ``_last`` counts the writers active when the last group committed:
+        its own acts and those queued behind it. When several were active
+        and that was recent, the acts just acknowledged are likely on their
+        way back (a client's round trip), and waiting up to ``LINGER`` for
+        them puts every writer in one commit; otherwise writers split into
+        two halves that commit in turns, each half idle for a whole commit.
+        A single writer never waits.
+        """
+        if self._last <= 1 or trio.current_time() - self._last_end > LINGER_AFTER:
+            return
+        target = min(self._store.local_group, self._last)
+        with trio.move_on_after(LINGER):
+            while len(self._queue) < target:
+                self._grown = trio.Event()
+                await self._grown.wait()
+
     async def _lead(self, me: _Waiter) -> Any:
         try:
+            await self._linger()
             await self._limiter.acquire()
         except BaseException:
             self._queue.remove(me)
@@ -341,6 +379,7 @@ class LocalActs:
                     results = [(False, exc)] * len(group)
             for w, result in zip(group, results, strict=True):
                 w.result = result
+            self._last, self._last_end = len(group) + len(self._queue), trio.current_time()
         finally:
             self._limiter.release()
             for w in group:

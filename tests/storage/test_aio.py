@@ -113,3 +113,56 @@ async def test_reader_counts_its_page_queries_and_their_cpu(tmp_path: Path) -> N
             spent = after["read_query_cpu_s"] - before["read_query_cpu_s"]
             # Six pages of 50 decoded entries cost some CPU, and not seconds.
             assert 0 < spent < 5
+
+
+async def test_small_pages_are_read_on_the_trio_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page of at most INLINE_PAGE_MAX entries needs no thread hop; a larger
+    one and other queries still go to the reader's worker thread."""
+    from p2psocial.storage import aio
+
+    hops: list[object] = []
+    real = trio.to_thread.run_sync
+
+    async def counting(fn: object, *args: object, **kwargs: object) -> object:
+        hops.append(fn)
+        return await real(fn, *args, **kwargs)  # type: ignore[arg-type]
+
+    with trio.fail_after(20):
+        async with open_async_store(tmp_path / "n.db") as store:
+            f = FeedBuilder(key(1))
+            for i in range(120):
+                f.post(f"hello {i}", tags=["t"])
+            await store.ingest(f.items(), now_ms=NOW)
+            monkeypatch.setattr(aio.trio.to_thread, "run_sync", counting)
+            small = await store.feed(f.author, limit=aio.INLINE_PAGE_MAX)
+            assert (await store.tagged("t", limit=10)).items
+            assert hops == []
+            big = await store.feed(f.author, limit=aio.INLINE_PAGE_MAX + 1)
+            assert len(hops) == 1
+            assert big.items[: aio.INLINE_PAGE_MAX] == small.items
+            assert len(big.items) == aio.INLINE_PAGE_MAX + 1
+
+
+async def test_a_small_page_waits_for_the_reader_in_use(tmp_path: Path) -> None:
+    """Read on the trio thread or not, a page never uses the reader connection
+    while another query holds it."""
+    with trio.fail_after(20):
+        async with open_async_store(tmp_path / "n.db") as store:
+            f = FeedBuilder(key(1))
+            f.post("one")
+            await store.ingest(f.items(), now_ms=NOW)
+            pages: list[object] = []
+
+            async def read() -> None:
+                pages.append(await store.feed(f.author, limit=10))
+
+            limiter = store._read_limiter
+            await limiter.acquire()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(read)
+                await trio.testing.wait_all_tasks_blocked()
+                assert pages == [] and limiter.statistics().tasks_waiting == 1
+                limiter.release()
+            assert len(pages) == 1

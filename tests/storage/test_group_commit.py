@@ -14,7 +14,7 @@ import trio.testing
 from p2psocial.errors import LocalUsageError, StorageError
 from p2psocial.protocol.entries import Entry, create_entry, decode_entry_untrusted
 from p2psocial.protocol.identity import SigningKey
-from p2psocial.storage import AsyncStore, Store, open_async_store
+from p2psocial.storage import AsyncStore, Store, local, open_async_store
 from p2psocial.storage.ingest import IngestTxn
 from p2psocial.storage.local import LocalActs
 
@@ -374,3 +374,125 @@ def test_acts_see_a_block_made_earlier_in_their_group(store: Store) -> None:
     _check_chain(store, k, 4)
     counts = _feed_counts(store, k)
     assert counts[0] == counts[2] == 4 and counts[1] == counts[3]
+
+
+class _GroupRecorder:
+    """A GroupStore that commits at once and records each group: (size, time)."""
+
+    local_group = 64
+
+    def __init__(self) -> None:
+        self.groups: list[tuple[int, float]] = []
+
+    def commit_local(self, acts: Any) -> list[tuple[bool, Any]]:
+        self.groups.append((len(acts), trio.current_time()))
+        return [(True, act(None)) for act in acts]
+
+
+async def _inline(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """trio.to_thread.run_sync without the thread: the commit is synchronous."""
+    await trio.lowlevel.checkpoint()
+    return fn(*args)
+
+
+async def _writers(acts: LocalActs, limiter: trio.CapacityLimiter, delays: list[float]) -> None:
+    """One act per delay, each started that many seconds from now."""
+
+    async def one(delay: float) -> None:
+        await trio.sleep(delay)
+        await acts.run(lambda txn: None)
+
+    async with trio.open_nursery() as nursery:
+        for d in delays:
+            nursery.start_soon(one, d)
+
+
+async def _a_group_of(acts: LocalActs, limiter: trio.CapacityLimiter, n: int) -> None:
+    """``n`` acts queued while the database is busy: one group of ``n``."""
+    await limiter.acquire()
+    async with trio.open_nursery() as nursery:
+        for _ in range(n):
+            nursery.start_soon(acts.run, lambda txn: None)
+        await trio.testing.wait_all_tasks_blocked()
+        limiter.release()
+
+
+@pytest.mark.parametrize(
+    ("first", "delays", "groups", "waited"),
+    [
+        # Four writers, acknowledged together, come back one by one within
+        # the linger: the next leader waits for all four (until the last).
+        (4, [0, 0.0002, 0.0004, 0.0006], [4, 4], 0.0006),
+        # Only two of the four come back: the leader waits the whole linger.
+        (4, [0, 0.0002], [4, 2], local.LINGER),
+        # The last group was one writer: no waiting, each commits at once.
+        (1, [0, 0.0002], [1, 1, 1], 0.0002),
+    ],
+)
+async def test_a_leader_lingers_for_the_writers_of_the_last_group(
+    monkeypatch: pytest.MonkeyPatch,
+    autojump_clock: trio.testing.MockClock,
+    first: int,
+    delays: list[float],
+    groups: list[int],
+    waited: float,
+) -> None:
+    """After a group of several writers, the next leader waits (at most
+    LINGER) for as many acts as were active then, so that writers whose acts
+    were just acknowledged join the next commit instead of the one after."""
+    monkeypatch.setattr(local.trio.to_thread, "run_sync", _inline)
+    store = _GroupRecorder()
+    limiter = trio.CapacityLimiter(1)
+    acts = LocalActs(store, limiter)
+    with trio.fail_after(5):
+        await _a_group_of(acts, limiter, first)
+        t0 = trio.current_time()
+        await _writers(acts, limiter, delays)
+    assert [n for n, _ in store.groups] == groups
+    assert store.groups[-1][1] - t0 == pytest.approx(waited)
+
+
+async def test_no_lingering_after_a_quiet_spell(
+    monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A group that committed more than LINGER_AFTER ago says nothing about
+    who is writing now: the next act commits at once."""
+    monkeypatch.setattr(local.trio.to_thread, "run_sync", _inline)
+    store = _GroupRecorder()
+    limiter = trio.CapacityLimiter(1)
+    acts = LocalActs(store, limiter)
+    with trio.fail_after(5):
+        await _a_group_of(acts, limiter, 4)
+        await trio.sleep(local.LINGER_AFTER * 2)
+        t0 = trio.current_time()
+        await acts.run(lambda txn: None)
+    assert [n for n, _ in store.groups] == [4, 1]
+    assert store.groups[-1][1] == t0
+
+
+async def test_a_leader_cancelled_while_lingering_hands_the_lead_on(
+    monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
+) -> None:
+    monkeypatch.setattr(local.trio.to_thread, "run_sync", _inline)
+    store = _GroupRecorder()
+    limiter = trio.CapacityLimiter(1)
+    acts = LocalActs(store, limiter)
+    ran: list[str] = []
+    with trio.fail_after(5):
+        await _a_group_of(acts, limiter, 4)
+        scope = trio.CancelScope()
+
+        async def cancelled() -> None:
+            with scope:
+                await acts.run(lambda txn: ran.append("cancelled"))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(cancelled)
+            await trio.sleep(0.0001)
+            nursery.start_soon(acts.run, lambda txn: ran.append("next"))
+            await trio.sleep(0.0001)
+            scope.cancel()
+    assert scope.cancelled_caught
+    assert ran == ["next"]
+    assert [n for n, _ in store.groups] == [4, 1]
+    assert acts.waiting == 0
