@@ -17,10 +17,17 @@
    ``reference_fixed_timeouts``: a second run of this script with every first
    attempt waiting the fixed 0.5 s, gets awaiting slow contacts and no
    dead-contact skipping (``--fixed-timeouts``), for comparison.
-5. ``rss_mib``: a separate run of this script (``--rss-only``) starts and
+5. ``reference_kademlia``: the stock ``kademlia`` package joined and used the
+   same way, in a subprocess (``bench/dht_kademlia.py``): bootstrap, put and
+   get p50 at the same N.
+6. ``rss_mib``: a separate run of this script (``--rss-only``) starts and
    bootstraps the same number of nodes, publishes the same heads, and reports
    its resident set size (VmRSS), with ``rss_baseline_mib``, the interpreter
    with everything imported before any node starts.
+
+``--nodes 50,200,500`` runs the whole bench once per size (each in its own
+process) and adds ``growth``: each size's bootstrap time and RSS per node,
+ours and the package's, relative to the smallest size.
 
 Prints progress to stderr and one JSON object as its last stdout line.
 """
@@ -34,6 +41,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -230,9 +238,44 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def growth(args: argparse.Namespace, sizes: list[int]) -> dict[str, Any]:
+    """The bench at each size, each in its own process, and how it grows."""
+    runs: dict[str, Any] = {}
+    for n in sizes:
+        log(f"== {n} nodes")
+        cmd = [sys.executable, __file__, "--nodes", str(n), "--seed", str(args.seed)]
+        cmd += ["--authors", str(args.authors), "--gets", str(args.gets)]
+        cmd += ["--time-limit", str(args.time_limit)]
+        if args.no_reference:
+            cmd.append("--no-reference")
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        runs[str(n)] = json.loads(out.stdout.strip().splitlines()[-1])
+        log(json.dumps(runs[str(n)]))
+    base = runs[str(sizes[0])]
+
+    def per_node(r: dict[str, Any]) -> float:
+        return round((r["rss_mib"] - r["rss_baseline_mib"]) * 1024 / r["nodes"], 1)
+
+    rows = {}
+    for n in sizes:
+        r = runs[str(n)]
+        row = {
+            "nodes_ratio": round(n / sizes[0], 2),
+            "bootstrap_s": r["bootstrap_s"],
+            "bootstrap_ratio": round(r["bootstrap_s"] / base["bootstrap_s"], 2),
+            "rss_kib_per_node": per_node(r),
+        }
+        kad, kad0 = r.get("reference_kademlia"), base.get("reference_kademlia")
+        if kad and kad0:
+            row["kademlia_bootstrap_s"] = kad["bootstrap_s"]
+            row["kademlia_bootstrap_ratio"] = round(kad["bootstrap_s"] / kad0["bootstrap_s"], 2)
+        rows[str(n)] = row
+    return {"bench": "dht_growth", "sizes": runs, "growth": rows}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--nodes", type=int, default=200)
+    p.add_argument("--nodes", default="200", help="N, or comma-separated sizes for the growth")
     p.add_argument("--authors", type=int, default=50)
     p.add_argument("--gets", type=int, default=200)
     p.add_argument("--seed", type=int, default=1)
@@ -250,6 +293,11 @@ def main() -> None:
     p.add_argument("--time-limit", type=float, default=300)
     p.add_argument("--rss-only", action="store_true", help="internal: the memory run")
     args = p.parse_args()
+    sizes = [int(x) for x in str(args.nodes).split(",")]
+    if len(sizes) > 1:
+        print(json.dumps(growth(args, sizes)))
+        return
+    args.nodes = sizes[0]
     result = trio.run(bench, args)
     if args.rss_only or args.fixed_timeouts:
         print(json.dumps(result))
@@ -283,6 +331,19 @@ def main() -> None:
                 "rpc",
             )
         }
+    # The stock package, joined and used the same way.
+    kad = subprocess.run(
+        [
+            sys.executable,
+            str(Path(__file__).with_name("dht_kademlia.py")),
+            *("--nodes", str(args.nodes), "--authors", str(args.authors)),
+            *("--gets", str(args.gets), "--seed", str(args.seed)),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result["reference_kademlia"] = json.loads(kad.stdout.strip().splitlines()[-1])
     # Memory is measured in a separate process, so the latency run's garbage
     # does not count against it.
     out = subprocess.run(
@@ -303,6 +364,10 @@ def main() -> None:
     )
     mem = json.loads(out.stdout.strip().splitlines()[-1])
     result.update(mem)
+    # What the nodes cost beyond the interpreter and its imports.
+    result["rss_kib_per_node"] = round(
+        (mem["rss_mib"] - mem["rss_baseline_mib"]) * 1024 / args.nodes, 1
+    )
     print(json.dumps(result))
 
 

@@ -20,6 +20,11 @@ the caller's retries) and prints, per size N:
 
 The same seed gives the same figures. Prints progress to stderr and one JSON
 line last.
+
+The scenarios run as independent tasks, each on a network built from the
+seed in a process of its own, ``--jobs`` (2) at once; each size reports its
+wall time, the tasks' CPU time and peak RSS, and ``peak_rss_mib_bound`` (the
+``jobs`` largest peaks added up: at most that much is in use at once).
 """
 
 from __future__ import annotations
@@ -28,8 +33,11 @@ import argparse
 import copy
 import json
 import math
+import multiprocessing
+import resource
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
 from p2psocial.sim import NetModel
@@ -44,37 +52,82 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def one_size(n: int, seed: int, scenarios: set[str]) -> dict[str, Any]:
+def _task(name: str, n: int, seed: int) -> tuple[str, Any, float, float]:
+    """One scenario (or two on one build), in a process of its own; returns
+    (name, figures, CPU seconds, peak RSS in MiB)."""
+    t = time.process_time()
+    out: Any
+    if name == "availability_on":
+        # The same joined network as the others (same seed): republishing on.
+        out = availability(build(n, seed), republish=True, **DAY)
+    elif name == "churn":
+        out = {"churn": churn_lookups(build(n, seed))}
+    elif name == "churn+availability_off":
+        sim = build(n, seed)
+        out = {
+            "churn": churn_lookups(copy.deepcopy(sim)),
+            "availability_off": availability(sim, republish=False, **DAY),
+        }
+    elif name.startswith("sybils"):
+        half = n // 2
+        diversity = name == "sybils_on"
+        out = sybil_share(
+            build(half, seed + 1, NetModel(diversity=diversity), kinds={"sybil": half})
+        )
+    else:  # eclipse
+        bad = n // 5
+        out = eclipse_gets(build(n - bad, seed + 2, kinds={"eclipse": bad}))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return name, out, time.process_time() - t, peak
+
+
+def one_size(n: int, seed: int, scenarios: set[str], jobs: int) -> dict[str, Any]:
+    """Every scenario at size ``n``, as independent tasks on ``jobs`` processes.
+
+    Each task builds its own network from the seed, so the figures are those
+    of one serial run: the availability runs with and without republishing
+    and the churn run all start from the same joined network.
+    """
+    names = []  # longest first
+    if "availability" in scenarios:
+        names.append("availability_on")
+    if scenarios & {"churn", "availability"}:
+        names.append("churn+availability_off" if "availability" in scenarios else "churn")
+    if "sybils" in scenarios:
+        names += ["sybils_on", "sybils_off"]
+    if "eclipse" in scenarios:
+        names.append("eclipse")
     out: dict[str, Any] = {"log2n_over_3": round(math.log2(n) / 3, 2)}
     t = time.perf_counter()
-    if scenarios & {"churn", "availability"}:
-        sim = build(n, seed)
-        log(f"N={n}: built in {time.perf_counter() - t:.1f} s")
-        if "churn" in scenarios:
-            out["churn"] = churn_lookups(copy.deepcopy(sim) if "availability" in scenarios else sim)
-            log(f"  churn {out['churn']}")
-        if "availability" in scenarios:
-            # Both runs start from the same joined network.
-            base = copy.deepcopy(sim) if "churn" in scenarios else sim
-            twin = copy.deepcopy(base)
-            on = availability(base, republish=True, **DAY)
-            off = availability(twin, republish=False, **DAY)
-            out["availability"] = {"republish": on, "no_republish": off}
-            log(f"  availability {out['availability']}")
-    if "sybils" in scenarios:
-        half = n // 2
-        res = {}
-        for diversity in (True, False):
-            sim = build(half, seed + 1, NetModel(diversity=diversity), kinds={"sybil": half})
-            res["diversity" if diversity else "no_diversity"] = sybil_share(sim)
-        out["sybils"] = res
-        log(f"  sybils {res}")
-    if "eclipse" in scenarios:
-        bad = n // 5
-        sim = build(n - bad, seed + 2, kinds={"eclipse": bad})
-        out["eclipse"] = eclipse_gets(sim)
-        log(f"  eclipse {out['eclipse']}")
+    done: dict[str, Any] = {}
+    cost: dict[str, dict[str, float]] = {}
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, max_tasks_per_child=1) as pool:
+        futures = [pool.submit(_task, name, n, seed) for name in names]
+        for fut in as_completed(futures):
+            name, figures, cpu, peak = fut.result()
+            done[name] = figures
+            cost[name] = {"cpu_s": round(cpu, 1), "peak_rss_mib": round(peak)}
+            log(f"N={n} {name} ({cpu:.0f} s CPU, {peak:.0f} MiB): {figures}")
+    both = done.get("churn+availability_off") or done.get("churn") or {}
+    if "churn" in scenarios:
+        out["churn"] = both["churn"]
+    if "availability" in scenarios:
+        out["availability"] = {
+            "republish": done["availability_on"],
+            "no_republish": both["availability_off"],
+        }
+    if "sybils_on" in done:
+        out["sybils"] = {"diversity": done["sybils_on"], "no_diversity": done["sybils_off"]}
+    if "eclipse" in done:
+        out["eclipse"] = done["eclipse"]
     out["seconds"] = round(time.perf_counter() - t, 1)
+    out["cpu_s"] = round(sum(c["cpu_s"] for c in cost.values()), 1)
+    # At most ``jobs`` tasks run at once: the largest peaks together bound
+    # the memory in use at any time.
+    peaks = sorted((c["peak_rss_mib"] for c in cost.values()), reverse=True)
+    out["peak_rss_mib_bound"] = round(sum(peaks[:jobs]))
+    out["tasks"] = cost
     return out
 
 
@@ -82,6 +135,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", default="1000,3000,10000", help="comma-separated N")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--jobs", type=int, default=2, help="scenario tasks run at once")
     p.add_argument(
         "--scenarios",
         default="churn,availability,sybils,eclipse",
@@ -92,7 +146,7 @@ def main() -> None:
     started = time.perf_counter()
     result: dict[str, Any] = {"bench": "simulate", "seed": args.seed, "sizes": {}}
     for n in (int(x) for x in args.sizes.split(",")):
-        result["sizes"][str(n)] = one_size(n, args.seed, scenarios)
+        result["sizes"][str(n)] = one_size(n, args.seed, scenarios, args.jobs)
     result["seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(result))
 

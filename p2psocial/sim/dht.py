@@ -25,6 +25,7 @@ gives the same figures.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 import random
@@ -105,6 +106,10 @@ class SimDHT:
         self.model = model or NetModel()
         self.nodes: dict[bytes, SimNode] = {}
         self._groups: Callable[[str], Groups] | None = sim_groups if self.model.diversity else None
+        #: the eclipse nodes' ids as integers, sorted, with their contacts
+        #: (their answers are the k of them closest to a target)
+        self._eclipse: list[int] = []
+        self._eclipse_contacts: dict[int, Contact] = {}
 
     # -- population -------------------------------------------------------------------
 
@@ -124,6 +129,9 @@ class SimDHT:
         table = RoutingTable(node_id, k=self.model.k, groups=self._groups)
         node = SimNode(contact, table, kind)
         self.nodes[node_id] = node
+        if kind == "eclipse":
+            bisect.insort(self._eclipse, contact.n)
+            self._eclipse_contacts[contact.n] = contact
         return node
 
     def join(self, node: SimNode, via: SimNode) -> None:
@@ -167,10 +175,26 @@ class SimDHT:
     def _answer(self, responder: SimNode, target: bytes, exclude: bytes) -> list[Contact]:
         if responder.kind == "eclipse":
             # Only fellow adversaries, the closest of them to the target.
-            t = int.from_bytes(target, "big")
-            bad = [n.contact for n in self.nodes.values() if n.kind == "eclipse"]
-            return heapq.nsmallest(self.model.k, bad, key=lambda c: c.n ^ t)
+            return self._eclipse_closest(int.from_bytes(target, "big"))
         return responder.table.closest(target, self.model.k, exclude=(exclude,))
+
+    def _eclipse_closest(self, t: int) -> list[Contact]:
+        """The k eclipse nodes closest to ``t``.
+
+        They lie in the smallest aligned block around ``t`` that holds at
+        least k of them (all of it, if fewer): found by halving the block
+        while its half around ``t`` still holds k, then ranked.
+        """
+        ids, k = self._eclipse, self.model.k
+        lo, size = 0, 1 << 160
+        while size > 1:
+            half = size >> 1
+            sub = lo + half if t & half else lo
+            if bisect.bisect_left(ids, sub + half) - bisect.bisect_left(ids, sub) < k:
+                break
+            lo, size = sub, half
+        block = ids[bisect.bisect_left(ids, lo) : bisect.bisect_left(ids, lo + size)]
+        return [self._eclipse_contacts[n] for n in heapq.nsmallest(k, block, key=lambda n: n ^ t)]
 
     def _rtt(self) -> float:
         m = self.model

@@ -136,8 +136,15 @@ def availability(
             if node.node_id in sim.nodes:
                 sim.find_node(node, node.node_id)
         if republish:
+            # Each key's online holders, in creation order (one pass over the
+            # stores; a put changes only its own key's holders).
+            holding: dict[bytes, list[SimNode]] = {key: [] for key in keys}
+            for x in sim.online_nodes():
+                for key in x.records:
+                    if key in holding:
+                        holding[key].append(x)
             for key in keys:
-                holders = [x for x in sim.online_nodes() if key in x.records]
+                holders = holding[key]
                 if holders:
                     sim.put(sim.rng.choice(holders), key, 1)
         alive = sim.online_nodes("honest")

@@ -379,6 +379,30 @@ async def test_record_replies_carry_a_key_proof_when_asked() -> None:
                 nursery.cancel_scope.cancel()
 
 
+async def test_keys_are_proven_lazily_once_per_contact_used() -> None:
+    """Bootstrap proves at most ``eager_proofs`` contacts per node (not every
+    contact learnt of, spec/dht.md 4.1); a record lookup proves the contacts
+    it asks, in their replies, and the nodes a record is stored at are proven."""
+    eager = DHTConfig().eager_proofs
+    with trio.fail_after(60):
+        async with dht_testnet(40) as nodes:
+            while sum(x.statistics()["hello_backlog"] for x in nodes):  # noqa: ASYNC110
+                await trio.sleep(0.05)
+            assert min(len(x.table) for x in nodes) > eager
+            assert max(x.statistics()["proven"] for x in nodes) <= eager
+            author = SigningKey.generate()
+            putter = nodes[7]
+            before = putter.statistics().get("hello_proven", 0)
+            assert await putter.put_head(entries(author, 1)[0]) >= 15
+            assert putter.statistics()["proven"] >= 20
+            assert putter.statistics()["hello_proven"] > before
+            hk = head_key(author.public_key)
+            holders = [x for x in nodes if x.records.get("head", hk, trio.current_time())]
+            assert holders
+            table = {c.node_id: c for c in putter.table.contacts()}
+            assert all(putter.is_proven(table[x.node_id]) for x in holders if x.node_id in table)
+
+
 @pytest.mark.parametrize("host", ["0.0.0.0", "127.0.0.1"])
 async def test_announce_made_before_joining_is_placed_once_joined(host: str) -> None:
     """A node announces its own feed as it starts, before it knows anyone. That

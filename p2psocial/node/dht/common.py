@@ -70,6 +70,12 @@ class DHTConfig:
     request_workers: int = 1
     hello_queue: int = 256
     hello_workers: int = 2
+    #: Contacts that answered us are proven in the background (hello) only
+    #: while fewer than this many are proven (enough for observe and
+    #: dial-back rounds); beyond that, a contact is proven when first asked a
+    #: record RPC, by the proof in its reply (spec/dht.md 4.1). Proving every
+    #: contact learnt of made bootstrap grow with the square of the network.
+    eager_proofs: int = 16
     ping_queue: int = 64
     #: Per-address request rate limit (token bucket).
     rate_per_s: float = 200.0

@@ -53,7 +53,9 @@ class Contacts:
         self._ping_send, self._ping_recv = trio.open_memory_channel[Contact](config.ping_queue)
         self._pinging: set[bytes] = set()
         self._hello_inflight: dict[bytes, trio.Event] = {}
-        self._hellos_running = 0
+        #: Hellos queued or running (counted here: a hello handed straight
+        #: to a waiting worker is in no buffer yet).
+        self._hellos_pending = 0
         self._stats: Counter[str] = Counter()
         #: Set when the node (re)joins: bootstrap finished, or the table went
         #: from empty to non-empty. Own announces and records made before
@@ -73,11 +75,12 @@ class Contacts:
     def saw(self, contact: Contact, now: float, *, prove: bool = True) -> None:
         """A contact was seen alive: tell the table, and act on its answer.
 
-        Contacts that answered us are proven (hello) in the background, so
-        record lookups rarely wait for a hello. Contacts that merely sent us a
-        request (``prove=False``) are proven lazily, if we ever ask them for
-        records: every lookup reaches a few nodes that never saw the asker,
-        and proving each asker eagerly would double the cost of a lookup.
+        Keys are proven once per contact, and only for contacts we use: a
+        record RPC to an unproven contact carries a nonce and its reply the
+        proof (:meth:`proving_call`). Only while fewer than ``eager_proofs``
+        contacts are proven, contacts that answered us (not those that merely
+        sent us a request, ``prove=False``) are proven in the background, so
+        that observe and dial-back rounds have proven contacts to ask.
         """
         self._dead.pop(contact.node_id, None)
         was_empty = not len(self.table)
@@ -87,10 +90,15 @@ class Contacts:
         if outcome.result is AddResult.LIMITED:
             # Over an IP-diversity limit (spec/dht.md 7.1): not added, not pinged.
             self._stats["contacts_limited"] += 1
-        elif outcome.result is AddResult.ADDED and prove:
+        elif (
+            outcome.result is AddResult.ADDED
+            and prove
+            and len(self._proven) + self.hello_backlog() < self._config.eager_proofs
+        ):
             if contact.node_id not in self._proven and contact.addr not in self._not_ours:
                 try:
                     self._hello_send.send_nowait(contact)
+                    self._hellos_pending += 1
                 except trio.WouldBlock:
                     self._stats["hello_queue_full"] += 1
         elif outcome.result is AddResult.PING and outcome.ping is not None:
@@ -188,12 +196,11 @@ class Contacts:
 
     async def _hello_worker(self) -> None:
         async for contact in self._hello_recv:
-            self._hellos_running += 1
             try:
                 with contextlib.suppress(DHTError, ProtocolError):
                     await self.ensure_proven(contact)
             finally:
-                self._hellos_running -= 1
+                self._hellos_pending -= 1
 
     async def ensure_proven(self, contact: Contact) -> None:
         """Run ``hello`` with ``contact`` unless it already proved its key there.
@@ -288,6 +295,7 @@ class Contacts:
             # worker tells them apart in the background, and evicts the dead.
             with contextlib.suppress(trio.WouldBlock):
                 self._hello_send.send_nowait(c)
+                self._hellos_pending += 1
             raise DHTError(f"{method} to {c} went unanswered", reason="no_answer") from None
 
     def check_proof(
@@ -322,7 +330,7 @@ class Contacts:
 
     def hello_backlog(self) -> int:
         """Hellos queued or running."""
-        return self._hello_send.statistics().current_buffer_used + self._hellos_running
+        return self._hellos_pending
 
     def statistics(self) -> dict[str, int]:
         """Counters: evictions, hellos proven and bad, stock nodes seen, queue overflows."""

@@ -146,11 +146,22 @@ class Lookup:
         self._skip_slow = not await_slow
         self.quorum = quorum
         self.max_candidates = max(max_candidates, k)
+        # Candidates by (distance, id), nearest first, in four sorted lists
+        # kept in step with the states (bisect keeps each O(log n) to search):
+        # every candidate; the "live" ones that count among the k closest (not
+        # FAILED, and not SLOW when slow ones are skipped); the live ones not
+        # yet SUCCEEDED; and the NOT_CONTACTED ones. ``next`` then needs two
+        # bisections instead of a scan of the k closest.
         self._order: list[tuple[int, bytes]] = []
+        self._live: list[tuple[int, bytes]] = []
+        self._open: list[tuple[int, bytes]] = []
+        self._fresh: list[tuple[int, bytes]] = []
         self._cands: dict[bytes, _Candidate] = {}
         self._in_flight = 0
         #: candidates WAITING or SLOW (the only ones whose timers run)
         self._pending: dict[bytes, _Candidate] = {}
+        #: no pending timer fires before this (a lower bound)
+        self._next_timer = float("inf")
         self._values: list[tuple[Contact, Any]] = []
         self._result: Finished | None = None
         #: Requests handed out so far (a measure of lookup cost).
@@ -163,20 +174,43 @@ class Lookup:
         for c in contacts:
             if c.node_id == self.own_id or c.node_id in self._cands or len(c.node_id) != 20:
                 continue
-            d = c.n ^ self._t
-            self._cands[c.node_id] = _Candidate(c, d)
-            bisect.insort(self._order, (d, c.node_id))
+            key = (c.n ^ self._t, c.node_id)
+            self._cands[c.node_id] = _Candidate(c, key[0])
+            for sorted_list in (self._order, self._live, self._open, self._fresh):
+                bisect.insort(sorted_list, key)
         while len(self._order) > self.max_candidates:
             # Forget the farthest candidate nobody is waiting on.
             for i in range(len(self._order) - 1, -1, -1):
                 cand = self._cands[self._order[i][1]]
                 if cand.state is not _State.WAITING:
+                    self._move(cand, cand.state, _State.FAILED)
                     del self._cands[self._order[i][1]]
                     self._pending.pop(self._order[i][1], None)
                     del self._order[i]
                     break
             else:  # pragma: no cover - needs more than max_candidates in flight
                 break
+
+    def _live_state(self, st: _State) -> bool:
+        return st is not _State.FAILED and not (st is _State.SLOW and self._skip_slow)
+
+    def _move(self, cand: _Candidate, old: _State, new: _State) -> None:
+        """Keep the sorted lists in step with a state change."""
+        key = (cand.dist, cand.contact.node_id)
+        was_live, is_live = self._live_state(old), self._live_state(new)
+        for sorted_list, was, now in (
+            (self._live, was_live, is_live),
+            (
+                self._open,
+                was_live and old is not _State.SUCCEEDED,
+                is_live and new is not _State.SUCCEEDED,
+            ),
+            (self._fresh, old is _State.NOT_CONTACTED, new is _State.NOT_CONTACTED),
+        ):
+            if was and not now:
+                del sorted_list[bisect.bisect_left(sorted_list, key)]
+            elif now and not was:
+                bisect.insort(sorted_list, key)
 
     def _set(self, cand: _Candidate, state: _State) -> None:
         if cand.state is _State.WAITING:
@@ -185,6 +219,7 @@ class Lookup:
             self._pending[cand.contact.node_id] = cand
         else:
             self._pending.pop(cand.contact.node_id, None)
+        self._move(cand, cand.state, state)
         cand.state = state
 
     # -- the iterator ----------------------------------------------------------
@@ -207,46 +242,47 @@ class Lookup:
         """
         if self._result is not None:
             return self._result
-        for cand in list(self._pending.values()):
-            if cand.deadline <= now:
-                self._set(cand, _State.FAILED)
-            elif cand.state is _State.WAITING and cand.slow_at <= now:
-                self._set(cand, _State.SLOW)
+        if now >= self._next_timer:
+            for cand in list(self._pending.values()):
+                if cand.deadline <= now:
+                    self._set(cand, _State.FAILED)
+                elif cand.state is _State.WAITING and cand.slow_at <= now:
+                    self._set(cand, _State.SLOW)
+            self._next_timer = self._timer()
         if self.quorum is not None and len(self._values) >= self.quorum:
             return self._finish()
-        seen = 0
-        pick: _Candidate | None = None
-        all_done = True
-        for _, node_id in self._order:
-            cand = self._cands[node_id]
-            st = cand.state
-            if st is _State.FAILED or (st is _State.SLOW and self._skip_slow):
-                continue
-            seen += 1
-            if st is not _State.SUCCEEDED:
-                all_done = False
-                if pick is None and st is _State.NOT_CONTACTED:
-                    pick = cand
-            if seen >= self.k:
-                break
-        if all_done:
+        # The k closest live candidates have all answered when the nearest
+        # one still open ranks k-th or later among the live ones.
+        live = self._live
+        if not self._open or bisect.bisect_left(live, self._open[0]) >= self.k:
             return self._finish()
-        if pick is not None and self._in_flight < self.alpha:
-            self._pending[pick.contact.node_id] = pick
-            pick.state = _State.WAITING
+        fresh = self._fresh
+        if fresh and self._in_flight < self.alpha and bisect.bisect_left(live, fresh[0]) < self.k:
+            pick = self._cands[fresh[0][1]]
+            self._set(pick, _State.WAITING)
             pick.deadline = now + self.timeout
             wait = self.slow_after
             if self._patience is not None:
                 wait = min(self._patience(pick.contact), self.timeout)
             pick.slow_at = now + wait
+            self._next_timer = min(self._next_timer, pick.slow_at)
             self._in_flight += 1
             self.queries += 1
             return Query(pick.contact)
-        pending = list(self._pending.values())
-        if not pending:
+        if not self._pending:
             return self._finish()
-        until = min(c.slow_at if c.state is _State.WAITING else c.deadline for c in pending)
-        return Waiting(until)
+        # A lower bound: waking early only costs the caller one more call.
+        return Waiting(self._next_timer)
+
+    def _timer(self) -> float:
+        """When the next pending request goes slow or fails (inf if none)."""
+        return min(
+            (
+                c.slow_at if c.state is _State.WAITING else c.deadline
+                for c in self._pending.values()
+            ),
+            default=float("inf"),
+        )
 
     def on_response(
         self,

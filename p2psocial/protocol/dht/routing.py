@@ -30,10 +30,10 @@ Nothing here does I/O or reads a clock; ``now`` is always an argument.
 
 from __future__ import annotations
 
+import bisect
 import enum
-import heapq
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from ..errors import LocalUsageError
@@ -114,6 +114,9 @@ class Bucket:
     contacts: OrderedDict[bytes, Contact] = field(default_factory=OrderedDict)
     replacements: OrderedDict[bytes, Contact] = field(default_factory=OrderedDict)
     last_changed: float = 0.0
+    #: Members per narrow address group (kept by the table; empty when the
+    #: diversity limits are off).
+    narrow: Counter[str] = field(default_factory=Counter)
 
     @property
     def depth(self) -> int:
@@ -123,6 +126,10 @@ class Bucket:
     def covers(self, n: int) -> bool:
         """Whether the integer id ``n`` falls in this bucket's range."""
         return self.lo <= n < self.hi
+
+
+_IGNORED = AddOutcome(AddResult.IGNORED)
+_UPDATED = AddOutcome(AddResult.UPDATED)
 
 
 class RoutingTable:
@@ -169,6 +176,8 @@ class RoutingTable:
         self.split_mod = split_mod
         self.replacement_size = replacement_size
         self.buckets: list[Bucket] = [Bucket(0, 1 << ID_BITS)]
+        #: Each bucket's ``lo``, in step with ``buckets`` (for bisection).
+        self._los: list[int] = [0]
         # One contact per (host, port): one address cannot fill the table by
         # answering under many ids. Maps each table contact's address to its id.
         self._by_addr: dict[tuple[str, int], bytes] = {}
@@ -177,14 +186,7 @@ class RoutingTable:
 
     def _index(self, n: int) -> int:
         # Buckets are kept sorted by range and tile the space: bisect on lo.
-        lo, hi = 0, len(self.buckets)
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if self.buckets[mid].lo <= n:
-                lo = mid
-            else:
-                hi = mid
-        return lo
+        return bisect.bisect_right(self._los, n) - 1
 
     def bucket_for(self, node_id: bytes) -> Bucket:
         """The bucket whose range holds ``node_id``."""
@@ -207,8 +209,14 @@ class RoutingTable:
             neither added nor remembered, and nobody is pinged for it).
         """
         if len(contact.node_id) != ID_SIZE or contact.node_id == self.own_id:
-            return AddOutcome(AddResult.IGNORED)
-        n = int.from_bytes(contact.node_id, "big")
+            return _IGNORED
+        n = contact.n
+        if self._by_addr.get(contact.addr) == contact.node_id:
+            # The common case: a table contact seen again at its address.
+            b = self.buckets[self._index(n)]
+            b.contacts.move_to_end(contact.node_id)
+            b.last_changed = now
+            return _UPDATED
         while True:
             # Asked again after every split: a split may promote a replacement
             # that holds this address.
@@ -269,25 +277,30 @@ class RoutingTable:
             return False
         if narrow is None:
             return True
-        same = 0
-        for nid, c in b.contacts.items():
-            if nid != ignore and self.groups_of(c.host)[0] == narrow:
-                same += 1
-                if same >= self.bucket_group_limit:
-                    return False
-        return True
+        same = b.narrow[narrow]
+        if ignore is not None:
+            held = b.contacts.get(ignore)
+            if held is not None and self.groups_of(held.host)[0] == narrow:
+                same -= 1
+        return same < self.bucket_group_limit
 
     def _insert(self, b: Bucket, c: Contact) -> None:
         b.contacts[c.node_id] = c
         self._by_addr[c.addr] = c.node_id
-        wide = self.groups_of(c.host)[1]
+        narrow, wide = self.groups_of(c.host)
+        if narrow is not None:
+            b.narrow[narrow] += 1
         if wide is not None:
             self._wide[wide] += 1
 
-    def _forget(self, c: Contact) -> None:
+    def _forget(self, b: Bucket, c: Contact) -> None:
         if self._by_addr.get(c.addr) == c.node_id:
             del self._by_addr[c.addr]
-        wide = self.groups_of(c.host)[1]
+        narrow, wide = self.groups_of(c.host)
+        if narrow is not None:
+            b.narrow[narrow] -= 1
+            if b.narrow[narrow] <= 0:
+                del b.narrow[narrow]
         if wide is not None:
             self._wide[wide] -= 1
             if self._wide[wide] <= 0:
@@ -311,10 +324,13 @@ class RoutingTable:
         left = Bucket(b.lo, mid, last_changed=b.last_changed)
         right = Bucket(mid, b.hi, last_changed=b.last_changed)
         for c in b.contacts.values():
-            side = left if int.from_bytes(c.node_id, "big") < mid else right
+            side = left if c.n < mid else right
             side.contacts[c.node_id] = c
+            narrow = self.groups_of(c.host)[0]
+            if narrow is not None:
+                side.narrow[narrow] += 1
         for c in b.replacements.values():
-            side = left if int.from_bytes(c.node_id, "big") < mid else right
+            side = left if c.n < mid else right
             # A replacement may be a table contact's id seen at another
             # address: it waits for that contact to fail, never displaces it.
             if (
@@ -327,6 +343,7 @@ class RoutingTable:
             else:
                 side.replacements[c.node_id] = c
         self.buckets[idx : idx + 1] = [left, right]
+        self._los.insert(idx + 1, mid)
 
     def remove(self, node_id: bytes) -> bool:
         """Drop a contact (it failed to answer); promote the newest replacement.
@@ -339,7 +356,7 @@ class RoutingTable:
         if gone is None:
             b.replacements.pop(node_id, None)
             return False
-        self._forget(gone)
+        self._forget(b, gone)
         # The same id seen at a new address waits as a replacement: it wins.
         c = b.replacements.pop(node_id, None)
         if c is not None and (c.addr in self._by_addr or not self._fits(b, c)):
@@ -384,20 +401,43 @@ class RoutingTable:
         skip = set(exclude)
         # Buckets are aligned ranges, so the distances from t to the ids of
         # two buckets lie in disjoint intervals: visiting buckets by their
-        # least distance, the first buckets that hold ``count`` eligible
-        # contacts hold the ``count`` closest. Only those are ranked.
-        order = sorted(self.buckets, key=lambda b: (b.lo ^ t) & -(b.hi - b.lo))
-        pool: list[Contact] = []
-        for b in order:
-            if len(pool) >= count:
+        # least distance and ranking each bucket's members on its own, the
+        # first ``count`` eligible contacts met are the ``count`` closest.
+        out: list[Contact] = []
+        for b in self._buckets_by_distance(t):
+            ranked = sorted(
+                (c.n ^ t, c)  # distinct ids: distances never tie
+                for c in b.contacts.values()
+                if c.node_id not in skip and (accept is None or accept(c))
+            )
+            out.extend(c for _, c in ranked[: count - len(out)])
+            if len(out) >= count:
                 break
-            for c in b.contacts.values():
-                if c.node_id not in skip and (accept is None or accept(c)):
-                    pool.append(c)
-        if len(pool) > count:
-            return heapq.nsmallest(count, pool, key=lambda c: c.n ^ t)
-        pool.sort(key=lambda c: c.n ^ t)
-        return pool
+        return out
+
+    def _buckets_by_distance(self, t: int) -> Iterator[Bucket]:
+        """The buckets, nearest to ``t`` first (a walk up the id trie).
+
+        First the bucket holding ``t``; then, for each aligned block around
+        it, doubling in size, the buckets of the half it does not cover yet
+        (which tile that half exactly: buckets are aligned ranges).
+        """
+        b = self.buckets[self._index(t)]
+        yield b
+        los = self._los
+        lo, hi = b.lo, b.hi
+        while hi - lo < 1 << ID_BITS:
+            size = hi - lo
+            if lo & size:  # the covered block is an upper half: its sibling is below
+                j, end = bisect.bisect_left(los, lo - size), bisect.bisect_left(los, lo)
+                lo -= size
+            else:
+                j, end = bisect.bisect_left(los, hi), bisect.bisect_left(los, hi + size)
+                hi += size
+            if end - j == 1:
+                yield self.buckets[j]
+            else:
+                yield from sorted(self.buckets[j:end], key=lambda x: (x.lo ^ t) & -(x.hi - x.lo))
 
     def stale_buckets(self, now: float, max_age: float) -> list[tuple[int, int]]:
         """Ranges ``(lo, hi)`` of buckets unchanged for ``max_age``; refresh them

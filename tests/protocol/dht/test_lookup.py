@@ -229,3 +229,49 @@ def test_patience_sets_each_contacts_slow_time() -> None:
     assert isinstance(q, Query) and q.contact == seeds[1]
     w = lookup.next(0.05)
     assert isinstance(w, Waiting) and w.until == 10.0, "patience is capped at the timeout"
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32), st.integers(1, 8), st.integers(1, 4))
+def test_each_decision_matches_the_rule_stated_in_the_docstring(
+    seed: int, k: int, alpha: int
+) -> None:
+    """An oracle that keeps every candidate's state itself: each ``next``
+    asks the nearest not-contacted candidate among the k nearest non-failed
+    ones while fewer than α are in flight, and finishes once those k have all
+    answered (the lookup keeps its sorted lists in step with the states)."""
+    rng = random.Random(seed)
+    target = rng.randbytes(20)
+    t = int.from_bytes(target, "big")
+    pool = [Contact(rng.randbytes(20), "127.0.0.1", 1 + i) for i in range(40)]
+    seeds = rng.sample(pool, 5)
+    lookup = Lookup(b"\0" * 20, target, seeds, k=k, alpha=alpha, max_candidates=1000)
+    state = {c.node_id: "new" for c in seeds}
+    dist = {c.node_id: c.n ^ t for c in pool}
+    waiting: list[bytes] = []
+    for _ in range(200):
+        window = sorted((i for i in state if state[i] != "failed"), key=dist.__getitem__)[:k]
+        fresh = [i for i in window if state[i] == "new"]
+        act = lookup.next(0.0)
+        if all(state[i] == "done" for i in window) or (not waiting and not fresh):
+            assert isinstance(act, Finished)
+            want = [i for i in sorted(state, key=dist.__getitem__) if state[i] == "done"][:k]
+            assert [c.node_id for c in act.closest] == want
+            return
+        if fresh and len(waiting) < alpha:
+            assert isinstance(act, Query) and act.contact.node_id == fresh[0]
+            state[fresh[0]] = "waiting"
+            waiting.append(fresh[0])
+            continue
+        assert isinstance(act, Waiting)
+        nid = waiting.pop(rng.randrange(len(waiting)))
+        if rng.random() < 0.3:
+            lookup.on_failure(nid)
+            state[nid] = "failed"
+        else:
+            named = rng.sample(pool, rng.randrange(6))
+            lookup.on_response(nid, named)
+            state[nid] = "done"
+            for c in named:
+                state.setdefault(c.node_id, "new")
+    raise AssertionError("the lookup did not finish")

@@ -111,6 +111,10 @@ def test_closest_matches_brute_force(seed: int, n: int) -> None:
     target = rng.randbytes(20)
     expect = sorted(held, key=lambda c: distance(c.node_id, target))[:20]
     assert t.closest(target) == expect
+    # Other counts and targets: inside our own bucket, at the edge of the space.
+    for tgt, count in ((own, 50), (bytes(20), 7), (target, 1)):
+        tn = int.from_bytes(tgt, "big")
+        assert t.closest(tgt, count) == sorted(held, key=lambda c: c.n ^ tn)[:count]
     # Everything fits while there are at most k contacts per own-id-side bucket.
     if n <= 20:
         assert len(held) == n
