@@ -69,12 +69,19 @@ def _punch_stats(d: NsDaemon) -> dict[str, Any]:
 
 
 def _path_becomes(follower: NsDaemon, author: NsDaemon, path: str) -> None:
-    wait_for(
-        lambda: [p["path"] for p in _links_to(follower, author)] == [path],
-        timeout=90,
-        interval=0.3,
-        what=f"a {path} link from {follower.ip} to {author.ip}: {_links_to(follower, author)}",
-    )
+    try:
+        wait_for(
+            lambda: [p["path"] for p in _links_to(follower, author)] == [path],
+            timeout=90,
+            interval=0.3,
+            what=f"a {path} link from {follower.ip} to {author.ip}",
+        )
+    except AssertionError as exc:
+        lines = [str(exc), f"links now: {_links_to(follower, author)}"]
+        for d in (follower, author):
+            lines.append(f"punch statistics at {d.ip}: {_punch_stats(d)}")
+            lines.append(f"log of {d.ip} (tail):\n{d.process.log()[-6000:]}")
+        raise AssertionError("\n".join(lines)) from None
 
 
 def _post_arrives(author: NsDaemon, follower: NsDaemon, text: str) -> None:
