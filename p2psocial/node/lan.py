@@ -70,6 +70,7 @@ _IP_MULTICAST_ALL = getattr(socket, "IP_MULTICAST_ALL", 49)
 _IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 _SIOCGIFFLAGS = 0x8913
 _SIOCGIFADDR = 0x8915
+_SIOCGIFNETMASK = 0x891B
 _IFF_UP, _IFF_LOOPBACK, _IFF_MULTICAST = 0x1, 0x8, 0x1000
 
 
@@ -78,13 +79,59 @@ def lan_allowed() -> bool:
     return os.environ.get(LAN_ENV, "").strip().lower() not in ("off", "0", "false", "no")
 
 
-def link_path(peer: dict[str, Any], lan: LanDiscovery | None) -> str:
+def link_path(
+    peer: dict[str, Any],
+    lan: LanDiscovery | None,
+    mapped_from: Callable[[str], bool] | None = None,
+) -> str:
     """The ``path`` of a link in ``peers`` (a row of the pool's ``peers()``):
-    the pool's own label, except that a direct link to a LAN peer is ``lan``."""
+    the pool's own label, except that a direct link to a LAN peer is ``lan``,
+    and an inbound direct link that ``mapped_from`` says came through this
+    node's port mapping (spec/portmap.md) is ``mapped``."""
     path = str(peer.get("path", "direct"))
-    if path == "direct" and lan is not None and bytes.fromhex(peer["node_id"]) in lan.lan_peers():
+    if path != "direct":
+        return path
+    if lan is not None and bytes.fromhex(peer["node_id"]) in lan.lan_peers():
         return "lan"
+    if (
+        mapped_from is not None
+        and peer.get("direction") == "inbound"
+        and mapped_from(str(peer.get("host", "")))
+    ):
+        return "mapped"
     return path
+
+
+def local_networks() -> list[ipaddress.IPv4Network]:
+    """The IPv4 networks of this host's interfaces that are up (loopback included)."""
+    found: list[ipaddress.IPv4Network] = []
+    try:
+        names = [name for _index, name in socket.if_nameindex()]
+    except OSError:
+        return found
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        for name in names:
+            try:
+                flags = struct.unpack_from("H", _ioctl_ifreq(probe, _SIOCGIFFLAGS, name), 16)[0]
+                addr = socket.inet_ntoa(_ioctl_ifreq(probe, _SIOCGIFADDR, name)[20:24])
+                mask = socket.inet_ntoa(_ioctl_ifreq(probe, _SIOCGIFNETMASK, name)[20:24])
+            except OSError:
+                continue  # no IPv4 address, or gone meanwhile
+            if flags & _IFF_UP:
+                found.append(ipaddress.IPv4Network(f"{addr}/{mask}", strict=False))
+    return found
+
+
+def off_link(host: str, networks: list[ipaddress.IPv4Network]) -> bool:
+    """Whether ``host`` is an IPv4 address outside every one of ``networks``
+    (so it reached this host through a router)."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if ip.version != 4:
+        return False
+    return not any(ip in net for net in networks)
 
 
 @dataclass(frozen=True, slots=True)

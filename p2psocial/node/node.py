@@ -26,7 +26,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -45,7 +45,7 @@ from .dht import DHTNode
 from .foreground import Foreground
 from .invites import Invites
 from .keys import load_keys
-from .lan import LanDiscovery, lan_allowed, link_path
+from .lan import LanDiscovery, lan_allowed, link_path, local_networks, off_link
 from .moderation import Blocklists, PolicyGate
 from .moderator import Moderator
 from .names import Names
@@ -400,11 +400,22 @@ class Node:
         """Connected peers.
 
         Each has its ``path``: ``"direct"`` (a TCP connection between the two
-        nodes), ``"lan"`` (one to a peer found on the LAN) unless the link pool
-        says otherwise.
+        nodes), ``"lan"`` (one to a peer found on the LAN), ``"mapped"`` (an
+        inbound one through this node's port mapping) unless the link pool
+        says otherwise (``"relayed"``, ``"reversed"``, ``"punched"``).
         """
         items = self.replicator.peers() if self.replicator is not None else []
-        return {"items": [{**p, "path": link_path(p, self.lan)} for p in items]}
+        mapped = self._mapped_from()
+        return {"items": [{**p, "path": link_path(p, self.lan, mapped)} for p in items]}
+
+    def _mapped_from(self) -> Callable[[str], bool] | None:
+        """While the link port is mapped (spec/portmap.md): a test of whether an
+        inbound direct link from a host came through the mapping, that is,
+        from beyond every network this host is on."""
+        if self.portmap is None or self.portmap.external() is None:
+            return None
+        networks = local_networks()
+        return lambda host: off_link(host, networks)
 
     # Invites: first contact (node/invites.py, spec/invite.md).
     async def invite(
@@ -502,7 +513,8 @@ class Node:
     def _links_by_path(self) -> dict[str, int]:
         """Peer links by how they were made (spec/sync.md §12.8)."""
         items = self.replicator.peers() if self.replicator is not None else []
-        paths = Counter(link_path(p, self.lan) for p in items)
+        mapped = self._mapped_from()
+        paths = Counter(link_path(p, self.lan, mapped) for p in items)
         return dict(sorted(paths.items()))
 
     def _reachability(self) -> dict[str, Any]:

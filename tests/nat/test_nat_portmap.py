@@ -98,6 +98,11 @@ def test_a_home_behind_miniupnpd_is_mapped_dialled_directly_and_unmapped_on_stop
             0.2,
             "the home's post at a public node",
         )
+        # At the home, that link came in through the mapping (spec/sync.md §12.8).
+        pub_id = pub.status()["node_id"]
+        [row] = [p for p in d.cli_json("peers") if p["node_id"] == pub_id]
+        assert (row["path"], row["direction"]) == ("mapped", "inbound"), row
+        assert d.status()["links_by_path"].get("mapped", 0) >= 1
     finally:
         d.stop()
     # Removed on stop (lifetime 0), not left to expire in two hours.

@@ -8,6 +8,7 @@ test runs on one host never hear each other.
 
 from __future__ import annotations
 
+import ipaddress
 import random
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -24,6 +25,8 @@ from p2psocial.node.lan import (
     lan_allowed,
     lan_interfaces,
     link_path,
+    local_networks,
+    off_link,
 )
 from p2psocial.protocol.identity import SigningKey
 from p2psocial.protocol.lan import LAN_GROUP, LanAnnounce, LanListener, encode_lan_announce
@@ -208,6 +211,39 @@ async def test_link_path_labels_lan_peers() -> None:
     assert link_path({**row, "path": "relayed"}, lan) == "relayed"
     assert link_path({"node_id": bytes(20).hex()}, lan) == "direct"
     assert link_path(row, None) == "direct"
+
+
+async def test_link_path_labels_inbound_links_through_a_mapping() -> None:
+    dht = DHTNode(SigningKey.generate(), "127.0.0.1", 0)
+    lan = LanDiscovery(dht, lambda: 0)
+    lan_peer = bytes(range(20))
+    lan.listener.done(
+        LanAnnounce(lan_peer, 7000, 7001), "192.0.2.5", trio.current_time(), proven=True
+    )
+    beyond = {"node_id": bytes(20).hex(), "path": "direct", "direction": "inbound"}
+    beyond["host"] = "198.51.100.7"
+    nets = [ipaddress.IPv4Network("192.0.2.0/28"), ipaddress.IPv4Network("127.0.0.0/8")]
+    mapped = lambda host: off_link(host, nets)  # noqa: E731
+    cases = [
+        (beyond, "mapped"),
+        ({**beyond, "direction": "outbound"}, "direct"),  # we dialled it
+        ({**beyond, "host": "192.0.2.9"}, "direct"),  # a host on our network
+        ({**beyond, "host": "127.0.0.1"}, "direct"),
+        ({**beyond, "path": "punched"}, "punched"),
+        ({**beyond, "node_id": lan_peer.hex()}, "lan"),
+        ({**beyond, "host": "2001:db8::1"}, "direct"),  # the mapping is IPv4
+        ({**beyond, "host": "not an address"}, "direct"),
+    ]
+    for row, path in cases:
+        assert link_path(row, lan, mapped) == path, row
+    assert link_path(beyond, lan, None) == "direct"  # no mapping held
+
+
+def test_local_networks_hold_loopback() -> None:
+    nets = local_networks()
+    assert ipaddress.IPv4Network("127.0.0.0/8") in nets, nets
+    assert not off_link("127.0.0.1", nets)
+    assert off_link("198.51.100.7", [n for n in nets if n.is_loopback])
 
 
 async def test_no_interface_holds_no_socket() -> None:
