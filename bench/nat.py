@@ -15,8 +15,10 @@ within ``--deadline`` seconds of the last post of its cell.
 
 Then the relay's cost: an author behind a symmetric NAT posts about
 ``--relay-mib`` MiB of text to its follower in the other symmetric home (a
-relayed link), and the bench reads the relays' ``bytes_forwarded`` counters
-and their daemons' CPU time (user + system, from /proc) before and after.
+relayed link), and the bench reads every dialable node's ``bytes_forwarded``
+counter (public hosts and full-cone homes relay alike) and, for the nodes
+that forwarded this leg, their daemons' CPU time (user + system, from
+/proc) before and after.
 
 Prints progress on stderr and one JSON object as the last stdout line:
 bench, cells (``"author_kind->follower_kind"`` -> delivered, p50_ms,
@@ -177,11 +179,11 @@ async def _punch_latencies(node: Node) -> list[float]:
 
 
 async def _cell(author: Node, follower: Node, args: argparse.Namespace) -> dict[str, Any]:
+    before = [await _punch_latencies(n) for n in (follower, author)]
     await follower.api.follow(author.daemon.identity)
     first, link_s = await _link_path(follower, author, args.link_timeout)
     punch_s = None
     path = first
-    before = [await _punch_latencies(n) for n in (follower, author)]
     if first == "relayed":
         # Relayed link up -> direct link up, if the routers allow it (spec/sync.md §12).
         path, punch_s = await _settle_path(follower, author, args.punch_wait)
@@ -233,23 +235,31 @@ async def _relay_cost(nodes: dict[str, Node], args: argparse.Namespace) -> dict[
     if path != "relayed":
         raise SystemExit(f"bench/nat.py: the relay-cost link is {path}, not relayed")
 
-    async def relayed() -> tuple[int, float]:
-        total = 0
-        for name in PUBLIC:
+    # Any dialable node relays: the public hosts, and the full-cone homes too.
+    relays = [n for n in nodes if n not in ("symmetric", "symmetric_2")]
+
+    async def relayed() -> dict[str, tuple[int, float]]:
+        out = {}
+        for name in relays:
             stats = dict(await nodes[name].api.statistics())
-            total += int(stats["replication"]["relay"].get("bytes_forwarded", 0))
-        return total, sum(nodes[n].cpu_seconds() for n in PUBLIC)
+            done = int(stats["replication"]["relay"].get("bytes_forwarded", 0))
+            out[name] = (done, nodes[name].cpu_seconds())
+        return out
 
     text = "r" * 1900
     count = max(1, int(args.relay_mib * 1024 * 1024 / len(text)))
-    bytes0, cpu0 = await relayed()
+    at0 = await relayed()
     start = time.monotonic()
     ids = []
     for i in range(count):
         ids.append((await author.api.post(f"{i:05} {text}"))["id"])
     await follower.wait_for_all(ids, args.relay_timeout)
     took = time.monotonic() - start
-    bytes1, cpu1 = await relayed()
+    at1 = await relayed()
+    # The nodes that relayed this leg: their bytes and their whole CPU time.
+    used = [n for n in relays if at1[n][0] > at0[n][0]]
+    bytes0, bytes1 = (sum(at[n][0] for n in used) for at in (at0, at1))
+    cpu0, cpu1 = (sum(at[n][1] for n in used) for at in (at0, at1))
     path_after = await _current_path(follower, author)
     if path_after != "relayed":
         raise SystemExit(f"bench/nat.py: the relay-cost link became {path_after}")
@@ -258,6 +268,7 @@ async def _relay_cost(nodes: dict[str, Node], args: argparse.Namespace) -> dict[
     forwarded_mib = (bytes1 - bytes0) / (1024 * 1024)
     return {
         "path": path,
+        "relays": used,
         "posts": count,
         "delivered": got,
         "payload_mib": round(payload_mib, 3),

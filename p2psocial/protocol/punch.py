@@ -20,6 +20,14 @@ leave at about the same moment. Who connects depends on the two
 (connection reversal, path ``reversed``); when neither is, both connect at
 once (TCP simultaneous open, path ``punched``).
 
+With the ``punch_spray`` capability the offer and answer also carry each
+side's NAT mapping behaviour. When one side's NAT maps endpoint-independently
+(``consistent``) and the other's picks a new port per destination
+(``varying``), the punch becomes a birthday search (§12.9): the *hard* side
+opens many connects from fresh ports to the easy side's address, so its NAT
+holds many random public ports, and the *easy* side probes random ports of
+the hard side's address from its link port until one probe meets one of them.
+
 Attempts per link are bounded: at most three in a *round* (the first as soon
 as both sides' capabilities are known, the next two 5 s and 30 s after a
 failure); after a round fails the initiator waits ten minutes. A responder
@@ -41,8 +49,11 @@ from .wire import MAX_PUNCH_ADDRS, Message, PunchAnswer, PunchGo, PunchOffer
 
 __all__ = [
     "CAPABILITY",
+    "CONSISTENT",
     "INITIATOR",
     "RESPONDER",
+    "SPRAY_CAPABILITY",
+    "VARYING",
     "Dial",
     "Failed",
     "PunchAction",
@@ -55,6 +66,11 @@ __all__ = [
 
 #: The capability name (spec/sync.md §9) that allows the punch messages.
 CAPABILITY = "punch"
+#: The capability (§12.9) that adds ``mapping`` to offers and answers, and sprays.
+SPRAY_CAPABILITY = "punch_spray"
+#: Mapping behaviours (spec/dht.md §4.4): one public port for every peer, or one per peer.
+CONSISTENT = "consistent"
+VARYING = "varying"
 INITIATOR = "initiator"
 RESPONDER = "responder"
 
@@ -75,6 +91,18 @@ class PunchLimits:
     retry_delays: tuple[float, ...] = (5.0, 30.0)
     #: Seconds after a failed round before the next round may start.
     cooldown: float = 600.0
+    #: Spray (§12.9): connects the hard side opens, each from a fresh port.
+    spray_sockets: int = 256
+    #: Spray: random ports of the hard side's address the easy side probes.
+    spray_probes: int = 1024
+    #: Spray: probes the easy side has open at once (one wave).
+    spray_wave: int = 256
+    #: Spray: seconds each wave of probes is held before the next.
+    spray_hold: float = 0.5
+    #: Spray: the easy side starts this long after the hard side.
+    spray_delay: float = 0.2
+    #: Spray: seconds from the moment to start until both sides give up.
+    spray_window: float = 5.0
 
     @property
     def attempts_per_round(self) -> int:
@@ -96,6 +124,11 @@ class Dial:
     ``addrs`` is empty when this side only waits for the other's connect.
     ``noise_initiator`` says which role this side takes on the new connection,
     and ``path`` is the label of the link it makes.
+
+    ``spray`` is None for an ordinary plan. For a birthday search (§12.9) it
+    is ``hard``: open ``count`` connects to ``addrs``, each from a fresh local
+    port; or ``easy``: from the link port, probe ``count`` distinct random
+    ports (1024..65535) of the IPs in ``addrs``, in waves.
     """
 
     addrs: tuple[Addr, ...]
@@ -103,6 +136,8 @@ class Dial:
     until: float
     noise_initiator: bool
     path: str
+    spray: str | None = None
+    count: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +210,9 @@ class PunchSession:
         self._deadline: float | None = None
         self._own: tuple[tuple[Addr, ...], bool] = ((), False)
         self._peer: tuple[tuple[Addr, ...], bool] = ((), False)
+        #: Mapping behaviours (§12.9); None unless both sides listed punch_spray.
+        self._own_mapping: str | None = None
+        self._peer_mapping: str | None = None
         self._offers: deque[float] = deque()
         self.rtt: float | None = None
         #: The path a direct link of the attempt under way will have (§12.8).
@@ -186,8 +224,13 @@ class PunchSession:
         """When the initiator may start its next attempt (None: not now / never)."""
         return self._due if self.state == _IDLE else None
 
-    def start(self, now: float, addrs: tuple[Addr, ...], dialable: bool) -> list[PunchAction]:
+    def start(
+        self, now: float, addrs: tuple[Addr, ...], dialable: bool, mapping: str | None = None
+    ) -> list[PunchAction]:
         """Begin an attempt (initiator, idle, due): send the offer.
+
+        ``mapping`` is this side's NAT mapping behaviour, given only when the
+        peer listed ``punch_spray`` (it is sent then, §12.9).
 
         Raises:
             ProtocolError: not the initiator, or an attempt is under way (``bad_state``).
@@ -196,14 +239,20 @@ class PunchSession:
             raise _violation(f"start as {self.role} in state {self.state}")
         self.state = _OFFERED
         self._own = (addrs, dialable)
+        self._own_mapping = mapping
         self._sent_at = now
         self._deadline = now + self.limits.answer_timeout
-        return [SendPunch(PunchOffer(addrs, dialable))]
+        return [SendPunch(PunchOffer(addrs, dialable, mapping))]
 
     # ---------------------------------------------------------------- both
 
     def receive(
-        self, msg: Message, now: float, addrs: tuple[Addr, ...] = (), dialable: bool = False
+        self,
+        msg: Message,
+        now: float,
+        addrs: tuple[Addr, ...] = (),
+        dialable: bool = False,
+        mapping: str | None = None,
     ) -> list[PunchAction]:
         """Process a punch message from the peer.
 
@@ -212,6 +261,8 @@ class PunchSession:
             now: seconds on a monotonic clock.
             addrs, dialable: this side's candidate addresses and dial-back
                 verdict (the responder answers an offer with them).
+            mapping: this side's NAT mapping behaviour, given only when the
+                peer listed ``punch_spray`` (the responder answers with it).
 
         Raises:
             ProtocolError: the message does not fit this role and state
@@ -219,7 +270,7 @@ class PunchSession:
                 (``punch_flood``). Close the link.
         """
         if isinstance(msg, PunchOffer) and self.role == RESPONDER and self.state == _IDLE:
-            return self._on_offer(msg, now, addrs, dialable)
+            return self._on_offer(msg, now, addrs, dialable, mapping)
         if isinstance(msg, PunchAnswer) and self.role == INITIATOR and self.state == _OFFERED:
             return self._on_answer(msg, now)
         if isinstance(msg, PunchGo) and self.role == RESPONDER and self.state == _ANSWERED:
@@ -227,7 +278,12 @@ class PunchSession:
         raise _violation(f"{type(msg).__name__} received by the {self.role} in state {self.state}")
 
     def _on_offer(
-        self, msg: PunchOffer, now: float, addrs: tuple[Addr, ...], dialable: bool
+        self,
+        msg: PunchOffer,
+        now: float,
+        addrs: tuple[Addr, ...],
+        dialable: bool,
+        mapping: str | None,
     ) -> list[PunchAction]:
         while self._offers and self._offers[0] <= now - self.limits.cooldown:
             self._offers.popleft()
@@ -237,14 +293,17 @@ class PunchSession:
         self.state = _ANSWERED
         self._own = (addrs, dialable)
         self._peer = (msg.addrs, msg.dialable)
+        self._own_mapping = mapping
+        self._peer_mapping = msg.mapping
         self.path_hint = "reversed" if dialable or msg.dialable else "punched"
         # The go follows within the initiator's answer timeout, or never.
         self._deadline = now + self.limits.answer_timeout
-        return [SendPunch(PunchAnswer(addrs, dialable))]
+        return [SendPunch(PunchAnswer(addrs, dialable, mapping))]
 
     def _on_answer(self, msg: PunchAnswer, now: float) -> list[PunchAction]:
         self.rtt = max(0.0, now - self._sent_at)
         self._peer = (msg.addrs, msg.dialable)
+        self._peer_mapping = msg.mapping
         plan = self._plan(now, min(self.limits.max_delay, self.rtt / 2))
         if isinstance(plan, Failed):
             self._fail(now)
@@ -288,6 +347,21 @@ class PunchSession:
         if not peer_addrs or not own_addrs:
             return Failed("no_addresses")
         start = now + delay
+        side = self.spray_side()
+        if side == "both_varying":
+            return Failed("both_varying")
+        if side is not None:
+            lim = self.limits
+            hard = side == "hard"
+            return Dial(
+                peer_addrs,
+                start if hard else start + lim.spray_delay,
+                start + lim.spray_window,
+                noise_initiator=initiator,
+                path="punched",
+                spray=side,
+                count=lim.spray_sockets if hard else lim.spray_probes,
+            )
         return Dial(
             peer_addrs,
             start,
@@ -295,6 +369,25 @@ class PunchSession:
             noise_initiator=initiator,
             path="punched",
         )
+
+    def spray_side(self) -> str | None:
+        """This side's part in a birthday search (§12.9), from the two mappings.
+
+        Returns:
+            ``hard`` (this NAT varies its port and the peer's is consistent),
+            ``easy`` (the reverse), ``both_varying`` (no punch can work), or
+            None: an ordinary punch (a mapping unknown, or spray not agreed).
+        """
+        if self._own_mapping is None or self._peer_mapping is None:
+            return None
+        pair = (self._own_mapping, self._peer_mapping)
+        if pair == (VARYING, CONSISTENT):
+            return "hard"
+        if pair == (CONSISTENT, VARYING):
+            return "easy"
+        if pair == (VARYING, VARYING):
+            return "both_varying"
+        return None
 
     def finished(self, ok: bool, now: float) -> None:
         """The dial plan ended: a direct link is up (``ok``) or the window passed."""

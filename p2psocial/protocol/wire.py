@@ -37,6 +37,7 @@ __all__ = [
     "EXT_MARKER",
     "HELLO_TAG",
     "MAX_CAPS",
+    "MAX_MAPPING_LEN",
     "MAX_PUNCH_ADDRS",
     "NONCE_SIZE",
     "WIRE_VERSION",
@@ -75,6 +76,8 @@ MAX_CAPS = 32
 _MAX_CAP_NAME = 32
 #: Addresses in a punch offer or answer at most (spec/sync.md §12.2).
 MAX_PUNCH_ADDRS = 4
+#: Characters of a punch ``mapping`` at most (capability ``punch_spray``, §12.9).
+MAX_MAPPING_LEN = 16
 
 
 #: One replicated item: entry bytes and the payload bytes, or None when the
@@ -178,6 +181,9 @@ class PunchOffer:
 
     addrs: tuple[tuple[str, int], ...]
     dialable: bool
+    #: The sender's NAT mapping behaviour (``consistent``, ``varying``,
+    #: ``unknown``), sent only to a peer that listed ``punch_spray`` (§12.9).
+    mapping: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +192,8 @@ class PunchAnswer:
 
     addrs: tuple[tuple[str, int], ...]
     dialable: bool
+    #: As :attr:`PunchOffer.mapping`.
+    mapping: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,7 +264,14 @@ def _message_value(msg: Message) -> dict[str, Any]:
         return {"t": "caps", "names": list(msg.names)}
     if isinstance(msg, (PunchOffer, PunchAnswer)):
         t = "punch_offer" if isinstance(msg, PunchOffer) else "punch_answer"
-        return {"t": t, "addrs": [[h, p] for h, p in msg.addrs], "dialable": msg.dialable}
+        out: dict[str, Any] = {
+            "t": t,
+            "addrs": [[h, p] for h, p in msg.addrs],
+            "dialable": msg.dialable,
+        }
+        if msg.mapping is not None:
+            out["mapping"] = msg.mapping
+        return out
     if isinstance(msg, PunchGo):
         return {"t": "punch_go"}
     raise LocalUsageError(f"not a wire message: {type(msg).__name__}")
@@ -402,13 +417,14 @@ def _decode_value(v: Any, limits: WireLimits) -> Message:
         _fields(v, t, {"names"})
         return Caps(_cap_names(v["names"]))
     if t in ("punch_offer", "punch_answer"):
-        _fields(v, t, {"addrs", "dialable"})
+        _fields(v, t, {"addrs", "dialable"}, frozenset({"mapping"}))
         if type(v["dialable"]) is not bool:
             raise _bad(f"{t}.dialable must be a boolean")
         addrs = _punch_addrs(v["addrs"])
+        mapping = _mapping(v["mapping"]) if "mapping" in v else None
         if t == "punch_offer":
-            return PunchOffer(addrs, v["dialable"])
-        return PunchAnswer(addrs, v["dialable"])
+            return PunchOffer(addrs, v["dialable"], mapping)
+        return PunchAnswer(addrs, v["dialable"], mapping)
     if t == "punch_go":
         _fields(v, t, set())
         return PunchGo()
@@ -431,6 +447,21 @@ def _cap_names(v: Any) -> tuple[str, ...]:
 
 
 _CAP_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
+
+
+def _mapping(v: Any) -> str:
+    # Any short name of [a-z_] is taken: a receiver treats a name it does not
+    # know as "unknown" (spec/sync.md §12.9), so later names need no new version.
+    if (
+        type(v) is not str
+        or not 1 <= len(v) <= MAX_MAPPING_LEN
+        or not all(c in _MAPPING_CHARS for c in v)
+    ):
+        raise _bad(f"a punch mapping is 1..{MAX_MAPPING_LEN} characters of [a-z_]")
+    return v
+
+
+_MAPPING_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz_")
 
 
 def _punch_addrs(v: Any) -> tuple[tuple[str, int], ...]:

@@ -6,8 +6,12 @@ first gets a relayed link to its author, and then:
 
 * two port-restricted homes (plain masquerade: endpoint-independent mapping,
   ports kept) punch a hole: the link ends ``punched``, and posts flow over it;
+* a port-restricted home and a symmetric one, either following the other,
+  find each other by a birthday search (spec/sync.md §12.9): the link ends
+  ``punched``;
 * two symmetric homes (a new port per destination) cannot: the attempt
-  fails and the link stays ``relayed``, and posts still arrive;
+  fails at once, with no connect, and the link stays ``relayed``, and posts
+  still arrive;
 * a symmetric author followed from the full cone dials the full cone back
   (connection reversal): the link ends ``reversed``.
 """
@@ -111,15 +115,50 @@ def test_two_port_restricted_homes_punch_a_direct_link(nodes: dict[str, NsDaemon
     assert author.status()["relays"]
 
 
+@pytest.mark.parametrize(
+    "author_name, follower_name",
+    # Not the symmetric author of the tests below: a follower here would hold
+    # its feed too, and a later follower could get it from that holder instead.
+    [("symmetric_2", "port_restricted_2"), ("port_restricted", "symmetric_2")],
+    ids=["symmetric-author", "port-restricted-author"],
+)
+def test_a_port_restricted_and_a_symmetric_home_punch_by_spraying(
+    nodes: dict[str, NsDaemon], author_name: str, follower_name: str
+) -> None:
+    author, follower = nodes[author_name], nodes[follower_name]
+    assert {author.status()["nat_mapping"], follower.status()["nat_mapping"]} == {
+        "consistent",
+        "varying",
+    }
+    follower.cli("follow", author.identity)
+    _path_becomes(follower, author, "punched")
+    _path_becomes(author, follower, "punched")
+    _post_arrives(author, follower, f"a post through a sprayed hole, {author_name}")
+    stats = {d.ip: _punch_stats(d) for d in (author, follower)}
+    # One side held connects from fresh ports, the other probed for them.
+    assert sorted(
+        "hard" if s.get("punch_spray_hard") else "easy" if s.get("punch_spray_easy") else "-"
+        for s in stats.values()
+    ) == ["easy", "hard"], stats
+    probes = [s.get("punch_spray_probes", 0) for s in stats.values()]
+    assert 0 < max(probes) <= 3 * 1024, stats  # bounded: at most a round of attempts
+    follower.cli("unfollow", author.identity)
+
+
 def test_two_symmetric_homes_stay_relayed_and_still_deliver(nodes: dict[str, NsDaemon]) -> None:
     author, follower = nodes["symmetric"], nodes["symmetric_2"]
+    # The author took part in a spray above: count from here.
+    connects = {d.ip: _punch_stats(d).get("punch_connects_ok", 0) for d in (author, follower)}
     follower.cli("follow", author.identity)
     _path_becomes(follower, author, "relayed")
     wait_for(
-        lambda: _punch_stats(author).get("punch_failed_no_link", 0) >= 1,
+        lambda: _punch_stats(author).get("punch_failed_both_varying", 0) >= 1,
         timeout=60,
         interval=0.5,
-        what="a failed punch between the symmetric homes",
+        what="a punch between the symmetric homes that fails at once",
+    )
+    assert {d.ip: _punch_stats(d).get("punch_connects_ok", 0) for d in (author, follower)} == (
+        connects
     )
     assert [p["path"] for p in _links_to(follower, author)] == ["relayed"]
     _post_arrives(author, follower, "a post that only a relay can carry")

@@ -56,6 +56,14 @@ B = (("203.0.113.74", 4002),)
         ({"t": "punch_answer", "addrs": [["1.2.3.4", 1]] * 5, "dialable": True}, "bad_message"),
         ({"t": "punch_answer", "addrs": [], "dialable": True, "x": 1}, "bad_message"),
         ({"t": "punch_go", "at": 1}, "bad_message"),
+        ({"t": "punch_offer", "addrs": [], "dialable": False, "mapping": 1}, "bad_message"),
+        ({"t": "punch_offer", "addrs": [], "dialable": False, "mapping": ""}, "bad_message"),
+        ({"t": "punch_offer", "addrs": [], "dialable": False, "mapping": "Varying"}, "bad_message"),
+        ({"t": "punch_answer", "addrs": [], "dialable": False, "mapping": "v" * 17}, "bad_message"),
+        (
+            {"t": "punch_answer", "addrs": [], "dialable": False, "mapping": b"varying"},
+            "bad_message",
+        ),
         ({"t": "punch_stop"}, "unknown_message"),
     ],
 )
@@ -74,6 +82,9 @@ def test_invalid_extension_messages_raise_decode_error(value: dict[str, Any], re
         PunchOffer((), False),
         PunchOffer((("192.0.2.1", 1), ("2001:db8::1", 65535)), True),
         PunchAnswer(A + B, False),
+        PunchOffer(A, False, "consistent"),
+        PunchAnswer(B, False, "varying"),
+        PunchAnswer(B, False, "a_later_name_abc"),  # unknown names are kept, treated as unknown
         PunchGo(),
     ],
 )
@@ -128,14 +139,16 @@ def _pair(
     i_addrs: tuple[tuple[str, int], ...] = A,
     r_addrs: tuple[tuple[str, int], ...] = B,
     rtt: float = 0.2,
+    i_mapping: str | None = None,
+    r_mapping: str | None = None,
 ) -> tuple[list[Any], list[Any]]:
     """Run one attempt through a fake link: the actions each side ends with."""
     ini = PunchSession(INITIATOR, 0.0)
     res = PunchSession(RESPONDER, 0.0)
     assert ini.next_attempt() == 0.0 and res.next_attempt() is None
-    [offer] = ini.start(1.0, i_addrs, i_dialable)
+    [offer] = ini.start(1.0, i_addrs, i_dialable, i_mapping)
     assert isinstance(offer, SendPunch)
-    [answer] = res.receive(offer.message, 1.0 + rtt / 2, r_addrs, r_dialable)
+    [answer] = res.receive(offer.message, 1.0 + rtt / 2, r_addrs, r_dialable, r_mapping)
     assert isinstance(answer, SendPunch)
     got = ini.receive(answer.message, 1.0 + rtt)
     sent = [a for a in got if isinstance(a, SendPunch)]
@@ -257,3 +270,65 @@ def test_success_ends_the_attempts() -> None:
     assert isinstance(dial, Dial) and isinstance(i_dial, Dial)
     s.finished(True, 1.0)
     assert s.next_attempt() is None
+
+
+@pytest.mark.parametrize(
+    "i_map, r_map, i_side, r_side",
+    [
+        ("consistent", "varying", "easy", "hard"),
+        ("varying", "consistent", "hard", "easy"),
+        ("consistent", "consistent", None, None),  # an ordinary simultaneous open
+        ("unknown", "varying", None, None),
+        ("varying", "a_later_name", None, None),  # a name we do not know is unknown
+        ("varying", None, None, None),  # the responder did not agree to spray
+        (None, "varying", None, None),
+    ],
+)
+def test_a_consistent_and_a_varying_nat_make_a_spray(
+    i_map: str | None, r_map: str | None, i_side: str | None, r_side: str | None
+) -> None:
+    """spec/sync.md §12.9: who sprays what, from the two mapping behaviours."""
+    [i_dial], [r_dial] = _pair(False, False, rtt=0.4, i_mapping=i_map, r_mapping=r_map)
+    assert isinstance(i_dial, Dial) and isinstance(r_dial, Dial)
+    assert (i_dial.spray, r_dial.spray) == (i_side, r_side)
+    assert i_dial.path == r_dial.path == "punched"
+    assert i_dial.noise_initiator and not r_dial.noise_initiator
+    assert i_dial.addrs == B and r_dial.addrs == A
+    lim = PunchLimits()
+    moment = (
+        1.6  # the answer at 1.4 plus rtt / 2 for the initiator; the go's arrival for the responder
+    )
+    for dial, side in ((i_dial, i_side), (r_dial, r_side)):
+        if side is None:
+            assert dial.count == 0 and dial.until - dial.at == pytest.approx(lim.dial_window)
+        elif side == "hard":
+            assert dial.count == lim.spray_sockets
+            assert dial.at == pytest.approx(moment)
+            assert dial.until == pytest.approx(moment + lim.spray_window)
+        else:
+            assert dial.count == lim.spray_probes
+            # The easy side starts after the hard side has made its mappings.
+            assert dial.at == pytest.approx(moment + lim.spray_delay)
+            assert dial.until == pytest.approx(moment + lim.spray_window)
+
+
+def test_two_varying_nats_fail_without_a_connect() -> None:
+    i_rest, r_rest = _pair(False, False, i_mapping="varying", r_mapping="varying")
+    # As with no addresses, no go is sent; the responder forgets the attempt (no_go).
+    assert i_rest == [Failed("both_varying")] and r_rest == []
+
+
+def test_a_dialable_side_reverses_whatever_the_mappings() -> None:
+    [i_dial], [r_dial] = _pair(False, True, i_mapping="varying", r_mapping="consistent")
+    assert i_dial.path == r_dial.path == "reversed"
+    assert i_dial.spray is None and r_dial.spray is None
+
+
+def test_the_mapping_is_sent_only_when_given() -> None:
+    s = PunchSession(INITIATOR, 0.0)
+    [offer] = s.start(0.0, A, False)
+    assert isinstance(offer, SendPunch) and offer.message == PunchOffer(A, False, None)
+    r = PunchSession(RESPONDER, 0.0)
+    [answer] = r.receive(PunchOffer(A, False, "varying"), 0.1, B, False, "consistent")
+    assert isinstance(answer, SendPunch) and answer.message == PunchAnswer(B, False, "consistent")
+    assert b"mapping" not in encode_message(PunchOffer(A, False))

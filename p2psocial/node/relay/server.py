@@ -300,7 +300,7 @@ class RelayServer:
         limits: RelayLimits,
     ) -> str:
         """Forward both ways until either side ends or a limit is reached; why it ended."""
-        state = {"left": limits.link_bytes, "end": "closed"}
+        state: dict[str, Any] = {"left": limits.link_bytes, "end": "closed"}
 
         async def pump(src: trio.abc.Stream, dst: trio.abc.Stream, first: bytes) -> None:
             rate = limits.link_bytes_per_s

@@ -331,7 +331,7 @@ class LinkPool:
 
     def capabilities(self) -> tuple[str, ...]:
         """The capability names this node lists in its ``caps`` (spec/sync.md §9)."""
-        return (PUNCH,) if self.puncher is not None else ()
+        return self.puncher.capabilities() if self.puncher is not None else ()
 
     # ------------------------------------------------------------------ queries
 

@@ -6,6 +6,11 @@ attempts, and the connects of a dial plan, made from the link port (see
 sockets.py) again and again for the plan's window until a direct link to the
 peer is up. A connect that succeeds becomes an ordinary Noise link pinned to
 the peer's node id; the pool then ends the relayed link (``path_upgraded``).
+
+A spray plan (§12.9, one NAT consistent and the other varying) is a birthday
+search instead: the hard side holds many connects to the easy side from
+fresh ports, the easy side probes random ports of the hard side in waves
+from its link port, and the first connect that completes is the link.
 """
 
 from __future__ import annotations
@@ -20,9 +25,11 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import trio
+import trio.lowlevel
 
 from ...protocol.punch import (
     INITIATOR,
+    SPRAY_CAPABILITY,
     Dial,
     Failed,
     PunchAction,
@@ -58,6 +65,8 @@ log = logging.getLogger("p2psocial.node.replication")
 
 #: What this node offers: its candidate addresses and its dial-back verdict.
 OwnAddresses = Callable[[], tuple[tuple[tuple[str, int], ...], bool]]
+#: This node's NAT mapping behaviour (spec/dht.md §4.4): consistent, varying, unknown.
+OwnMapping = Callable[[], str]
 
 #: Connects to one address in one plan at most, and the pause after a refused
 #: one (spec/sync.md §12.4).
@@ -71,18 +80,29 @@ class Puncher:
     Args:
         pool: the link pool (it calls :meth:`link_ready` and :meth:`receive`).
         own: this node's candidate addresses and whether it is dialable.
-        limits: timings and bounds (spec/sync.md §12.4).
+        limits: timings and bounds (spec/sync.md §12.4, §12.9).
+        mapping: this node's NAT mapping behaviour; None: no spray (the
+            ``punch_spray`` capability is not listed).
     """
 
-    def __init__(self, pool: PunchPool, own: OwnAddresses, limits: PunchLimits | None = None):
+    def __init__(
+        self,
+        pool: PunchPool,
+        own: OwnAddresses,
+        limits: PunchLimits | None = None,
+        mapping: OwnMapping | None = None,
+    ):
         self.pool = pool
         self.own = own
         self.limits = limits or PunchLimits()
+        self.mapping = mapping
         self._sessions: dict[int, PunchSession] = {}
         self._waiters: dict[bytes, trio.Event] = {}
         #: Remote addresses whose connection to our listener is a punch of
         #: ours in which we are the Noise initiator: (node id, path).
         self._claims: dict[tuple[str, int], tuple[bytes, str]] = {}
+        #: The same for any port of a host: the easy side of a spray (§12.9).
+        self._host_claims: dict[str, tuple[bytes, str]] = {}
         #: Peers being punched: the path label an inbound link from them gets.
         self.expected: dict[bytes, str] = {}
         self._stats: Counter[str] = Counter()
@@ -102,7 +122,17 @@ class Puncher:
     def claim(self, remote: tuple[str, int]) -> tuple[bytes, str] | None:
         """The peer and path of an accepted connection that a punch of ours made
         (spec/sync.md §12.5), if it is one and we are its Noise initiator."""
-        return self._claims.get(remote)
+        return self._claims.get(remote) or self._host_claims.get(remote[0])
+
+    def capabilities(self) -> tuple[str, ...]:
+        """The punch capabilities this node lists (sorted)."""
+        return ("punch", SPRAY_CAPABILITY) if self.mapping is not None else ("punch",)
+
+    def _mapping_for(self, link: Link) -> str | None:
+        """Our mapping behaviour, to send on ``link``: only if both sides spray."""
+        if self.mapping is None or SPRAY_CAPABILITY not in (link.caps or ()):
+            return None
+        return self.mapping()
 
     def link_up(self, link: Link) -> None:
         """A link joined the pool: wake the attempts waiting for a direct one to its peer."""
@@ -124,7 +154,8 @@ class Puncher:
         now = trio.current_time()
         self._act(link, session, session.poll(now), nursery)
         addrs, dialable = self.own() if session.role != INITIATOR else ((), False)
-        self._act(link, session, session.receive(msg, now, addrs, dialable), nursery)
+        mapping = self._mapping_for(link) if session.role != INITIATOR else None
+        self._act(link, session, session.receive(msg, now, addrs, dialable, mapping), nursery)
         if session.state == "answered" and session.path_hint is not None:
             # The initiator may connect before its go reaches us (a reversal).
             self.expected[link.peer.node_id] = session.path_hint
@@ -149,7 +180,8 @@ class Puncher:
             due = session.next_attempt()
             if due is not None and due <= now:
                 addrs, dialable = self.own()
-                self._act(link, session, session.start(now, addrs, dialable), nursery)
+                mapping = self._mapping_for(link)
+                self._act(link, session, session.start(now, addrs, dialable, mapping), nursery)
             else:
                 self._act(link, session, session.poll(now), nursery)
             await trio.sleep(0.05 if session.state == "offered" else 0.5)
@@ -164,13 +196,26 @@ class Puncher:
         claimed = [(h, p) for h, p in plan.addrs] if plan.noise_initiator else []
         for addr in claimed:
             self._claims[addr] = (node_id, plan.path)
+        hosts = sorted({h for h, _ in plan.addrs}) if plan.spray == "easy" else []
+        if plan.noise_initiator:
+            # A late SYN of the hard side can meet a probe's mapping after the
+            # probe's socket closed; it then reaches our listener (§12.9).
+            for h in hosts:
+                self._host_claims[h] = (node_id, plan.path)
         ok = False
         try:
             await trio.sleep_until(plan.at)
             with trio.move_on_at(plan.until):
                 async with trio.open_nursery() as nursery:
-                    for addr in plan.addrs:
-                        nursery.start_soon(self._connect, node_id, addr, plan)
+                    if plan.spray == "hard":
+                        self._stats["punch_spray_hard"] += 1
+                        nursery.start_soon(self._spray_hard, node_id, plan)
+                    elif plan.spray == "easy":
+                        self._stats["punch_spray_easy"] += 1
+                        nursery.start_soon(self._spray_easy, node_id, plan)
+                    else:
+                        for addr in plan.addrs:
+                            nursery.start_soon(self._connect, node_id, addr, plan)
                     while not self._direct(node_id):
                         await self._waiters.setdefault(node_id, trio.Event()).wait()
                     nursery.cancel_scope.cancel()
@@ -180,6 +225,9 @@ class Puncher:
                 del self.expected[node_id]
             for addr in claimed:
                 self._claims.pop(addr, None)
+            for h in hosts:
+                if self._host_claims.get(h, (b"",))[0] == node_id:
+                    del self._host_claims[h]
             session.finished(ok, trio.current_time())
         if ok:
             self._stats[f"punch_ok_{plan.path}"] += 1
@@ -222,6 +270,82 @@ class Puncher:
                 trio.SocketStream(sock), addr[0], node_id, plan.noise_initiator, plan.path
             )
             return
+
+    def _local_host(self) -> str:
+        host = self.pool.host
+        try:
+            return host if ipaddress.ip_address(host).version == 4 else "0.0.0.0"
+        except ValueError:
+            return "0.0.0.0"
+
+    async def _spray_hard(self, node_id: bytes, plan: Dial) -> None:
+        """Hold ``plan.count`` connects to the easy side, each from a fresh port.
+
+        Each one's SYN makes its own mapping at our (varying) NAT, with a
+        random public port; the easy side's probes look for one of them. The
+        connects stay pending until one completes or the window ends.
+        """
+        local = (self._local_host(), 0)
+        won = trio.Event()
+        async with trio.open_nursery() as nursery:
+            for i in range(plan.count):
+                if won.is_set() or self._direct(node_id):
+                    break
+                addr = plan.addrs[i % len(plan.addrs)]
+                nursery.start_soon(self._connect_once, node_id, local, addr, plan, won)
+                if i % 32 == 31:
+                    await trio.lowlevel.checkpoint()  # let the SYNs go out as they are made
+            await won.wait()
+            nursery.cancel_scope.cancel()
+
+    async def _spray_easy(self, node_id: bytes, plan: Dial) -> None:
+        """Probe random ports of the hard side's IPs from the link port, in waves.
+
+        Each probe's SYN opens our (consistent) NAT's mapping towards that
+        port; the one that meets a mapping of the hard side crosses its SYN
+        there and completes. At most ``spray_wave`` probes are open at once,
+        each held ``spray_hold`` seconds.
+        """
+        ips = sorted({h for h, _ in plan.addrs})
+        rng = random.SystemRandom()
+        per_ip = max(1, plan.count // len(ips))
+        targets = [(ip, port) for ip in ips for port in rng.sample(range(1024, 65536), per_ip)]
+        local = (self._local_host(), self.pool.port)
+        wave = max(1, self.limits.spray_wave)
+        won = trio.Event()
+        for start in range(0, len(targets), wave):
+            async with trio.open_nursery() as nursery:
+                for addr in targets[start : start + wave]:
+                    nursery.start_soon(self._connect_once, node_id, local, addr, plan, won)
+                with trio.move_on_after(self.limits.spray_hold):
+                    await won.wait()
+                nursery.cancel_scope.cancel()
+            self._stats["punch_spray_probes"] += len(targets[start : start + wave])
+            if won.is_set() or self._direct(node_id):
+                return
+
+    async def _connect_once(
+        self,
+        node_id: bytes,
+        local: tuple[str, int],
+        addr: tuple[str, int],
+        plan: Dial,
+        won: trio.Event,
+    ) -> None:
+        """One connect of a spray; the first that completes becomes the link."""
+        try:
+            sock = await connect_from(local, addr)
+        except OSError:
+            self._stats["punch_connects_failed"] += 1
+            return
+        if won.is_set() or self._direct(node_id):
+            sock.close()  # another connect won
+            return
+        won.set()
+        self._stats["punch_connects_ok"] += 1
+        self.pool.serve_punched(
+            trio.SocketStream(sock), addr[0], node_id, plan.noise_initiator, plan.path
+        )
 
     def statistics(self) -> dict[str, Any]:
         """Attempts, outcomes by path and failures by reason, and recent latencies."""

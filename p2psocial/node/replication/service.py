@@ -250,7 +250,7 @@ class Replicator:
             needed=self._needs_relays,
             on_change=self._relays_changed,
         )
-        self.pool.puncher = Puncher(self.pool, self._punch_addresses)
+        self.pool.puncher = Puncher(self.pool, self._punch_addresses, mapping=self._nat_mapping)
         self._peek_events: dict[bytes, trio.Event] = {}
         self._stats: Counter[str] = Counter()
         self._events = LimitedLog(log)
@@ -334,6 +334,12 @@ class Replicator:
         r = self.dht.reachability()
         addrs = candidate_addrs(r.get("observed_ips", []), self.pool.port)
         return addrs, self._reachable()
+
+    def _nat_mapping(self) -> str:
+        """This node's NAT mapping behaviour (spec/dht.md §4.4), for a spray (§12.9)."""
+        if self.dht is None:
+            return "unknown"
+        return str(self.dht.reachability().get("nat_mapping", "unknown"))
 
     def _reachable(self) -> bool:
         if self.dht is None:
