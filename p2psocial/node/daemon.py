@@ -140,6 +140,7 @@ def run_daemon(
             interval variable is not a positive number.
     """
     with daemon_lock(config):
+        raise_open_files_limit()
         try:
             trio.run(_serve, config, out, remember_ports, summary_interval)
         except BaseExceptionGroup as group:
@@ -151,6 +152,36 @@ def run_daemon(
             raise cause from None
         except OSError as exc:
             raise NodeError(f"cannot start: {exc}", reason="os_error") from None
+
+
+#: Open files a daemon wants: its links, API clients, a hole punch's sockets
+#: (spec/sync.md §12.9: up to 256 at once), the store.
+WANTED_OPEN_FILES = 4096
+
+
+def raise_open_files_limit(wanted: int = WANTED_OPEN_FILES) -> int:
+    """Raise the soft limit of open files towards ``wanted``, within the hard limit.
+
+    Many systems start processes with a soft limit of 1,024 and a far higher
+    hard one; a daemon may raise its own soft limit, as servers commonly do.
+
+    Returns:
+        The soft limit now (unchanged where it cannot be raised).
+    """
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return -1
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (OSError, ValueError):
+            return soft
+        log.debug("open files limit raised from %d to %d", soft, target)
+        return target
+    return soft
 
 
 def _user_error(group: BaseExceptionGroup[BaseException]) -> NodeError | P2PSocialError | None:

@@ -9,13 +9,18 @@ home connects to it alone (reversal).
 
 from __future__ import annotations
 
+import contextlib
+import socket
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import trio
 
+from p2psocial.node.replication.punch import Puncher
 from p2psocial.node.replication.transport import open_secure_link
 from p2psocial.protocol.identity import SigningKey
+from p2psocial.protocol.punch import RESPONDER, Dial, PunchSession
 from p2psocial.protocol.wire import Caps, Clock, Message, PunchGo, PunchOffer, encode_message
 
 from .test_relay import _relay_of, _reserve
@@ -138,3 +143,55 @@ async def test_caps_first_keeps_the_link_open(tmp_path: Path) -> None:
         async with open_testnet(tmp_path, 1) as net:
             [victim] = net.nodes
             assert await _rival_peer(victim, [Caps(("punch",))]) == "open"
+
+
+class _SprayPool:
+    """The pool side of a spray, for the hard side's own bounds (the testbed's
+    tests/nat/test_nat_punch.py runs sprays through real NATs and pools)."""
+
+    host = "127.0.0.1"
+    port = 0
+
+    def __init__(self) -> None:
+        self.links: dict[bytes, object] = {}
+        self.handshaking: dict[str, int] = {}
+        self.served: list[tuple[str, bytes, bool, str]] = []
+
+    def serve_punched(
+        self, stream: trio.SocketStream, host: str, node_id: bytes, initiator: bool, path: str
+    ) -> None:
+        self.served.append((host, node_id, initiator, path))
+        stream.socket.close()
+
+
+async def test_one_spray_at_a_time_and_the_first_connect_wins() -> None:
+    """spec/sync.md §12.9: a hard side's connects all go to the peer's address,
+    the first that completes is served and the rest closed; a second spray
+    while one runs fails at once (spray_busy)."""
+    pool = _SprayPool()
+    puncher = Puncher(pool, lambda: ((), False), mapping=lambda: "varying")  # type: ignore[arg-type]
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(512)
+    listener.setblocking(False)
+    target = ("127.0.0.1", listener.getsockname()[1])
+    link = SimpleNamespace(peer=SimpleNamespace(node_id=b"\x01" * 32))
+    now = trio.current_time()
+    plan = Dial((target,), now, now + 0.5, True, "punched", spray="hard", count=64)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(puncher._execute, link, PunchSession(RESPONDER, now), plan)
+            await trio.sleep(0.1)  # the first spray runs until its window ends
+            await puncher._execute(link, PunchSession(RESPONDER, now), plan)  # type: ignore[arg-type]
+    stats = puncher.statistics()
+    assert stats["punch_failed_spray_busy"] == 1
+    assert stats["punch_spray_hard"] == 1
+    assert pool.served == [("127.0.0.1", b"\x01" * 32, True, "punched")]
+    accepted = 0
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            conn, _ = listener.accept()
+            conn.close()
+            accepted += 1
+    assert 1 <= accepted <= 64  # never more than the plan's count
+    listener.close()

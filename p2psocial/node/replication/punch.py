@@ -103,6 +103,8 @@ class Puncher:
         self._claims: dict[tuple[str, int], tuple[bytes, str]] = {}
         #: The same for any port of a host: the easy side of a spray (§12.9).
         self._host_claims: dict[str, tuple[bytes, str]] = {}
+        #: A spray is under way (at most one at a time, §12.9).
+        self._spraying = False
         #: Peers being punched: the path label an inbound link from them gets.
         self.expected: dict[bytes, str] = {}
         self._stats: Counter[str] = Counter()
@@ -191,6 +193,22 @@ class Puncher:
         return lk is not None and lk.reason is None and lk.path != "relayed"
 
     async def _execute(self, link: Link, session: PunchSession, plan: Dial) -> None:
+        if plan.spray is not None:
+            if self._spraying:
+                # One spray at a time bounds the sockets and SYNs (spec/sync.md
+                # §12.9); this attempt fails and is retried on the schedule.
+                self._stats["punch_failed_spray_busy"] += 1
+                session.finished(False, trio.current_time())
+                return
+            self._spraying = True
+            try:
+                await self._execute_plan(link, session, plan)
+            finally:
+                self._spraying = False
+        else:
+            await self._execute_plan(link, session, plan)
+
+    async def _execute_plan(self, link: Link, session: PunchSession, plan: Dial) -> None:
         node_id = link.peer.node_id
         self.expected[node_id] = plan.path
         claimed = [(h, p) for h, p in plan.addrs] if plan.noise_initiator else []
