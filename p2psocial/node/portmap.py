@@ -1,14 +1,17 @@
 """Asks the home router for port mappings (spec/portmap.md).
 
 :class:`PortMapper` maps the node's TCP link port and UDP DHT port at the
-gateway with PCP, falling back to NAT-PMP, renews the mappings at half their
-lifetime and removes them (lifetime 0) when it stops. The messages and
-timings are protocol/portmap.py's; this module only moves datagrams.
+gateway with PCP, falling back to NAT-PMP and then UPnP-IGD, renews the
+mappings at half their lifetime and removes them (lifetime 0, or IGD's
+DeletePortMapping) when it stops. The messages and timings are
+protocol/portmap.py's and protocol/igd.py's; this module only moves bytes.
 
-It is bounded: an exchange is at most ATTEMPTS sends per protocol, and a
+It is bounded: an exchange is at most ATTEMPTS sends per protocol (an IGD
+search 4 datagrams, an IGD action one HTTP request of IGD_TIMEOUT), and a
 round that gets no usable answer is followed by a back-off of 5 minutes,
 doubling to an hour. Datagrams from anyone but the gateway never reach it
-(the socket is connected); bad ones are dropped and counted.
+(the PCP socket is connected, SSDP answers from elsewhere are dropped), an
+IGD must be at the gateway's address, and bad answers are dropped and counted.
 
 The gateway is the default route's (``/proc/net/route``) unless the
 ``[node] portmap_gateway`` setting names one (``HOST`` or ``HOST:PORT``, or
@@ -18,8 +21,10 @@ The gateway is the default route's (``/proc/net/route``) unless the
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import os
+import random
 import socket
 import struct
 from collections import Counter
@@ -30,6 +35,7 @@ from typing import Any
 
 import trio
 
+from ..protocol import igd
 from ..protocol import portmap as pm
 from ..protocol.errors import DecodeError
 
@@ -41,6 +47,19 @@ log = logging.getLogger("p2psocial.portmap")
 NO_GATEWAY = "none"
 #: Seconds the removals on shutdown may take, in all.
 REMOVE_TIMEOUT = 1.5
+#: Seconds an IGD HTTP exchange (connect, request, answer) may take.
+IGD_TIMEOUT = 3.0
+#: Seconds to wait for SSDP answers after each of the two searches.
+SEARCH_WAITS = (1.0, 2.0)
+#: The multicast TTL of an SSDP search (UDA 1.1's default).
+SEARCH_TTL = 2
+#: Other external ports an IGD mapping tries when the first is taken (718).
+IGD_CONFLICT_TRIES = 2
+_IGD_TRANSPORT = {pm.PROTO_TCP: "TCP", pm.PROTO_UDP: "UDP"}
+# UPnP error codes (WANIPConnection:1 and :2).
+_IGD_CONFLICT = 718
+_IGD_SAME_PORTS = 724
+_IGD_PERMANENT_ONLY = 725
 
 Response = pm.Mapping | pm.ExternalAddress | pm.Unsupported
 
@@ -102,6 +121,7 @@ class PortMapper:
         renew: seconds after a grant of t seconds to renew it.
         protocols: the protocols to try, in order (tests pin one).
         on_change: called when :meth:`external` changes (made, moved or lost).
+        ssdp_port: the UDP port IGD searches are sent to (tests only).
     """
 
     def __init__(
@@ -113,9 +133,11 @@ class PortMapper:
         timeout_scale: float = 1.0,
         backoff: Callable[[int], float] = pm.backoff_delay,
         renew: Callable[[int], float] = pm.renew_delay,
-        protocols: tuple[str, ...] = ("pcp", "natpmp"),
+        protocols: tuple[str, ...] = ("pcp", "natpmp", "igd"),
         on_change: Callable[[], None] = lambda: None,
+        ssdp_port: int = igd.SSDP_PORT,
     ) -> None:
+        self._ssdp_port = ssdp_port
         self.gateway = gateway
         self._ports = ports
         self._lifetime = lifetime
@@ -132,6 +154,10 @@ class PortMapper:
         self._expires = 0.0
         self._retry_at = 0.0
         self._stats: Counter[str] = Counter()
+        #: The gateway's IGD port-mapping service (type, control URL), once found.
+        self._igd: tuple[str, igd.Url] | None = None
+        #: The node's address on its connections to the gateway (the mapping's target).
+        self._igd_client = ""
 
     # -- public ----------------------------------------------------------------
 
@@ -150,9 +176,12 @@ class PortMapper:
         ext = self.external()
         udp = next((h for h in self._held.values() if h.transport == pm.PROTO_UDP), None)
         mapped = self.state == "mapped"
+        gateway = f"{self.gateway[0]}:{self.gateway[1]}"
+        if mapped and self.protocol == "igd" and self._igd is not None:
+            gateway = f"{self._igd[1].host}:{self._igd[1].port}"  # its control URL's
         return {
             "state": self.state,
-            "gateway": f"{self.gateway[0]}:{self.gateway[1]}",
+            "gateway": gateway,
             "protocol": self.protocol if mapped else None,
             "external": f"{ext[0]}:{ext[1]}" if ext else None,
             "udp_external": (
@@ -225,8 +254,10 @@ class PortMapper:
         for proto in protocols:
             if proto == "pcp":
                 got = await self._pcp(nonce, transport, port, suggest, lifetime)
-            else:
+            elif proto == "natpmp":
                 got = await self._natpmp(transport, port, suggest, lifetime)
+            else:
+                got = await self._igd_map(transport, port, suggest, lifetime, first=held is None)
             if got is not None:
                 if lifetime:
                     self.protocol = proto
@@ -320,8 +351,206 @@ class PortMapper:
         for port, held in list(self._held.items()):
             if self.protocol == "pcp":
                 got = await self._pcp(held.nonce, held.transport, port, held.external_port, 0)
-            else:
+            elif self.protocol == "natpmp":
                 got = await self._natpmp(held.transport, port, 0, 0)
+            else:
+                got = await self._igd_delete(held)
             if got is not None:
                 self._stats["mappings_removed"] += 1
                 del self._held[port]
+
+    # -- UPnP-IGD (protocol/igd.py, spec/portmap.md §7) ------------------------------
+
+    async def _igd_map(
+        self, transport: int, port: int, suggest: int, lifetime: int, *, first: bool
+    ) -> _Held | None:
+        """Add (or renew) a mapping of ``port`` at the gateway's IGD."""
+        found = await self._igd_service()
+        if found is None:
+            return None
+        service, url = found
+        if self.external_ip is None or self.protocol != "igd":
+            out = await self._soap(
+                url, service, "GetExternalIPAddress", igd.get_external_ip(url, service)
+            )
+            ip = out.get("NewExternalIPAddress", "") if isinstance(out, dict) else ""
+            try:
+                addr = ipaddress.IPv4Address(ip)
+            except ValueError:
+                addr = None
+            if addr is None or addr.is_unspecified:
+                self._igd_refused(out, "no_external_ip")
+                return None
+            self.external_ip = str(addr)
+        lease = lifetime
+        tries = [suggest]
+        conflicts = 0
+        while tries:
+            external = tries.pop(0)
+            out = await self._soap(
+                url,
+                service,
+                "AddPortMapping",
+                igd.add_port_mapping(
+                    url,
+                    service,
+                    transport=_IGD_TRANSPORT[transport],
+                    external_port=external,
+                    internal_port=port,
+                    internal_client=self._igd_client,
+                    lease=lease,
+                ),
+            )
+            if isinstance(out, dict):
+                # A permanent lease is renewed (added again) all the same.
+                return _Held(transport, port, external, lease or lifetime, b"")
+            self._igd_refused(out)
+            if not isinstance(out, igd.Fault):
+                return None
+            if out.code == _IGD_PERMANENT_ONLY and lease:
+                lease = 0
+                tries.insert(0, external)
+            elif out.code == _IGD_SAME_PORTS and external != port:
+                tries.insert(0, port)
+            elif out.code == _IGD_CONFLICT and first and conflicts < IGD_CONFLICT_TRIES:
+                # Another host holds that port: try a random one.
+                conflicts += 1
+                tries.append(random.randint(1024, 65535))
+        return None
+
+    async def _igd_delete(self, held: _Held) -> _Held | None:
+        if self._igd is None:
+            return None
+        service, url = self._igd
+        out = await self._soap(
+            url,
+            service,
+            "DeletePortMapping",
+            igd.delete_port_mapping(
+                url,
+                service,
+                transport=_IGD_TRANSPORT[held.transport],
+                external_port=held.external_port,
+            ),
+        )
+        if isinstance(out, dict):
+            return held
+        self._igd_refused(out)
+        return None
+
+    def _igd_refused(self, out: dict[str, str] | igd.Fault | None, reason: str = "") -> None:
+        if isinstance(out, igd.Fault):
+            self._stats[f"refused_result_{out.code}"] += 1
+        elif reason and out is not None:
+            self._stats[f"dropped_{reason}"] += 1
+
+    async def _igd_service(self) -> tuple[str, igd.Url] | None:
+        """The gateway's port-mapping service: searched for (SSDP) and read
+        from its description the first time, then kept."""
+        if self._igd is not None:
+            return self._igd
+        location = await self._ssdp_search()
+        if location is None:
+            return None
+        raw = await self._http(location, igd.encode_get(location))
+        if raw is None:
+            return None
+        try:
+            if raw.status != 200:
+                raise DecodeError(f"HTTP status {raw.status}", reason="not_ok")
+            service, control = igd.decode_description_untrusted(raw.body, location)
+        except DecodeError as exc:
+            self._stats[f"dropped_{exc.reason}"] += 1
+            return None
+        if control.host != self.gateway[0]:
+            self._stats["dropped_foreign_control"] += 1
+            return None
+        self._igd = (service, control)
+        return self._igd
+
+    async def _ssdp_search(self) -> igd.Url | None:
+        """Search for the gateway's IGD: an M-SEARCH to the SSDP group and one
+        to the gateway, twice; the description URL the gateway answers with.
+        Both leave from the node's address towards the gateway, so the
+        multicast one goes out on the gateway's link and no other."""
+        host = self.gateway[0]
+        assert self._sock is not None
+        local = self._sock.getsockname()[0]
+        with trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM) as sock:
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, SEARCH_TTL)
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(local))
+            await sock.bind((local, 0))
+            for wait in SEARCH_WAITS:
+                for dest, multicast in ((igd.SSDP_GROUP, True), (host, False)):
+                    try:
+                        await sock.sendto(
+                            igd.encode_search(multicast=multicast, host=host),
+                            (dest, self._ssdp_port),
+                        )
+                        self._stats["searches_sent"] += 1
+                    except OSError:
+                        self._stats["send_errors"] += 1
+                with trio.move_on_after(wait * self._scale):
+                    while True:
+                        try:
+                            data, src = await sock.recvfrom(igd.MAX_SEARCH_RESPONSE + 1)
+                        except OSError:
+                            continue
+                        if src[0] != host:
+                            self._stats["dropped_foreign"] += 1
+                            continue
+                        try:
+                            url = igd.decode_search_response_untrusted(data)
+                        except DecodeError as exc:
+                            self._stats[f"dropped_{exc.reason}"] += 1
+                            continue
+                        if url.host != host:
+                            self._stats["dropped_foreign_location"] += 1
+                            continue
+                        self._stats["search_answers"] += 1
+                        return url
+        return None
+
+    async def _soap(
+        self, url: igd.Url, service: str, action: str, request: bytes
+    ) -> dict[str, str] | igd.Fault | None:
+        raw = await self._http(url, request)
+        if raw is None:
+            return None
+        try:
+            out = igd.decode_soap_untrusted(raw, action)
+        except DecodeError as exc:
+            self._stats[f"dropped_{exc.reason}"] += 1
+            return None
+        self._stats["responses"] += 1
+        return out
+
+    async def _http(self, url: igd.Url, request: bytes) -> igd.HttpResponse | None:
+        """One HTTP exchange with the gateway; None (counted) when it fails.
+        Notes the node's own address on the connection for AddPortMapping."""
+        buf = bytearray()
+        with trio.move_on_after(IGD_TIMEOUT * self._scale):
+            try:
+                stream = await trio.open_tcp_stream(url.host, url.port)
+            except OSError:
+                self._stats["gateway_refused"] += 1
+                return None
+            async with stream:
+                self._igd_client = stream.socket.getsockname()[0]
+                try:
+                    await stream.send_all(request)
+                    self._stats["requests_sent"] += 1
+                    while True:
+                        chunk = await stream.receive_some(16384)
+                        buf += chunk
+                        got = igd.decode_http_response_untrusted(bytes(buf), eof=not chunk)
+                        if got is not None:
+                            return got
+                except (OSError, trio.BrokenResourceError):
+                    self._stats["send_errors"] += 1
+                    return None
+                except DecodeError as exc:
+                    self._stats[f"dropped_{exc.reason}"] += 1
+                    return None
+        self._stats["igd_timeouts"] += 1
+        return None

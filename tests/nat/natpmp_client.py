@@ -39,7 +39,7 @@ async def main(protocol: str, port: int, hold: float) -> None:
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--protocol", choices=("pcp", "natpmp"), required=True)
+    p.add_argument("--protocol", choices=("pcp", "natpmp", "igd"), required=True)
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--hold", type=float, default=2.0)
     a = p.parse_args()

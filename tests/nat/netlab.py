@@ -26,7 +26,9 @@ NAT kinds (nftables in the home router's namespace):
   on a reserved WAN address (all of the testbed's are), unless a STUN server
   tells it the address is public: ``udpprobe.py stun`` on the internet router
   does. Not in ``KINDS`` (it needs the miniupnpd package): ask for it with
-  ``Lab(kinds=("upnp", ...))``.
+  ``Lab(kinds=("upnp", ...))``;
+* ``igd``: the same, but miniupnpd answers UPnP-IGD only (SSDP and SOAP,
+  no NAT-PMP or PCP), as many home routers do.
 
 Every NAT router (each home's but the full cone's, and the carrier's) drops
 an unsolicited SYN that arrives on its WAN side, without answering, as RFC
@@ -71,7 +73,7 @@ __all__ = [
 PREFIX = "p2pnat-"
 KINDS = ("port_restricted", "symmetric", "full_cone", "cgnat")
 #: Kinds a Lab can build besides KINDS.
-EXTRA_KINDS = ("upnp",)
+EXTRA_KINDS = ("upnp", "igd")
 MINIUPNPD = "/usr/sbin/miniupnpd"
 STUN_PORT = 3478
 PROBE = str(Path(__file__).with_name("udpprobe.py"))
@@ -343,8 +345,8 @@ class Lab:
         self._link(router, "lan", f"{lan_gw}/28", host, "eth0", f"{host_ip}/28")
         _ip("-n", host, "route", "add", "default", "via", lan_gw)
         self._forwarding(router)
-        if kind == "upnp":
-            self._upnp(inet, router, wan_inet, lan_gw, f"192.0.2.{16 * k}/28")
+        if kind in ("upnp", "igd"):
+            self._upnp(inet, router, wan_inet, lan_gw, f"192.0.2.{16 * k}/28", igd=kind == "igd")
             self._nat(router, FIREWALL_RULES)
             return Home(kind, host, host_ip, router, wan)
         if kind == "symmetric":
@@ -361,8 +363,11 @@ class Lab:
 
     # -- a home router with a gateway daemon ---------------------------------------
 
-    def _upnp(self, inet: str, router: str, stun_ip: str, lan_gw: str, lan: str) -> None:
-        """Masquerade plus miniupnpd (NAT-PMP and PCP) in ``router``.
+    def _upnp(
+        self, inet: str, router: str, stun_ip: str, lan_gw: str, lan: str, *, igd: bool
+    ) -> None:
+        """Masquerade plus miniupnpd in ``router``: NAT-PMP and PCP, or with
+        ``igd`` UPnP-IGD alone.
 
         miniupnpd adds its forwards to the chains named in its configuration;
         they are made here, in one ``inet`` table, with the home's masquerade.
@@ -381,7 +386,7 @@ class Lab:
         if self.workdir is None:
             self.workdir = Path(tempfile.mkdtemp(prefix=self.tag))
         conf = self.workdir / f"{router}.conf"
-        conf.write_text(_miniupnpd_conf(stun_ip, lan), encoding="ascii")
+        conf.write_text(_miniupnpd_conf(stun_ip, lan, igd=igd), encoding="ascii")
         log = self.workdir / f"{router}.log"
         with log.open("wb") as out:
             p = subprocess.Popen(
@@ -401,7 +406,7 @@ class Lab:
             )
         self.processes.append(p)
         deadline = time.monotonic() + 20
-        ready = "Listening for NAT-PMP/PCP traffic"
+        ready = "HTTP listening on port" if igd else "Listening for NAT-PMP/PCP traffic"
         while ready not in log.read_text(errors="replace"):
             if p.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"miniupnpd did not start:\n{log.read_text(errors='replace')}")
@@ -441,13 +446,15 @@ _UPNP_RULES = """table inet p2pupnp {
 """
 
 
-def _miniupnpd_conf(stun_ip: str, lan: str) -> str:
-    """miniupnpd's configuration: NAT-PMP and PCP (no UPnP-IGD) for ``lan``."""
+def _miniupnpd_conf(stun_ip: str, lan: str, *, igd: bool) -> str:
+    """miniupnpd's configuration for ``lan``: NAT-PMP and PCP, or (``igd``)
+    UPnP-IGD alone, its HTTP server on port 5000."""
     return (
         "ext_ifname=wan\n"
         "listening_ip=lan\n"
-        "enable_natpmp=yes\n"
-        "enable_upnp=no\n"
+        f"enable_natpmp={'no' if igd else 'yes'}\n"
+        f"enable_upnp={'yes' if igd else 'no'}\n"
+        "http_port=5000\n"
         "secure_mode=yes\n"
         "ext_perform_stun=yes\n"
         f"ext_stun_host={stun_ip}\n"

@@ -1,7 +1,8 @@
-"""Port mapping against a real gateway daemon (spec/portmap.md): a home whose
-router runs miniupnpd (``netlab`` kind ``upnp``), three public nodes.
+"""Port mapping against a real gateway daemon (spec/portmap.md): two homes
+whose routers run miniupnpd, one answering NAT-PMP and PCP (``netlab`` kind
+``upnp``), one UPnP-IGD alone (kind ``igd``), and three public nodes.
 
-* The home's daemon gets a mapping by PCP; ``status`` shows the external
+* Each home's daemon gets a mapping, by PCP and by UPnP-IGD; ``status`` shows the external
   address and ``mapped``, and dial-back finds it reachable.
 * A public node dials the mapped address directly and gets the home's post.
 * When the daemon stops, the mapping is gone from the router's nft rules.
@@ -28,14 +29,14 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[netlab.Lab]:
-    """A lab with one upnp home (miniupnpd on its router)."""
+    """A lab with a upnp and an igd home (miniupnpd on their routers)."""
     require_testbed()
     if not os.access(netlab.MINIUPNPD, os.X_OK):
         reason = f"the upnp home needs {netlab.MINIUPNPD} (apt-get install miniupnpd-nftables)"
         if os.environ.get("P2PSOCIAL_REQUIRE_NAT") == "1":
             pytest.fail(f"P2PSOCIAL_REQUIRE_NAT=1, but {reason}")
         pytest.skip(reason)
-    with netlab.Lab(kinds=("upnp",)) as built:
+    with netlab.Lab(kinds=("upnp", "igd")) as built:
         yield built
     assert built.leftovers() == []
 
@@ -59,10 +60,15 @@ def _has_post(d: NsDaemon, author: str, text: str) -> bool:
     return any(e.get("text") == text for e in d.cli_json("feed", author) if "id" in e)
 
 
+@pytest.mark.parametrize(
+    ("kind", "protocol", "asked"), [("upnp", "pcp", 5351), ("igd", "igd", 5000)]
+)
 def test_a_home_behind_miniupnpd_is_mapped_dialled_directly_and_unmapped_on_stop(
-    lab: netlab.Lab, pubs: list[NsDaemon], tmp_path: Path
+    lab: netlab.Lab, pubs: list[NsDaemon], tmp_path: Path, kind: str, protocol: str, asked: int
 ) -> None:
-    home = lab.homes["upnp"]
+    home = lab.homes[kind]
+    net, last = home.host_ip.rsplit(".", 1)
+    router = f"{net}.{int(last) - 1}"  # its LAN address (netlab: the host's is the next one)
     boot = [p.addr("dht_addr") for p in pubs]
     d = NsDaemon(lab, home.host_ns, home.host_ip, tmp_path / "home")
     try:
@@ -75,7 +81,7 @@ def test_a_home_behind_miniupnpd_is_mapped_dialled_directly_and_unmapped_on_stop
 
         wait_for(lambda: mapping()["state"] == "mapped", 30, 0.2, "a port mapping")
         pm = mapping()
-        assert pm["protocol"] == "pcp" and pm["external"] == external, pm
+        assert pm["protocol"] == protocol and pm["external"] == external, pm
         assert pm["udp_external"] == f"{home.public_ip}:{d.port('dht_addr')}", pm
         assert 7000 < int(str(pm["expires_in"])) <= 7200, pm
         rules = lab.mappings(home)  # nft shows the protocol as a byte of the IP header
@@ -86,14 +92,15 @@ def test_a_home_behind_miniupnpd_is_mapped_dialled_directly_and_unmapped_on_stop
         st = d.status()
         assert st["reachability"] == "mapped", st
         shown = d.cli("status").stdout
-        assert f"portmap   {external} by pcp at 192.0.2.17:5351" in shown, shown
+        # PCP's gateway port, or the IGD's control URL (its HTTP server).
+        assert f"portmap   {external} by {protocol} at {router}:{asked}" in shown, shown
         # A public node that has no link to the home dials the mapped address.
         pub = pubs[1]
         pub.cli("connect", external)
-        d.cli("post", "hello through the router's mapping")
+        d.cli("post", f"hello through the router's mapping by {protocol}")
         pub.cli("follow", d.identity)
         wait_for(
-            lambda: _has_post(pub, d.identity, "hello through the router's mapping"),
+            lambda: _has_post(pub, d.identity, f"hello through the router's mapping by {protocol}"),
             60,
             0.2,
             "the home's post at a public node",
@@ -103,6 +110,7 @@ def test_a_home_behind_miniupnpd_is_mapped_dialled_directly_and_unmapped_on_stop
         [row] = [p for p in d.cli_json("peers") if p["node_id"] == pub_id]
         assert (row["path"], row["direction"]) == ("mapped", "inbound"), row
         assert d.status()["links_by_path"].get("mapped", 0) >= 1
+        pub.cli("unfollow", d.identity)
     finally:
         d.stop()
     # Removed on stop (lifetime 0), not left to expire in two hours.

@@ -208,3 +208,193 @@ async def test_a_node_asks_its_gateway_for_its_link_port_unless_policy_says_no(
         async with open_node(cfg, **keys) as node:
             assert (await node.status())["port_mapping"] == {"state": "off"}
             assert node.portmap is None
+
+
+# -- UPnP-IGD against a scripted gateway: SSDP on UDP, SOAP over real TCP ----------
+
+DESCRIPTION = b"""<?xml version="1.0"?>
+<root xmlns="urn:schemas-upnp-org:device-1-0"><device>
+<deviceType>urn:schemas-upnp-org:device:InternetGatewayDevice:1</deviceType>
+<serviceList><service>
+<serviceType>urn:schemas-upnp-org:service:Layer3Forwarding:1</serviceType>
+<controlURL>/l3f</controlURL></service></serviceList>
+<deviceList><device><serviceList><service>
+<serviceType>urn:schemas-upnp-org:service:WANIPConnection:1</serviceType>
+<controlURL>ctl/ip</controlURL></service></serviceList></device></deviceList>
+</device></root>"""
+
+_FAULT = (
+    '<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><s:Fault>'
+    "<faultcode>s:Client</faultcode><faultstring>UPnPError</faultstring><detail>"
+    '<UPnPError xmlns="urn:schemas-upnp-org:control-1-0"><errorCode>{}</errorCode>'
+    "<errorDescription>no</errorDescription></UPnPError></detail></s:Fault></s:Body></s:Envelope>"
+)
+
+
+def _ok(action: str, out: str = "") -> str:
+    return (
+        '<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>'
+        f'<u:{action}Response xmlns:u="urn:schemas-upnp-org:service:WANIPConnection:1">'
+        f"{out}</u:{action}Response></s:Body></s:Envelope>"
+    )
+
+
+class FakeIgd:
+    """An IGD on 127.0.0.1: answers SSDP searches with ``location`` (its own
+    description by default) and SOAP actions with ``answers[action]`` (a
+    list of (status, body), used in turn; a 200 with no output when empty).
+    Records each action as (action, {argument: value})."""
+
+    def __init__(self) -> None:
+        self.actions: list[tuple[str, dict[str, str]]] = []
+        self.answers: dict[str, list[tuple[int, str]]] = {}
+        self.searches: list[bytes] = []
+        self.location = ""
+        self.http_port = 0
+        self.connections = 0
+
+    async def serve(self, nursery: trio.Nursery, ssdp: trio.socket.SocketType) -> None:
+        listeners = await nursery.start(trio.serve_tcp, self._http, 0)
+        self.http_port = listeners[0].socket.getsockname()[1]
+        self.location = self.location or f"http://127.0.0.1:{self.http_port}/dev/desc.xml"
+        nursery.start_soon(self._ssdp, ssdp)
+
+    async def _ssdp(self, sock: trio.socket.SocketType) -> None:
+        while True:
+            data, peer = await sock.recvfrom(2048)
+            self.searches.append(data)
+            # A stray answer first (another kind of device): dropped, counted.
+            await sock.sendto(b"HTTP/1.1 200 OK\r\nST: upnp:rootdevice\r\n\r\n", peer)
+            st = "urn:schemas-upnp-org:device:InternetGatewayDevice:1"
+            answer = f"HTTP/1.1 200 OK\r\nST: {st}\r\nLOCATION: {self.location}\r\n\r\n"
+            await sock.sendto(answer.encode(), peer)
+
+    async def _http(self, stream: trio.SocketStream) -> None:
+        from xml.etree import ElementTree as ET
+
+        self.connections += 1
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            buf += await stream.receive_some(4096)
+        head, _, body = buf.partition(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        headers = {k.lower(): v.strip() for k, _, v in (h.partition(":") for h in lines[1:])}
+        while len(body) < int(headers.get("content-length", "0")):
+            body += await stream.receive_some(4096)
+        if lines[0].startswith("GET /dev/desc.xml "):
+            # Chunked, as some routers send it.
+            size = len(DESCRIPTION) // 2
+            chunks = [DESCRIPTION[:size], DESCRIPTION[size:]]
+            payload = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks) + b"0\r\n\r\n"
+            await stream.send_all(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + payload
+            )
+            return
+        assert lines[0] == "POST /dev/ctl/ip HTTP/1.1", lines[0]
+        action = headers["soapaction"].strip('"').rsplit("#", 1)[1]
+        [call] = [el for el in ET.fromstring(body).iter() if el.tag.endswith("}" + action)]
+        self.actions.append((action, {c.tag: c.text or "" for c in call}))
+        queue = self.answers.get(action, [])
+        status, text = queue.pop(0) if queue else (200, _ok(action))
+        data = text.encode()
+        reason = "OK" if status == 200 else "Internal Server Error"
+        await stream.send_all(
+            f"HTTP/1.1 {status} {reason}\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data
+        )
+
+
+async def _closed_udp_port() -> tuple[str, int]:
+    sock, addr = await _gateway_socket()
+    sock.close()  # PCP and NAT-PMP are refused at once (ICMP port unreachable)
+    return addr
+
+
+async def test_an_igd_only_gateway_is_found_by_ssdp_and_maps_past_a_conflict_and_a_permanent_lease() -> (
+    None
+):
+    gw = await _closed_udp_port()
+    ssdp, ssdp_addr = await _gateway_socket()
+    igd = FakeIgd()
+    ext_ip = "<NewExternalIPAddress>203.0.113.70</NewExternalIPAddress>"
+    igd.answers = {
+        "GetExternalIPAddress": [(200, _ok("GetExternalIPAddress", ext_ip))],
+        # The TCP port is another host's (718): the mapper tries another one.
+        # The UDP mapping's lease is refused (725): it asks for a permanent one.
+        "AddPortMapping": [
+            (500, _FAULT.format(718)),
+            (200, _ok("AddPortMapping")),
+            (500, _FAULT.format(725)),
+        ],
+    }
+    with trio.fail_after(20), ssdp:
+        async with trio.open_nursery() as outer:
+            await igd.serve(outer, ssdp)
+            mapper = PortMapper(gw, PORTS, ssdp_port=ssdp_addr[1], timeout_scale=0.2)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(mapper.run)
+                await _until(lambda: mapper.state != "starting")
+                st = mapper.status()
+                nursery.cancel_scope.cancel()
+            outer.cancel_scope.cancel()
+    adds = [args for action, args in igd.actions if action == "AddPortMapping"]
+    deletes = [args for action, args in igd.actions if action == "DeletePortMapping"]
+    assert [a for a, _ in igd.actions] == [
+        "GetExternalIPAddress",
+        *["AddPortMapping"] * 4,
+        *["DeletePortMapping"] * 2,
+    ]
+    tcp_port = int(adds[1]["NewExternalPort"])
+    assert adds[0]["NewExternalPort"] == "4001" and 1024 <= tcp_port <= 65535
+    assert [(a["NewProtocol"], a["NewInternalPort"], a["NewLeaseDuration"]) for a in adds] == [
+        ("TCP", "4001", "7200"),
+        ("TCP", "4001", "7200"),
+        ("UDP", "4002", "7200"),
+        ("UDP", "4002", "0"),
+    ]
+    assert {a["NewInternalClient"] for a in adds} == {"127.0.0.1"}
+    assert adds[0]["NewPortMappingDescription"] == "p2psocial"
+    assert st["state"] == "mapped" and st["protocol"] == "igd", st
+    assert (
+        st["external"] == f"203.0.113.70:{tcp_port}" and st["udp_external"] == "203.0.113.70:4002"
+    )
+    assert st["gateway"] == f"127.0.0.1:{igd.http_port}", st
+    # Removed on stop, by the external ports granted.
+    assert [(d["NewProtocol"], d["NewExternalPort"]) for d in deletes] == [
+        ("TCP", str(tcp_port)),
+        ("UDP", "4002"),
+    ]
+    stats = mapper.statistics()
+    assert stats["refused_result_718"] == 1 and stats["refused_result_725"] == 1, stats
+    assert stats["dropped_wrong_target"] >= 1 and stats["search_answers"] == 1, stats
+    assert stats["mappings_made"] == 2 and stats["mappings_removed"] == 2, stats
+    # One search on the first round: to the group and to the gateway.
+    assert len(igd.searches) == 1 and b"ST: urn:schemas-upnp-org:device:Internet" in igd.searches[0]
+
+
+async def test_an_igd_answer_naming_another_host_is_not_followed() -> None:
+    gw = await _closed_udp_port()
+    ssdp, ssdp_addr = await _gateway_socket()
+    elsewhere = FakeIgd()
+    with trio.fail_after(20), ssdp:
+        async with trio.open_nursery() as outer:
+            await elsewhere.serve(outer, await _gateway_socket_at("127.0.0.2"))
+            igd = FakeIgd()
+            igd.location = f"http://127.0.0.2:{elsewhere.http_port}/dev/desc.xml"
+            await igd.serve(outer, ssdp)
+            mapper = PortMapper(gw, PORTS, ssdp_port=ssdp_addr[1], timeout_scale=0.05)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(mapper.run)
+                await _until(lambda: mapper.state == "failed")
+                nursery.cancel_scope.cancel()
+            outer.cancel_scope.cancel()
+    stats = mapper.statistics()
+    # Both searches were answered, each time with a location at another host.
+    assert stats["dropped_foreign_location"] == 2 and stats["searches_sent"] == 4, stats
+    assert elsewhere.connections == 0 and igd.connections == 0
+    assert stats["rounds_failed"] == 1 and "search_answers" not in stats, stats
+
+
+async def _gateway_socket_at(host: str) -> trio.socket.SocketType:
+    sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+    await sock.bind((host, 0))
+    return sock
