@@ -53,6 +53,8 @@ IGD_TIMEOUT = 3.0
 SEARCH_WAITS = (1.0, 2.0)
 #: The multicast TTL of an SSDP search (UDA 1.1's default).
 SEARCH_TTL = 2
+#: Most reads of one IGD HTTP answer (a gateway trickling it is dropped).
+IGD_MAX_READS = 256
 #: Other external ports an IGD mapping tries when the first is taken (718).
 IGD_CONFLICT_TRIES = 2
 _IGD_TRANSPORT = {pm.PROTO_TCP: "TCP", pm.PROTO_UDP: "UDP"}
@@ -540,7 +542,7 @@ class PortMapper:
                 try:
                     await stream.send_all(request)
                     self._stats["requests_sent"] += 1
-                    while True:
+                    for _ in range(IGD_MAX_READS):
                         chunk = await stream.receive_some(16384)
                         buf += chunk
                         got = igd.decode_http_response_untrusted(bytes(buf), eof=not chunk)
@@ -552,5 +554,7 @@ class PortMapper:
                 except DecodeError as exc:
                     self._stats[f"dropped_{exc.reason}"] += 1
                     return None
+                self._stats["dropped_trickled"] += 1
+                return None
         self._stats["igd_timeouts"] += 1
         return None

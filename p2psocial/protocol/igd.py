@@ -72,6 +72,10 @@ MAX_HEAD: Final = 8192
 MAX_BODY: Final = 65536
 #: Most header lines read, in SSDP or HTTP.
 MAX_HEADERS: Final = 64
+#: Longest chunk-size line (size and extensions) of a chunked body.
+MAX_CHUNK_LINE: Final = 64
+#: Most bytes of an HTTP answer as sent (head, body and chunk framing).
+MAX_RESPONSE: Final = MAX_HEAD + 4 + 2 * MAX_BODY
 #: Longest URL path accepted.
 MAX_PATH: Final = 512
 #: What a mapping is called at the gateway (its owner sees it in the router's page).
@@ -234,9 +238,12 @@ def decode_http_response_untrusted(data: bytes, *, eof: bool) -> HttpResponse | 
     end of the connection.
 
     Raises:
-        DecodeError: ``too_long`` (a head over MAX_HEAD or a body over
-            MAX_BODY), ``bad_http``, or ``truncated`` (the connection ended early).
+        DecodeError: ``too_long`` (a head over MAX_HEAD, a body over
+            MAX_BODY, or over MAX_RESPONSE bytes in all), ``bad_http``, or
+            ``truncated`` (the connection ended early).
     """
+    if len(data) > MAX_RESPONSE:
+        raise DecodeError(f"an HTTP answer over {MAX_RESPONSE} bytes", reason="too_long")
     end = data.find(b"\r\n\r\n", 0, MAX_HEAD + 4)
     if end < 0:
         if len(data) >= MAX_HEAD + 4:
@@ -270,9 +277,9 @@ def _dechunk(data: bytes, *, eof: bool) -> bytes | None:
     body = bytearray()
     pos = 0
     while True:
-        nl = data.find(b"\r\n", pos)
+        nl = data.find(b"\r\n", pos, pos + MAX_CHUNK_LINE + 2)
         if nl < 0:
-            if len(data) - pos > 32:
+            if len(data) - pos > MAX_CHUNK_LINE + 1:
                 raise DecodeError("bad chunk size line", reason="bad_http")
             break
         size_s = data[pos:nl].split(b";", 1)[0].strip()

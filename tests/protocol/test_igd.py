@@ -153,7 +153,19 @@ def test_http_answers_decode_when_complete(
         (OK_HEAD + b"Content-Length: 1e3\r\n\r\n", False, "bad_http"),
         (OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n", False, "bad_http"),
         (OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\n1\r\nab\r\n", False, "bad_http"),
-        (OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + b"1" * 40, False, "bad_http"),
+        (OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + b"1" * 70, False, "bad_http"),
+        # A chunk extension as long as the connection lasts: the size line is bounded.
+        (
+            OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\n1;" + b"x" * 70 + b"\r\n",
+            False,
+            "bad_http",
+        ),
+        # Framing without end: bounded in all, whatever the chunks hold.
+        (
+            OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + b"0;x\r\n" * 30000,
+            False,
+            "too_long",
+        ),
         (OK_HEAD + b"Content-Length: 9\r\n\r\nabc", True, "truncated"),
         (OK_HEAD + b"Content-Length: 9\r\n", True, "truncated"),
         (OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\n3\r\nab", True, "truncated"),
