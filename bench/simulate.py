@@ -14,9 +14,11 @@ the caller's retries) and prints, per size N:
 - ``sybils``: as many sybils as honest nodes, all in one /16: their share of
   honest tables and of the k closest sets that lookups return, with the
   routing table's IP-diversity limits and without;
-- ``eclipse``: 20 % of nodes answer every lookup with fellow adversaries only
-  and hold no records: record-get success (no disjoint-path lookups yet, so
-  there is no defence to switch).
+- ``eclipse``: 20 % of nodes, all in one /16, answer every lookup with
+  fellow adversaries only and hold no records; every honest node joined
+  through an honest one. Record-get success with the lookups' per-group
+  admission limit (at most 10 candidates of one /16, spec/dht.md §8), and on
+  the same network with it off.
 
 The same seed gives the same figures. Prints progress to stderr and one JSON
 line last.
@@ -74,9 +76,11 @@ def _task(name: str, n: int, seed: int) -> tuple[str, Any, float, float]:
         out = sybil_share(
             build(half, seed + 1, NetModel(diversity=diversity), kinds={"sybil": half})
         )
-    else:  # eclipse
+    else:  # eclipse_on, eclipse_off
         bad = n // 5
-        out = eclipse_gets(build(n - bad, seed + 2, kinds={"eclipse": bad}))
+        model = NetModel(lookup_diversity=name == "eclipse_on")
+        sim = build(n - bad, seed + 2, model, kinds={"eclipse": bad}, honest_bootstrap=True)
+        out = eclipse_gets(sim)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return name, out, time.process_time() - t, peak
 
@@ -96,7 +100,7 @@ def one_size(n: int, seed: int, scenarios: set[str], jobs: int) -> dict[str, Any
     if "sybils" in scenarios:
         names += ["sybils_on", "sybils_off"]
     if "eclipse" in scenarios:
-        names.append("eclipse")
+        names += ["eclipse_on", "eclipse_off"]
     out: dict[str, Any] = {"log2n_over_3": round(math.log2(n) / 3, 2)}
     t = time.perf_counter()
     done: dict[str, Any] = {}
@@ -119,8 +123,11 @@ def one_size(n: int, seed: int, scenarios: set[str], jobs: int) -> dict[str, Any
         }
     if "sybils_on" in done:
         out["sybils"] = {"diversity": done["sybils_on"], "no_diversity": done["sybils_off"]}
-    if "eclipse" in done:
-        out["eclipse"] = done["eclipse"]
+    if "eclipse_on" in done:
+        out["eclipse"] = {
+            "lookup_limit": done["eclipse_on"],
+            "no_lookup_limit": done["eclipse_off"],
+        }
     out["seconds"] = round(time.perf_counter() - t, 1)
     out["cpu_s"] = round(sum(c["cpu_s"] for c in cost.values()), 1)
     # At most ``jobs`` tasks run at once: the largest peaks together bound

@@ -65,6 +65,8 @@ class NetModel:
     #: the routing table's IP-diversity limits (spec/dht.md §7.1); off is the
     #: measurement baseline
     diversity: bool = True
+    #: lookups' per-group admission limit (spec/dht.md §8.4)
+    lookup_diversity: bool = True
 
 
 @dataclass(slots=True, eq=False)
@@ -216,6 +218,7 @@ class SimDHT:
             timeout=m.verdict + 1.0,
             slow_after=m.patience,
             await_slow=exact,
+            groups=self._groups if self.model.lookup_diversity else None,
         )
         depth = {c.node_id: 1 for c in seeds}
         events: list[tuple[float, int, bytes, bool]] = []

@@ -21,16 +21,26 @@ def build(
     *,
     kinds: dict[str, int] | None = None,
     block: tuple[int, int] = (203, 0),
+    honest_bootstrap: bool = False,
 ) -> SimDHT:
     """``n`` honest nodes (plus ``kinds``: adversaries by kind, those in one /16
-    ``block``), each joining through a random node that joined before it."""
+    ``block``), each joining through a random node that joined before it
+    (with ``honest_bootstrap``, a random honest one: the address a user
+    gives their node is one they trust)."""
     sim = SimDHT(seed, model)
     order: list[SimNode] = [sim.add_node() for _ in range(n)]
     for kind, count in (kinds or {}).items():
         order.extend(sim.add_node(kind, block) for _ in range(count))
     sim.rng.shuffle(order)
-    for i, node in enumerate(order[1:], start=1):
-        sim.join(node, order[sim.rng.randrange(i)])
+    if honest_bootstrap:
+        # The first to join is honest: everyone after has an honest node to join through.
+        first = next(i for i, x in enumerate(order) if x.kind == "honest")
+        order.insert(0, order.pop(first))
+    vias: list[SimNode] = order[:1]
+    for node in order[1:]:
+        sim.join(node, vias[sim.rng.randrange(len(vias))])
+        if not honest_bootstrap or node.kind == "honest":
+            vias.append(node)
     return sim
 
 

@@ -7,7 +7,13 @@ from __future__ import annotations
 import math
 
 from p2psocial.sim import NetModel, SimDHT
-from p2psocial.sim.scenarios import availability, build, churn_lookups, sybil_share
+from p2psocial.sim.scenarios import (
+    availability,
+    build,
+    churn_lookups,
+    eclipse_gets,
+    sybil_share,
+)
 
 N = 300
 
@@ -60,3 +66,16 @@ def test_a_dead_contact_is_only_waited_on_by_exact_lookups() -> None:
     # The get went past silent contacts after its patience; the exact walk
     # waited for their verdicts.
     assert get.seconds < sim.model.verdict <= exact.seconds
+
+
+def test_the_lookup_limit_per_group_gets_records_past_an_eclipse_block() -> None:
+    n, bad = 1000, 200
+    got = {}
+    for on in (True, False):
+        model = NetModel(lookup_diversity=on)
+        sim = build(n - bad, 5, model, kinds={"eclipse": bad}, honest_bootstrap=True)
+        got[on] = eclipse_gets(sim, records=40, gets=100)
+    assert got[True]["eclipse_share"] == 0.2
+    assert got[True]["record_get_success"] >= 0.99
+    # Without it, the block's answers crowd out honest nodes in joins and gets.
+    assert got[False]["record_get_success"] < 0.95

@@ -56,6 +56,9 @@ class DHTConfig:
     #: Ask proven contacts for our observed address (spec/dht.md 4.4). Off for
     #: simulated networks, where every node shares one address.
     observe_addresses: bool = True
+    #: Lookups admit at most the table's per-/16 limit of candidates from one
+    #: address group (spec/dht.md §8). Off only as a measurement baseline.
+    lookup_diversity: bool = True
     #: Attempts after which a lookup goes past a silent contact (SLOW).
     lookup_patience: int = 1
     #: A record or peers get walks until this many closest nodes answered

@@ -81,7 +81,8 @@ class LookupRunner:
                 awaits slow contacts among them; a shorter one (a get, which
                 needs a few answers) goes past them.
         """
-        self._contacts.table.touch(target, trio.current_time())
+        table = self._contacts.table
+        table.touch(target, trio.current_time())
         slow_after, timeout = self._timeouts()
         return Lookup(
             self._contacts.node_id,
@@ -94,6 +95,8 @@ class LookupRunner:
             patience=self._patience,
             await_slow=(k or self._config.k) >= self._config.k,
             quorum=quorum,
+            groups=table.groups_of if self._config.lookup_diversity else None,
+            group_limit=table.table_group_limit,
         )
 
     async def iterate(self, lookup: Lookup, ask: Ask) -> Finished:
@@ -131,6 +134,7 @@ class LookupRunner:
                     nursery.cancel_scope.cancel()
                     self._stats["lookups"] += 1
                     self._stats["lookup_queries"] += lookup.queries
+                    self._stats["lookup_refused_by_group"] += lookup.refused
                     return action
                 if isinstance(action, Query):
                     nursery.start_soon(query, action.contact)

@@ -38,17 +38,26 @@ retries end in on_response or on_failure. What happens next depends on
 
 ``next`` takes ``now`` and fails requests past ``timeout``, so a lost
 callback cannot stall a lookup.
+
+Given ``groups`` (the routing table's address groups, spec/dht.md §7.1), a
+lookup admits at most ``group_limit`` candidates of one wide group (a /16),
+as many as one routing table may hold, and drops the rest of that group
+unasked (``refused`` counts them). An honest answer comes from a table under
+the same limit; a block of adversaries that answer with each other cannot
+fill the candidates, so the lookup goes on through the others (spec/dht.md §8.4).
 """
 
 from __future__ import annotations
 
 import bisect
 import enum
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import LocalUsageError
+from .diversity import Groups
 from .routing import Contact
 
 __all__ = ["Finished", "Lookup", "Query", "Waiting"]
@@ -116,6 +125,8 @@ class Lookup:
             None for a node lookup that always runs to completion.
         max_candidates: bound on remembered candidates (the farthest
             not-contacted ones are forgotten first).
+        groups: maps a host to its address groups; None admits every candidate.
+        group_limit: candidates admitted per wide group, at most.
     """
 
     def __init__(
@@ -132,6 +143,8 @@ class Lookup:
         await_slow: bool = True,
         quorum: int | None = None,
         max_candidates: int = 200,
+        groups: Callable[[str], Groups] | None = None,
+        group_limit: int = 10,
     ) -> None:
         if k < 1 or alpha < 1 or (quorum is not None and quorum < 1):
             raise LocalUsageError("k, alpha and quorum must be positive")
@@ -146,6 +159,12 @@ class Lookup:
         self._skip_slow = not await_slow
         self.quorum = quorum
         self.max_candidates = max(max_candidates, k)
+        self._groups = groups
+        self._group_limit = group_limit
+        #: Candidates admitted so far per wide address group.
+        self._per_group: Counter[str] = Counter()
+        #: Candidates dropped unasked because their group was full.
+        self.refused = 0
         # Candidates by (distance, id), nearest first, in four sorted lists
         # kept in step with the states (bisect keeps each O(log n) to search):
         # every candidate; the "live" ones that count among the k closest (not
@@ -174,6 +193,13 @@ class Lookup:
         for c in contacts:
             if c.node_id == self.own_id or c.node_id in self._cands or len(c.node_id) != 20:
                 continue
+            if self._groups is not None:
+                wide = self._groups(c.host)[1]
+                if wide is not None:
+                    if self._per_group[wide] >= self._group_limit:
+                        self.refused += 1
+                        continue
+                    self._per_group[wide] += 1
             key = (c.n ^ self._t, c.node_id)
             self._cands[c.node_id] = _Candidate(c, key[0])
             for sorted_list in (self._order, self._live, self._open, self._fresh):

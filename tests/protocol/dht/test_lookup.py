@@ -275,3 +275,43 @@ def test_each_decision_matches_the_rule_stated_in_the_docstring(
             for c in named:
                 state.setdefault(c.node_id, "new")
     raise AssertionError("the lookup did not finish")
+
+
+def _wide(host: str) -> tuple[str | None, str | None]:
+    return (None, ".".join(host.split(".")[:2]) if host != "10.0.0.1" else None)
+
+
+def test_at_most_group_limit_candidates_of_one_group_are_admitted() -> None:
+    rng = random.Random(9)
+    target = rng.randbytes(20)
+    block = [Contact(rng.randbytes(20), f"203.0.{i}.1", 4000) for i in range(6)]
+    others = [Contact(rng.randbytes(20), f"198.{i}.0.1", 4000) for i in range(4)]
+    ungrouped = [Contact(rng.randbytes(20), "10.0.0.1", 4000 + i) for i in range(5)]
+    lookup = Lookup(
+        bytes(20), target, [block[0], others[0]], k=20, alpha=1, groups=_wide, group_limit=3
+    )
+    first = lookup.next(0.0)
+    assert isinstance(first, Query)
+    # An answer naming five more of the block, and more of everyone else.
+    lookup.on_response(first.contact.node_id, [*block[1:], *others[1:], *ungrouped])
+    asked = {first.contact.node_id}
+    while isinstance(act := lookup.next(0.0), Query):
+        asked.add(act.contact.node_id)
+        lookup.on_response(act.contact.node_id, [])
+    assert isinstance(act, Finished)
+    in_block = [c for c in act.closest if c.host.startswith("203.0.")]
+    # The seed and the first two the answer named, in the order heard of.
+    assert in_block and {c.node_id for c in in_block} == {c.node_id for c in block[:3]}
+    assert not asked & {c.node_id for c in block[3:]}
+    assert lookup.refused == 3
+    # Other groups, and addresses with no group, are not held back.
+    assert {c.node_id for c in [*others, *ungrouped]} <= {c.node_id for c in act.closest}
+
+
+def test_without_groups_every_candidate_is_admitted() -> None:
+    rng = random.Random(9)
+    block = [Contact(rng.randbytes(20), f"203.0.{i}.1", 4000) for i in range(12)]
+    lookup = Lookup(bytes(20), rng.randbytes(20), block, k=20, alpha=20)
+    while isinstance(act := lookup.next(0.0), Query):
+        lookup.on_response(act.contact.node_id, [])
+    assert isinstance(act, Finished) and len(act.closest) == 12 and lookup.refused == 0
