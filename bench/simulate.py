@@ -17,8 +17,12 @@ the caller's retries) and prints, per size N:
 - ``eclipse``: 20 % of nodes, all in one /16, answer every lookup with
   fellow adversaries only and hold no records; every honest node joined
   through an honest one. Record-get success with the lookups' per-group
-  admission limit (at most 10 candidates of one /16, spec/dht.md §8), and on
-  the same network with it off.
+  admission limit (at most 10 candidates of one /16, spec/dht.md §8), and
+  with it off (a network built and used without it);
+- ``spread``: the same eclipse nodes spread over the whole address space
+  (the group limit cannot tell them apart): record-get success with three
+  disjoint paths per lookup (joins, puts and gets; spec/dht.md §8), and with
+  one.
 
 The same seed gives the same figures. Prints progress to stderr and one JSON
 line last.
@@ -76,6 +80,13 @@ def _task(name: str, n: int, seed: int) -> tuple[str, Any, float, float]:
         out = sybil_share(
             build(half, seed + 1, NetModel(diversity=diversity), kinds={"sybil": half})
         )
+    elif name.startswith("spread"):  # spread_1, spread_3: disjoint paths
+        bad = n // 5
+        model = NetModel(paths=int(name[-1]), get_paths=int(name[-1]))
+        sim = build(
+            n - bad, seed + 3, model, kinds={"eclipse": bad}, honest_bootstrap=True, block=None
+        )
+        out = eclipse_gets(sim)
     else:  # eclipse_on, eclipse_off
         bad = n // 5
         model = NetModel(lookup_diversity=name == "eclipse_on")
@@ -101,6 +112,8 @@ def one_size(n: int, seed: int, scenarios: set[str], jobs: int) -> dict[str, Any
         names += ["sybils_on", "sybils_off"]
     if "eclipse" in scenarios:
         names += ["eclipse_on", "eclipse_off"]
+    if "spread" in scenarios:
+        names += ["spread_3", "spread_1"]
     out: dict[str, Any] = {"log2n_over_3": round(math.log2(n) / 3, 2)}
     t = time.perf_counter()
     done: dict[str, Any] = {}
@@ -123,6 +136,8 @@ def one_size(n: int, seed: int, scenarios: set[str], jobs: int) -> dict[str, Any
         }
     if "sybils_on" in done:
         out["sybils"] = {"diversity": done["sybils_on"], "no_diversity": done["sybils_off"]}
+    if "spread_1" in done:
+        out["eclipse_spread"] = {"paths_3": done["spread_3"], "paths_1": done["spread_1"]}
     if "eclipse_on" in done:
         out["eclipse"] = {
             "lookup_limit": done["eclipse_on"],
@@ -145,8 +160,8 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=2, help="scenario tasks run at once")
     p.add_argument(
         "--scenarios",
-        default="churn,availability,sybils,eclipse",
-        help="comma-separated: churn, availability, sybils, eclipse",
+        default="churn,availability,sybils,eclipse,spread",
+        help="comma-separated: churn, availability, sybils, eclipse, spread",
     )
     args = p.parse_args()
     scenarios = set(args.scenarios.split(","))

@@ -32,7 +32,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..protocol.dht import Contact, Finished, Lookup, Query, RoutingTable
+from ..protocol.dht import Contact, DisjointLookup, Finished, Query, RoutingTable
 from ..protocol.dht.diversity import Groups
 from ..protocol.dht.routing import AddResult
 
@@ -65,8 +65,12 @@ class NetModel:
     #: the routing table's IP-diversity limits (spec/dht.md §7.1); off is the
     #: measurement baseline
     diversity: bool = True
-    #: lookups' per-group admission limit (spec/dht.md §8.4)
+    #: lookups' per-group admission limit (spec/dht.md §8)
     lookup_diversity: bool = True
+    #: disjoint paths per lookup (1: a plain lookup; spec/dht.md §8): node
+    #: lookups (joins, the walk before a put), and record gets
+    paths: int = 1
+    get_paths: int = 1
 
 
 @dataclass(slots=True, eq=False)
@@ -205,14 +209,22 @@ class SimDHT:
     # -- lookups --------------------------------------------------------------------------
 
     def _lookup(
-        self, asker: SimNode, target: bytes, *, k: int, exact: bool, key: bytes | None
+        self,
+        asker: SimNode,
+        target: bytes,
+        *,
+        k: int,
+        exact: bool,
+        key: bytes | None,
+        paths: int | None = None,
     ) -> LookupResult:
         m = self.model
         seeds = asker.table.closest(target, m.k)
-        lookup = Lookup(
+        lookup = DisjointLookup(
             asker.node_id,
             target,
             seeds,
+            paths=m.paths if paths is None else paths,
             k=k,
             alpha=m.alpha,
             timeout=m.verdict + 1.0,
@@ -294,10 +306,11 @@ class SimDHT:
         """A record get (walks until get_k answered, and on a miss to the k
         closest); the highest version seen, or None."""
         mine = asker.records.get(key)
-        res = self._lookup(asker, key, k=self.model.get_k, exact=False, key=key)
+        paths = self.model.get_paths
+        res = self._lookup(asker, key, k=self.model.get_k, exact=False, key=key, paths=paths)
         if not res.values and mine is None:
             # A miss walks again to the k closest, as the real node does.
-            res = self._lookup(asker, key, k=self.model.k, exact=True, key=key)
+            res = self._lookup(asker, key, k=self.model.k, exact=True, key=key, paths=paths)
         found = [*res.values, *([mine] if mine is not None else [])]
         return (max(found) if found else None), res
 

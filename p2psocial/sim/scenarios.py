@@ -20,11 +20,12 @@ def build(
     model: NetModel | None = None,
     *,
     kinds: dict[str, int] | None = None,
-    block: tuple[int, int] = (203, 0),
+    block: tuple[int, int] | None = (203, 0),
     honest_bootstrap: bool = False,
 ) -> SimDHT:
     """``n`` honest nodes (plus ``kinds``: adversaries by kind, those in one /16
-    ``block``), each joining through a random node that joined before it
+    ``block``, or spread over the whole space like the honest with None),
+    each joining through a random node that joined before it
     (with ``honest_bootstrap``, a random honest one: the address a user
     gives their node is one they trust)."""
     sim = SimDHT(seed, model)

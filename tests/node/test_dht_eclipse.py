@@ -134,3 +134,26 @@ async def test_a_block_that_answers_only_with_itself_cannot_hide_a_record() -> N
     assert refused > 0 and base_refused == 0
     # The baseline shows the attack: the block is the whole closest set.
     assert base_holders == 0 and base == 0, (base_holders, base)
+
+
+async def test_lookups_over_three_disjoint_paths_put_and_get_on_real_sockets() -> None:
+    rng = random.Random(5)
+    cfg = DHTConfig(rpc_timeout=0.3, rpc_attempts=3, lookup_paths=3)
+    nodes = [
+        DHTNode(SigningKey.from_seed(rng.randbytes(32)), f"127.{10 + i}.0.1", 0, config=cfg)
+        for i in range(16)
+    ]
+    author = SigningKey.from_seed(rng.randbytes(32))
+    e, _ = create_entry(
+        author, seq=1, prev=None, timestamp=1_700_000_000_000, kind="post", payload={"text": "x"}
+    )
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            for x in nodes:
+                await nursery.start(x.run)
+            for x in nodes[1:]:
+                await x.bootstrap([nodes[0].address])
+            assert await nodes[3].put_head(e.to_bytes()) >= 10
+            for x in nodes:
+                assert await x.get_head(author.public_key) == e.to_bytes()
+            nursery.cancel_scope.cancel()

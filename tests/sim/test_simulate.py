@@ -79,3 +79,14 @@ def test_the_lookup_limit_per_group_gets_records_past_an_eclipse_block() -> None
     assert got[True]["record_get_success"] >= 0.99
     # Without it, the block's answers crowd out honest nodes in joins and gets.
     assert got[False]["record_get_success"] < 0.95
+
+
+def test_disjoint_paths_get_records_past_eclipse_nodes_spread_over_the_space() -> None:
+    n, bad = 600, 120
+    got = {}
+    for paths in (1, 3):
+        model = NetModel(paths=paths, get_paths=paths)
+        sim = build(n - bad, 8, model, kinds={"eclipse": bad}, honest_bootstrap=True, block=None)
+        got[paths] = eclipse_gets(sim, records=40, gets=100)["record_get_success"]
+    # Far from the goal either way (spec/dht.md §8), but paths do help.
+    assert got[3] > got[1] + 0.2, got

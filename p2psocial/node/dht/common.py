@@ -59,6 +59,10 @@ class DHTConfig:
     #: Lookups admit at most the table's per-/16 limit of candidates from one
     #: address group (spec/dht.md §8). Off only as a measurement baseline.
     lookup_diversity: bool = True
+    #: Disjoint paths per lookup (S/Kademlia; spec/dht.md §8). 1, a plain
+    #: lookup, by default: more paths cost as many times the queries and, in
+    #: bench/simulate.py, do not reach the goal against a spread-out eclipse.
+    lookup_paths: int = 1
     #: Attempts after which a lookup goes past a silent contact (SLOW).
     lookup_patience: int = 1
     #: A record or peers get walks until this many closest nodes answered

@@ -14,7 +14,7 @@ from typing import Any
 
 import trio
 
-from ...protocol.dht import Contact, Finished, Lookup, Query
+from ...protocol.dht import Contact, DisjointLookup, Finished, Lookup, Query
 from ...protocol.errors import ProtocolError
 from .common import Addr, DHTConfig, DHTError
 from .contacts import Contacts
@@ -70,7 +70,7 @@ class LookupRunner:
 
     def new(
         self, target: bytes, seeds: list[Contact], quorum: int | None, k: int | None = None
-    ) -> Lookup:
+    ) -> Lookup | DisjointLookup:
         """A lookup for ``target`` from ``seeds`` (and mark its bucket refreshed).
 
         Args:
@@ -84,22 +84,24 @@ class LookupRunner:
         table = self._contacts.table
         table.touch(target, trio.current_time())
         slow_after, timeout = self._timeouts()
-        return Lookup(
-            self._contacts.node_id,
-            target,
-            seeds,
-            k=k or self._config.k,
-            alpha=self._config.alpha,
-            timeout=timeout,
-            slow_after=slow_after,
-            patience=self._patience,
-            await_slow=(k or self._config.k) >= self._config.k,
-            quorum=quorum,
-            groups=table.groups_of if self._config.lookup_diversity else None,
-            group_limit=table.table_group_limit,
-        )
+        args: dict[str, Any] = {
+            "k": k or self._config.k,
+            "alpha": self._config.alpha,
+            "timeout": timeout,
+            "slow_after": slow_after,
+            "patience": self._patience,
+            "await_slow": (k or self._config.k) >= self._config.k,
+            "quorum": quorum,
+            "groups": table.groups_of if self._config.lookup_diversity else None,
+            "group_limit": table.table_group_limit,
+        }
+        if self._config.lookup_paths > 1:
+            return DisjointLookup(
+                self._contacts.node_id, target, seeds, paths=self._config.lookup_paths, **args
+            )
+        return Lookup(self._contacts.node_id, target, seeds, **args)
 
-    async def iterate(self, lookup: Lookup, ask: Ask) -> Finished:
+    async def iterate(self, lookup: Lookup | DisjointLookup, ask: Ask) -> Finished:
         """Drive ``lookup`` to its end, asking up to α contacts at once with ``ask``.
 
         A contact whose ``ask`` raises DHTError or ProtocolError counts as

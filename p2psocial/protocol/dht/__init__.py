@@ -4,7 +4,7 @@ spec/dht.md is the normative description; p2psocial.node.dht is the trio
 service that drives these pieces over a UDP socket.
 """
 
-from .lookup import Finished, Lookup, Query, Waiting
+from .lookup import DisjointLookup, Finished, Lookup, Query, Waiting
 from .records import (
     HEAD,
     PROFILE,
@@ -38,6 +38,7 @@ __all__ = [
     "AddOutcome",
     "AddResult",
     "Contact",
+    "DisjointLookup",
     "Finished",
     "Lookup",
     "Query",

@@ -60,7 +60,7 @@ from ..errors import LocalUsageError
 from .diversity import Groups
 from .routing import Contact
 
-__all__ = ["Finished", "Lookup", "Query", "Waiting"]
+__all__ = ["DisjointLookup", "Finished", "Lookup", "Query", "Waiting"]
 
 
 class _State(enum.Enum):
@@ -345,4 +345,134 @@ class Lookup:
             if self._cands[nid].state is _State.SUCCEEDED
         ][: self.k]
         self._result = Finished(closest, list(self._values))
+        return self._result
+
+
+class DisjointLookup:
+    """``paths`` lookups for one target over disjoint sets of nodes (S/Kademlia).
+
+    The seeds are dealt to the paths in turn, nearest first. Every contact
+    belongs to the first path that hears of it: another path that is told of
+    it later drops it, so no node is asked by two paths and an adversary met
+    on one path cannot steer the others. Each path runs as a :class:`Lookup`
+    (same arguments, its own ``alpha``); the lookup is finished when every
+    path is, or when ``quorum`` answers with a value came in over all paths.
+    The result is the ``k`` nearest that answered over all paths, and every
+    value seen. With ``paths`` = 1 it is a plain Lookup.
+
+    It offers Lookup's interface (``next``, ``on_response``, ``on_failure``,
+    ``finished``, ``in_flight``, ``queries``, ``refused``), so a driver runs
+    either.
+    """
+
+    def __init__(
+        self,
+        own_id: bytes,
+        target: bytes,
+        seeds: Iterable[Contact],
+        *,
+        paths: int = 3,
+        k: int = 20,
+        quorum: int | None = None,
+        **lookup_args: Any,
+    ) -> None:
+        if paths < 1:
+            raise LocalUsageError("paths must be positive")
+        self.target = target
+        self.k = k
+        self.quorum = quorum
+        t = int.from_bytes(target, "big")
+        ordered = sorted(
+            (c for c in seeds if c.node_id != own_id and len(c.node_id) == 20),
+            key=lambda c: c.n ^ t,
+        )
+        #: The path each contact heard of belongs to.
+        self._owner: dict[bytes, int] = {}
+        dealt: list[list[Contact]] = [[] for _ in range(paths)]
+        for c in ordered:
+            if c.node_id not in self._owner:
+                self._owner[c.node_id] = len(self._owner) % paths
+                dealt[self._owner[c.node_id]].append(c)
+        self._paths = [Lookup(own_id, target, s, k=k, **lookup_args) for s in dealt]
+        self._next_path = 0
+        self._result: Finished | None = None
+
+    @property
+    def finished(self) -> bool:
+        """Whether ``next`` would return :class:`Finished`."""
+        return self._result is not None
+
+    @property
+    def in_flight(self) -> int:
+        """Requests handed out and not yet answered or failed, over all paths."""
+        return sum(p.in_flight for p in self._paths)
+
+    @property
+    def queries(self) -> int:
+        """Requests handed out so far, over all paths."""
+        return sum(p.queries for p in self._paths)
+
+    @property
+    def refused(self) -> int:
+        """Candidates dropped by the group limit, over all paths."""
+        return sum(p.refused for p in self._paths)
+
+    def next(self, now: float) -> Query | Waiting | Finished:
+        """The next thing to do, taking the paths in turn."""
+        if self._result is not None:
+            return self._result
+        if self.quorum is not None and self._value_count() >= self.quorum:
+            return self._finish()
+        until = float("inf")
+        running = False
+        n = len(self._paths)
+        for step in range(n):
+            i = (self._next_path + step) % n
+            act = self._paths[i].next(now)
+            if isinstance(act, Query):
+                self._next_path = (i + 1) % n
+                return act
+            if isinstance(act, Waiting):
+                running = True
+                until = min(until, act.until)
+        if not running:
+            return self._finish()
+        return Waiting(until)
+
+    def _value_count(self) -> int:
+        return sum(len(p._values) for p in self._paths)
+
+    def on_response(
+        self,
+        node_id: bytes,
+        contacts: Iterable[Contact] = (),
+        *,
+        value: Any = None,
+        has_value: bool = False,
+    ) -> None:
+        """``node_id`` answered: its path takes the contacts no other path holds."""
+        i = self._owner.get(node_id)
+        if i is None or self._result is not None:
+            return
+        mine = [c for c in contacts if self._owner.setdefault(c.node_id, i) == i]
+        self._paths[i].on_response(node_id, mine, value=value, has_value=has_value)
+
+    def on_failure(self, node_id: bytes) -> None:
+        """``node_id`` did not answer."""
+        i = self._owner.get(node_id)
+        if i is not None and self._result is None:
+            self._paths[i].on_failure(node_id)
+
+    def _finish(self) -> Finished:
+        results = [p._result or p._finish() for p in self._paths]
+        # The paths take turns, each nearest first: a path that met an
+        # adversary (whose answers are nearest, being made up) cannot push
+        # the others' nodes out of the result.
+        closest: list[Contact] = []
+        for rank in range(self.k):
+            for r in results:
+                if rank < len(r.closest) and len(closest) < self.k:
+                    closest.append(r.closest[rank])
+        values = [v for r in results for v in r.values]
+        self._result = Finished(closest, values)
         return self._result

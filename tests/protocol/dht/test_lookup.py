@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from p2psocial.protocol.dht import Contact, Finished, Lookup, Query, RoutingTable, Waiting, distance
+from p2psocial.protocol.dht import (
+    Contact,
+    DisjointLookup,
+    Finished,
+    Lookup,
+    Query,
+    RoutingTable,
+    Waiting,
+    distance,
+)
 
 
 def make_net(rng: random.Random, n: int) -> dict[bytes, RoutingTable]:
@@ -315,3 +325,82 @@ def test_without_groups_every_candidate_is_admitted() -> None:
     while isinstance(act := lookup.next(0.0), Query):
         lookup.on_response(act.contact.node_id, [])
     assert isinstance(act, Finished) and len(act.closest) == 12 and lookup.refused == 0
+
+
+def _drive(lookup: DisjointLookup, answer: Any, rng: random.Random) -> tuple[Finished, list[bytes]]:
+    """Answer a lookup's queries in random order; (result, every node asked)."""
+    asked: list[bytes] = []
+    in_flight: list[Contact] = []
+    while True:
+        act = lookup.next(0.0)
+        if isinstance(act, Finished):
+            return act, asked
+        if isinstance(act, Query):
+            asked.append(act.contact.node_id)
+            in_flight.append(act.contact)
+            continue
+        c = in_flight.pop(rng.randrange(len(in_flight)))
+        nodes, value = answer(c)
+        lookup.on_response(c.node_id, nodes, value=value, has_value=value is not None)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 2**32), st.integers(2, 4))
+def test_disjoint_paths_never_ask_a_node_twice_and_find_what_one_path_finds(
+    seed: int, paths: int
+) -> None:
+    rng = random.Random(seed)
+    tables = make_net(rng, 120)
+    me = next(iter(tables))
+    target = rng.randbytes(20)
+    holders = set(sorted(tables, key=lambda i: distance(i, target))[1:8])
+
+    def answer(c: Contact) -> tuple[list[Contact], object]:
+        return tables[c.node_id].closest(target), ("v" if c.node_id in holders else None)
+
+    lookup = DisjointLookup(me, target, tables[me].closest(target), paths=paths, k=20, alpha=3)
+    res, asked = _drive(lookup, answer, rng)
+    assert len(asked) == len(set(asked)) == lookup.queries
+    assert len(res.closest) == 20 and len({c.node_id for c in res.closest}) == 20
+    assert set(c.node_id for c in res.closest) <= set(asked)
+    # Holders near the target answer some path: the values come through.
+    assert res.values and {c.node_id for c, _ in res.values} <= holders
+
+
+def test_a_path_that_meets_an_adversary_does_not_steer_the_others() -> None:
+    rng = random.Random(3)
+    target = bytes(20)
+    # Six seeds, nearest first: paths 0, 1, 2, 0, 1, 2.
+    seeds = sorted(
+        (Contact(rng.randbytes(20), "127.0.0.1", 5000 + i) for i in range(6)),
+        key=lambda c: distance(c.node_id, target),
+    )
+    fakes = [Contact(bytes(19) + bytes([i]), "127.0.0.1", 6000 + i) for i in range(1, 21)]
+
+    def answer(c: Contact) -> tuple[list[Contact], object]:
+        # The nearest seed is an adversary: it names made-up nodes nearer
+        # than anyone, and the other paths' seeds.
+        if c.node_id == seeds[0].node_id:
+            return [*fakes, *seeds[1:]], None
+        if c in fakes:
+            return fakes, None
+        return [], ("v" if c.node_id == seeds[2].node_id else None)
+
+    lookup = DisjointLookup(bytes([255]) * 20, target, seeds, paths=3, k=4, alpha=1)
+    res, asked = _drive(lookup, answer, rng)
+    assert len(asked) == len(set(asked))
+    # The adversary's path is all fakes; the two other paths keep their own
+    # nodes and take turns in the result with it.
+    assert [c in fakes for c in res.closest] == [True, False, False, True]
+    assert [c.node_id for c, _ in res.values] == [seeds[2].node_id]
+
+
+def test_one_path_is_a_plain_lookup() -> None:
+    rng = random.Random(4)
+    tables = make_net(rng, 80)
+    me = next(iter(tables))
+    target = rng.randbytes(20)
+    plain = run(Lookup(me, target, tables[me].closest(target)), tables, set(), random.Random(1))
+    one = DisjointLookup(me, target, tables[me].closest(target), paths=1)
+    got, _ = _drive(one, lambda c: (tables[c.node_id].closest(target), None), random.Random(1))
+    assert [c.node_id for c in got.closest] == [c.node_id for c in plain.closest]
