@@ -195,3 +195,33 @@ async def test_one_spray_at_a_time_and_the_first_connect_wins() -> None:
             accepted += 1
     assert 1 <= accepted <= 64  # never more than the plan's count
     listener.close()
+
+
+async def test_a_spray_responder_hands_every_completed_connect_to_the_pool_up_to_four() -> None:
+    """spec/sync.md §12.9: connects that complete together may be seen in
+    another order by the two sides; the Noise responder serves each (up to
+    4) and lets the initiator's handshake pick the link."""
+    pool = _SprayPool()
+    puncher = Puncher(pool, lambda: ((), False), mapping=lambda: "varying")  # type: ignore[arg-type]
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(512)
+    target = ("127.0.0.1", listener.getsockname()[1])
+    link = SimpleNamespace(peer=SimpleNamespace(node_id=b"\x02" * 32))
+    now = trio.current_time()
+    plan = Dial((target,), now, now + 2.0, False, "punched", spray="hard", count=16)
+    with trio.fail_after(10):
+        await puncher._execute(link, PunchSession(RESPONDER, now), plan)  # type: ignore[arg-type]
+    listener.close()
+    assert pool.served == [("127.0.0.1", b"\x02" * 32, False, "punched")] * 4
+    stats = puncher.statistics()
+    assert stats["punch_connects_ok"] == 4 and stats["punch_connects_surplus"] >= 1, stats
+
+
+def test_a_spray_initiator_takes_one_connection_from_its_listener() -> None:
+    """The easy side's listener may take a late SYN of the hard side's while
+    its probes also complete: as initiator it uses the first only."""
+    puncher = Puncher(_SprayPool(), lambda: ((), False), mapping=lambda: "consistent")  # type: ignore[arg-type]
+    puncher._host_claims["203.0.113.9"] = (b"\x03" * 32, "punched")
+    assert puncher.claim(("203.0.113.9", 40001)) == (b"\x03" * 32, "punched")
+    assert puncher.claim(("203.0.113.9", 40002)) is None

@@ -72,6 +72,11 @@ OwnMapping = Callable[[], str]
 #: one (spec/sync.md §12.4).
 _MAX_CONNECTS = 300
 _RETRY_PAUSE = (0.005, 0.015)
+#: A spray's Noise responder keeps taking connects that complete for this
+#: long after its first (§12.9): the initiator may have picked another.
+_SPRAY_GRACE = 1.0
+#: Connects a spray's responder hands to the pool at most.
+_SPRAY_SERVES = 4
 
 
 class Puncher:
@@ -105,6 +110,11 @@ class Puncher:
         self._host_claims: dict[str, tuple[bytes, str]] = {}
         #: A spray is under way (at most one at a time, §12.9).
         self._spraying = False
+        #: Peers to which a spray of ours, as Noise initiator, has handed the
+        #: pool its one connection (a probe's, or one our listener took).
+        self._served: set[bytes] = set()
+        #: Connects a spray of ours, as Noise responder, handed to the pool.
+        self._responder_serves = 0
         #: Peers being punched: the path label an inbound link from them gets.
         self.expected: dict[bytes, str] = {}
         self._stats: Counter[str] = Counter()
@@ -124,7 +134,14 @@ class Puncher:
     def claim(self, remote: tuple[str, int]) -> tuple[bytes, str] | None:
         """The peer and path of an accepted connection that a punch of ours made
         (spec/sync.md §12.5), if it is one and we are its Noise initiator."""
-        return self._claims.get(remote) or self._host_claims.get(remote[0])
+        got = self._claims.get(remote)
+        if got is not None:
+            return got
+        got = self._host_claims.get(remote[0])
+        if got is None or got[0] in self._served:
+            return None  # a spray's initiator uses one connection, the first
+        self._served.add(got[0])
+        return got
 
     def capabilities(self) -> tuple[str, ...]:
         """The punch capabilities this node lists (sorted)."""
@@ -246,6 +263,8 @@ class Puncher:
             for h in hosts:
                 if self._host_claims.get(h, (b"",))[0] == node_id:
                     del self._host_claims[h]
+            self._served.discard(node_id)
+            self._responder_serves = 0
             session.finished(ok, trio.current_time())
         if ok:
             self._stats[f"punch_ok_{plan.path}"] += 1
@@ -314,6 +333,7 @@ class Puncher:
                 if i % 32 == 31:
                     await trio.lowlevel.checkpoint()  # let the SYNs go out as they are made
             await won.wait()
+            await self._grace(node_id, plan)
             nursery.cancel_scope.cancel()
 
     async def _spray_easy(self, node_id: bytes, plan: Dial) -> None:
@@ -337,10 +357,23 @@ class Puncher:
                     nursery.start_soon(self._connect_once, node_id, local, addr, plan, won)
                 with trio.move_on_after(self.limits.spray_hold):
                     await won.wait()
+                if won.is_set():
+                    await self._grace(node_id, plan)
                 nursery.cancel_scope.cancel()
             self._stats["punch_spray_probes"] += len(targets[start : start + wave])
             if won.is_set() or self._direct(node_id):
                 return
+
+    async def _grace(self, node_id: bytes, plan: Dial) -> None:
+        """As the spray's Noise responder, keep the connects pending a little
+        after the first completed, until the link is up: when two connects
+        complete at once, the two sides may have seen them in another order,
+        and the link is the one the initiator handshakes on."""
+        if plan.noise_initiator:
+            return
+        with trio.move_on_after(_SPRAY_GRACE):
+            while not self._direct(node_id):
+                await self._waiters.setdefault(node_id, trio.Event()).wait()
 
     async def _connect_once(
         self,
@@ -350,14 +383,24 @@ class Puncher:
         plan: Dial,
         won: trio.Event,
     ) -> None:
-        """One connect of a spray; the first that completes becomes the link."""
+        """One connect of a spray. The Noise initiator makes the first that
+        completes (or that its listener took) the link and closes the rest; the
+        responder hands each that completes (up to _SPRAY_SERVES) to the pool,
+        where the initiator's handshake picks one and the rest time out."""
         try:
             sock = await connect_from(local, addr)
         except OSError:
             self._stats["punch_connects_failed"] += 1
             return
-        if won.is_set() or self._direct(node_id):
+        if plan.noise_initiator:
+            taken = won.is_set() or node_id in self._served
+            self._served.add(node_id)
+        else:
+            taken = self._responder_serves >= _SPRAY_SERVES
+            self._responder_serves += 1
+        if taken or self._direct(node_id):
             sock.close()  # another connect won
+            self._stats["punch_connects_surplus"] += 1
             return
         won.set()
         self._stats["punch_connects_ok"] += 1
