@@ -352,15 +352,17 @@ class Puncher:
         wave = max(1, self.limits.spray_wave)
         won = trio.Event()
         for start in range(0, len(targets), wave):
+            batch = targets[start : start + wave]
+            # Counted as sent: the attempt may end (and cancel this) mid-wave.
+            self._stats["punch_spray_probes"] += len(batch)
             async with trio.open_nursery() as nursery:
-                for addr in targets[start : start + wave]:
+                for addr in batch:
                     nursery.start_soon(self._connect_once, node_id, local, addr, plan, won)
                 with trio.move_on_after(self.limits.spray_hold):
                     await won.wait()
                 if won.is_set():
                     await self._grace(node_id, plan)
                 nursery.cancel_scope.cancel()
-            self._stats["punch_spray_probes"] += len(targets[start : start + wave])
             if won.is_set() or self._direct(node_id):
                 return
 
