@@ -71,7 +71,7 @@ from p2psocial.api.methods import METHODS as API_METHODS
 from p2psocial.api.methods import ListOf, check_params
 from p2psocial.api.protocol import FrameBuffer, decode_frame_payload_untrusted
 from p2psocial.node.views import parse_entry_id
-from p2psocial.protocol import portmap, relay
+from p2psocial.protocol import igd, portmap, relay
 from p2psocial.protocol.dht.records import (
     RecordRejected,
     RecordStore,
@@ -1441,6 +1441,72 @@ def _portmap_seeds() -> list[bytes]:
     ]
 
 
+def _igd_seeds() -> list[bytes]:
+    """UPnP-IGD answers (spec/portmap.md §7): an SSDP answer, HTTP answers
+    (Content-Length, chunked, to the end), a description and SOAP bodies."""
+    st = b"ST: urn:schemas-upnp-org:device:InternetGatewayDevice:1\r\n"
+    desc = (
+        b'<?xml version="1.0"?><root xmlns="urn:schemas-upnp-org:device-1-0"><URLBase>'
+        b"http://192.0.2.17:5000</URLBase><device><serviceList><service><serviceType>"
+        b"urn:schemas-upnp-org:service:WANIPConnection:1</serviceType><controlURL>ctl/ip"
+        b"</controlURL></service></serviceList></device></root>"
+    )
+    env = (
+        b'<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>%s'
+        b"</s:Body></s:Envelope>"
+    )
+    ok = env % (
+        b'<u:AddPortMappingResponse xmlns:u="urn:schemas-upnp-org:service:WANIPConnection:1">'
+        b"<NewExternalIPAddress>203.0.113.70</NewExternalIPAddress></u:AddPortMappingResponse>"
+    )
+    fault = env % (
+        b"<s:Fault><detail><UPnPError><errorCode>718</errorCode><errorDescription>"
+        b"ConflictInMappingEntry</errorDescription></UPnPError></detail></s:Fault>"
+    )
+    return [
+        b"HTTP/1.1 200 OK\r\n" + st + b"LOCATION: http://192.0.2.17:5000/rootDesc.xml\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(desc), desc),
+        b"HTTP/1.1 500 Internal Server Error\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + b"%x\r\n%s\r\n0\r\n\r\n" % (len(fault), fault),
+        b"HTTP/1.0 200 OK\r\n\r\n" + ok,
+        desc,
+        ok,
+    ]
+
+
+def _igd_run() -> Run:
+    """Every IGD decoder on the same bytes: decode_search_response_untrusted,
+    decode_http_response_untrusted (open and at the end), and on the body
+    decode_description_untrusted and decode_soap_untrusted."""
+    base = igd.Url("192.0.2.17", 5000, "/rootDesc.xml")
+
+    def run(data: bytes) -> str | None:
+        refused = 0
+        with contextlib.suppress(DecodeError):
+            igd.decode_search_response_untrusted(data)
+        body = data
+        for eof in (False, True):
+            try:
+                got = igd.decode_http_response_untrusted(data, eof=eof)
+            except DecodeError:
+                refused += 1
+                continue
+            if got is not None:
+                body = got.body
+        try:
+            igd.decode_description_untrusted(body, base)
+        except DecodeError:
+            refused += 1
+        for status in (200, 500):
+            try:
+                igd.decode_soap_untrusted(igd.HttpResponse(status, body), "AddPortMapping")
+            except DecodeError:
+                refused += 1
+        return None if refused < 5 else "refused"
+
+    return run
+
+
 def _relay_run() -> Run:
     """Every relay decoder on the same bytes: decode_preamble_untrusted,
     decode_challenge_untrusted, decode_connect_untrusted,
@@ -1779,6 +1845,7 @@ def targets() -> dict[str, Target]:
             (DecodeError,),
         )
     )
+    add(Target("igd_answer", _igd_seeds(), _igd_run, (DecodeError,)))
     link_seeds = [encode_link_payload(k, LINK_STATIC) for k in (NODE, A)]
     add(Target("link_payload", link_seeds, _link_payload_run, (LinkError, InvalidSignature)))
     add(

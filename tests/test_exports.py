@@ -111,7 +111,7 @@ PROTOCOL_PUBLIC = {
 }
 SUBPACKAGES = {
     "p2psocial.protocol.dht": {
-        "AddOutcome", "AddResult", "Contact", "Finished", "HEAD", "HELLO_TAG", "Lookup",
+        "AddOutcome", "AddResult", "Contact", "DisjointLookup", "Finished", "HEAD", "HELLO_TAG", "Lookup",
         "MAX_DATAGRAM", "PROFILE", "Query", "RecordRejected", "RecordStore", "Request",
         "Response", "RoutingTable", "SwarmStore", "TokenIssuer", "ValueStore", "Waiting",
         "decode_datagram_untrusted", "distance", "encode_profile_record", "encode_request",
