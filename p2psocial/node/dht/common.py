@@ -61,7 +61,7 @@ class DHTConfig:
     lookup_diversity: bool = True
     #: Disjoint paths per lookup (S/Kademlia; spec/dht.md §8). 1, a plain
     #: lookup, by default: more paths cost as many times the queries and, in
-    #: bench/simulate.py, do not reach the goal against a spread-out eclipse.
+    #: bench/simulate.py, fall far short of the goal against a spread-out eclipse.
     lookup_paths: int = 1
     #: Attempts after which a lookup goes past a silent contact (SLOW).
     lookup_patience: int = 1
