@@ -101,6 +101,15 @@ def parse_gateway(setting: str) -> tuple[str, int] | None:
     return host, int(port) if sep else pm.GATEWAY_PORT
 
 
+def _usable_external(ip: ipaddress.IPv4Address) -> bool:
+    """Whether a gateway's claimed external address can be one: not
+    unspecified, loopback, link-local, multicast or reserved (240/4 and the
+    broadcast address). Private and shared ones can (a router behind another)."""
+    return not (
+        ip.is_unspecified or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved
+    )
+
+
 @dataclass(slots=True)
 class _Held:
     transport: int
@@ -380,7 +389,7 @@ class PortMapper:
                 addr = ipaddress.IPv4Address(ip)
             except ValueError:
                 addr = None
-            if addr is None or addr.is_unspecified:
+            if addr is None or not _usable_external(addr):
                 self._igd_refused(out, "no_external_ip")
                 return None
             self.external_ip = str(addr)

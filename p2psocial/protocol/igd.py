@@ -74,6 +74,8 @@ MAX_BODY: Final = 65536
 MAX_HEADERS: Final = 64
 #: Longest chunk-size line (size and extensions) of a chunked body.
 MAX_CHUNK_LINE: Final = 64
+#: Most chunks in a chunked body (each read re-reads them: kept linear).
+MAX_CHUNKS: Final = 1024
 #: Most bytes of an HTTP answer as sent (head, body and chunk framing).
 MAX_RESPONSE: Final = MAX_HEAD + 4 + 2 * MAX_BODY
 #: Longest URL path accepted.
@@ -83,7 +85,7 @@ DESCRIPTION: Final = "p2psocial"
 
 _SOAP_ENV: Final = "http://schemas.xmlsoap.org/soap/envelope/"
 _PATH_RE: Final = re.compile(r"/[\x21-\x7e]*")
-_FORBIDDEN_XML: Final = (b"<!doctype", b"<!entity")
+_FORBIDDEN_XML: Final = ("<!doctype", "<!entity")
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,7 +278,7 @@ def decode_http_response_untrusted(data: bytes, *, eof: bool) -> HttpResponse | 
 def _dechunk(data: bytes, *, eof: bool) -> bytes | None:
     body = bytearray()
     pos = 0
-    while True:
+    for _ in range(MAX_CHUNKS + 1):
         nl = data.find(b"\r\n", pos, pos + MAX_CHUNK_LINE + 2)
         if nl < 0:
             if len(data) - pos > MAX_CHUNK_LINE + 1:
@@ -296,6 +298,8 @@ def _dechunk(data: bytes, *, eof: bool) -> bytes | None:
             raise DecodeError("a chunk not ended by CRLF", reason="bad_http")
         body += data[nl + 2 : nl + 2 + size]
         pos = nl + 4 + size
+    else:
+        raise DecodeError(f"a body in over {MAX_CHUNKS} chunks", reason="bad_http")
     if eof:
         raise DecodeError("the connection ended inside a chunk", reason="truncated")
     return None
@@ -307,11 +311,20 @@ def _dechunk(data: bytes, *, eof: bool) -> bytes | None:
 def _xml(body: bytes) -> ET.Element:
     if len(body) > MAX_BODY:
         raise DecodeError(f"an XML document over {MAX_BODY} bytes", reason="too_long")
-    lowered = body.lower()
+    # UTF-8 only, read here and handed to the parser as text: expat would
+    # otherwise detect UTF-16 by itself, and the DTD check below would be
+    # looking at the wrong bytes.
+    if b"\x00" in body or body.startswith((b"\xfe\xff", b"\xff\xfe")):
+        raise DecodeError("not a UTF-8 document", reason="bad_xml")
+    try:
+        text = body.decode("utf-8-sig")  # a UTF-8 BOM, which some routers send, is dropped
+    except UnicodeDecodeError:
+        raise DecodeError("not a UTF-8 document", reason="bad_xml") from None
+    lowered = text.lower()
     if any(bad in lowered for bad in _FORBIDDEN_XML):
         raise DecodeError("a DTD or entity declaration", reason="bad_xml")
     try:
-        return ET.fromstring(body, parser=ET.XMLParser(encoding="utf-8"))
+        return ET.fromstring(text)
     except (ET.ParseError, ValueError, LookupError) as exc:
         raise DecodeError(f"not well-formed XML: {exc}", reason="bad_xml") from None
 

@@ -398,3 +398,26 @@ async def _gateway_socket_at(host: str) -> trio.socket.SocketType:
     sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
     await sock.bind((host, 0))
     return sock
+
+
+@pytest.mark.parametrize("claimed", ["127.0.0.1", "224.0.0.1", "255.255.255.255", "0.0.0.0", "x"])
+async def test_an_igd_claiming_an_external_address_that_cannot_be_one_maps_nothing(
+    claimed: str,
+) -> None:
+    gw = await _closed_udp_port()
+    ssdp, ssdp_addr = await _gateway_socket()
+    igd = FakeIgd()
+    out = f"<NewExternalIPAddress>{claimed}</NewExternalIPAddress>"
+    igd.answers = {"GetExternalIPAddress": [(200, _ok("GetExternalIPAddress", out))]}
+    with trio.fail_after(20), ssdp:
+        async with trio.open_nursery() as outer:
+            await igd.serve(outer, ssdp)
+            mapper = PortMapper(gw, PORTS, ssdp_port=ssdp_addr[1], timeout_scale=0.2)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(mapper.run)
+                await _until(lambda: mapper.state == "failed")
+                nursery.cancel_scope.cancel()
+            outer.cancel_scope.cancel()
+    assert [a for a, _ in igd.actions] == ["GetExternalIPAddress"]
+    assert mapper.statistics()["dropped_no_external_ip"] == 1
+    assert mapper.external() is None

@@ -160,6 +160,12 @@ def test_http_answers_decode_when_complete(
             False,
             "bad_http",
         ),
+        # Many tiny chunks: each read re-reads them, so their number is bounded.
+        (
+            OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + b"1\r\nx\r\n" * 1025,
+            False,
+            "bad_http",
+        ),
         # Framing without end: bounded in all, whatever the chunks hold.
         (
             OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + b"0;x\r\n" * 30000,
@@ -219,6 +225,12 @@ WANIP1, WANIP2, WANPPP1 = (
             ),
             (WANIP1, igd.Url("192.0.2.17", 1780, "/ip")),
         ),
+        # A UTF-8 BOM is dropped; a declared encoding is not believed.
+        (
+            b"\xef\xbb\xbf"
+            + _description((WANIP1, "/ip")).replace(b'"1.0"?>', b'"1.0" encoding="UTF-16"?>'),
+            (WANIP1, igd.Url("192.0.2.17", 5000, "/ip")),
+        ),
     ],
 )
 def test_descriptions_give_their_port_mapping_service(
@@ -239,6 +251,12 @@ LAUGHS = (
         (b"<root>" + b" " * igd.MAX_BODY + b"</root>", "too_long"),
         (LAUGHS, "bad_xml"),
         (LAUGHS.replace(b"DOCTYPE", b"doctype"), "bad_xml"),
+        # UTF-16, which expat would detect by itself (BOM or not), past a
+        # check of the bytes for a DTD: refused as not UTF-8.
+        (b"\xff\xfe" + LAUGHS.decode().encode("utf-16-le"), "bad_xml"),
+        (LAUGHS.decode().encode("utf-16-be"), "bad_xml"),
+        (_description((WANIP1, "/ip")).replace(b"<root", b"<root\x00"), "bad_xml"),
+        (b"<root>\xc3</root>", "bad_xml"),
         (b"<root><unclosed></root>", "bad_xml"),
         (b"", "bad_xml"),
         (_description(("urn:schemas-upnp-org:service:Layer3Forwarding:1", "/l3f")), "no_service"),
