@@ -1,4 +1,4 @@
-"""Peer scores (node/replication/scores.py): a peer whose links end by its
+"""Peer scores (node/scores.py): a peer whose links end by its
 own fault is graylisted for a while, by node id and by public address."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pytest
 import trio
 
 from p2psocial.node.replication import LinkClosed
-from p2psocial.node.replication.scores import PeerScores, ScoreLimits, fault_of
 from p2psocial.node.replication.transport import open_secure_link
+from p2psocial.node.scores import PeerScores, ScoreLimits, fault_of
 from p2psocial.protocol.identity import SigningKey
 
 from .test_replication_helpers import TNode, open_testnet

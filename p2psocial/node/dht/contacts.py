@@ -14,6 +14,7 @@ contact of a full bucket to be pinged, the ping worker here does it.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections import Counter, OrderedDict
 from collections.abc import Callable
@@ -25,8 +26,11 @@ from ...protocol.dht import Contact, RoutingTable
 from ...protocol.dht.routing import AddResult
 from ...protocol.dht.wire import NONCE_SIZE, parse_hello_reply, parse_ping_reply, verify_hello
 from ...protocol.errors import DecodeError, ProtocolError
+from ..scores import PeerScores
 from .common import Addr, DHTConfig, DHTError
 from .engine import Caller
+
+log = logging.getLogger("p2psocial.node.dht")
 
 __all__ = ["Contacts"]
 
@@ -57,6 +61,8 @@ class Contacts:
         #: to a waiting worker is in no buffer yet).
         self._hellos_pending = 0
         self._stats: Counter[str] = Counter()
+        #: Contacts that broke the protocol, graylisted at the threshold (spec/dht.md §9).
+        self.scores = PeerScores()
         #: Set when the node (re)joins: bootstrap finished, or the table went
         #: from empty to non-empty. Own announces and records made before
         #: that reached no one, or not the nodes closest to their keys.
@@ -72,6 +78,27 @@ class Contacts:
 
     # -- the table -----------------------------------------------------------------
 
+    def penalize(self, contact: Contact, reason: str, now: float) -> None:
+        """``contact`` broke the protocol (``reason`` is a ``protocol_*``
+        reason, spec/dht.md §9): score it, evict it, and graylist it at the
+        threshold (its requests dropped, lookups past it, not re-added)."""
+        self._stats[f"penalized_{reason}"] += 1
+        self.failed(contact)
+        until = self.scores.penalize(contact.node_id, contact.host, reason, now)
+        if until:
+            self._stats["graylisted"] += 1
+            log.warning(
+                "DHT contact %s at %s graylisted for %.0f s (%s)",
+                contact.node_id.hex()[:12],
+                contact.host,
+                until - now,
+                reason,
+            )
+
+    def graylisted(self, node_id: bytes, host: str, now: float) -> bool:
+        """Whether this node, or its public address, is graylisted now."""
+        return self.scores.graylisted(node_id, host, now)
+
     def saw(self, contact: Contact, now: float, *, prove: bool = True) -> None:
         """A contact was seen alive: tell the table, and act on its answer.
 
@@ -82,6 +109,9 @@ class Contacts:
         sent us a request, ``prove=False``) are proven in the background, so
         that observe and dial-back rounds have proven contacts to ask.
         """
+        if self.scores.graylisted(contact.node_id, contact.host, now):
+            self._stats["contacts_graylisted"] += 1
+            return
         self._dead.pop(contact.node_id, None)
         was_empty = not len(self.table)
         outcome = self.table.add(contact, now)
@@ -313,7 +343,7 @@ class Contacts:
             verify_hello(c.node_id, nonce, self.node_id, public_key, signature)
         except ProtocolError:
             self._stats["hello_bad"] += 1
-            self.failed(c)
+            self.penalize(c, "protocol_bad_proof", trio.current_time())
             raise
         self._proven[c.node_id] = c.addr
         self._proven.move_to_end(c.node_id)

@@ -67,6 +67,9 @@ class RequestHandler:
         now = trio.current_time()
         contacts = self._contacts
         stores = self._stores
+        if contacts.graylisted(sender, addr[0], now):
+            self._stats["requests_dropped_graylisted"] += 1
+            return None
         if sender != contacts.node_id:
             contacts.saw(Contact(sender, addr[0], addr[1]), now, prove=False)
         if method not in _PLAIN_METHODS:

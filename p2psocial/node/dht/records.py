@@ -38,6 +38,13 @@ from .lookups import LookupRunner
 
 __all__ = ["RecordClient"]
 
+#: Rejection reasons of a record no honest node would hand out (spec/dht.md
+#: §5.4): its sender is penalized. Not stale, replayed, conflict (a fork is
+#: the author's doing) or from_future (clocks differ).
+_FORGED = frozenset(
+    {"too_large", "malformed", "wrong_key", "wrong_kind", "bad_signature", "bad_payload"}
+)
+
 #: A record slot: (kind, key).
 Slot = tuple[str, bytes]
 
@@ -106,7 +113,7 @@ class RecordClient:
             contacts.check_proof(c, nonce, proof)
             if rec is None:
                 return nodes, False, None
-            seq = self._validate_cached(kind, key, rec)
+            seq = self._validate_cached(kind, key, rec, c)
             if seq is None:
                 return nodes, False, None
             found.append((seq, rec))
@@ -116,9 +123,12 @@ class RecordClient:
         result = await self._lookups.iterate(lookup, ask)
         return result, found
 
-    def _validate_cached(self, kind: str, key: bytes, rec: bytes) -> int | None:
+    def _validate_cached(self, kind: str, key: bytes, rec: bytes, sender: Contact) -> int | None:
         """validate_record, remembering records already verified (a get sees
-        the same record from several replicas); returns its seq, or None."""
+        the same record from several replicas); returns its seq, or None.
+        A record no honest node could hold (forged, malformed, in the wrong
+        slot) costs ``sender`` a penalty (spec/dht.md §9); one merely stale
+        or from a fast clock does not."""
         digest = hashlib.sha256(kind.encode() + b"\x00" + key + rec).digest()
         seq = self._verified.get(digest)
         if seq is not None:
@@ -128,6 +138,10 @@ class RecordClient:
             entry = validate_record(kind, key, rec, self._now_ms())
         except RecordRejected as exc:
             self._stats[f"record_invalid_{exc.reason}"] += 1
+            if exc.reason in _FORGED:
+                self._contacts.penalize(
+                    sender, f"protocol_record_{exc.reason}", trio.current_time()
+                )
             return None
         self._verified[digest] = entry.seq
         if len(self._verified) > 1024:

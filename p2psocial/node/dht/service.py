@@ -373,5 +373,6 @@ class DHTNode:
             "pending_rpcs": self._engine.pending_calls,
             "hello_backlog": self._contacts.hello_backlog(),
             "dropped": self._engine.dropped(),
+            "peer_scores": self._contacts.scores.statistics(trio.current_time()),
             **dict(counters),
         }

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import trio
 
+from ..scores import PeerScores
 from .link import Link, address_group
-from .scores import PeerScores
 from .transport import PeerIdentity
 
 __all__ = ["Admission", "PoolLimits"]

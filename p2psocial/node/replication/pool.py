@@ -64,11 +64,11 @@ from ..foreground import Foreground
 from ..relay.client import RelayAddress, RelayRefused, open_relayed
 from ..relay.server import RelayServer
 from ..relay.streams import PrefixedStream, StreamEnded, StreamReader
+from ..scores import PeerScores, ScoreLimits
 from .admission import Admission, PoolLimits
 from .heads import Heads
 from .link import Dropped, Link, Outbox
 from .punch import Puncher
-from .scores import PeerScores, ScoreLimits
 from .serve import FeedServer
 from .sockets import open_shared_listeners
 from .transport import LinkClosed, NoiseFramedStream, PeerIdentity, secure_handshake

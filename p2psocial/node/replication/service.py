@@ -29,13 +29,13 @@ from ..activity import LimitedLog
 from ..foreground import Foreground
 from ..relay.client import RelayAddress, RelayClient
 from ..relay.server import RelayLimits, RelayServer
+from ..scores import ScoreLimits
 from .heads import Heads
 from .ingest import IngestPipeline
 from .link import Link, head_moved
 from .pool import LinkPool, PoolLimits
 from .punch import Puncher
 from .recent import RecentCache
-from .scores import ScoreLimits
 from .serve import FeedServer
 from .store import ReplicationStore
 from .swarm import SwarmDiscovery

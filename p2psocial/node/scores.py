@@ -1,5 +1,8 @@
 """Peer scores: misbehaviour costs a peer its welcome for a while.
 
+Replication links (spec/sync.md §8) and the DHT (spec/dht.md §9) each keep
+their own :class:`PeerScores`.
+
 Dropping a link that broke the protocol ends the harm of that link only: the
 peer may dial straight back and send the same invalid batch again, and every
 round costs us a handshake and a batch of signature checks. So each link
@@ -28,7 +31,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from ...protocol.dht.diversity import address_groups
+from ..protocol.dht.diversity import address_groups
 
 __all__ = ["PeerScores", "ScoreLimits", "fault_of"]
 
