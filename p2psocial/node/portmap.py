@@ -527,6 +527,11 @@ class PortMapper:
     ) -> dict[str, str] | igd.Fault | None:
         raw = await self._http(url, request)
         if raw is None:
+            # The control URL no longer answers (the router restarted its
+            # IGD, perhaps on another port): search again next round.
+            if self._igd is not None:
+                self._igd = None
+                self._stats["igd_forgotten"] += 1
             return None
         try:
             out = igd.decode_soap_untrusted(raw, action)

@@ -246,7 +246,10 @@ def decode_http_response_untrusted(data: bytes, *, eof: bool) -> HttpResponse | 
     """
     if len(data) > MAX_RESPONSE:
         raise DecodeError(f"an HTTP answer over {MAX_RESPONSE} bytes", reason="too_long")
-    end = data.find(b"\r\n\r\n", 0, MAX_HEAD + 4)
+    end, gap = data.find(b"\r\n\r\n", 0, MAX_HEAD + 4), 4
+    bare = data.find(b"\n\n", 0, MAX_HEAD + 2)
+    if bare >= 0 and (end < 0 or bare < end):
+        end, gap = bare, 2  # bare LF line ends, as some routers send
     if end < 0:
         if len(data) >= MAX_HEAD + 4:
             raise DecodeError(f"an HTTP head over {MAX_HEAD} bytes", reason="too_long")
@@ -254,7 +257,7 @@ def decode_http_response_untrusted(data: bytes, *, eof: bool) -> HttpResponse | 
             raise DecodeError("the connection ended inside the HTTP head", reason="truncated")
         return None
     status, headers = _head(data[:end])
-    rest = data[end + 4 :]
+    rest = data[end + gap :]
     if "chunked" in headers.get("transfer-encoding", "").lower():
         body = _dechunk(rest, eof=eof)
         return None if body is None else HttpResponse(status, body)

@@ -252,6 +252,7 @@ class FakeIgd:
         self.location = ""
         self.http_port = 0
         self.connections = 0
+        self.dead = False
 
     async def serve(self, nursery: trio.Nursery, ssdp: trio.socket.SocketType) -> None:
         listeners = await nursery.start(trio.serve_tcp, self._http, 0)
@@ -273,6 +274,8 @@ class FakeIgd:
         from xml.etree import ElementTree as ET
 
         self.connections += 1
+        if self.dead:
+            return  # hangs up at once
         buf = b""
         while b"\r\n\r\n" not in buf:
             buf += await stream.receive_some(4096)
@@ -421,3 +424,40 @@ async def test_an_igd_claiming_an_external_address_that_cannot_be_one_maps_nothi
     assert [a for a, _ in igd.actions] == ["GetExternalIPAddress"]
     assert mapper.statistics()["dropped_no_external_ip"] == 1
     assert mapper.external() is None
+
+
+async def test_an_igd_that_moves_is_searched_for_again() -> None:
+    """A router restarted its IGD on another port: the renewal fails at the
+    old control URL, and the next round finds the new one (spec/portmap.md §7.1)."""
+    gw = await _closed_udp_port()
+    ssdp, ssdp_addr = await _gateway_socket()
+    spare, _ = await _gateway_socket()
+    first, second = FakeIgd(), FakeIgd()
+    ext_ip = "<NewExternalIPAddress>203.0.113.70</NewExternalIPAddress>"
+    for fake in (first, second):
+        fake.answers = {"GetExternalIPAddress": [(200, _ok("GetExternalIPAddress", ext_ip))]}
+    with trio.fail_after(20), ssdp, spare:
+        async with trio.open_nursery() as outer:
+            await first.serve(outer, ssdp)
+            await second.serve(outer, spare)
+            mapper = PortMapper(
+                gw,
+                PORTS[:1],
+                ssdp_port=ssdp_addr[1],
+                timeout_scale=0.1,
+                renew=lambda t: 0.3,
+                backoff=lambda n: 0.3,
+            )
+            async with trio.open_nursery() as nursery:
+                await nursery.start(mapper.run)
+                await _until(lambda: mapper.state == "mapped")
+                # The old control URL now hangs up; searches name the new one.
+                first.dead = True
+                first.location = second.location
+                await _until(lambda: any(a == "AddPortMapping" for a, _ in second.actions))
+                await _until(lambda: mapper.state == "mapped")
+                st = mapper.status()
+                nursery.cancel_scope.cancel()
+            outer.cancel_scope.cancel()
+    assert mapper.statistics()["igd_forgotten"] >= 1
+    assert st["gateway"] == f"127.0.0.1:{second.http_port}", st

@@ -118,6 +118,9 @@ OK_HEAD = b"HTTP/1.1 200 OK\r\n"
     ("data", "eof", "expected"),
     [
         (OK_HEAD + b"Content-Length: 3\r\n\r\nabcdef", False, igd.HttpResponse(200, b"abc")),
+        # Bare LF line ends, as some routers send; a CRLF head keeps its body's LFs.
+        (b"HTTP/1.1 200 OK\nContent-Length: 2\n\nab", False, igd.HttpResponse(200, b"ab")),
+        (OK_HEAD + b"Content-Length: 4\r\n\r\na\n\nb", False, igd.HttpResponse(200, b"a\n\nb")),
         (OK_HEAD + b"Content-Length: 3\r\n\r\nab", False, None),
         (OK_HEAD + b"Content-Length: 3\r\n", False, None),
         (OK_HEAD + b"\r\nuntil the end", False, None),
