@@ -457,7 +457,7 @@ class PortMapper:
 
     async def _igd_service(self) -> tuple[str, igd.Url] | None:
         """The gateway's port-mapping service: searched for (SSDP) and read
-        from its description the first time, then kept."""
+        from its description, then kept until an exchange with it fails."""
         if self._igd is not None:
             return self._igd
         location = await self._ssdp_search()
@@ -506,7 +506,9 @@ class PortMapper:
                         try:
                             data, src = await sock.recvfrom(igd.MAX_SEARCH_RESPONSE + 1)
                         except OSError:
-                            continue
+                            # Would fail again at once: retrying here would spin.
+                            self._stats["recv_errors"] += 1
+                            break
                         if src[0] != host:
                             self._stats["dropped_foreign"] += 1
                             continue

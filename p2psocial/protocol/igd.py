@@ -316,8 +316,8 @@ def _xml(body: bytes) -> ET.Element:
         raise DecodeError(f"an XML document over {MAX_BODY} bytes", reason="too_long")
     # UTF-8 only, read here and handed to the parser as text: expat would
     # otherwise detect UTF-16 by itself, and the DTD check below would be
-    # looking at the wrong bytes.
-    if b"\x00" in body or body.startswith((b"\xfe\xff", b"\xff\xfe")):
+    # looking at the wrong bytes. (A UTF-16 byte-order mark is not UTF-8.)
+    if b"\x00" in body:
         raise DecodeError("not a UTF-8 document", reason="bad_xml")
     try:
         text = body.decode("utf-8-sig")  # a UTF-8 BOM, which some routers send, is dropped

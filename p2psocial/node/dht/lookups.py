@@ -111,12 +111,13 @@ class LookupRunner:
         contacts = self._contacts
 
         async def query(contact: Contact) -> None:
-            if contacts.graylisted(contact.node_id, contact.host, trio.current_time()):
+            now = trio.current_time()
+            if contacts.graylisted(contact.node_id, contact.host, now):
                 self._stats["lookup_skipped_graylisted"] += 1
                 lookup.on_failure(contact.node_id)
                 wake.event.set()
                 return
-            if contacts.known_dead(contact, trio.current_time()):
+            if contacts.known_dead(contact, now):
                 # Its last call timed out: no wait on it while others remain.
                 self._stats["lookup_skipped_dead"] += 1
                 lookup.on_failure(contact.node_id)

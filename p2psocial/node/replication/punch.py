@@ -218,6 +218,7 @@ class Puncher:
                 session.finished(False, trio.current_time())
                 return
             self._spraying = True
+            self._responder_serves = 0
             try:
                 await self._execute_plan(link, session, plan)
             finally:
@@ -264,7 +265,6 @@ class Puncher:
                 if self._host_claims.get(h, (b"",))[0] == node_id:
                     del self._host_claims[h]
             self._served.discard(node_id)
-            self._responder_serves = 0
             session.finished(ok, trio.current_time())
         if ok:
             self._stats[f"punch_ok_{plan.path}"] += 1

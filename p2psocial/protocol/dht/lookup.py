@@ -44,7 +44,7 @@ lookup admits at most ``group_limit`` candidates of one wide group (a /16),
 as many as one routing table may hold, and drops the rest of that group
 unasked (``refused`` counts them). An honest answer comes from a table under
 the same limit; a block of adversaries that answer with each other cannot
-fill the candidates, so the lookup goes on through the others (spec/dht.md §8.4).
+fill the candidates, so the lookup goes on through the others (spec/dht.md §8).
 """
 
 from __future__ import annotations
