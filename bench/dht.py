@@ -130,6 +130,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         cfg.rpc_timeout_min = cfg.rpc_timeout_max = cfg.rpc_timeout
         cfg.lookup_patience = 2
         cfg.dead_ttl = 0.0
+        cfg.silent_ttl = 0.0
     result: dict[str, Any] = {"bench": "dht", "nodes": args.nodes}
     with trio.fail_after(args.time_limit):
         async with trio.open_nursery() as nursery:
@@ -227,6 +228,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                     "rpc_late_answers",
                     "contacts_evicted",
                     "lookup_skipped_dead",
+                    "lookup_skipped_silent",
                 )
             },
             "put_stored_on_min": min(stored),

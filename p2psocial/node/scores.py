@@ -128,7 +128,10 @@ class PeerScores:
 
     def graylisted(self, node_id: bytes | None, host: str, now: float) -> bool:
         """Whether links with this node (or from this public address) are refused now."""
-        for key in (node_id, host if _scored_address(host) else None):
+        if not self._scores:
+            return False
+        # Only scored addresses are ever keys (penalize), so no need to ask.
+        for key in (node_id, host):
             if key is None:
                 continue
             s = self._scores.get(key)

@@ -16,7 +16,7 @@ import trio.testing
 from p2psocial.node.dht import DHTConfig, DHTNode
 from p2psocial.node.dht.memnet import MemoryNetwork
 from p2psocial.protocol.dht import distance
-from p2psocial.protocol.entries import create_entry
+from p2psocial.protocol.entries import Entry, create_entry
 from p2psocial.protocol.identity import SigningKey
 
 
@@ -111,6 +111,13 @@ async def test_records_and_swarms_over_a_lossy_network(
                 assert peers  # the announcer, unless the getter announced it itself
 
 
+def _first_post(author: SigningKey) -> Entry:
+    e, _ = create_entry(
+        author, seq=1, prev=None, timestamp=1_700_000_000_000, kind="post", payload={"text": "x"}
+    )
+    return e
+
+
 async def test_refresh_republish_and_reannounce_outlive_ttls(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -119,14 +126,7 @@ async def test_refresh_republish_and_reannounce_outlive_ttls(
     with trio.fail_after(48 * 3600):
         async with memnet(16, seed=8, loss=0.02) as (_net, nodes):
             author = SigningKey.from_seed(b"p" * 32)
-            e, _ = create_entry(
-                author,
-                seq=1,
-                prev=None,
-                timestamp=1_700_000_000_000,
-                kind="post",
-                payload={"text": "x"},
-            )
+            e = _first_post(author)
             assert await nodes[0].put_head(e.to_bytes()) >= 10
             assert await nodes[1].announce(author.public_key, 7001) >= 10
             await trio.sleep(25 * 3600)
@@ -143,3 +143,32 @@ async def test_idle_buckets_are_refreshed(autojump_clock: trio.testing.MockClock
             for x in nodes:
                 # One lookup per idle hour; it touches the bucket again.
                 assert 1 <= x.statistics()["bucket_refreshes"] <= 3
+
+
+async def test_gets_after_departures_skip_silent_contacts(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """30 % of 60 nodes go silent at once, among them holders of a record.
+    A get waits on a dead holder for its first attempt's timeout; the gets
+    after it give that contact no slot while it stays silent (spec/dht.md 8), and
+    every get still finds the record."""
+    with trio.fail_after(3600):
+        async with memnet(60, seed=11, loss=0.0) as (net, nodes):
+            rng = random.Random(3)
+            author = SigningKey.from_seed(b"s" * 32)
+            e = _first_post(author)
+            assert await nodes[0].put_head(e.to_bytes()) >= 10
+            dead = {x.address for x in rng.sample(nodes[1:], 18)}
+            route = net._route
+
+            def drop_dead(src: tuple[str, int], data: bytes, dst: tuple[str, int]) -> None:
+                if src not in dead and dst not in dead:
+                    route(src, data, dst)
+
+            net._route = drop_dead  # type: ignore[method-assign]
+            alive = [x for x in nodes[1:] if x.address not in dead]
+            for getter in rng.sample(alive, 5):
+                for _ in range(3):
+                    assert await getter.get_head(author.public_key) == e.to_bytes()
+            skipped = sum(x.statistics().get("lookup_skipped_silent", 0) for x in alive)
+            assert skipped > 0

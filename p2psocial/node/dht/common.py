@@ -46,6 +46,13 @@ class DHTConfig:
     #: about 30 ms, so a dead contact is known within 0.3 s, not 5 s.
     rpc_timeout_min: float = 0.03
     rpc_timeout_max: float = 2.0
+    #: The first retransmission waits at least this long, however short the
+    #: first attempt's timeout: a lookup goes past a silent contact after
+    #: that timeout anyway, and a resend only helps against loss. Resending
+    #: at 30 ms made a busy node (or a busy peer) send most requests twice,
+    #: which loaded both further: more than half of the calls of a
+    #: 200-node bootstrap in one process were resent.
+    rpc_retransmit_min: float = 0.25
     #: A call is not declared timed out before this many seconds, however
     #: short its attempts (a stall of our own must not evict live contacts).
     rpc_verdict_min: float = 3.0
@@ -53,6 +60,11 @@ class DHTConfig:
     #: (unless it is heard from again): lookups never wait on a known-dead
     #: contact while others remain.
     dead_ttl: float = 120.0
+    #: A contact silent past its first attempt's timeout is skipped by the
+    #: lookups that start meanwhile, until it is heard from again or for this
+    #: long: the lookups running at once after a wave of departures need not
+    #: each wait on the same dead contact for the verdict.
+    silent_ttl: float = 10.0
     #: Ask proven contacts for our observed address (spec/dht.md 4.4). Off for
     #: simulated networks, where every node shares one address.
     observe_addresses: bool = True

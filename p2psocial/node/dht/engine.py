@@ -20,7 +20,7 @@ the network we are on, not a fixed half second per try.
 from __future__ import annotations
 
 import os
-from collections import Counter
+from collections import Counter, OrderedDict
 from typing import Any, Protocol
 
 import trio
@@ -120,6 +120,9 @@ class DatagramEngine:
         )
         self._stats: Counter[str] = Counter()
         self._dropped: Counter[str] = Counter()
+        #: Addresses whose call went unanswered past its first attempt's
+        #: timeout, until when (cleared by any datagram from them).
+        self._silent: OrderedDict[Addr, float] = OrderedDict()
         self._req_send, self._req_recv = trio.open_memory_channel[tuple[Request, Addr]](
             config.request_queue
         )
@@ -179,6 +182,8 @@ class DatagramEngine:
                 log.debug("recvfrom: %s", exc)
                 continue
             self._stats["datagrams_in"] += 1
+            if self._silent:
+                self._silent.pop(addr, None)
             cap = MAX_DATAGRAM
             if len(data) > MAX_DATAGRAM:
                 mid = peek_response_id(data)
@@ -288,14 +293,21 @@ class DatagramEngine:
         pending = _Pending(addr, max_reply)
         self._pending[msg_id] = pending
         self._stats[f"rpc_out_{method}"] += 1
-        timeout = self.rtt.rto(addr)
+        rto = self.rtt.rto(addr)
+        timeout = max(rto, self._config.rpc_retransmit_min)
         started = trio.current_time()
         try:
             for attempt in range(self._config.rpc_attempts):
                 sent = trio.current_time()
                 await self.send(data, addr)
-                with trio.move_on_after(timeout):
-                    await pending.event.wait()
+                if attempt == 0 and not min_wait:
+                    with trio.move_on_at(sent + rto):
+                        await pending.event.wait()
+                    if not pending.event.is_set():
+                        self._mark_silent(addr, trio.current_time())
+                if not pending.event.is_set():
+                    with trio.move_on_at(sent + timeout):
+                        await pending.event.wait()
                 if pending.event.is_set():
                     # Karn: a retried call's answer is ambiguous.
                     if attempt == 0 and not min_wait:
@@ -317,6 +329,24 @@ class DatagramEngine:
             self._pending.pop(msg_id, None)
         self._stats["rpc_timeouts"] += 1
         raise DHTError(f"{method} to {addr[0]}:{addr[1]} timed out", reason="timeout")
+
+    def _mark_silent(self, addr: Addr, now: float) -> None:
+        self._silent[addr] = now + self._config.silent_ttl
+        self._silent.move_to_end(addr)
+        while len(self._silent) > self._config.rate_table_size:
+            self._silent.popitem(last=False)
+
+    def is_silent(self, addr: Addr, now: float) -> bool:
+        """Whether a call to ``addr`` went unanswered past its first attempt's
+        timeout and nothing was heard from it since (for at most
+        ``silent_ttl`` seconds): lookups skip it rather than wait on it too."""
+        until = self._silent.get(addr)
+        if until is None:
+            return False
+        if until <= now:
+            del self._silent[addr]
+            return False
+        return True
 
     def _answer(self, pending: _Pending, method: str, addr: Addr) -> Any:
         if pending.oversized:

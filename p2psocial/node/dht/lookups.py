@@ -41,16 +41,31 @@ class LookupRunner:
     """
 
     def __init__(
-        self, config: DHTConfig, contacts: Contacts, rto: Callable[[Addr], float] | None = None
+        self,
+        config: DHTConfig,
+        contacts: Contacts,
+        rto: Callable[[Addr], float] | None = None,
+        is_silent: Callable[[Addr, float], bool] | None = None,
     ) -> None:
         self._config = config
         self._contacts = contacts
         self._rto = rto
+        self._is_silent = is_silent
         self._stats: Counter[str] = Counter()
 
     def _patience(self, contact: Contact) -> float:
-        """How long ``contact`` holds an α slot: its first ``lookup_patience`` attempts."""
+        """How long ``contact`` holds an α slot: its first ``lookup_patience`` attempts.
+
+        A silent contact (its last call went unanswered past its first
+        attempt, and nothing was heard from it since) holds none: it is
+        still asked, but the lookup asks the next candidates at once. A walk
+        to the k closest still awaits it if it stays among them; a get goes
+        past it.
+        """
         cfg = self._config
+        if self._is_silent is not None and self._is_silent(contact.addr, trio.current_time()):
+            self._stats["lookup_skipped_silent"] += 1
+            return 0.0
         first = cfg.rpc_timeout if self._rto is None else self._rto(contact.addr)
         return sum(first * cfg.rpc_backoff**i for i in range(cfg.lookup_patience))
 

@@ -25,6 +25,11 @@ from .lookups import LookupRunner
 
 __all__ = ["PlainKademlia", "plain_key_digest"]
 
+#: The far-bucket lookups after joining walk to this many closest nodes, not
+#: k: their point is the contacts met on the way, which fill the two far
+#: buckets, and the last rounds of an exact walk to 20 added little to them.
+FAR_LOOKUP_K = 8
+
 
 def plain_key_digest(key: Any) -> bytes:
     """The 160-bit key of a plain value, exactly as the ``kademlia`` package
@@ -84,7 +89,7 @@ class PlainKademlia:
             # keys in the other half would stall among its neighbours.
             async with trio.open_nursery() as nursery:
                 for target in self._far_targets():
-                    nursery.start_soon(self.find_node, target)
+                    nursery.start_soon(self.find_node, target, FAR_LOOKUP_K)
             # Whatever we announced or published while joining went to the
             # few contacts we knew then; place it again among the closest.
             contacts.joined.set()
@@ -118,8 +123,9 @@ class PlainKademlia:
         sockaddr = infos[0][4]
         return (str(sockaddr[0]), int(sockaddr[1]))
 
-    async def find_node(self, target: bytes) -> list[Contact]:
-        """The k nodes closest to ``target`` that answered, nearest first."""
+    async def find_node(self, target: bytes, k: int | None = None) -> list[Contact]:
+        """The k nodes closest to ``target`` that answered, nearest first
+        (``k``: how many, default the config's)."""
         me = self._contacts.node_id
 
         async def ask(c: Contact) -> tuple[list[Contact], bool, Any]:
@@ -127,7 +133,7 @@ class PlainKademlia:
             return parse_node_list(value), False, None
 
         seeds = self._contacts.table.closest(target)
-        lookup = self._lookups.new(target, seeds, None)
+        lookup = self._lookups.new(target, seeds, None, k)
         return (await self._lookups.iterate(lookup, ask)).closest
 
     async def set(self, key: Any, value: Any) -> int:

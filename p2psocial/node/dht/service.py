@@ -68,7 +68,9 @@ class DHTNode:
         self._stores = Stores(cfg.token_rotation)
         self._engine = DatagramEngine(cfg, host, port, socket_factory or open_udp_socket)
         self._contacts = Contacts(self.node_id, cfg, self._engine)
-        self._lookups = LookupRunner(cfg, self._contacts, rto=self._engine.rtt.rto)
+        self._lookups = LookupRunner(
+            cfg, self._contacts, rto=self._engine.rtt.rto, is_silent=self._engine.is_silent
+        )
         self._dial_back_responder = DialBackResponder(self._engine.send, self._stores, key)
         self._handler = RequestHandler(
             key, self._stores, self._contacts, now_ms, self._dial_back_responder

@@ -27,6 +27,7 @@ caller's mistake gets there).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 __all__ = ["Groups", "address_groups"]
@@ -47,11 +48,12 @@ def _prefix(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, bits: int) -> str
     return str(net)
 
 
+@functools.lru_cache(maxsize=8192)
 def address_groups(host: str) -> Groups:
     """The (bucket group, table group) of ``host`` (see the module docstring).
 
     Groups are strings such as ``"198.51.100.0/24"``; None means no limit.
-    Never raises.
+    Never raises. Results are cached (the last 8,192 hosts).
     """
     try:
         ip = ipaddress.ip_address(host)
