@@ -152,8 +152,10 @@ from p2psocial.protocol.wire import (
     Entries,
     ForkProofMessage,
     FrameDecoder,
+    Have,
     Hello,
     Message,
+    Mode,
     PunchAnswer,
     PunchGo,
     PunchOffer,
@@ -487,6 +489,14 @@ def corpus() -> Corpus:
         [tiny_push] * 34,
         [encode_message(ForkProofMessage(proof.to_bytes())), encode_message(Bye("x")), idle],
         [encode_message(Entries(A.public_key, 7, 9, ()))],
+        # Capability ebt (spec/sync.md 13): modes and haves after the clock.
+        [
+            encode_message(Clock(((A.public_key, 2, chain_a[1][0].id),))),
+            encode_message(Mode(((A.public_key, 2, False),))),
+            encode_message(Have(((A.public_key, 9), (B.public_key, 1)))),
+            encode_message(Mode(((A.public_key, 1, True),))),
+        ],
+        [encode_message(Have(((B.public_key, 3),)))] * 18,
     ]
 
     # DHT datagrams.
@@ -1316,6 +1326,7 @@ def _sync_run() -> Run:
 
     def run(data: bytes) -> None:
         session = SyncSession({A.public_key: (3, a3.id), B.public_key: (0, None)})
+        session.enable_ebt()
         session.start()
         now = 0.0
         for body in _stage("frame", FrameDecoder().feed, data):

@@ -15,6 +15,14 @@ follower when it arrives before the deadline.
 Reference measured beside it: ``loopback_rtt_ms``, the median round trip of a
 64-byte message over a TCP connection on 127.0.0.1 in this process.
 
+Redundancy (spec/sync.md §13): ``redundancy`` is the entries of wanted feeds
+that peers sent the daemons while the posts went out, duplicates included,
+per entry stored (``entries_delivered / entries_stored`` over all daemons:
+1.0 means every follower got each post once). ``reference_no_ebt`` repeats
+the whole run with EBT-style sender selection off (``P2PSOCIAL_SYNC_EBT=0``:
+every link pushes every shared feed) and reports the same figures; skip it
+with ``--no-reference``.
+
 Prints progress on stderr and one JSON object as the last stdout line with
 the keys bench, daemons, posts, delivered_ratio, p50_ms, p99_ms,
 bytes_per_post_per_node, loopback_rtt_ms (plus details).
@@ -58,9 +66,10 @@ class Daemon:
         self.client: AsyncClient | None = None
         self.arrivals: dict[str, float] = {}
 
-    def start(self, bootstrap: str | None, listen: str) -> None:
+    def start(self, bootstrap: str | None, listen: str, env: dict[str, str]) -> None:
         self.process = spawn_daemon(
             self.data_dir,
+            env=daemon_env(**env),
             listen=None if listen == "default" else listen,
             bootstrap=[bootstrap] if bootstrap else [],
             log_level="warning",
@@ -174,10 +183,11 @@ async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     daemons = [Daemon(i, root) for i in range(args.daemons)]
     await trio.to_thread.run_sync(init_all, daemons)
     try:
-        daemons[0].start(None, args.listen)
+        env = {"P2PSOCIAL_SYNC_EBT": "0"} if args.no_ebt else {}
+        daemons[0].start(None, args.listen, env)
         await daemons[0].wait_ready()
         for d in daemons[1:]:
-            d.start(daemons[0].dht_addr, args.listen)
+            d.start(daemons[0].dht_addr, args.listen, env)
         for d in daemons[1:]:
             await d.wait_ready()
         print("all daemons ready", file=sys.stderr)
@@ -215,6 +225,7 @@ async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             # Let follows replicate and links settle before measuring.
             await trio.sleep(args.settle)
             before = await _bytes_out(daemons)
+            sent_before = await _deliveries(daemons)
             followers = {a: [d.index for d in daemons if a in follows[d.index]] for a in authors}
             posted: list[tuple[str, int, float]] = []
             print(f"posting {args.posts} posts from {len(authors)} authors...", file=sys.stderr)
@@ -238,6 +249,7 @@ async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
                 while delivered() < expected:
                     await progress.wait()
             after = await _bytes_out(daemons)
+            sent_after = await _deliveries(daemons)
             latencies = [
                 (daemons[f].arrivals[pid] - t0) * 1000
                 for pid, a, t0 in posted
@@ -261,6 +273,11 @@ async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         "p99_ms": round(_percentile(latencies, 0.99), 1),
         "max_ms": round(max(latencies), 1) if latencies else None,
         "bytes_per_post_per_node": round((after - before) / (len(posted) * len(daemons)), 1),
+        "redundancy": _ratio(sent_after[0] - sent_before[0], sent_after[1] - sent_before[1]),
+        "entries_delivered": sent_after[0] - sent_before[0],
+        "entries_stored": sent_after[1] - sent_before[1],
+        "ebt": not args.no_ebt,
+        "ebt_modes_sent": sent_after[2],
         "loopback_rtt_ms": round(rtt, 3),
         "interval_s": args.interval,
         "listen": args.listen,
@@ -324,6 +341,24 @@ async def _first_post_after_follow(
     return {"link_ms": link_ms, "post_ms": post_ms, "follows": follows, "missed": missed}
 
 
+def _ratio(a: int, b: int) -> float | None:
+    return round(a / b, 3) if b else None
+
+
+async def _deliveries(daemons: list[Daemon]) -> tuple[int, int, int]:
+    """Over all daemons: entries peers sent (duplicates included), entries
+    stored from peers, and EBT modes sent."""
+    delivered = stored = modes = 0
+    for d in daemons:
+        assert d.client is not None
+        rep = (await d.client.statistics()).get("replication", {})
+        delivered += int(rep.get("entries_delivered", 0))
+        stored += int(rep.get("entries_stored", 0))
+        ebt = rep.get("ebt", {})
+        modes += int(ebt.get("mode_standby_sent", 0)) + int(ebt.get("mode_active_sent", 0))
+    return delivered, stored, modes
+
+
 async def _bytes_out(daemons: list[Daemon]) -> int:
     total = 0
     for d in daemons:
@@ -355,16 +390,40 @@ def main() -> None:
         help="pairs timed from follow (no connect) to link and to the author's next post",
     )
     parser.add_argument("--keep", action="store_true", help="keep the data dirs (logs)")
+    parser.add_argument(
+        "--no-ebt", action="store_true", help="internal: the reference run, every link pushing"
+    )
+    parser.add_argument(
+        "--no-reference", action="store_true", help="skip the second run with EBT off"
+    )
     args = parser.parse_args()
+    result = _run_once(args)
+    if not (args.no_reference or args.no_ebt):
+        print("reference: the same run with EBT off...", file=sys.stderr)
+        args.no_ebt = True
+        ref = _run_once(args)
+        result["reference_no_ebt"] = {
+            k: ref[k]
+            for k in (
+                "delivered_ratio",
+                "p50_ms",
+                "p99_ms",
+                "bytes_per_post_per_node",
+                "redundancy",
+            )
+        }
+    print(json.dumps(result))
+
+
+def _run_once(args: argparse.Namespace) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="p2ps-bench-prop-"))
     try:
-        result = trio.run(run, args, root)
+        return trio.run(run, args, root)
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
         else:
             print(f"data dirs kept in {root}", file=sys.stderr)
-    print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -118,7 +118,7 @@ SUBPACKAGES = {
         "encode_response", "head_key", "profile_key", "swarm_key", "validate_record",
     },
     "p2psocial.protocol.sync": {
-        "Action", "Close", "Head", "Ingest", "PeekDone", "Send", "Serve", "StoreForkProof",
+        "Action", "Ahead", "Close", "Duplicate", "Head", "Ingest", "PeekDone", "Send", "Serve", "StoreForkProof",
         "SyncLimits", "SyncSession",
     },
     "p2psocial.api": {
@@ -144,7 +144,7 @@ SUBPACKAGES = {
     "p2psocial.node.replication": {
         "FeedServer", "FramedStream", "Heads", "IngestPipeline", "Link", "LinkClosed",
         "LinkHandler", "LinkPool", "LinkSet", "PeerIdentity", "RecentCache",
-        "ReplicationStore", "Replicator", "SwarmDiscovery", "TCPFramedStream",
+        "ReplicationStore", "Replicator", "Senders", "SwarmDiscovery", "TCPFramedStream",
         "address_group", "handshake",
     },
     "p2psocial.node.relay": {

@@ -34,16 +34,17 @@ class TokenBucket:
         self.tokens = burst
         self.last = now
 
-    def take(self, now: float) -> bool:
-        """Take one token at time ``now``; False (and nothing taken) if none is left."""
+    def take(self, now: float, count: float = 1.0) -> bool:
+        """Take ``count`` tokens at time ``now``; False (and nothing taken) if
+        fewer are left."""
         last = self.last
         if last is None or now > last:
             if last is not None:
                 self.tokens = min(self.burst, self.tokens + (now - last) * self.rate)
             self.last = now
-        if self.tokens < 1.0:
+        if self.tokens < count:
             return False
-        self.tokens -= 1.0
+        self.tokens -= count
         return True
 
 

@@ -51,8 +51,10 @@ from .wire import (
     Clock,
     Entries,
     ForkProofMessage,
+    Have,
     Item,
     Message,
+    Mode,
     Push,
     Want,
     WireLimits,
@@ -123,7 +125,9 @@ from .wire import (
 
 __all__ = [
     "Action",
+    "Ahead",
     "Close",
+    "Duplicate",
     "Head",
     "Ingest",
     "PeekDone",
@@ -203,7 +207,26 @@ class Close:
     reason: str
 
 
-Action: TypeAlias = Send | Serve | Ingest | StoreForkProof | PeekDone | Close
+@dataclass(frozen=True, slots=True)
+class Ahead:
+    """Capability ``ebt``: the peer holds ``author``'s feed up to ``seq``,
+    past our head, by its :class:`~.wire.Have` (it stands by for that feed
+    or did until lately). Whom to take the feed from is the caller's call."""
+
+    author: bytes
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """The peer pushed an entry of ``author``'s feed that we already hold
+    (another link was faster). Nothing to store; who sends a feed live is
+    the caller's call (capability ``ebt``)."""
+
+    author: bytes
+
+
+Action: TypeAlias = Send | Serve | Ingest | StoreForkProof | PeekDone | Close | Ahead | Duplicate
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +256,11 @@ class SyncLimits:
     part: a longer feed ends its catch-up after the recent part, and the
     classic serve, which is not paced, fills it from our contiguous head up
     (one token per 1,000 entries at 3/s would cap a long feed near 3,000/s).
+
+    Capability ``ebt`` (spec/sync.md §13): ``mode_burst``/``mode_rate`` bound
+    the feed entries of the peer's ``mode`` messages (each at most a flag flip
+    and a serve of what the peer lacks), ``have_burst``/``have_rate`` its
+    ``have`` messages; we send ours at most every ``have_interval`` seconds.
     """
 
     want_burst: float = 32.0
@@ -251,6 +279,11 @@ class SyncLimits:
     catch_up_rate: float = 3.0
     catch_up_stall: float = 5.0
     catch_up_below: int = 4_000
+    mode_burst: float = 1024.0
+    mode_rate: float = 64.0
+    have_burst: float = 16.0
+    have_rate: float = 4.0
+    have_interval: float = 0.5
 
 
 #: feeds remembered per session as asked for by the peer (peer_asked)
@@ -301,6 +334,10 @@ class _Feed:
     peeking: bool = False
     #: set while the feed is catching
     catch: _CatchUp | None = None
+    #: capability ebt: the peer asked us not to push this feed (we send haves)
+    standby: bool = False
+    #: capability ebt: we asked the peer not to push this feed
+    quiet: bool = False
 
     @property
     def wanted(self) -> bool:
@@ -340,6 +377,15 @@ class SyncSession:
         self._inbound_bucket = TokenBucket(self.limits.inbound_burst, self.limits.inbound_rate)
         self._clock_bucket = TokenBucket(self.limits.clock_burst, self.limits.clock_rate)
         self._catch_bucket = TokenBucket(self.limits.catch_up_burst, self.limits.catch_up_rate)
+        self._mode_bucket = TokenBucket(self.limits.mode_burst, self.limits.mode_rate)
+        self._have_bucket = TokenBucket(self.limits.have_burst, self.limits.have_rate)
+        # Our own standby modes stay under half the peer's mode bucket.
+        self._standby_bucket = TokenBucket(self.limits.mode_burst / 2, self.limits.mode_rate / 2)
+        #: capability ebt: both sides listed it (enable_ebt)
+        self.ebt = False
+        #: heads of standby feeds not yet sent in a have, and when we last sent one
+        self._haves: dict[bytes, int] = {}
+        self._have_sent: float | None = None
         #: feeds in state catching (at most max_catch_up)
         self._catching: set[bytes] = set()
         #: feeds the peer sent wants for, most recent last (bounded)
@@ -352,6 +398,9 @@ class SyncSession:
         self.ignored = 0
         self.catch_ups = 0
         self.catch_ups_stalled = 0
+        self.haves_sent = 0
+        #: entries of wanted feeds the peer sent us, duplicates included
+        self.entries_delivered = 0
 
     # --- queries -------------------------------------------------------
 
@@ -480,7 +529,58 @@ class SyncSession:
         if feed.state == "filling" and head[0] >= (feed.theirs or 0):
             # Filled through another peer; the answer still arriving is harmless.
             feed.state = "wanted"
+        if feed.standby and feed.theirs is not None:
+            # The peer takes this feed from another link: note, don't push.
+            self._haves[author] = head[0]
+            return self._flush_haves(self._now, force=False)
         return self._maybe_serve(author, feed, overlap=False)
+
+    # --- capability ebt (spec/sync.md 13) --------------------------------
+
+    def enable_ebt(self) -> None:
+        """Both sides listed capability ``ebt``: ``mode`` and ``have`` may flow."""
+        self.ebt = True
+
+    def set_mode(self, author: bytes, active: bool) -> list[Action]:
+        """Ask the peer to push ``author``'s feed live (``active``) or to stand by.
+
+        Only for a feed both sides want and we announced, over an ``ebt`` link;
+        anything else, or no change, sends nothing. Standby requests are
+        paced at half the peer's mode bucket (a refused one sends nothing).
+        """
+        self._require_open("set_mode")
+        feed = self._feeds.get(author)
+        if (
+            not self.ebt
+            or feed is None
+            or not feed.announced
+            or feed.theirs is None
+            or feed.quiet == (not active)
+        ):
+            return []
+        if not active and not self._standby_bucket.take(self._now or 0.0):
+            return []  # the peer keeps pushing it; a later duplicate asks again
+        feed.quiet = not active
+        return [Send(Mode(((author, feed.ours[0], active),)))]
+
+    def standing_by(self, author: bytes) -> bool:
+        """Whether we asked the peer not to push ``author``'s feed."""
+        feed = self._feeds.get(author)
+        return feed is not None and feed.quiet
+
+    def _flush_haves(self, now: float | None, *, force: bool) -> list[Action]:
+        """Send the pending haves if one is due (at most every ``have_interval``)."""
+        if not self._haves or now is None:
+            return []
+        last = self._have_sent
+        if not force and last is not None and now - last < self.limits.have_interval:
+            return []
+        self._have_sent = now
+        notes = list(self._haves.items())
+        self._haves.clear()
+        self.haves_sent += 1
+        step = self.limits.wire.max_clock
+        return [Send(Have(tuple(notes[i : i + step]))) for i in range(0, len(notes), step)]
 
     def peek(self, author: bytes, limit: int) -> list[Action]:
         """Ask the peer for the latest ``limit`` entries of ``author``'s feed."""
@@ -585,7 +685,7 @@ class SyncSession:
         if self.state != "open":
             return []
         self._tick(now)
-        actions: list[Action] = []
+        actions: list[Action] = self._flush_haves(now, force=False)
         for author in list(self._catching):
             feed = self._feeds[author]
             c = feed.catch
@@ -601,11 +701,17 @@ class SyncSession:
         return actions
 
     def next_poll(self) -> float | None:
-        """When :meth:`poll` may next have work; None while no feed is catching."""
-        if not self._catching:
-            return None
+        """When :meth:`poll` may next have work; None while nothing waits
+        (no feed catching, no have pending)."""
         now = self._now or 0.0
+        have_at = None
+        if self._haves:
+            have_at = (self._have_sent or now) + self.limits.have_interval
+        if not self._catching:
+            return have_at
         at = now + self.limits.catch_up_stall
+        if have_at is not None:
+            at = min(at, have_at)
         for author in self._catching:
             c = self._feeds[author].catch
             if c is None:
@@ -681,6 +787,8 @@ class SyncSession:
                         self._peer_feeds -= 1
                     feed.theirs = feed.their_id = None
                     feed.sent = 0
+                    feed.standby = False
+                    self._haves.pop(author, None)
                     self._forget_if_idle(author, feed)
                 continue
             known = None if feed is None else feed.theirs
@@ -692,6 +800,7 @@ class SyncSession:
                 feed = self._feeds[author] = _Feed()
             if known is None:
                 self._peer_feeds += 1
+                feed.standby = False  # a feed the peer comes to want starts active
             feed.theirs = seq
             # A stated clock resets what we assume the peer holds: if it is
             # lower than what we sent, the peer refused some (e.g. from the
@@ -726,6 +835,48 @@ class SyncSession:
             feed = _Feed()
         return _FEED_TABLE[feed.state, type(msg)](self, feed, msg, now)
 
+    def _on_mode(self, msg: Mode, now: float) -> list[Action]:
+        if not self.ebt:
+            raise _violation("mode without the ebt capability", reason="unknown_message")
+        if not self._mode_bucket.take(now, len(msg.feeds)):
+            raise _violation("peer flips feed modes faster than allowed", reason="mode_flood")
+        actions: list[Action] = []
+        for author, seq, active in msg.feeds:
+            feed = self._feeds.get(author)
+            if feed is None or feed.theirs is None:
+                # The peer names only feeds its clock announced (the stream is
+                # ordered, so its own withdrawal cannot cross this).
+                raise _violation("mode for a feed the peer does not want", reason="bad_state")
+            if not active:
+                feed.standby = True
+                self._note_peer_holds(feed, seq)
+                continue
+            if seq < feed.theirs and not self._want_bucket.take(now):
+                raise _violation("peer rewinds its head too often", reason="want_flood")
+            feed.standby = False
+            self._haves.pop(author, None)
+            # As a clock: the peer holds seq; serve it what it lacks from there.
+            feed.theirs = feed.sent = seq
+            actions.extend(self._maybe_serve(author, feed, overlap=False))
+        return actions
+
+    def _on_have(self, msg: Have, now: float) -> list[Action]:
+        if not self.ebt:
+            raise _violation("have without the ebt capability", reason="unknown_message")
+        if not self._have_bucket.take(now):
+            raise _violation("peer sends haves faster than allowed", reason="have_flood")
+        actions: list[Action] = []
+        for author, seq in msg.feeds:
+            feed = self._feeds.get(author)
+            if feed is None or not feed.wanted:
+                # Withdrawn while the note was in flight, or never ours: only information.
+                self.ignored += 1
+                continue
+            self._note_peer_holds(feed, seq)
+            if seq > feed.ours[0]:
+                actions.append(Ahead(author, seq))
+        return actions
+
     def _on_fork_proof(self, msg: ForkProofMessage, now: float) -> list[Action]:
         return [StoreForkProof(msg.proof)]
 
@@ -750,6 +901,7 @@ class SyncSession:
 
     def _batch_of_wanted(self, feed: _Feed, msg: Entries, now: float) -> list[Action]:
         n = len(msg.items)
+        self.entries_delivered += n
         if n == 0:
             if feed.state == "filling":
                 feed.state = "wanted"
@@ -789,6 +941,7 @@ class SyncSession:
         return actions
 
     def _push_of_wanted(self, feed: _Feed, msg: Push, now: float) -> list[Action]:
+        self.entries_delivered += 1
         ours_seq, ours_id = feed.ours
         self._note_peer_holds(feed, msg.seq)
         if msg.seq <= ours_seq:
@@ -796,7 +949,7 @@ class SyncSession:
             # still handed over: a different entry there is a fork to detect.
             self.duplicates += 1
             if msg.seq < ours_seq or hashlib.sha256(msg.item[0]).digest() == ours_id:
-                return []
+                return [Duplicate(msg.author)]
             return [Ingest(msg.author, msg.seq, (msg.item,), "push")]
         if msg.seq > ours_seq + 1:
             return self._request_gap(msg.author, feed)
@@ -807,6 +960,7 @@ class SyncSession:
         if c is None:  # pragma: no cover - catching feeds always have one
             return self._batch_of_wanted(feed, msg, now)
         author, n = msg.author, len(msg.items)
+        self.entries_delivered += n
         c.since = now
         actions: list[Action] = []
         last = msg.start + n - 1
@@ -858,6 +1012,8 @@ _SESSION_TABLE: dict[tuple[SessionState, type[Message]], tuple[_Handler, Session
     ("open", Entries): (SyncSession._on_feed_message, "open"),
     ("open", Push): (SyncSession._on_feed_message, "open"),
     ("open", ForkProofMessage): (SyncSession._on_fork_proof, "open"),
+    ("open", Mode): (SyncSession._on_mode, "open"),
+    ("open", Have): (SyncSession._on_have, "open"),
     ("open", Bye): (SyncSession._on_bye, "closed"),
 }
 

@@ -48,9 +48,11 @@ __all__ = [
     "Entries",
     "ForkProofMessage",
     "FrameDecoder",
+    "Have",
     "Hello",
     "Item",
     "Message",
+    "Mode",
     "PunchAnswer",
     "PunchGo",
     "PunchOffer",
@@ -172,6 +174,27 @@ class Caps:
 
 
 @dataclass(frozen=True, slots=True)
+class Mode:
+    """Capability ``ebt`` (spec/sync.md §13): whether the receiver should push feeds live.
+
+    Each entry is ``(author, seq, active)``: ``seq`` the sender's contiguous
+    head of that feed; ``active`` False asks the receiver to stop pushing the
+    feed and send :class:`Have` notes instead, True to push it again from
+    ``seq`` on.
+    """
+
+    feeds: tuple[tuple[bytes, int, bool], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Have:
+    """Capability ``ebt``: the sender's contiguous heads ``(author, seq)`` of
+    feeds the receiver put on standby with :class:`Mode`."""
+
+    feeds: tuple[tuple[bytes, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class PunchOffer:
     """Capability ``punch`` (spec/sync.md §12): the initiator's addresses for a direct link.
 
@@ -211,6 +234,8 @@ Message: TypeAlias = (
     | ForkProofMessage
     | Bye
     | Caps
+    | Mode
+    | Have
     | PunchOffer
     | PunchAnswer
     | PunchGo
@@ -262,6 +287,10 @@ def _message_value(msg: Message) -> dict[str, Any]:
         return {"t": "bye", "reason": msg.reason}
     if isinstance(msg, Caps):
         return {"t": "caps", "names": list(msg.names)}
+    if isinstance(msg, Mode):
+        return {"t": "mode", "feeds": [[a, s, on] for a, s, on in msg.feeds]}
+    if isinstance(msg, Have):
+        return {"t": "have", "feeds": [[a, s] for a, s in msg.feeds]}
     if isinstance(msg, (PunchOffer, PunchAnswer)):
         t = "punch_offer" if isinstance(msg, PunchOffer) else "punch_answer"
         out: dict[str, Any] = {
@@ -416,6 +445,19 @@ def _decode_value(v: Any, limits: WireLimits) -> Message:
     if t == "caps":
         _fields(v, t, {"names"})
         return Caps(_cap_names(v["names"]))
+    if t == "mode":
+        _fields(v, t, {"feeds"})
+        modes: list[tuple[bytes, int, bool]] = []
+        for author, f in _feed_list(v["feeds"], t, 3, limits):
+            if type(f[2]) is not bool:
+                raise _bad("a mode entry's third element is a boolean")
+            modes.append((author, _int(f[1], "seq", 0), f[2]))
+        return Mode(tuple(modes))
+    if t == "have":
+        _fields(v, t, {"feeds"})
+        return Have(
+            tuple((a, _int(f[1], "seq", 1)) for a, f in _feed_list(v["feeds"], t, 2, limits))
+        )
     if t in ("punch_offer", "punch_answer"):
         _fields(v, t, {"addrs", "dialable"}, frozenset({"mapping"}))
         if type(v["dialable"]) is not bool:
@@ -429,6 +471,24 @@ def _decode_value(v: Any, limits: WireLimits) -> Message:
         _fields(v, t, set())
         return PunchGo()
     raise _bad(f"unknown message type {t[:32]!r}", reason="unknown_message")
+
+
+def _feed_list(v: Any, t: str, width: int, limits: WireLimits) -> list[tuple[bytes, list[Any]]]:
+    """The per-feed lists of a ``mode`` or ``have``: 1..max_clock of them,
+    each ``width`` long and naming a distinct author first."""
+    if type(v) is not list or not 1 <= len(v) <= limits.max_clock:
+        raise _bad(f"{t}.feeds must be a list of 1..{limits.max_clock} feeds")
+    out: list[tuple[bytes, list[Any]]] = []
+    seen: set[bytes] = set()
+    for f in v:
+        if type(f) is not list or len(f) != width:
+            raise _bad(f"a {t} entry must be a list of {width}")
+        author = _bytes(f[0], "author", 32)
+        if author in seen:
+            raise _bad(f"a {t} names a feed twice")
+        seen.add(author)
+        out.append((author, f))
+    return out
 
 
 def _cap_names(v: Any) -> tuple[str, ...]:

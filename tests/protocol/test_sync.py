@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from p2psocial.protocol.errors import LocalUsageError, ProtocolError
 from p2psocial.protocol.sync import (
     Action,
+    Ahead,
     Close,
     Head,
     Ingest,
@@ -145,6 +146,8 @@ class Side:
     decoder: FrameDecoder = field(default_factory=FrameDecoder)
     closed: str | None = None
     peeks_done: list[bytes] = field(default_factory=list)
+    #: capability ebt: the Ahead actions, (author, seq)
+    aheads: list[tuple[bytes, int]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.store.segments = self.limits.newest_first
@@ -190,6 +193,8 @@ class Pair:
                 side.peeks_done.append(act.author)
             elif isinstance(act, Close):
                 side.closed = act.reason
+            elif isinstance(act, Ahead):
+                side.aheads.append((act.author, act.seq))
 
     def send(self, side: Side, msg: object) -> None:
         side.outbox.append(encode_frame(encode_message(msg)))  # type: ignore[arg-type]

@@ -42,6 +42,7 @@ from .link import address_group as address_group
 from .pool import LinkHandler as LinkHandler
 from .pool import LinkPool as LinkPool
 from .recent import RecentCache as RecentCache
+from .senders import Senders as Senders
 from .serve import FeedServer as FeedServer
 from .service import Replicator as Replicator
 from .store import ReplicationStore as ReplicationStore
@@ -66,6 +67,7 @@ __all__ = [
     "RecentCache",
     "ReplicationStore",
     "Replicator",
+    "Senders",
     "SwarmDiscovery",
     "TCPFramedStream",
     "address_group",

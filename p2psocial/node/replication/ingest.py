@@ -137,8 +137,11 @@ class IngestPipeline:
 
     # ------------------------------------------------------------------ ingest
 
-    async def on_batch(self, link: Link, batch: Ingest) -> None:
+    async def on_batch(self, link: Link, batch: Ingest) -> int:
         """Store a batch a link's session accepted, and tell the other links.
+
+        Returns:
+            How many of its entries were new here (0: all duplicates or refused).
 
         Raises:
             Dropped: the peer sent what an honest peer would not.
@@ -147,7 +150,7 @@ class IngestPipeline:
         if batch.origin == "inbound":
             if not await self._accept_inbound(author, batch.items[0]):
                 self._stats["inbound_refused"] += 1
-                return
+                return 0
             # Each accepted unsolicited post may start a new feed here: hold
             # the rate per remote node key and per address, across links.
             now = trio.current_time()
@@ -159,7 +162,7 @@ class IngestPipeline:
             )
             if not allowed:
                 self._stats["inbound_rate_limited"] += 1
-                return
+                return 0
         self._stats["entries_received"] += len(batch.items)
         items = list(batch.items)
         # A whole batch is one transaction on the store's thread, and an API
@@ -241,6 +244,7 @@ class IngestPipeline:
                     log.exception("on_stored callback failed")
         if mismatch is not None:
             raise Dropped(f"invalid_payload_{mismatch}")
+        return len(stored)
 
     def _log_caught_up(self, link: Link, author: bytes, seq: int, new: int) -> None:
         """Log a wanted feed brought up to what ``link``'s peer holds (rate-limited)."""

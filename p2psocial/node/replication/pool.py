@@ -41,7 +41,9 @@ from ...protocol.relay import (
 from ...protocol.securelink import SecureLink
 from ...protocol.sync import (
     Action,
+    Ahead,
     Close,
+    Duplicate,
     Ingest,
     PeekDone,
     Send,
@@ -73,6 +75,9 @@ from .serve import FeedServer
 from .sockets import open_shared_listeners
 from .transport import LinkClosed, NoiseFramedStream, PeerIdentity, secure_handshake
 
+#: The capability of EBT-style sender selection (spec/sync.md §13).
+EBT = "ebt"
+
 __all__ = ["LinkHandler", "LinkPool", "PoolLimits"]
 
 #: Records keep the service's logger name from before the split into modules,
@@ -82,7 +87,7 @@ log = logging.getLogger("p2psocial.node.replication")
 #: Link ends after which no bye is sent (the peer left, or it is a duplicate).
 #: Counters of the sessions (newest-first catch-ups begun, and handed to the
 #: classic path for want of an answer), closed links included.
-_SESSION_COUNTERS = ("catch_ups", "catch_ups_stalled")
+_SESSION_COUNTERS = ("catch_ups", "catch_ups_stalled", "haves_sent", "entries_delivered")
 
 #: The shortest sleep of a link's catch-up pacer, in seconds.
 _PACER_MIN = 0.05
@@ -118,6 +123,18 @@ class LinkHandler(Protocol):
         """The peer answered a peek of ``author``'s feed in full."""
         ...
 
+    def on_peer_ahead(self, link: Link, author: bytes, seq: int) -> None:
+        """A peer's ``have`` shows it holds ``author`` past our head (capability ebt)."""
+        ...
+
+    def on_duplicate(self, link: Link, author: bytes) -> None:
+        """The peer pushed an entry of ``author`` we already held."""
+        ...
+
+    def on_link_gone(self, link: Link) -> None:
+        """``link`` ended (after it left the pool)."""
+        ...
+
 
 class LinkPool:
     """The pool of peer links and their tasks.
@@ -135,6 +152,7 @@ class LinkPool:
         relay: the relay service, which gets the connections whose preamble
             names a relay transport (spec/sync.md §11); None: no relay here.
         scores: penalties and graylisting of misbehaving peers (scores.py).
+        ebt: list capability ``ebt`` (spec/sync.md §13).
     """
 
     def __init__(
@@ -151,8 +169,11 @@ class LinkPool:
         foreground: Foreground | None = None,
         relay: RelayServer | None = None,
         scores: ScoreLimits | None = None,
+        ebt: bool = True,
     ) -> None:
         self.handler = handler
+        #: List capability ``ebt`` (spec/sync.md §13) and enable it where both do.
+        self.ebt = ebt
         self.relay = relay
         self.foreground = foreground or Foreground()
         self.server = server
@@ -330,8 +351,11 @@ class LinkPool:
         self._nursery.start_soon(self._serve_stream, stream, direction, host, node_id, path)
 
     def capabilities(self) -> tuple[str, ...]:
-        """The capability names this node lists in its ``caps`` (spec/sync.md §9)."""
-        return self.puncher.capabilities() if self.puncher is not None else ()
+        """The capability names this node lists in its ``caps`` (spec/sync.md §9), sorted."""
+        names = list(self.puncher.capabilities()) if self.puncher is not None else []
+        if self.ebt:
+            names.append(EBT)
+        return tuple(sorted(names))
 
     # ------------------------------------------------------------------ queries
 
@@ -520,6 +544,7 @@ class LinkPool:
                     self.puncher.link_gone(link)
                 if self.links.get(link.peer.node_id) is link:
                     del self.links[link.peer.node_id]
+                self.handler.on_link_gone(link)
                 self._dropped[link.reason or "closed"] += 1
                 self._link_event("lost", link, f": {link.reason or 'closed'}")
                 self._charge(link)
@@ -674,6 +699,10 @@ class LinkPool:
                     await self.handler.on_fork_proof(link, act.proof)
                 elif isinstance(act, PeekDone):
                     self.handler.on_peek_done(act.author)
+                elif isinstance(act, Ahead):
+                    self.handler.on_peer_ahead(link, act.author, act.seq)
+                elif isinstance(act, Duplicate):
+                    self.handler.on_duplicate(link, act.author)
                 elif isinstance(act, Close):
                     link.drop("bye")
                     return
@@ -686,6 +715,8 @@ class LinkPool:
             if not (first and link.peer.ext):
                 raise ProtocolError("caps is only the first message after auth", reason="bad_state")
             link.caps = frozenset(msg.names)
+            if self.ebt and EBT in link.caps:
+                link.session.enable_ebt()
             if self.puncher is not None and PUNCH in link.caps and self._nursery is not None:
                 self.puncher.link_ready(link, self._nursery)
             return

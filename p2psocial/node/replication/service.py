@@ -36,6 +36,7 @@ from .link import Link, head_moved
 from .pool import LinkPool, PoolLimits
 from .punch import Puncher
 from .recent import RecentCache
+from .senders import Senders
 from .serve import FeedServer
 from .store import ReplicationStore
 from .swarm import SwarmDiscovery
@@ -72,6 +73,8 @@ _STATISTICS = (
     "peer_scores",
     "catch_ups",
     "catch_ups_stalled",
+    "entries_delivered",
+    "haves_sent",
     "head_puts",
     "head_puts_coalesced",
     "swarm_lookups",
@@ -87,6 +90,15 @@ def _newest_first_default() -> bool:
     oldest-first catch-up); not a setting users are meant to change.
     """
     return os.environ.get("P2PSOCIAL_SYNC_NEWEST_FIRST", "1") != "0"
+
+
+def _ebt_default() -> bool:
+    """EBT-style sender selection is on unless ``P2PSOCIAL_SYNC_EBT=0``.
+
+    A private switch, for bench/propagation.py's reference run (every link
+    pushing every shared feed); not a setting users are meant to change.
+    """
+    return os.environ.get("P2PSOCIAL_SYNC_EBT", "1") != "0"
 
 
 class _Reporting(Protocol):
@@ -127,6 +139,10 @@ class Replicator:
             while it relays and the DHT finds it reachable; ``"always"``,
             ``"never"`` as above.
         relays: relays to reserve at besides those the DHT names.
+
+    ebt: list capability ``ebt`` and take each feed live from one link
+        (spec/sync.md §13; :class:`~p2psocial.node.replication.senders.Senders`).
+        Default: on, unless ``P2PSOCIAL_SYNC_EBT=0``.
 
     The other arguments are the link pool's bounds
     (:class:`~p2psocial.node.replication.pool.PoolLimits`), the keepalive
@@ -171,6 +187,7 @@ class Replicator:
         announce_relay: str = "auto",
         relays: Sequence[RelayAddress] = (),
         scores: ScoreLimits | None = None,
+        ebt: bool | None = None,
     ) -> None:
         for mode in (use_relays, announce_relay):
             if mode not in ("auto", "always", "never"):
@@ -185,6 +202,10 @@ class Replicator:
         self.peek_timeout = peek_timeout
         self.cache = RecentCache()
         self.heads = Heads(store, identity, hops=hops)
+        self.senders = Senders(
+            lambda a: self.heads[a][0] if a in self.heads else 0,
+            enabled=_ebt_default() if ebt is None else ebt,
+        )
         server = FeedServer(
             store,
             self.heads,
@@ -210,6 +231,7 @@ class Replicator:
             foreground=self.foreground,
             relay=self.relay,
             scores=scores,
+            ebt=self.senders.enabled,
             bounds=PoolLimits(
                 max_peers=max_peers,
                 handshake_timeout=handshake_timeout,
@@ -306,6 +328,7 @@ class Replicator:
                 await nursery.start(self.discovery.run)
                 await nursery.start(self.relay_client.run)
                 self._nursery = nursery
+                nursery.start_soon(self.senders.run)
                 if self.dht is not None:
                     nursery.start_soon(self._relay_announcer)
                 task_status.started(address)
@@ -531,13 +554,29 @@ class Replicator:
         out["relay_client"] = self.relay_client.statistics()
         if self.pool.puncher is not None:
             out["punch"] = self.pool.puncher.statistics()
+        out["ebt"] = self.senders.statistics()
         return out
 
     # ------------------------------------------------------------------ LinkHandler
 
     async def on_batch(self, link: Link, batch: Ingest) -> None:
-        """A link's session accepted a batch: the ingest pipeline stores it."""
-        await self.ingest.on_batch(link, batch)
+        """A link's session accepted a batch: the ingest pipeline stores it,
+        and the live sender of its feed is kept or changed."""
+        stored = await self.ingest.on_batch(link, batch)
+        if batch.origin in ("sync", "push"):
+            self.senders.delivered(link, batch.author, new=stored > 0, live=batch.origin == "push")
+
+    def on_peer_ahead(self, link: Link, author: bytes, seq: int) -> None:
+        """A standby peer holds a feed past our head (capability ebt)."""
+        self.senders.ahead(link, author, seq)
+
+    def on_duplicate(self, link: Link, author: bytes) -> None:
+        """A peer pushed what another link gave us first (capability ebt)."""
+        self.senders.delivered(link, author, new=False, live=True)
+
+    def on_link_gone(self, link: Link) -> None:
+        """A link ended: another takes over the feeds it sent live."""
+        self.senders.link_gone(link)
 
     async def on_fork_proof(self, link: Link, proof: bytes) -> None:
         """A peer sent a fork proof: the ingest pipeline checks and gossips it."""
