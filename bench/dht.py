@@ -229,6 +229,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                     "contacts_evicted",
                     "lookup_skipped_dead",
                     "lookup_skipped_silent",
+                    "get_widened",
                 )
             },
             "put_stored_on_min": min(stored),
