@@ -68,13 +68,11 @@ class Contacts:
         #: that reached no one, or not the nodes closest to their keys.
         self.joined = trio.Event()
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run the hello and ping workers until cancelled."""
-        async with trio.open_nursery() as nursery:
-            for _ in range(self._config.hello_workers):
-                nursery.start_soon(self._hello_worker)
-            nursery.start_soon(self._ping_worker)
-            task_status.started()
+    def start(self, nursery: trio.Nursery) -> None:
+        """Run the hello and ping workers in ``nursery`` (the node's) until it is cancelled."""
+        for _ in range(self._config.hello_workers):
+            nursery.start_soon(self._hello_worker)
+        nursery.start_soon(self._ping_worker)
 
     # -- the table -----------------------------------------------------------------
 

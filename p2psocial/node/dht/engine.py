@@ -152,19 +152,24 @@ class DatagramEngine:
         self._sock = None
         self._addr = None
 
-    async def serve(
-        self, handler: Handler, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        """Receive on the bound socket and answer requests with ``handler``
-        until cancelled (the socket stays open: :meth:`close` closes it)."""
+    def start(self, nursery: trio.Nursery, handler: Handler) -> None:
+        """Receive on the bound socket and answer requests with ``handler``,
+        in ``nursery`` (the node's), until it is cancelled (the socket stays
+        open: :meth:`close` closes it).
+
+        The receive loop and the request workers run in the node's nursery
+        rather than one of their own: an idle nursery costs a few KiB, and a
+        process may run hundreds of nodes (bench/dht.py).
+
+        Raises:
+            DHTError: ``not_running`` (no socket bound).
+        """
         sock = self._sock
         if sock is None:
             raise DHTError("the DHT node is not running", reason="not_running")
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._receive_loop, sock)
-            for _ in range(self._config.request_workers):
-                nursery.start_soon(self._request_worker, handler)
-            task_status.started()
+        nursery.start_soon(self._receive_loop, sock)
+        for _ in range(self._config.request_workers):
+            nursery.start_soon(self._request_worker, handler)
 
     # -- receiving ---------------------------------------------------------------
 
