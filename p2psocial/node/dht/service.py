@@ -160,6 +160,7 @@ class DHTNode:
         finally:
             self._records.stop()
             self._dial_back_responder.stop()
+            self._contacts.stop()
             if self.contact_store is not None:
                 with trio.CancelScope(shield=True), trio.move_on_after(5):
                     await self._maintenance.save_contacts()
