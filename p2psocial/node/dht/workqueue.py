@@ -41,7 +41,9 @@ class WorkQueue(Generic[_T]):
         self._work = work
         self._workers = workers
         self._queue_size = queue
-        self._waiting: deque[_T] = deque()
+        #: Made when an item must wait, dropped when none does: an empty
+        #: deque holds a block of 64 slots, and idle queues are the rule.
+        self._waiting: deque[_T] | None = None
         self._running = 0
         self._nursery: trio.Nursery | None = None
 
@@ -49,8 +51,8 @@ class WorkQueue(Generic[_T]):
         """Run workers in ``nursery`` (the node's) from now on, until :meth:`stop`;
         items already waiting get theirs now."""
         self._nursery = nursery
-        while self._waiting and self._running < self._workers:
-            self._spawn(self._waiting.popleft())
+        while self._waiting is not None and self._running < self._workers:
+            self._spawn(self._take())
 
     def stop(self) -> None:
         """Start no more workers (the nursery is closing); items wait again."""
@@ -64,10 +66,21 @@ class WorkQueue(Generic[_T]):
         """
         if self._nursery is not None and self._running < self._workers:
             self._spawn(item)
-        elif len(self._waiting) < self._queue_size:
+        elif len(self) < self._queue_size:
+            if self._waiting is None:
+                self._waiting = deque()
             self._waiting.append(item)
         else:
             raise trio.WouldBlock
+
+    def _take(self) -> _T:
+        """The first waiting item (one waits)."""
+        waiting = self._waiting
+        assert waiting is not None
+        item = waiting.popleft()
+        if not waiting:
+            self._waiting = None
+        return item
 
     def _spawn(self, item: _T) -> None:
         assert self._nursery is not None
@@ -78,12 +91,12 @@ class WorkQueue(Generic[_T]):
         try:
             while True:
                 await self._work(item)
-                if not self._waiting or self._nursery is None:
+                if self._nursery is None or self._waiting is None:
                     return
-                item = self._waiting.popleft()
+                item = self._take()
         finally:
             self._running -= 1
 
     def __len__(self) -> int:
         """Items waiting (not those being worked on)."""
-        return len(self._waiting)
+        return 0 if self._waiting is None else len(self._waiting)
