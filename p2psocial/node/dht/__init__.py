@@ -1,7 +1,7 @@
 """The DHT service: the sans-IO Kademlia of ``protocol.dht`` driven over one UDP socket.
 
-Shape (STYLE.md §10-12): :meth:`DHTNode.run` binds the socket and starts each
-part in its own nursery; the parts talk through small typed interfaces
+Shape (STYLE.md §10-12): :meth:`DHTNode.run` binds the socket and starts the
+parts' tasks in its nursery; the parts talk through small typed interfaces
 (:class:`~.engine.Handler` for requests in, :class:`~.engine.Caller` for
 calls out) rather than one shared ``self``.
 
@@ -9,7 +9,7 @@ calls out) rather than one shared ``self``.
 * :mod:`.engine`: the datagram engine. Its receive loop never raises on bad
   input; it drops and counts, matches responses to pending calls by message
   id *and* source address, rate-limits requests per address and hands them to
-  the request workers on a bounded channel. Calls retry under cancel scopes
+  the request workers on a bounded queue. Calls retry under cancel scopes
   with a growing timeout.
 * :mod:`.handler`: answers requests from the stores and the routing table.
 * :mod:`.contacts`: the routing table, liveness pings and key proving. Contacts
@@ -23,6 +23,7 @@ calls out) rather than one shared ``self``.
 * :mod:`.maintenance`: refresh, republish, re-announce, placement after
   joining, contact saving.
 * :mod:`.service`: :class:`DHTNode`, which composes them.
+* :mod:`.workqueue`: bounded queues whose workers start only when work comes.
 * :mod:`.memnet`: a seeded lossy in-memory network, for tests and simulations.
 """
 

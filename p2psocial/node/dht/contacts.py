@@ -29,6 +29,7 @@ from ...protocol.errors import DecodeError, ProtocolError
 from ..scores import PeerScores
 from .common import Addr, DHTConfig, DHTError
 from .engine import Caller
+from .workqueue import WorkQueue
 
 log = logging.getLogger("p2psocial.node.dht")
 
@@ -53,8 +54,10 @@ class Contacts:
         self._not_ours: dict[Addr, float] = {}
         #: Contacts whose calls timed out, until when lookups skip them.
         self._dead: OrderedDict[bytes, float] = OrderedDict()
-        self._hello_send, self._hello_recv = trio.open_memory_channel[Contact](config.hello_queue)
-        self._ping_send, self._ping_recv = trio.open_memory_channel[Contact](config.ping_queue)
+        self._hellos = WorkQueue(
+            self._prove_queued, workers=config.hello_workers, queue=config.hello_queue
+        )
+        self._pings = WorkQueue(self._ping_old, workers=1, queue=config.ping_queue)
         self._pinging: set[bytes] = set()
         self._hello_inflight: dict[bytes, trio.Event] = {}
         #: Hellos queued or running (counted here: a hello handed straight
@@ -68,13 +71,15 @@ class Contacts:
         #: that reached no one, or not the nodes closest to their keys.
         self.joined = trio.Event()
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run the hello and ping workers until cancelled."""
-        async with trio.open_nursery() as nursery:
-            for _ in range(self._config.hello_workers):
-                nursery.start_soon(self._hello_worker)
-            nursery.start_soon(self._ping_worker)
-            task_status.started()
+    def start(self, nursery: trio.Nursery) -> None:
+        """Run hellos and pings in ``nursery`` (the node's) from now on, until :meth:`stop`."""
+        self._hellos.start(nursery)
+        self._pings.start(nursery)
+
+    def stop(self) -> None:
+        """Start no more hellos or pings (the node's nursery is closing)."""
+        self._hellos.stop()
+        self._pings.stop()
 
     # -- the table -----------------------------------------------------------------
 
@@ -127,7 +132,7 @@ class Contacts:
         ):
             if contact.node_id not in self._proven and contact.addr not in self._not_ours:
                 try:
-                    self._hello_send.send_nowait(contact)
+                    self._hellos.put_nowait(contact)
                     self._hellos_pending += 1
                 except trio.WouldBlock:
                     self._stats["hello_queue_full"] += 1
@@ -135,7 +140,7 @@ class Contacts:
             old = outcome.ping
             if old.node_id not in self._pinging:
                 try:
-                    self._ping_send.send_nowait(old)
+                    self._pings.put_nowait(old)
                     self._pinging.add(old.node_id)
                 except trio.WouldBlock:
                     self._stats["ping_queue_full"] += 1
@@ -182,16 +187,16 @@ class Contacts:
             self.saw(Contact(node_id, addr[0], addr[1]), trio.current_time())
         return node_id
 
-    async def _ping_worker(self) -> None:
-        async for old in self._ping_recv:
-            try:
-                await self.ping(old.addr)
-            except DHTError:
-                self.failed(old, trio.current_time())
-            except ProtocolError:
-                self.failed(old)
-            finally:
-                self._pinging.discard(old.node_id)
+    async def _ping_old(self, old: Contact) -> None:
+        """Ping the oldest contact of a full bucket; evict it if it fails."""
+        try:
+            await self.ping(old.addr)
+        except DHTError:
+            self.failed(old, trio.current_time())
+        except ProtocolError:
+            self.failed(old)
+        finally:
+            self._pinging.discard(old.node_id)
 
     # -- stock nodes -----------------------------------------------------------------
 
@@ -224,13 +229,13 @@ class Contacts:
         """Whether ``contact`` proved its node key at its current address."""
         return self._proven.get(contact.node_id) == contact.addr
 
-    async def _hello_worker(self) -> None:
-        async for contact in self._hello_recv:
-            try:
-                with contextlib.suppress(DHTError, ProtocolError):
-                    await self.ensure_proven(contact)
-            finally:
-                self._hellos_pending -= 1
+    async def _prove_queued(self, contact: Contact) -> None:
+        """Prove a contact in the background (queued by :meth:`saw` or :meth:`proving_call`)."""
+        try:
+            with contextlib.suppress(DHTError, ProtocolError):
+                await self.ensure_proven(contact)
+        finally:
+            self._hellos_pending -= 1
 
     async def ensure_proven(self, contact: Contact) -> None:
         """Run ``hello`` with ``contact`` unless it already proved its key there.
@@ -324,7 +329,7 @@ class Contacts:
             # A stock node (it ignores our methods) or a dead one: the hello
             # worker tells them apart in the background, and evicts the dead.
             with contextlib.suppress(trio.WouldBlock):
-                self._hello_send.send_nowait(c)
+                self._hellos.put_nowait(c)
                 self._hellos_pending += 1
             raise DHTError(f"{method} to {c} went unanswered", reason="no_answer") from None
 

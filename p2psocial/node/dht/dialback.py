@@ -161,12 +161,21 @@ class DialBackResponder:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the dials that :meth:`request` starts, until cancelled."""
         async with trio.open_nursery() as nursery:
-            self._nursery = nursery
+            self.start(nursery)
             task_status.started()
             try:
                 await trio.sleep_forever()
             finally:
-                self._nursery = None
+                self.stop()
+
+    def start(self, nursery: trio.Nursery) -> None:
+        """Run the dials that :meth:`request` starts in ``nursery`` (a node's,
+        which needs no task of ours for it) from now on, until :meth:`stop`."""
+        self._nursery = nursery
+
+    def stop(self) -> None:
+        """Start no more dials (the nursery is closing); requests are answered busy."""
+        self._nursery = None
 
     def request(
         self, msg_id: bytes, addr: Addr, sender: bytes, port: int, token: bytes

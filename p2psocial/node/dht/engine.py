@@ -7,8 +7,8 @@ responses to pending calls by message id *and* source address. The answer to
 our own find_value may be up to 8 KiB, every other datagram 1,280 bytes; an
 answer over its limit ends its call at once. Requests pass a per-address rate
 limit (a :class:`~p2psocial.protocol.ratelimit.RateTable`) and go to the
-request workers with ``send_nowait`` on a bounded channel, counted as dropped
-when it is full. A worker hands each to the :class:`Handler` it serves.
+request workers on a bounded :class:`~.workqueue.WorkQueue` (``put_nowait``),
+counted as dropped when it is full. A worker hands each to the :class:`Handler` it serves.
 
 Outgoing calls retry under cancel scopes (``move_on_after``) with a growing
 timeout. The first attempt waits for the address's retransmission timeout
@@ -38,6 +38,7 @@ from ...protocol.errors import DecodeError, LocalUsageError, ProtocolError
 from ...protocol.ratelimit import RateTable
 from .common import Addr, DHTConfig, DHTError, log
 from .udp import DatagramSocket, SocketFactory
+from .workqueue import WorkQueue
 
 __all__ = ["Caller", "DatagramEngine", "Handler"]
 
@@ -123,9 +124,10 @@ class DatagramEngine:
         #: Addresses whose call went unanswered past its first attempt's
         #: timeout, until when (cleared by any datagram from them).
         self._silent: OrderedDict[Addr, float] = OrderedDict()
-        self._req_send, self._req_recv = trio.open_memory_channel[tuple[Request, Addr]](
-            config.request_queue
+        self._requests: WorkQueue[tuple[Request, Addr]] = WorkQueue(
+            self._handle_request, workers=config.request_workers, queue=config.request_queue
         )
+        self._handler: Handler | None = None
 
     @property
     def address(self) -> Addr:
@@ -146,25 +148,32 @@ class DatagramEngine:
         return self._addr
 
     def close(self) -> None:
-        """Close the socket bound by :meth:`bind` (no-op when there is none)."""
+        """Close the socket bound by :meth:`bind` (no-op when there is none),
+        and start no more request workers (the node's nursery is closed)."""
+        self._requests.stop()
         if self._sock is not None:
             self._sock.close()
         self._sock = None
         self._addr = None
 
-    async def serve(
-        self, handler: Handler, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        """Receive on the bound socket and answer requests with ``handler``
-        until cancelled (the socket stays open: :meth:`close` closes it)."""
+    def start(self, nursery: trio.Nursery, handler: Handler) -> None:
+        """Receive on the bound socket and answer requests with ``handler``,
+        in ``nursery`` (the node's), until it is cancelled (the socket stays
+        open: :meth:`close` closes it).
+
+        The receive loop and the request workers run in the node's nursery
+        rather than one of their own: an idle nursery costs a few KiB, and a
+        process may run hundreds of nodes (bench/dht.py).
+
+        Raises:
+            DHTError: ``not_running`` (no socket bound).
+        """
         sock = self._sock
         if sock is None:
             raise DHTError("the DHT node is not running", reason="not_running")
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._receive_loop, sock)
-            for _ in range(self._config.request_workers):
-                nursery.start_soon(self._request_worker, handler)
-            task_status.started()
+        self._handler = handler
+        nursery.start_soon(self._receive_loop, sock)
+        self._requests.start(nursery)
 
     # -- receiving ---------------------------------------------------------------
 
@@ -217,30 +226,31 @@ class DatagramEngine:
                 self.drop("rate_limited")
                 continue
             try:
-                self._req_send.send_nowait((msg, addr))
+                self._requests.put_nowait((msg, addr))
             except trio.WouldBlock:
                 self.drop("queue_full")
 
-    async def _request_worker(self, handler: Handler) -> None:
-        async for req, addr in self._req_recv:
-            try:
-                reply = handler.handle(req, addr)
-            except ProtocolError as exc:
-                self.drop(exc.reason)
-                continue
-            except LocalUsageError:
-                # Our answer would not fit in a datagram (cannot happen with
-                # the limits of spec/dht.md, but a bad reply must not kill us).
-                self.drop("reply_too_large")
-                continue
-            except Exception:
-                # A bug in handling one datagram ends that datagram only: it
-                # is logged with its traceback and counted, and the DHT serves on.
-                self._stats["internal_errors"] += 1
-                log.exception("bug in handling a DHT %s request from %s", req.method, addr)
-                continue
-            if reply is not None:
-                await self.send(reply, addr)
+    async def _handle_request(self, item: tuple[Request, Addr]) -> None:
+        req, addr = item
+        assert self._handler is not None  # set by start(), before any worker
+        try:
+            reply = self._handler.handle(req, addr)
+        except ProtocolError as exc:
+            self.drop(exc.reason)
+            return
+        except LocalUsageError:
+            # Our answer would not fit in a datagram (cannot happen with
+            # the limits of spec/dht.md, but a bad reply must not kill us).
+            self.drop("reply_too_large")
+            return
+        except Exception:
+            # A bug in handling one datagram ends that datagram only: it
+            # is logged with its traceback and counted, and the DHT serves on.
+            self._stats["internal_errors"] += 1
+            log.exception("bug in handling a DHT %s request from %s", req.method, addr)
+            return
+        if reply is not None:
+            await self.send(reply, addr)
 
     # -- sending -----------------------------------------------------------------
 

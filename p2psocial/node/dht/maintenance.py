@@ -72,12 +72,11 @@ class Maintenance:
         # with no contacts would say so at INFO every few seconds.
         self._events = LimitedLog(log)
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run the maintenance and placement loops until cancelled."""
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._maintenance_loop)
-            nursery.start_soon(self._placement_loop)
-            task_status.started()
+    def start(self, nursery: trio.Nursery) -> None:
+        """Run the maintenance and placement loops in ``nursery`` (the node's)
+        until it is cancelled."""
+        nursery.start_soon(self._maintenance_loop)
+        nursery.start_soon(self._placement_loop)
 
     # -- contacts across runs -------------------------------------------------------
 

@@ -83,15 +83,14 @@ class RecordClient:
         self._nursery: trio.Nursery | None = None
         self._stats: Counter[str] = Counter()
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run the background repairs of stale replicas until cancelled."""
-        try:
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                task_status.started()
-                await trio.sleep_forever()
-        finally:
-            self._nursery = None
+    def start(self, nursery: trio.Nursery) -> None:
+        """Run background repairs of stale replicas in ``nursery`` (the
+        node's) from now on, until :meth:`stop`."""
+        self._nursery = nursery
+
+    def stop(self) -> None:
+        """Start no more repairs (the node's nursery is closing)."""
+        self._nursery = None
 
     # -- lookups ---------------------------------------------------------------------
 

@@ -142,20 +142,25 @@ class DHTNode:
         """
         addr = await self._engine.bind()
         self._stores.new_tokens(trio.current_time())
+        # Every part runs its tasks in this one nursery: a nursery per part
+        # cost more memory than all the node's contacts (bench/dht.py).
         try:
             async with trio.open_nursery() as nursery:
-                await nursery.start(self._engine.serve, self._handler)
-                await nursery.start(self._contacts.run)
-                await nursery.start(self._records.run)
-                await nursery.start(self._dial_back_responder.run)
+                self._engine.start(nursery, self._handler)
+                self._contacts.start(nursery)
+                self._records.start(nursery)
+                self._dial_back_responder.start(nursery)
                 await self._maintenance.load_contacts()
-                await nursery.start(self._maintenance.run)
+                self._maintenance.start(nursery)
                 if self.config.observe_addresses:
                     await nursery.start(self._observed.run)
                     await nursery.start(self._dial_back.run)
                 task_status.started(addr)
                 await trio.sleep_forever()
         finally:
+            self._records.stop()
+            self._dial_back_responder.stop()
+            self._contacts.stop()
             if self.contact_store is not None:
                 with trio.CancelScope(shield=True), trio.move_on_after(5):
                     await self._maintenance.save_contacts()

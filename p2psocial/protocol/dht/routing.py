@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import bisect
 import enum
+import sys
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -68,14 +69,21 @@ class Contact:
     port: int
     #: The id as an integer, computed once (distance sorts are the hot path).
     n: int = field(init=False, repr=False, compare=False, hash=False)
+    #: The (host, port) pair to send datagrams to, made once: the tables
+    #: keyed by address (the routing table's, proofs, round trips) then
+    #: share it instead of holding a tuple each.
+    addr: tuple[str, int] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "n", int.from_bytes(self.node_id, "big"))
-
-    @property
-    def addr(self) -> tuple[str, int]:
-        """The (host, port) pair to send datagrams to."""
-        return (self.host, self.port)
+        host = self.host
+        if type(host) is str:
+            # Every datagram and every reply naming a contact brings a fresh
+            # copy of its host; contacts kept share one (an interned string
+            # is freed with its last holder, so this bounds nothing new).
+            host = sys.intern(host)
+            object.__setattr__(self, "host", host)
+        object.__setattr__(self, "addr", (host, self.port))
 
     def __repr__(self) -> str:
         return f"Contact({self.node_id.hex()[:10]}, {self.host}:{self.port})"
