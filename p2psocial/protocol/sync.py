@@ -379,8 +379,12 @@ class SyncSession:
         self._catch_bucket = TokenBucket(self.limits.catch_up_burst, self.limits.catch_up_rate)
         self._mode_bucket = TokenBucket(self.limits.mode_burst, self.limits.mode_rate)
         self._have_bucket = TokenBucket(self.limits.have_burst, self.limits.have_rate)
-        # Our own standby modes stay under half the peer's mode bucket.
-        self._standby_bucket = TokenBucket(self.limits.mode_burst / 2, self.limits.mode_rate / 2)
+        # Our own modes stay under the peer's mode bucket: half of it for
+        # standby requests, half for making a link the sender.
+        self._mode_out = {
+            flag: TokenBucket(self.limits.mode_burst / 2, self.limits.mode_rate / 2)
+            for flag in (False, True)
+        }
         #: capability ebt: both sides listed it (enable_ebt)
         self.ebt = False
         #: heads of standby feeds not yet sent in a have, and when we last sent one
@@ -451,6 +455,9 @@ class SyncSession:
         feed.state = "wanted"
         feed.ours = head
         feed.catch = None
+        # Our clock names it again: active both ways (§13).
+        feed.standby = feed.quiet = False
+        self._haves.pop(author, None)
         self._feeds[author] = feed
         return feed
 
@@ -498,6 +505,8 @@ class SyncSession:
                 self._end_catch_up(author, feed)
                 feed.state = "withdrawn"
                 feed.ours = (0, None)
+                feed.standby = feed.quiet = False
+                self._haves.pop(author, None)
         actions: list[Action] = []
         for author, head in interest.items():
             known = self._feeds.get(author)
@@ -545,8 +554,9 @@ class SyncSession:
         """Ask the peer to push ``author``'s feed live (``active``) or to stand by.
 
         Only for a feed both sides want and we announced, over an ``ebt`` link;
-        anything else, or no change, sends nothing. Standby requests are
-        paced at half the peer's mode bucket (a refused one sends nothing).
+        anything else, or no change, sends nothing. Standby and active
+        requests are each paced at half the peer's mode bucket (one refused
+        so sends nothing).
         """
         self._require_open("set_mode")
         feed = self._feeds.get(author)
@@ -558,8 +568,8 @@ class SyncSession:
             or feed.quiet == (not active)
         ):
             return []
-        if not active and not self._standby_bucket.take(self._now or 0.0):
-            return []  # the peer keeps pushing it; a later duplicate asks again
+        if not self._mode_out[active].take(self._now or 0.0):
+            return []  # paced: the caller asks again later
         feed.quiet = not active
         return [Send(Mode(((author, feed.ours[0], active),)))]
 
@@ -641,6 +651,8 @@ class SyncSession:
         """Hand a catching feed to the classic path: announce it at our head."""
         self._end_catch_up(author, feed)
         feed.state = "wanted"
+        feed.standby = feed.quiet = False
+        self._haves.pop(author, None)
         seq, hid = feed.ours
         clock: list[Action] = [Send(Clock(((author, seq, hid if seq >= 1 else None),)))]
         return clock + self._maybe_serve(author, feed, overlap=True)
@@ -787,7 +799,8 @@ class SyncSession:
                         self._peer_feeds -= 1
                     feed.theirs = feed.their_id = None
                     feed.sent = 0
-                    feed.standby = False
+                    # Any clock change of a feed makes it active both ways (§13).
+                    feed.standby = feed.quiet = False
                     self._haves.pop(author, None)
                     self._forget_if_idle(author, feed)
                 continue
@@ -800,7 +813,9 @@ class SyncSession:
                 feed = self._feeds[author] = _Feed()
             if known is None:
                 self._peer_feeds += 1
-                feed.standby = False  # a feed the peer comes to want starts active
+                # A feed the peer comes to want starts active both ways (§13).
+                feed.standby = feed.quiet = False
+                self._haves.pop(author, None)
             feed.theirs = seq
             # A stated clock resets what we assume the peer holds: if it is
             # lower than what we sent, the peer refused some (e.g. from the

@@ -38,6 +38,7 @@ __all__ = [
     "HELLO_TAG",
     "MAX_CAPS",
     "MAX_MAPPING_LEN",
+    "MAX_MODE_FEEDS",
     "MAX_PUNCH_ADDRS",
     "NONCE_SIZE",
     "WIRE_VERSION",
@@ -76,6 +77,9 @@ EXT_MARKER = b"p2p/ext1"
 #: Capability names in a ``caps`` at most, and each name's length.
 MAX_CAPS = 32
 _MAX_CAP_NAME = 32
+#: Feeds in one ``mode`` at most (capability ebt, spec/sync.md §13): the
+#: receiver's mode bucket holds 1,024.
+MAX_MODE_FEEDS = 1024
 #: Addresses in a punch offer or answer at most (spec/sync.md §12.2).
 MAX_PUNCH_ADDRS = 4
 #: Characters of a punch ``mapping`` at most (capability ``punch_spray``, §12.9).
@@ -448,7 +452,7 @@ def _decode_value(v: Any, limits: WireLimits) -> Message:
     if t == "mode":
         _fields(v, t, {"feeds"})
         modes: list[tuple[bytes, int, bool]] = []
-        for author, f in _feed_list(v["feeds"], t, 3, limits):
+        for author, f in _feed_list(v["feeds"], t, 3, min(limits.max_clock, MAX_MODE_FEEDS)):
             if type(f[2]) is not bool:
                 raise _bad("a mode entry's third element is a boolean")
             modes.append((author, _int(f[1], "seq", 0), f[2]))
@@ -456,7 +460,9 @@ def _decode_value(v: Any, limits: WireLimits) -> Message:
     if t == "have":
         _fields(v, t, {"feeds"})
         return Have(
-            tuple((a, _int(f[1], "seq", 1)) for a, f in _feed_list(v["feeds"], t, 2, limits))
+            tuple(
+                (a, _int(f[1], "seq", 1)) for a, f in _feed_list(v["feeds"], t, 2, limits.max_clock)
+            )
         )
     if t in ("punch_offer", "punch_answer"):
         _fields(v, t, {"addrs", "dialable"}, frozenset({"mapping"}))
@@ -473,11 +479,11 @@ def _decode_value(v: Any, limits: WireLimits) -> Message:
     raise _bad(f"unknown message type {t[:32]!r}", reason="unknown_message")
 
 
-def _feed_list(v: Any, t: str, width: int, limits: WireLimits) -> list[tuple[bytes, list[Any]]]:
-    """The per-feed lists of a ``mode`` or ``have``: 1..max_clock of them,
+def _feed_list(v: Any, t: str, width: int, most: int) -> list[tuple[bytes, list[Any]]]:
+    """The per-feed lists of a ``mode`` or ``have``: 1..``most`` of them,
     each ``width`` long and naming a distinct author first."""
-    if type(v) is not list or not 1 <= len(v) <= limits.max_clock:
-        raise _bad(f"{t}.feeds must be a list of 1..{limits.max_clock} feeds")
+    if type(v) is not list or not 1 <= len(v) <= most:
+        raise _bad(f"{t}.feeds must be a list of 1..{most} feeds")
     out: list[tuple[bytes, list[Any]]] = []
     seen: set[bytes] = set()
     for f in v:
