@@ -117,6 +117,7 @@ SUBPACKAGES = {
         "decode_datagram_untrusted", "distance", "encode_profile_record", "encode_request",
         "encode_response", "head_key", "profile_key", "swarm_key", "validate_record",
     },
+    "p2psocial.protocol.senders": {"SenderChoice"},
     "p2psocial.protocol.sync": {
         "Action", "Ahead", "Close", "Duplicate", "Head", "Ingest", "PeekDone", "Send", "Serve", "StoreForkProof",
         "SyncLimits", "SyncSession",
