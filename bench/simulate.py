@@ -30,10 +30,11 @@ the caller's retries) and prints, per size N:
   are offline; 40 sampled authors post 5 entries each. Per post: the share
   of online followers reached (and of those a path of links joins to the
   author, ``reached_of_reachable``), latency p50/p99, and redundancy
-  (entries delivered to followers per entry stored), with sender selection
-  (capability ebt, spec/sync.md §13) and without; and a run with 5 % of
-  nodes serving invalid entries (their links are dropped and they are
-  graylisted: ``invalid_links_dropped``).
+  (entries delivered to followers per entry stored; ``redundancy_later_posts``
+  the same for each author's posts after its first, once the senders are
+  chosen), with sender selection (capability ebt, spec/sync.md §13) and
+  without; and a run with 5 % of nodes serving invalid entries (their links
+  are dropped and they are graylisted: ``invalid_links_dropped``).
 
 The same seed gives the same figures. Prints progress to stderr and one JSON
 line last.

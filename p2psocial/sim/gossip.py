@@ -16,8 +16,9 @@ simulated is everything around them, in virtual time:
   seq) is a fixed byte string, and "verification" is comparing against it.
   A node that *sends invalid entries* serves altered bytes, which the
   receiver rejects as a real store would a bad signature: it drops the link
-  (``invalid_entry``), and graylists the peer (never dials it nor takes a
-  link from it again, the simple form of ``node/scores.py``'s policy), and
+  (``invalid_entry``), graylists the peer for the rest of the run (never
+  dials it nor takes a link from it again: ``node/scores.py`` graylists such
+  a peer for 60 s at first, doubling after, longer than a run's posts), and
   dials a replacement ``redial_after`` seconds later.
 - **the topology**: each node follows ``follows`` authors, most of them in
   its own community of ``community`` nodes (a social graph is clustered;
@@ -40,9 +41,9 @@ receiver does not want, which never lead to an action), and nobody changes
 interest during a run.
 
 Nothing reads a clock, a socket or global randomness: one
-``random.Random(seed)`` drives everything, and nothing iterates a set or a
-dict of byte strings in hash order, so the same seed gives the same figures in
-any process.
+``random.Random(seed)`` drives everything, and nothing iterates a set of
+byte strings (whose order follows the per-process hash seed), so the same
+seed gives the same figures in any process.
 """
 
 from __future__ import annotations
@@ -535,6 +536,8 @@ class GossipSim:
     def figures(self, authors: list[GossipNode]) -> dict[str, Any]:
         """Reach, latency and redundancy of the posts made, and the cost."""
         followers = reachable = reached = 0
+        # After an author's first post the senders are chosen: what it costs then.
+        later_sent = later_reached = 0
         delays: list[float] = []
         for x in authors:
             online = sum(1 for y in self.swarm[x.key] if self._follower(y, x.key))
@@ -545,6 +548,9 @@ class GossipSim:
                 reachable += can
                 reached += len(got)
                 delays.extend(got)
+                if seq > 2:
+                    later_sent += self.delivered[x.key, seq]
+                    later_reached += len(got)
         delays.sort()
         stored = self.stats["stored"]
         sent = sum(self.delivered.values())
@@ -562,6 +568,7 @@ class GossipSim:
             "latency_s_p50": round(statistics.median(delays), 3) if delays else None,
             "latency_s_p99": round(delays[int(0.99 * (len(delays) - 1))], 3) if delays else None,
             "redundancy": round(counted / max(stored, 1), 2),
+            "redundancy_later_posts": round(later_sent / max(later_reached, 1), 2),
             "deliveries_counted": sent,
             "links": self.stats["links"],
             "invalid_links_dropped": self.stats["dropped_invalid_entry"],
