@@ -22,7 +22,19 @@ the caller's retries) and prints, per size N:
 - ``spread``: the same eclipse nodes spread over the whole address space
   (the group limit cannot tell them apart): record-get success with three
   disjoint paths per lookup (joins, puts and gets; spec/dht.md §8), and with
-  one.
+  one;
+- ``gossip``: post propagation over gossip links (``p2psocial.sim.gossip``:
+  real sync sessions per link end, real sender choice, messages passed as
+  decoded objects with log-normal link delays). N nodes each follow 20
+  authors (80 % in their community of 100), 30 % cannot accept links, 10 %
+  are offline; 40 sampled authors post 5 entries each. Per post: the share
+  of online followers reached (and of those a path of links joins to the
+  author, ``reached_of_reachable``), latency p50/p99, and redundancy
+  (entries delivered to followers per entry stored; ``redundancy_later_posts``
+  the same for each author's posts after its first, once the senders are
+  chosen), with sender selection (capability ebt, spec/sync.md §13) and
+  without; and a run with 5 % of nodes serving invalid entries (their links
+  are dropped and they are graylisted: ``invalid_links_dropped``).
 
 The same seed gives the same figures. Prints progress to stderr and one JSON
 line last.
@@ -47,7 +59,14 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
 from p2psocial.sim import NetModel
-from p2psocial.sim.scenarios import availability, build, churn_lookups, eclipse_gets, sybil_share
+from p2psocial.sim.scenarios import (
+    availability,
+    build,
+    churn_lookups,
+    eclipse_gets,
+    post_propagation,
+    sybil_share,
+)
 
 #: the availability scenario: 24 h; each hour a node goes offline with p 0.2,
 #: comes back with p 0.4, and leaves for good with p 0.03 (a newcomer joins)
@@ -79,6 +98,10 @@ def _task(name: str, n: int, seed: int) -> tuple[str, Any, float, float]:
         diversity = name == "sybils_on"
         out = sybil_share(
             build(half, seed + 1, NetModel(diversity=diversity), kinds={"sybil": half})
+        )
+    elif name.startswith("gossip"):  # gossip_on, gossip_off, gossip_invalid
+        out = post_propagation(
+            n, seed + 4, ebt=name != "gossip_off", invalid=0.05 if name == "gossip_invalid" else 0.0
         )
     elif name.startswith("spread"):  # spread_1, spread_3: disjoint paths
         bad = n // 5
@@ -114,6 +137,8 @@ def one_size(n: int, seed: int, scenarios: set[str], jobs: int) -> dict[str, Any
         names += ["eclipse_on", "eclipse_off"]
     if "spread" in scenarios:
         names += ["spread_3", "spread_1"]
+    if "gossip" in scenarios:
+        names += ["gossip_on", "gossip_off", "gossip_invalid"]
     out: dict[str, Any] = {"log2n_over_3": round(math.log2(n) / 3, 2)}
     t = time.perf_counter()
     done: dict[str, Any] = {}
@@ -143,6 +168,12 @@ def one_size(n: int, seed: int, scenarios: set[str], jobs: int) -> dict[str, Any
             "lookup_limit": done["eclipse_on"],
             "no_lookup_limit": done["eclipse_off"],
         }
+    if "gossip_on" in done:
+        out["gossip"] = {
+            "ebt": done["gossip_on"],
+            "no_ebt": done["gossip_off"],
+            "invalid_entries": done["gossip_invalid"],
+        }
     out["seconds"] = round(time.perf_counter() - t, 1)
     out["cpu_s"] = round(sum(c["cpu_s"] for c in cost.values()), 1)
     # At most ``jobs`` tasks run at once: the largest peaks together bound
@@ -160,8 +191,8 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=2, help="scenario tasks run at once")
     p.add_argument(
         "--scenarios",
-        default="churn,availability,sybils,eclipse,spread",
-        help="comma-separated: churn, availability, sybils, eclipse, spread",
+        default="churn,availability,sybils,eclipse,spread,gossip",
+        help="comma-separated: churn, availability, sybils, eclipse, spread, gossip",
     )
     args = p.parse_args()
     scenarios = set(args.scenarios.split(","))

@@ -157,7 +157,7 @@ SUBPACKAGES = {
     },
     "p2psocial.protocol.ratelimit": {"RateTable", "TokenBucket"},
     "p2psocial.protocol.senders": {"SenderChoice", "SenderPort"},
-    "p2psocial.sim": {"LookupResult", "NetModel", "SimDHT", "SimNode", "sim_groups"},
+    "p2psocial.sim": {"GossipModel", "GossipSim", "LookupResult", "NetModel", "SimDHT", "SimNode", "sim_groups"},
     "p2psocial.storage": {
         "SCHEMA_VERSION", "AsyncStore", "EntryView", "Outcome", "Page", "PreparedBatch",
         "StorageError", "Store", "open_async_store", "open_store",

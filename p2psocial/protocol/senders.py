@@ -202,6 +202,14 @@ class SenderChoice(Generic[L]):
             for key in [k for k, until in self._distrust.items() if until <= now]:
                 del self._distrust[key]
 
+    def active(self, author: bytes) -> L | None:
+        """The link ``author``'s feed is taken from live (None: no sender chosen)."""
+        return self._active.get(author)
+
+    def standby(self, author: bytes) -> list[L]:
+        """The links put on standby for ``author``'s feed, oldest first."""
+        return list(self._standby.get(author, ()))
+
     def busy(self) -> bool:
         """Whether :meth:`tick` has work (switches, promises or orphans pending)."""
         return bool(self._ahead or self._promised or self._orphans)

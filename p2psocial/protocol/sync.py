@@ -168,6 +168,16 @@ class Serve:
     limit: int | None = None
     live: bool = False
 
+    def span(self, head: int) -> tuple[int, int]:
+        """The seqs ``first..last`` this asks for of a feed held up to ``head``
+        (``first > last``: none of them is held)."""
+        first, last = self.from_seq, head if self.to_seq is None else min(self.to_seq, head)
+        if self.limit is not None:
+            if first == 0:
+                first = max(1, head - self.limit + 1)
+            last = min(last, first + self.limit - 1)
+        return max(first, 1), last
+
 
 @dataclass(frozen=True, slots=True)
 class Ingest:

@@ -10,8 +10,16 @@ import statistics
 from typing import Any
 
 from .dht import NetModel, SimDHT, SimNode
+from .gossip import GossipModel, GossipSim
 
-__all__ = ["availability", "build", "churn_lookups", "eclipse_gets", "sybil_share"]
+__all__ = [
+    "availability",
+    "build",
+    "churn_lookups",
+    "eclipse_gets",
+    "post_propagation",
+    "sybil_share",
+]
 
 
 def build(
@@ -179,3 +187,13 @@ def eclipse_gets(sim: SimDHT, *, records: int = 200, gets: int = 300) -> dict[st
     ok = sum(sim.get(sim.rng.choice(honest), sim.rng.choice(keys))[0] == 1 for _ in range(gets))
     share = sum(1 for x in sim.nodes.values() if x.kind == "eclipse") / len(sim.nodes)
     return {"eclipse_share": round(share, 3), "record_get_success": round(ok / gets, 4)}
+
+
+def post_propagation(
+    n: int, seed: int, *, ebt: bool = True, invalid: float = 0.0, **model: Any
+) -> dict[str, Any]:
+    """Posts of sampled authors spreading to their followers over gossip links
+    (:mod:`.gossip`), with sender selection (capability ebt) on or off, and a
+    share ``invalid`` of nodes serving invalid entries; ``model`` sets any
+    other :class:`~.gossip.GossipModel` field."""
+    return GossipSim(n, seed, GossipModel(ebt=ebt, invalid=invalid, **model)).run()

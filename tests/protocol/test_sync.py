@@ -87,12 +87,7 @@ class FakeStore:
     def serve(self, s: Serve) -> list[Entries | Push]:
         chain = self.feeds.get(s.author, [])
         head = len(chain)
-        first, last = s.from_seq, head if s.to_seq is None else min(s.to_seq, head)
-        if s.limit is not None:
-            if first == 0:
-                first = max(1, head - s.limit + 1)
-            last = min(last, first + s.limit - 1)
-        first = max(first, 1)
+        first, last = s.span(head)
         if s.live and first == last and last <= head:
             return [Push(s.author, last, (chain[last - 1], None))]
         if first > last:
