@@ -32,15 +32,27 @@ class _Estimate:
     rttvar: float
     #: doubled on each timeout, back to 1 on the next sample (RFC 6298 5.5)
     backoff: float = 1.0
+    #: the lowest recent round trip: the lowest sample, drifting up by 1/64
+    #: of the distance to each later one (so an old low fades)
+    low: float = float("inf")
 
     def add(self, rtt: float) -> None:
         # RFC 6298 2.3, with its alpha = 1/8 and beta = 1/4.
         self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - rtt)
         self.srtt = 0.875 * self.srtt + 0.125 * rtt
         self.backoff = 1.0
+        self.low = rtt if rtt < self.low else self.low + (rtt - self.low) / 64
 
     def rto(self) -> float:
         return (self.srtt + 4.0 * self.rttvar) * self.backoff
+
+    def patience(self) -> float:
+        return min(self.srtt + 4.0 * self.rttvar, PATIENCE_LOWS * self.low)
+
+
+#: A lookup's patience with an address is at most this many times its lowest
+#: recent round trip (see :meth:`RttEstimator.patience`).
+PATIENCE_LOWS = 4.0
 
 
 class RttEstimator:
@@ -86,11 +98,11 @@ class RttEstimator:
             if est is not None:
                 est.add(rtt)
         if self._all is None:
-            self._all = _Estimate(rtt, rtt / 2)
+            self._all = _Estimate(rtt, rtt / 2, low=rtt)
         if key in self._per_key:
             self._per_key.move_to_end(key)
             return
-        self._per_key[key] = _Estimate(rtt, rtt / 2)
+        self._per_key[key] = _Estimate(rtt, rtt / 2, low=rtt)
         while len(self._per_key) > self.max_keys:
             self._per_key.popitem(last=False)
 
@@ -108,6 +120,20 @@ class RttEstimator:
         if est is None:
             return self.initial
         return min(self.maximum, max(self.minimum, est.rto()))
+
+    def patience(self, key: Hashable) -> float:
+        """How long a lookup waits for ``key``'s answer before it asks another
+        contact as well (the answer still counts when it comes): the
+        timeout without its backoff, but at most ``PATIENCE_LOWS`` times the
+        lowest recent round trip, clamped. Smoothed estimates remember busy
+        spells for long (a node that measured its round trips while its
+        event loop was saturated kept timeouts of half a second for contacts
+        that answer in a millisecond), and a dead contact then held a
+        lookup for all of that; the low bound is what the path can do."""
+        est = self._per_key.get(key) or self._all
+        if est is None:
+            return self.initial
+        return min(self.maximum, max(self.minimum, est.patience()))
 
     def srtt(self, key: Hashable) -> float | None:
         """The smoothed round trip to ``key``, or None if it was never measured."""

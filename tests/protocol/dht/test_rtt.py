@@ -85,3 +85,33 @@ def test_rto_always_within_bounds(samples: list[tuple[bool, float]]) -> None:
         est.sample(A if to_a else B, rtt)
         for key in (A, B, ("192.0.2.9", 9)):
             assert 0.02 <= est.rto(key) <= 1.5
+
+
+def test_patience_is_bounded_by_the_lowest_recent_round_trip() -> None:
+    """A busy spell inflates the smoothed estimate for long; patience stays
+    near what the path can do (4 x its lowest recent round trip), and a
+    timeout's backoff spaces out resends without making lookups wait."""
+    est = RttEstimator(minimum=0.01, maximum=2.0)
+    for _ in range(20):
+        est.sample("a", 0.002)
+    for _ in range(3):
+        est.sample("a", 0.4)  # measured while an event loop was saturated
+    assert est.rto("a") > 0.3
+    assert est.patience("a") <= 4 * 0.03  # the low drifted a little, no more
+    est.timed_out("a")
+    assert est.rto("a") > 0.6
+    assert est.patience("a") <= 4 * 0.03
+    assert est.patience("a") >= 0.01  # never below the minimum
+
+
+def test_patience_follows_a_path_that_became_slower() -> None:
+    """The low is not a minimum for ever: after a route change it drifts up,
+    and patience returns to the smoothed estimate."""
+    est = RttEstimator(minimum=0.01, maximum=2.0)
+    est.sample("a", 0.001)
+    for _ in range(200):
+        est.sample("a", 0.1)
+    expected = est.srtt("a")
+    assert expected is not None
+    assert est.patience("a") == pytest.approx(est.rto("a"), rel=1e-6)
+    assert est.patience("a") >= 0.1
