@@ -66,6 +66,8 @@ class AsyncClient:
         self._next_id = 1
         self._pending: dict[int, MemoryObjectSendStream[dict[str, Any]]] = {}
         self._send_lock = anyio.Lock()
+        #: Set once the reader has stopped: no reply can come any more.
+        self._done = False
         #: The daemon's identity in text form.
         self.identity = ""
 
@@ -85,7 +87,12 @@ class AsyncClient:
 
     async def _send(self, msg: dict[str, Any]) -> None:
         async with self._send_lock:
-            await self._stream.send(encode_frame(msg))
+            try:
+                await self._stream.send(encode_frame(msg))
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                # The daemon went: callers get the typed error, as for a
+                # connection that ended while they waited.
+                raise self._closed() from None
 
     async def _reader(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -100,6 +107,7 @@ class AsyncClient:
                     with contextlib.suppress(anyio.WouldBlock, anyio.BrokenResourceError):
                         chan.send_nowait(msg)
         finally:
+            self._done = True
             for chan in self._pending.values():
                 chan.close()
 
@@ -113,6 +121,12 @@ class AsyncClient:
         req_id = self._next_id
         self._next_id += 1
         send, recv = anyio.create_memory_object_stream[dict[str, Any]](buffer)
+        if self._done:
+            # The connection ended before this request: its reader, which
+            # closes the streams of waiting requests, is gone already.
+            send.close()
+            recv.close()
+            raise self._closed()
         self._pending[req_id] = send
         try:
             await self._send({"id": req_id, "method": method, "params": params})

@@ -41,6 +41,10 @@ __all__ = ["Connector", "P2PSocialApp"]
 Connector = Callable[[], AbstractAsyncContextManager[Any]]
 #: Entry kinds the home timeline shows.
 TIMELINE_KINDS = ["post", "repost"]
+#: Seconds a fresh connection has to answer the set-up requests (the watches,
+#: status, follows, names, policy, profile) before it is dropped and tried
+#: again: a daemon that accepted and then went quiet must not hold the TUI.
+SETUP_TIMEOUT_S = 10.0
 #: Seconds between re-renders, so that relative times stay right.
 TICK_S = 30.0
 
@@ -127,6 +131,8 @@ class P2PSocialApp(App[None]):
                 reason = "the daemon closed the connection"
             except DaemonNotRunning as exc:
                 reason = exc.message
+            except TimeoutError:
+                reason = f"the daemon did not answer within {SETUP_TIMEOUT_S:.0f} s"
             except (APIError, OSError, anyio.BrokenResourceError, BaseExceptionGroup) as exc:
                 reason = _reason(exc)
             self.client = None
@@ -138,6 +144,14 @@ class P2PSocialApp(App[None]):
         # The watches open first, so nothing stored after the first page is
         # missed; the first page is asked for next, before the rest of the
         # set-up, because it is what the user waits for.
+        with anyio.fail_after(SETUP_TIMEOUT_S):
+            timeline, notes = await self._set_up(client)
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(self._live_timeline, client, timeline)
+            tasks.start_soon(self._live_notifications, client, notes)
+
+    async def _set_up(self, client: AsyncClient) -> tuple[Any, Any]:
+        """The watches, then what the screens need; returns the two watches."""
         timeline = await client.watch(kinds=TIMELINE_KINDS)
         notes = await client.watch(kinds=["notification"])
         self.me = client.identity
@@ -159,9 +173,7 @@ class P2PSocialApp(App[None]):
         mine: dict[str, Any] = dict(await client.profile())
         self.names.learn(self.me, mine.get("petname"), mine.get("name"))
         self.update_status()
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(self._live_timeline, client, timeline)
-            tasks.start_soon(self._live_notifications, client, notes)
+        return timeline, notes
 
     async def _learn_author(self, client: AsyncClient, identity: str) -> None:
         """Watch events carry no names: ask once for an author not met yet."""

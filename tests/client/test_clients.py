@@ -91,3 +91,38 @@ def test_async_client_names_the_command_when_no_daemon_runs(tmp_path: Path, back
 
     with pytest.raises(DaemonNotRunning, match="p2psocial --data-dir"):
         anyio.run(main, backend=backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_request_after_the_connection_ended_fails_instead_of_waiting(
+    tmp_path: Path, backend: str
+) -> None:
+    """A daemon that answers the hello and then goes (stopped, or reset): a
+    request made once the client's reader has seen the end raises the typed
+    ``closed`` error at once, never a raw socket error, and never waits for a
+    reply stream that nobody is left to close."""
+    from p2psocial.api.protocol import API_NAME, API_VERSION, encode_frame
+    from p2psocial.errors import APIError
+
+    sock = tmp_path / "api.sock"
+
+    async def main() -> None:
+        async def serve(stream: anyio.abc.SocketStream) -> None:
+            async with stream:
+                await stream.receive()  # the client's hello
+                hello = {"api": API_NAME, "version": API_VERSION, "identity": "p2ps1x"}
+                await stream.send(encode_frame(hello))
+
+        listener = await anyio.create_unix_listener(sock)
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(listener.serve, serve)
+            with anyio.fail_after(10):
+                async with p2psocial.connect_async(api=sock) as client:
+                    # The server has closed: let the client's reader see the end.
+                    await anyio.wait_all_tasks_blocked()
+                    with pytest.raises(APIError) as info:
+                        await client.status()
+                    assert info.value.code == "closed"
+            tasks.cancel_scope.cancel()
+
+    anyio.run(main, backend=backend)
