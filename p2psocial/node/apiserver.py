@@ -204,7 +204,9 @@ class APIServer:
                         else:
                             return
                     await self._request_loop(stream, buf, send, nursery)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+        except* (trio.BrokenResourceError, trio.ClosedResourceError):
+            # The client went (closed, or reset with a reply unread): that
+            # connection ends, and that is all. Its tasks fail as a group.
             pass
 
     @staticmethod

@@ -82,6 +82,28 @@ def test_wrong_version_is_refused_clearly(daemon: Daemon) -> None:
     s.close()
 
 
+def test_a_client_that_resets_its_connection_is_no_internal_error(daemon: Daemon) -> None:
+    """A client gone mid-conversation (its socket closed with a reply unread,
+    which resets the connection) ends that connection quietly: no traceback
+    in the log and no internal error counted; the daemon serves on."""
+    import select
+
+    path = api_path(daemon)
+    before = p2psocial.connect(api=path).statistics()["api"]["internal_errors"]
+    for _ in range(5):
+        s = _raw_connect(path)
+        _send(s, {"api": "p2psocial", "version": 1})
+        _send(s, {"id": 1, "method": "status", "params": {}})
+        # Wait until the daemon's answers are in our buffer, then leave unread.
+        assert select.select([s], [], [], 10)[0]
+        time.sleep(0.05)
+        s.close()
+    with p2psocial.connect(api=path) as client:
+        assert client.status()["identity"]
+        assert client.statistics()["api"]["internal_errors"] == before
+    assert "API connection failed" not in daemon.log()
+
+
 def test_every_api_method(daemon: Daemon, tmp_path: Path) -> None:
     called: set[str] = set()
     c = p2psocial.connect(api=api_path(daemon))
