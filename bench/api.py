@@ -38,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,16 @@ def start(data_dir: Path, profile: str | None) -> DaemonProcess:
         return daemon
     except DaemonProcessError as exc:
         raise SystemExit(f"{exc.message}:\n{log.read_text(errors='replace')}") from None
+
+
+def stop_quietly(proc: DaemonProcess | None, log: Callable[[str], None]) -> None:
+    """Stop the bench's daemon, if it runs; a failure to stop is logged, not raised."""
+    if proc is None:
+        return
+    try:
+        proc.stop(timeout=60)
+    except DaemonProcessError as exc:
+        log(exc.message)
 
 
 def process_cpu_s(pid: int) -> float:
@@ -337,11 +348,7 @@ def main() -> None:
         )
         print(json.dumps(out))
     finally:
-        if proc is not None:
-            try:
-                proc.stop(timeout=60)
-            except DaemonProcessError as exc:
-                log(exc.message)
+        stop_quietly(proc, log)
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -34,11 +34,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from api import prepare, start  # bench/api.py: the same data dir and daemon
+from api import prepare, start, stop_quietly  # bench/api.py: the same data dir and daemon
 from storage import VOCAB, add_store_arguments, big_store, positive
 
 from p2psocial import connect
-from p2psocial.client import DaemonProcess, DaemonProcessError
+from p2psocial.client import DaemonProcess
 
 #: The mix of calls, with their weights.
 MIX = (
@@ -178,11 +178,7 @@ def main() -> None:
         )
         print(json.dumps(out))
     finally:
-        if proc is not None:
-            try:
-                proc.stop(timeout=60)
-            except DaemonProcessError as exc:
-                log(exc.message)
+        stop_quietly(proc, log)
         shutil.rmtree(root, ignore_errors=True)
 
 

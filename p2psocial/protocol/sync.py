@@ -466,8 +466,7 @@ class SyncSession:
         feed.ours = head
         feed.catch = None
         # Our clock names it again: active both ways (§13).
-        feed.standby = feed.quiet = False
-        self._haves.pop(author, None)
+        self._reset_modes(author, feed)
         self._feeds[author] = feed
         return feed
 
@@ -515,8 +514,7 @@ class SyncSession:
                 self._end_catch_up(author, feed)
                 feed.state = "withdrawn"
                 feed.ours = (0, None)
-                feed.standby = feed.quiet = False
-                self._haves.pop(author, None)
+                self._reset_modes(author, feed)
         actions: list[Action] = []
         for author, head in interest.items():
             known = self._feeds.get(author)
@@ -555,6 +553,11 @@ class SyncSession:
         return self._maybe_serve(author, feed, overlap=False)
 
     # --- capability ebt (spec/sync.md 13) --------------------------------
+
+    def _reset_modes(self, author: bytes, feed: _Feed) -> None:
+        """A clock change of the feed, from either side: active both ways (§13)."""
+        feed.standby = feed.quiet = False
+        self._haves.pop(author, None)
 
     def enable_ebt(self) -> None:
         """Both sides listed capability ``ebt``: ``mode`` and ``have`` may flow."""
@@ -661,8 +664,7 @@ class SyncSession:
         """Hand a catching feed to the classic path: announce it at our head."""
         self._end_catch_up(author, feed)
         feed.state = "wanted"
-        feed.standby = feed.quiet = False
-        self._haves.pop(author, None)
+        self._reset_modes(author, feed)
         seq, hid = feed.ours
         clock: list[Action] = [Send(Clock(((author, seq, hid if seq >= 1 else None),)))]
         return clock + self._maybe_serve(author, feed, overlap=True)
@@ -810,8 +812,7 @@ class SyncSession:
                     feed.theirs = feed.their_id = None
                     feed.sent = 0
                     # Any clock change of a feed makes it active both ways (§13).
-                    feed.standby = feed.quiet = False
-                    self._haves.pop(author, None)
+                    self._reset_modes(author, feed)
                     self._forget_if_idle(author, feed)
                 continue
             known = None if feed is None else feed.theirs
@@ -824,8 +825,7 @@ class SyncSession:
             if known is None:
                 self._peer_feeds += 1
                 # A feed the peer comes to want starts active both ways (§13).
-                feed.standby = feed.quiet = False
-                self._haves.pop(author, None)
+                self._reset_modes(author, feed)
             feed.theirs = seq
             # A stated clock resets what we assume the peer holds: if it is
             # lower than what we sent, the peer refused some (e.g. from the
