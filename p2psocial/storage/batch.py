@@ -52,13 +52,18 @@ ROWS_PER_INSERT = (100, 10)
 
 
 @functools.lru_cache(maxsize=64)
-def _insert_sql(table: str, columns: tuple[str, ...], n: int) -> str:
+def _insert_sql(verb: str, table: str, columns: tuple[str, ...], n: int) -> str:
     row = "(" + ",".join("?" * len(columns)) + ")"
-    return f"INSERT INTO {table}({', '.join(columns)}) VALUES " + ",".join([row] * n)
+    return f"{verb} INTO {table}({', '.join(columns)}) VALUES " + ",".join([row] * n)
 
 
 def insert_rows(
-    conn: sqlite3.Connection, table: str, columns: tuple[str, ...], rows: Sequence[Sequence[Any]]
+    conn: sqlite3.Connection,
+    table: str,
+    columns: tuple[str, ...],
+    rows: Sequence[Sequence[Any]],
+    *,
+    verb: str = "INSERT",
 ) -> None:
     """``INSERT INTO table(columns)`` every row of ``rows``, many rows per statement.
 
@@ -70,19 +75,20 @@ def insert_rows(
     row), so each statement text is compiled once and cached; 100 rows of up
     to 300 columns stay below SQLite's 32,766 parameters.
 
-    ``table`` and ``columns`` are SQL text: constants of the caller, never
-    data.
+    ``verb`` is ``INSERT`` or a form of it such as ``INSERT OR IGNORE``;
+    ``verb``, ``table`` and ``columns`` are SQL text: constants of the
+    caller, never data.
     """
     start, n = 0, len(rows)
     for size in ROWS_PER_INSERT:
         if n - start < size:
             continue
-        sql = _insert_sql(table, columns, size)
+        sql = _insert_sql(verb, table, columns, size)
         while n - start >= size:
             conn.execute(sql, [v for row in rows[start : start + size] for v in row])
             start += size
     if start < n:
-        conn.executemany(_insert_sql(table, columns, 1), rows[start:])
+        conn.executemany(_insert_sql(verb, table, columns, 1), rows[start:])
 
 
 @dataclass(slots=True)

@@ -30,6 +30,7 @@ from typing import Any
 
 import msgpack
 
+from .batch import insert_rows
 from .schema import PSTATE
 
 __all__ = [
@@ -90,7 +91,7 @@ def assign_search_keys(
     """
     wanted = [(search_key(ts, id_), eid) for eid, ts, id_, _ in posts]
     changes = conn.total_changes
-    conn.executemany("INSERT OR IGNORE INTO search_keys(sk, eid) VALUES (?, ?)", wanted)
+    insert_rows(conn, "search_keys", ("sk", "eid"), wanted, verb="INSERT OR IGNORE")
     if conn.total_changes - changes == len(posts):  # no key was taken: the usual case
         return [(sk, eid, p[3]) for (sk, eid), p in zip(wanted, posts, strict=True)]
     placed: dict[int, int] = {}
