@@ -33,8 +33,12 @@ the caller's retries) and prints, per size N:
   (entries delivered to followers per entry stored; ``redundancy_later_posts``
   the same for each author's posts after its first, once the senders are
   chosen), with sender selection (capability ebt, spec/sync.md §13) and
-  without; and a run with 5 % of nodes serving invalid entries (their links
-  are dropped and they are graylisted: ``invalid_links_dropped``).
+  without; a run with 5 % of nodes serving invalid entries (their links
+  are dropped and they are graylisted: ``invalid_links_dropped``); and the
+  reach without the swarm lookups' island check (spec/sync.md §6) and
+  without relays for the nodes that cannot accept links (§11-12), each
+  beside the run with both. Every node looks up each wanted feed's swarm
+  every 30 s, as the real node does.
 
 The same seed gives the same figures. Prints progress to stderr and one JSON
 line last.
@@ -99,9 +103,15 @@ def _task(name: str, n: int, seed: int) -> tuple[str, Any, float, float]:
         out = sybil_share(
             build(half, seed + 1, NetModel(diversity=diversity), kinds={"sybil": half})
         )
-    elif name.startswith("gossip"):  # gossip_on, gossip_off, gossip_invalid
+    elif name.startswith("gossip"):
+        # gossip_on, gossip_off (no ebt), gossip_invalid, gossip_noislands, gossip_norelays
         out = post_propagation(
-            n, seed + 4, ebt=name != "gossip_off", invalid=0.05 if name == "gossip_invalid" else 0.0
+            n,
+            seed + 4,
+            ebt=name != "gossip_off",
+            invalid=0.05 if name == "gossip_invalid" else 0.0,
+            islands=name != "gossip_noislands",
+            relays=name != "gossip_norelays",
         )
     elif name.startswith("spread"):  # spread_1, spread_3: disjoint paths
         bad = n // 5
@@ -138,7 +148,8 @@ def one_size(n: int, seed: int, scenarios: set[str], jobs: int) -> dict[str, Any
     if "spread" in scenarios:
         names += ["spread_3", "spread_1"]
     if "gossip" in scenarios:
-        names += ["gossip_on", "gossip_off", "gossip_invalid"]
+        names += ["gossip_on", "gossip_off", "gossip_invalid", "gossip_noislands"]
+        names += ["gossip_norelays"]
     out: dict[str, Any] = {"log2n_over_3": round(math.log2(n) / 3, 2)}
     t = time.perf_counter()
     done: dict[str, Any] = {}
@@ -173,6 +184,8 @@ def one_size(n: int, seed: int, scenarios: set[str], jobs: int) -> dict[str, Any
             "ebt": done["gossip_on"],
             "no_ebt": done["gossip_off"],
             "invalid_entries": done["gossip_invalid"],
+            "no_island_check": done["gossip_noislands"],
+            "no_relays": done["gossip_norelays"],
         }
     out["seconds"] = round(time.perf_counter() - t, 1)
     out["cpu_s"] = round(sum(c["cpu_s"] for c in cost.values()), 1)

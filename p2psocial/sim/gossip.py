@@ -28,8 +28,25 @@ simulated is everything around them, in virtual time:
   feed with the fewest linked holders first, and within its first ``dials``
   dials up to ``per_feed`` holders of each; then ``random_dials`` to anyone,
   all within a pool of ``max_links``. A share ``no_inbound`` of nodes cannot
-  accept links (behind NAT):
-  nobody can dial them, they only dial out. A share ``offline`` takes no part.
+  accept links (behind NAT). As the real node does (spec/sync.md §11-12),
+  each of them holds a reservation at a relay (an online node that accepts
+  links, at most ``relay_reservations`` each), so a dial to it goes through
+  that relay while the relay has room for another spliced link
+  (``relay_links``); the link then becomes direct by connection reversal
+  when the dialler accepts links, or by a hole punch, which succeeds with
+  probability ``punch_success``, and otherwise stays relayed, its delay the
+  sum of the two legs through the relay. With ``relays`` off (the baseline)
+  nobody can dial such a node: it only dials out. A relayed link's byte and
+  time limits (§11.1: 16 MiB, 600 s) are never reached in a run, so they
+  are not modelled. A share ``offline`` takes no part.
+- **swarm lookups**: as the real node does, every node looks up each wanted
+  feed's swarm every ``swarm_interval`` (from a random phase) and dials
+  holders while it has fewer than 2 linked; with 2 or more, for a followed
+  feed, it reads the feed's head record and, when that is ahead of its own
+  head and of every linked peer's clock, dials 2 more (an island of the
+  swarm, spec/sync.md §6). The record is the author's head at that moment
+  (a put takes milliseconds, the interval 30 s). ``islands`` off is the
+  baseline without that check.
 - **the posts**: every feed starts with one entry that its followers hold
   (the steady state: propagation, not first sync, is measured); then sampled
   authors post ``posts_per_author`` entries each, ``post_interval`` apart.
@@ -78,7 +95,7 @@ __all__ = ["GossipModel", "GossipNode", "GossipSim", "LinkEnd"]
 _BATCH = 500
 
 # event kinds
-_DELIVER, _POLL, _TICK, _POST, _REDIAL = range(5)
+_DELIVER, _POLL, _TICK, _POST, _REDIAL, _SWARM = range(6)
 
 
 @dataclass(slots=True)
@@ -93,6 +110,15 @@ class GossipModel:
     random_dials: int = 1
     max_links: int = 32
     no_inbound: float = 0.3
+    #: nodes without inbound links reachable through relays (spec/sync.md §11)
+    relays: bool = True
+    #: a relay's reservations and spliced links at once (the §11.1 defaults)
+    relay_reservations: int = 16
+    relay_links: int = 32
+    #: the chance a hole punch between two nodes without inbound links
+    #: succeeds (§12; libp2p's measurement campaign of its DCUtR found about
+    #: 70 %); a failed one leaves the link relayed
+    punch_success: float = 0.7
     offline: float = 0.1
     #: share of nodes that serve invalid entries
     invalid: float = 0.0
@@ -104,6 +130,10 @@ class GossipModel:
     #: how often a node checks for lagging senders (the node's Senders.run)
     tick: float = 0.25
     redial_after: float = 1.0
+    #: seconds between two swarm lookups of one feed (the node's swarm_interval)
+    swarm_interval: float = 30.0
+    #: the island check at each swarm lookup (spec/sync.md §6); off: the baseline
+    islands: bool = True
     authors: int = 40
     posts_per_author: int = 5
     post_interval: float = 2.0
@@ -139,6 +169,8 @@ class LinkEnd:
     open: bool = True
     #: the time of the poll scheduled for the session, if any
     poll_at: float | None = None
+    #: the relay this link runs through, on the dialler's end of a relayed link
+    relay: GossipNode | None = None
 
 
 @dataclass(eq=False, slots=True)
@@ -159,6 +191,11 @@ class GossipNode:
     linked: set[int] = field(default_factory=set)
     gray: set[int] = field(default_factory=set)
     links: int = 0
+    #: the relay holding this node's reservation (nodes without inbound links)
+    relay: GossipNode | None = None
+    #: as a relay: reservations held and links spliced now
+    reservations: int = 0
+    spliced: int = 0
     choice: SenderChoice[LinkEnd] | None = None
     tick_at: float | None = None
 
@@ -201,6 +238,8 @@ class GossipSim:
         self.limits = SyncLimits()
         self._heap: list[tuple[float, int, int, Any, Any]] = []
         self._count = 0
+        #: when the run stops (set by run; periodic events end there)
+        self._deadline = math.inf
         self.stats: Counter[str] = Counter()
         #: every link end made, closed ones included (their counters count)
         self.ends: list[LinkEnd] = []
@@ -235,6 +274,8 @@ class GossipSim:
                     chosen[i] = None
             x.wants = [x.key] + [_key(i) for i in chosen]
             x.head = dict.fromkeys(x.wants, 1)
+        if m.relays:
+            self._reserve()
         #: feed -> the nodes wanting it (its swarm), in index order
         self.swarm: dict[bytes, list[GossipNode]] = {}
         for x in self.nodes:
@@ -243,6 +284,22 @@ class GossipSim:
         for x in self.nodes:
             if self.model.ebt and x.online:
                 x.choice = self._choice(x)
+
+    def _reserve(self) -> None:
+        """Give each online node without inbound links a relay with room for it."""
+        m, r = self.model, self.rng
+        relays = [x for x in self.nodes if x.online and x.inbound]
+        for x in self.nodes:
+            if not x.online or x.inbound or not relays:
+                continue
+            for _ in range(16):  # bounded: a full relay is passed over, as a real node does
+                y = relays[r.randrange(len(relays))]
+                if y.reservations < m.relay_reservations:
+                    y.reservations += 1
+                    x.relay = y
+                    break
+            else:
+                self.stats["relay_reservations_failed"] += 1
 
     def _choice(self, x: GossipNode) -> SenderChoice[LinkEnd]:
         return SenderChoice(_Port(self, x), switch_after=self.model.switch_after)
@@ -262,7 +319,7 @@ class GossipSim:
         return (
             y is not x
             and y.online
-            and y.inbound
+            and (y.inbound or (y.relay is not None and y.relay.spliced < self.model.relay_links))
             and y.index not in x.linked
             and y.index not in x.gray
             and y.links < self.model.max_links
@@ -284,7 +341,22 @@ class GossipSim:
         if x.index in target.gray:
             self.stats["dials_refused_graylisted"] += 1
             return
-        self._link(x, target)
+        if target.inbound:
+            self._link(x, target)
+            return
+        # Through the target's relay (spec/sync.md §11.7), then direct if §12 can.
+        relay = target.relay
+        assert relay is not None
+        if x.inbound:
+            self.stats["links_reversed"] += 1
+            self._link(x, target)
+        elif self.rng.random() < self.model.punch_success:
+            self.stats["links_punched"] += 1
+            self._link(x, target)
+        else:
+            self.stats["links_relayed"] += 1
+            relay.spliced += 1
+            self._link(x, target, relay=relay)
 
     def _link_all(self) -> None:
         m, r = self.model, self.rng
@@ -306,14 +378,19 @@ class GossipSim:
                 if x.links < m.max_links and self._can_take(x, y):
                     self._dial(x, y)
 
-    def _link(self, a: GossipNode, b: GossipNode) -> None:
+    def _half_rtt(self) -> float:
         m = self.model
-        delay = m.rtt_median * math.exp(self.rng.gauss(0.0, m.rtt_sigma)) / 2
+        return m.rtt_median * math.exp(self.rng.gauss(0.0, m.rtt_sigma)) / 2
+
+    def _link(self, a: GossipNode, b: GossipNode, *, relay: GossipNode | None = None) -> None:
+        # A relayed link's delay: the two legs, dialler to relay and relay to target.
+        delay = self._half_rtt() + (self._half_rtt() if relay is not None else 0.0)
         wanted = set(b.wants)
         shared = [f for f in a.wants if f in wanted]
         ea = self._end(a, shared, delay)
         eb = self._end(b, shared, delay)
         ea.peer, eb.peer = eb, ea
+        ea.relay = relay
         self.stats["links"] += 1
         for end, other in ((ea, b), (eb, a)):
             end.node.linked.add(other.index)
@@ -339,6 +416,8 @@ class GossipSim:
         end.open = False
         x, peer = end.node, end.peer
         x.links -= 1
+        if end.relay is not None:
+            end.relay.spliced -= 1
         if peer is not None:
             x.linked.discard(peer.node.index)
         for f in end.feeds:
@@ -492,11 +571,36 @@ class GossipSim:
                 self._at(a.tick_at, _TICK, a, None)
         elif kind == _POST:
             self._post(a)
+        elif kind == _SWARM:
+            self._swarm_round(a)
+            if self.now + self.model.swarm_interval <= self._deadline:
+                self._at(self.now + self.model.swarm_interval, _SWARM, a, None)
         elif kind == _REDIAL:
             target = self._pick(a, self.model.per_feed)
             if target is not None and a.links < self.model.max_links:
                 self.stats["redials"] += 1
                 self._dial(a, target)
+
+    def _swarm_round(self, x: GossipNode) -> None:
+        """One round of ``x``'s swarm lookups: every wanted feed, as the node's
+        swarm loop does (replication/swarm.py ``_swarm_lookup``)."""
+        m = self.model
+        for feed in x.wants:
+            ends = x.by_feed.get(feed, ())
+            have, want = len(ends), 2
+            if have >= want and feed != x.key and m.islands:
+                record = self.by_key[feed].head[feed]  # the author's last head put
+                ours = x.head[feed]
+                if record > ours and not any(e.session.peer_head(feed) > ours for e in ends):
+                    self.stats["swarm_islands"] += 1
+                    want = have + 2
+            while have < want and x.links < m.max_links:
+                holders = [y for y in self.swarm[feed] if self._can_take(x, y)]
+                if not holders:
+                    break
+                self.stats["swarm_dials"] += 1
+                self._dial(x, holders[self.rng.randrange(len(holders))])
+                have += 1
 
     def authors(self) -> list[GossipNode]:
         """The sampled authors: honest online nodes with at least one honest online follower."""
@@ -525,7 +629,10 @@ class GossipSim:
             for k in range(m.posts_per_author):
                 last = max(last, m.start + offset + k * m.post_interval)
                 self._at(m.start + offset + k * m.post_interval, _POST, x, None)
-        deadline = last + m.settle
+        for x in self.nodes:
+            if x.online:
+                self._at(self.rng.uniform(0.0, m.swarm_interval), _SWARM, x, None)
+        deadline = self._deadline = last + m.settle
         heap = self._heap
         while heap and heap[0][0] <= deadline:
             t, _, kind, a, b = heapq.heappop(heap)
@@ -590,7 +697,16 @@ class GossipSim:
             "redundancy_later_posts": round(later_sent / max(later_reached, 1), 2),
             "deliveries_counted": sent,
             "links": self.stats["links"],
+            "links_by_path": {
+                "direct": self.stats["links"]
+                - self.stats["links_reversed"]
+                - self.stats["links_punched"]
+                - self.stats["links_relayed"],
+                **{k: self.stats[f"links_{k}"] for k in ("reversed", "punched", "relayed")},
+            },
             "invalid_links_dropped": self.stats["dropped_invalid_entry"],
+            "swarm_dials": self.stats["swarm_dials"],
+            "swarm_islands": self.stats["swarm_islands"],
             "bad_nodes": sum(1 for x in self.nodes if x.bad),
             "messages": sum(v for k, v in self.stats.items() if k.startswith("sent_")),
             "ebt": {

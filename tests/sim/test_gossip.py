@@ -2,7 +2,8 @@
 1,000-10,000 nodes): the same seed gives the same figures, sender selection
 (capability ebt) cuts the redundancy against the same run without it, every
 follower a path of links joins to the author is reached, and peers serving
-invalid entries are dropped without stopping the posts."""
+invalid entries are dropped without stopping the posts; the swarm lookups' island
+check and relays reach every online follower."""
 
 from __future__ import annotations
 
@@ -85,3 +86,28 @@ def test_peers_serving_invalid_entries_are_dropped_and_posts_still_spread() -> N
         if not x.bad:
             assert not (x.gray & x.linked), x.index
             assert all(sim.nodes[i].bad for i in x.gray)
+
+
+def test_the_island_check_reaches_every_online_follower() -> None:
+    """Followers whose linked holders link only among themselves never see the
+    author's posts; the swarm lookups' check of the feed's head record
+    (spec/sync.md §6, "Islands") dials out of such an island. Seed 3 at 600
+    nodes builds a network with islands: without the check some followers
+    are left out."""
+    small = {"authors": 20, "posts_per_author": 3}
+    on = post_propagation(600, 3, **small)
+    off = post_propagation(600, 3, islands=False, **small)
+    assert on["reached"] == 1.0 and on["swarm_islands"] > 0, on
+    assert off["reached"] < 1.0 and off["swarm_islands"] == 0, off
+    # Nodes that take no links are reached through relays: by reversal from a
+    # dialler that takes links, by a punch, or over the relay itself.
+    paths = on["links_by_path"]
+    assert min(paths.values()) > 0, paths
+    assert sum(paths.values()) == on["links"]
+
+
+def test_without_relays_every_link_is_direct() -> None:
+    figures = post_propagation(N, 1, relays=False, **SMALL)
+    paths = figures["links_by_path"]
+    assert paths["direct"] == figures["links"] > 0
+    assert paths["reversed"] == paths["punched"] == paths["relayed"] == 0

@@ -79,6 +79,7 @@ _STATISTICS = (
     "head_puts_coalesced",
     "swarm_lookups",
     "swarm_lookups_deferred",
+    "swarm_islands",
     "relayed_dials",
 )
 

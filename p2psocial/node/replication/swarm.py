@@ -52,6 +52,7 @@ class SwarmDHT(Protocol):
     async def announce(self, author: bytes, peer_port: int) -> Any: ...
     async def get_peers(self, author: bytes) -> list[tuple[bytes, str, int]]: ...
     async def put_head(self, entry_bytes: bytes) -> Any: ...
+    async def get_head(self, author: bytes) -> bytes | None: ...
     def relay_hint(self, node_id: bytes) -> tuple[bytes, str, int] | None: ...
 
 
@@ -275,7 +276,14 @@ class SwarmDiscovery:
                 await self._swarm_lookup(author)
 
     async def _swarm_lookup(self, author: bytes) -> None:
-        """Announce one wanted feed (once) and dial up to two of its holders."""
+        """Announce one wanted feed (once) and dial up to two of its holders.
+
+        With two or more holders linked already, it asks the DHT for the
+        feed's head record: when that is ahead of our head and no linked
+        holder's clock is, the holders we have cannot bring it (they and we
+        form an island of the swarm, cut off from where the feed grows), and
+        two more holders are dialled (spec/sync.md §6, "Islands").
+        """
         assert self.dht is not None
         now = trio.current_time()
         self._swarm_checked[author] = now
@@ -290,9 +298,13 @@ class SwarmDiscovery:
         with self._best_effort(f"the swarm lookup for {author.hex()[:12]}"):
             with trio.move_on_after(10):
                 found = await self.dht.get_peers(author)
-                have = sum(1 for lk in self.pool.links.values() if lk.session.peer_wants(author))
+                linked = [lk for lk in self.pool.links.values() if lk.session.peer_wants(author)]
+                have, want = len(linked), 2
+                if have >= want and author != self.identity and await self._stranded(author):
+                    self._stats["swarm_islands"] += 1
+                    want = have + 2
                 for node_id, host, port in found:
-                    if have >= 2 or not self.pool.has_room():
+                    if have >= want or not self.pool.has_room():
                         break
                     if node_id == self.pool.node_id or node_id in self.pool.links:
                         continue
@@ -300,6 +312,19 @@ class SwarmDiscovery:
                         have += 1
         # Failed or found no one: look again soon, with backoff.
         self._schedule_swarm_retry(author, now, linked=have > 0)
+
+    async def _stranded(self, author: bytes) -> bool:
+        """Whether the DHT's head of ``author`` is ahead of ours and of every
+        linked holder's clock (no link of ours can bring what it names)."""
+        assert self.dht is not None
+        raw = await self.dht.get_head(author)  # a valid, signed entry, or None
+        ours = self.heads.get(author)
+        if raw is None or ours is None:
+            return False
+        if decode_entry_untrusted(raw).seq <= ours[0]:
+            return False
+        links = self.pool.links.values()
+        return not any(lk.session.peer_head(author) > ours[0] for lk in links)
 
     async def _announce(self, author: bytes) -> None:
         """Announce that we hold a wanted feed (once; the DHT keeps it placed)."""
@@ -452,10 +477,11 @@ class SwarmDiscovery:
 
     def statistics(self) -> dict[str, Any]:
         """Lookup failures (network and bugs), mentions delivered, head puts,
-        and the swarm lookups made, deferred by the rate cap, and the rounds
-        skipped for want of a DHT contact."""
+        the swarm lookups made and deferred by the rate cap, and the lookups
+        that found this node in an island of the swarm (``swarm_islands``)."""
         return {
             "swarm_lookups": self._stats["swarm_lookups"],
+            "swarm_islands": self._stats["swarm_islands"],
             "swarm_lookups_deferred": self._stats["swarm_lookups_deferred"],
             "explicit_peers": len(self._explicit),
             "dht_errors": self._stats["dht_errors"],

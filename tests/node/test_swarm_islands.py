@@ -1,0 +1,179 @@
+"""A node whose linked holders of a feed cannot bring its new entries dials others
+(replication/swarm.py ``_stranded``; spec/sync.md §6, "Islands").
+
+Links to two holders of a feed satisfy the swarm lookup, but those holders may
+link only to each other: an island of the swarm, which the author's posts never
+reach. The feed's head record in the DHT tells: when it is ahead of our head
+and of every linked holder's clock, two more holders are dialled.
+
+The DHT and the link pool are fakes here (the decision is the unit under test);
+the head record they hand over is a real signed entry, and the real DHT's
+``get_head`` is crossed by tests/node/test_replication_features.py. The gossip
+simulator (tests/sim/test_gossip.py) shows the effect on reach.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, cast
+
+import pytest
+import trio
+
+from p2psocial.node.replication.heads import Heads
+from p2psocial.node.replication.store import ReplicationStore
+from p2psocial.node.replication.swarm import Dialler, SwarmDHT, SwarmDiscovery
+from p2psocial.protocol.entries import create_entry
+from p2psocial.protocol.identity import SigningKey
+
+ME = b"\x01" * 32
+AUTHOR = SigningKey.from_seed(b"a" * 32)
+HOLDERS = [(bytes([0x40 + i]) * 20, "127.0.0.1", 5000 + i) for i in range(6)]
+
+
+def head_entry(seq: int) -> bytes:
+    """A real entry of AUTHOR at ``seq`` (the chain below it does not matter here)."""
+    entry, _ = create_entry(
+        AUTHOR,
+        seq=seq,
+        prev=None if seq == 1 else b"\x00" * 32,
+        timestamp=1_700_000_000_000 + seq,
+        kind="post",
+        payload={"text": f"post {seq}"},
+    )
+    return entry.to_bytes()
+
+
+@dataclass
+class FakeSession:
+    head: int  # what the peer holds of AUTHOR's feed
+
+    def peer_wants(self, author: bytes) -> bool:
+        return author == AUTHOR.public_key
+
+    def peer_head(self, author: bytes) -> int:
+        return self.head if author == AUTHOR.public_key else 0
+
+
+@dataclass
+class FakeLink:
+    session: FakeSession
+
+
+class FakeDHT:
+    node_id = b"\x02" * 20
+
+    def __init__(self, head: bytes | None) -> None:
+        self.head = head
+        self.head_gets = 0
+
+    async def announce(self, author: bytes, peer_port: int) -> int:
+        return 0
+
+    async def get_peers(self, author: bytes) -> list[tuple[bytes, str, int]]:
+        return list(HOLDERS)
+
+    async def get_head(self, author: bytes) -> bytes | None:
+        self.head_gets += 1
+        return self.head
+
+    async def put_head(self, entry_bytes: bytes) -> int:
+        return 0
+
+    def relay_hint(self, node_id: bytes) -> None:
+        return None
+
+
+class FakePool:
+    node_id = b"\x03" * 20
+    port = 4000
+
+    def __init__(self, linked: list[int]) -> None:
+        # The first len(linked) holders are linked, each with that head.
+        self.links: dict[bytes, Any] = {
+            HOLDERS[i][0]: FakeLink(FakeSession(h)) for i, h in enumerate(linked)
+        }
+        self.dialled: list[int] = []
+
+    def has_room(self) -> bool:
+        return True
+
+    def dialing(self, host: str, port: int) -> bool:
+        return False
+
+    async def dial(self, host: str, port: int, node_id: bytes | None = None) -> bool:
+        self.dialled.append(port)
+        return True
+
+    def broadcast(self, make: Any) -> None:
+        pass
+
+    def open_links(self) -> list[Any]:
+        return list(self.links.values())
+
+
+async def lookup(dht: FakeDHT, pool: FakePool, ours: int) -> SwarmDiscovery:
+    d = SwarmDiscovery(
+        cast(SwarmDHT, dht),
+        cast(Dialler, pool),
+        cast(Heads, {AUTHOR.public_key: (ours, b"\x00" * 32)}),
+        cast(ReplicationStore, None),
+        identity=ME,
+    )
+    async with trio.open_nursery() as nursery:
+        d._nursery = nursery  # what run() sets; the lookup starts its announce there
+        await d._swarm_lookup(AUTHOR.public_key)
+        nursery.cancel_scope.cancel()
+    return d
+
+
+@pytest.mark.parametrize(
+    ("record", "ours", "linked", "dials", "island"),
+    [
+        # Two holders linked, both at our head; the DHT names a newer post: an island.
+        (5, 3, [3, 3], 2, True),
+        # Three linked, none ahead: two more still.
+        (5, 3, [3, 2, 3], 2, True),
+        # One linked holder is ahead of us: that link is bringing it.
+        (5, 3, [3, 5], 0, False),
+        # The record is no newer than what we hold.
+        (3, 3, [3, 3], 0, False),
+        (2, 3, [3, 3], 0, False),
+        # No record in the DHT.
+        (None, 3, [3, 3], 0, False),
+        # Fewer than two linked: dialled up to two as before, whatever the record says.
+        (5, 3, [3], 1, False),
+        (None, 3, [], 2, False),
+    ],
+)
+async def test_an_island_is_left_by_dialling_two_more_holders(
+    record: int | None, ours: int, linked: list[int], dials: int, island: bool
+) -> None:
+    dht = FakeDHT(head_entry(record) if record is not None else None)
+    pool = FakePool(linked)
+    with trio.fail_after(5):
+        d = await lookup(dht, pool, ours)
+    # Only holders not linked already are dialled.
+    assert pool.dialled == [h[2] for h in HOLDERS[len(linked) : len(linked) + dials]]
+    assert d.statistics()["swarm_islands"] == (1 if island else 0)
+    # The record is asked for only when the lookup would otherwise stop at two.
+    assert dht.head_gets == (1 if len(linked) >= 2 else 0)
+
+
+async def test_our_own_feed_never_asks_for_its_head_record() -> None:
+    """The author holds its own newest head: it cannot be in an island of its feed."""
+    dht = FakeDHT(head_entry(9))
+    pool = FakePool([3, 3])
+    d = SwarmDiscovery(
+        cast(SwarmDHT, dht),
+        cast(Dialler, pool),
+        cast(Heads, {AUTHOR.public_key: (3, b"\x00" * 32)}),
+        cast(ReplicationStore, None),
+        identity=AUTHOR.public_key,
+    )
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            d._nursery = nursery
+            await d._swarm_lookup(AUTHOR.public_key)
+            nursery.cancel_scope.cancel()
+    assert dht.head_gets == 0 and pool.dialled == []
