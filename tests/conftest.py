@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+# A suite started in the background by a non-interactive shell (``cmd &``)
+# inherits SIGINT ignored, and so would every daemon, demo and CLI the tests
+# start: the tests that interrupt one with SIGINT would see it carry on. The
+# suite takes Python's own handler back, so the processes it starts get the
+# default disposition again.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # CI runs every property with a fixed seed, so a red run can be reproduced and
 # a green one means the same examples passed; locally the default profile
