@@ -20,15 +20,9 @@ from ..protocol.identity import identity_to_text
 from ..storage import AsyncStore, Page
 from .config import NodeConfig, Policy
 from .moderation import Blocklists, PolicyGate
+from .render import render_views, view_json
 from .replication import Replicator
-from .views import (
-    check_limit,
-    held_entry,
-    parse_identity,
-    render_views,
-    resolve_entry_id,
-    view_json,
-)
+from .views import check_limit, held_entry, parse_identity, resolve_entry_id
 
 __all__ = ["PEEK_TIMEOUT", "Reader", "visible"]
 
