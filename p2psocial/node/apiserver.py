@@ -359,7 +359,12 @@ class APIServer:
                 found.cancel()
             await send.send({"id": req_id, "result": {"unwatched": found is not None}})
             return
-        await inflight.acquire()
+        # A free slot is taken without a schedule point (the usual case: the
+        # loop yields in its next read anyway); a full connection waits.
+        try:
+            inflight.acquire_nowait()
+        except trio.WouldBlock:
+            await inflight.acquire()
         nursery.start_soon(self._call, req_id, method, params, send, inflight)
 
     async def _call(
