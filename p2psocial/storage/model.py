@@ -10,7 +10,15 @@ from ..errors import LocalUsageError
 from ..protocol.entries import Entry
 from ..protocol.identity import identity_to_text
 
-__all__ = ["EntryView", "Outcome", "Page", "decode_cursor", "encode_cursor", "json_payload"]
+__all__ = [
+    "EntryView",
+    "MapPage",
+    "Outcome",
+    "Page",
+    "decode_cursor",
+    "encode_cursor",
+    "json_payload",
+]
 
 #: Kinds whose ``target`` names an author rather than an entry.
 AUTHOR_TARGET_KINDS = frozenset({"follow", "unfollow", "block", "unblock"})
@@ -152,6 +160,19 @@ class Page:
     items: list[EntryView]
     next_cursor: str | None
     forks: dict[bytes, int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MapPage:
+    """A :class:`Page` whose items are already the local API's entry maps.
+
+    Each item is what ``p2psocial.node.render.view_json`` makes of the
+    entry's :class:`EntryView` (its author's fork state included), built
+    straight from the row: the API's pages skip the view objects.
+    """
+
+    items: list[dict[str, Any]]
+    next_cursor: str | None
 
 
 def encode_cursor(primary: int, id_: bytes) -> str:
