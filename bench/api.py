@@ -8,8 +8,12 @@ Unix socket, as the CLI does: first pages and pages at random depths,
 alternately.
 
 Reference, measured in the same run on the same database file and the same
-cursors: the store call the API method makes (``Store.timeline`` on a
-read-only connection, as the daemon's reader runs it), in this process.
+cursors: the same page from the store in this process, ``Store.timeline`` on
+a read-only connection (as the daemon's reader runs it), which gives the
+entries as ``EntryView`` objects. The API method itself now calls
+``Store.timeline_maps``, which builds the API's maps straight from the rows;
+that call is timed too (``inproc_maps_p50_ms``, ``api_vs_inproc_maps_p50``),
+so the API's own overhead shows against either.
 
 Prints human lines, then one JSON object as the last stdout line:
 ``{"bench": "api", "api_p50_ms", "api_p99_ms", "inproc_p50_ms",
@@ -183,6 +187,13 @@ def inproc_pages(db: Path, cursors: list[str | None], limit: int, size: int) -> 
             times.append((time.perf_counter() - t) * 1000)
             assert len(page.items) == size, (len(page.items), size)
         inproc_cpu.append(time.process_time() - cpu)
+        cpu = time.process_time()
+        for before in cursors:
+            t = time.perf_counter()
+            maps = reader.timeline_maps(ME.public_key, limit=limit, before=before)
+            inproc_maps_t.append((time.perf_counter() - t) * 1000)
+            assert len(maps.items) == size, (len(maps.items), size)
+        inproc_maps_cpu.append(time.process_time() - cpu)
     finally:
         reader.close()
     return times
@@ -190,6 +201,10 @@ def inproc_pages(db: Path, cursors: list[str | None], limit: int, size: int) -> 
 
 #: CPU seconds of each in-process round.
 inproc_cpu: list[float] = []
+#: The same pages from ``Store.timeline_maps`` (the call the API method makes):
+#: times (ms) and CPU seconds of each round.
+inproc_maps_t: list[float] = []
+inproc_maps_cpu: list[float] = []
 
 
 def node_pages(
@@ -293,6 +308,11 @@ def main() -> None:
         }
         out["api_vs_inproc_p50"] = round(out["api_p50_ms"] / out["inproc_p50_ms"], 2)
         out["api_vs_inproc_p99"] = round(out["api_p99_ms"] / out["inproc_p99_ms"], 2)
+        out["inproc_maps_p50_ms"] = round(percentile(inproc_maps_t, 50), 3)
+        out["api_vs_inproc_maps_p50"] = round(out["api_p50_ms"] / out["inproc_maps_p50_ms"], 2)
+        out["inproc_maps_cpu_ms_per_page"] = round(
+            sum(inproc_maps_cpu) * 1000 / len(inproc_maps_t), 3
+        )
         # CPU per page does not count the time spent waiting for a core, so
         # it shows the cost on a loaded machine better than wall time does.
         out["api_cpu_ms_per_page"] = round((daemon_cpu + cpu.own) * 1000 / n, 3)
@@ -325,7 +345,8 @@ def main() -> None:
             f"timeline page of {args.limit} at {args.entries} entries: API p50 "
             f"{out['api_p50_ms']} ms p99 {out['api_p99_ms']} ms; in-process (same store call, "
             f"same run) p50 {out['inproc_p50_ms']} ms p99 {out['inproc_p99_ms']} ms; "
-            f"x{out['api_vs_inproc_p50']} at p50"
+            f"x{out['api_vs_inproc_p50']} at p50; against Store.timeline_maps (the call the API "
+            f"makes) p50 {out['inproc_maps_p50_ms']} ms: x{out['api_vs_inproc_maps_p50']}"
         )
         print(
             f"CPU per page: API {out['api_cpu_ms_per_page']} ms (daemon "

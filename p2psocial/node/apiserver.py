@@ -4,10 +4,10 @@ The wire format and the method table are sans-IO and shared with the client
 (:mod:`p2psocial.api`); this module is the node's I/O around them.
 
 Each connection: handshake (version check), then requests handled
-concurrently (at most MAX_INFLIGHT at a time per connection), responses and
-watch events written by one writer task from a bounded channel. A malformed
-frame gets an error reply and the connection is closed; it never affects the
-daemon or other clients.
+concurrently (at most MAX_INFLIGHT at a time per connection), each response
+and watch event written by the task that has it, one frame at a time (a
+lock per connection). A malformed frame gets an error reply and the
+connection is closed; it never affects the daemon or other clients.
 """
 
 from __future__ import annotations
@@ -42,8 +42,6 @@ MAX_INFLIGHT = 16
 MAX_WATCHES = 8
 #: Concurrent client connections; one more is told so and closed.
 MAX_CONNECTIONS = 64
-#: Frames (responses and events) queued for one client before it is too slow.
-OUT_BUFFER = 512
 HANDSHAKE_TIMEOUT = 10
 
 
@@ -83,6 +81,54 @@ def _error_from_exception(req_id: Any, exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, P2PSocialError):
         return error_reply(req_id, "invalid_argument", exc.message, exc.reason)
     return error_reply(req_id, "internal", f"internal error: {type(exc).__name__}")
+
+
+class _Frames:
+    """Writes one connection's frames (replies and events), whole and one at a time.
+
+    The task that has a reply writes it: no writer task and channel between,
+    which cost every request two more task switches. The tasks that may
+    write at once are bounded (MAX_INFLIGHT calls, MAX_WATCHES watches and
+    the request loop); a client that reads too slowly holds them in
+    ``send`` until it reads, as a full channel did.
+
+    A write cancelled part way (a watch ended while its event waited for a
+    slow client to read) leaves a partial frame on the stream, after which
+    the client could read nothing right: the whole connection is then ended
+    (``connection``, the scope of its tasks).
+    """
+
+    __slots__ = ("_connection", "_lock", "_stream")
+
+    def __init__(self, stream: trio.SocketStream, connection: trio.CancelScope) -> None:
+        self._stream = stream
+        self._connection = connection
+        self._lock = trio.Lock()
+
+    async def send(self, msg: dict[str, Any]) -> None:
+        """Encode ``msg`` and write it; a reply over the frame limit becomes an error reply.
+
+        Raises:
+            trio.BrokenResourceError: the client went.
+        """
+        try:
+            frame = encode_frame(msg)
+        except LocalUsageError:  # over the frame limit
+            frame = encode_frame(
+                error_reply(msg.get("id"), "internal", "reply exceeds the frame limit")
+            )
+        # The lock's fast path takes no schedule point: send_all has its own.
+        try:
+            self._lock.acquire_nowait()
+        except trio.WouldBlock:
+            await self._lock.acquire()
+        try:
+            await self._stream.send_all(frame)
+        except trio.Cancelled:
+            self._connection.cancel()
+            raise
+        finally:
+            self._lock.release()
 
 
 class APIServer:
@@ -174,36 +220,35 @@ class APIServer:
     async def _serve_one(self, stream: trio.SocketStream) -> None:
         self.stats["connections"] += 1
         buf = FrameBuffer()
-        send, recv = trio.open_memory_channel[dict[str, Any]](OUT_BUFFER)
         try:
             async with stream, trio.open_nursery() as nursery:
-                nursery.start_soon(self._writer, stream, recv)
-                # Every task that replies holds its own clone of ``send``; the
-                # writer drains and stops once all of them are closed.
-                async with send:
-                    with trio.move_on_after(HANDSHAKE_TIMEOUT):
-                        hello = await self._read_message(stream, buf, send)
-                        if hello is not None and self._handshake_ok(hello):
-                            await send.send(
-                                {
-                                    "api": API_NAME,
-                                    "version": API_VERSION,
-                                    "identity": self.node.identity_text,
-                                }
+                send = _Frames(stream, nursery.cancel_scope)
+                with trio.move_on_after(HANDSHAKE_TIMEOUT):
+                    hello = await self._read_message(stream, buf, send)
+                    if hello is not None and self._handshake_ok(hello):
+                        await send.send(
+                            {
+                                "api": API_NAME,
+                                "version": API_VERSION,
+                                "identity": self.node.identity_text,
+                            }
+                        )
+                    elif hello is not None:
+                        await send.send(
+                            error_reply(
+                                None,
+                                "version_mismatch",
+                                f"this daemon speaks {API_NAME} API version {API_VERSION}; the client "
+                                f"sent api={hello.get('api')!r} version={hello.get('version')!r}",
                             )
-                        elif hello is not None:
-                            await send.send(
-                                error_reply(
-                                    None,
-                                    "version_mismatch",
-                                    f"this daemon speaks {API_NAME} API version {API_VERSION}; the client "
-                                    f"sent api={hello.get('api')!r} version={hello.get('version')!r}",
-                                )
-                            )
-                            return
-                        else:
-                            return
-                    await self._request_loop(stream, buf, send, nursery)
+                        )
+                        return
+                    else:
+                        return
+                # Requests still running when the loop ends (EOF, a malformed
+                # frame) write their replies before the nursery and the
+                # stream close.
+                await self._request_loop(stream, buf, send, nursery)
         except* (trio.BrokenResourceError, trio.ClosedResourceError):
             # The client went (closed, or reset with a reply unread): that
             # connection ends, and that is all. Its tasks fail as a group.
@@ -217,7 +262,7 @@ class APIServer:
         self,
         stream: trio.SocketStream,
         buf: FrameBuffer,
-        send: trio.MemorySendChannel[dict[str, Any]],
+        send: _Frames,
     ) -> dict[str, Any] | None:
         """The next message, or None at EOF or after a malformed frame (reply sent)."""
         while True:
@@ -238,7 +283,7 @@ class APIServer:
         self,
         stream: trio.SocketStream,
         buf: FrameBuffer,
-        send: trio.MemorySendChannel[dict[str, Any]],
+        send: _Frames,
         nursery: trio.Nursery,
     ) -> None:
         inflight = trio.Semaphore(MAX_INFLIGHT)
@@ -270,7 +315,7 @@ class APIServer:
     async def _dispatch(
         self,
         msg: dict[str, Any],
-        send: trio.MemorySendChannel[dict[str, Any]],
+        send: _Frames,
         nursery: trio.Nursery,
         inflight: trio.Semaphore,
         watches: dict[int, trio.CancelScope],
@@ -306,7 +351,7 @@ class APIServer:
                 return
             scope = trio.CancelScope()
             watches[req_id] = scope
-            nursery.start_soon(self._watch, req_id, params, send.clone(), scope, watches)
+            nursery.start_soon(self._watch, req_id, params, send, scope, watches)
             return
         if method == "unwatch":
             found = watches.pop(params["subscription"], None)
@@ -314,68 +359,58 @@ class APIServer:
                 found.cancel()
             await send.send({"id": req_id, "result": {"unwatched": found is not None}})
             return
-        await inflight.acquire()
-        nursery.start_soon(self._call, req_id, method, params, send.clone(), inflight)
+        # A free slot is taken without a schedule point (the usual case: the
+        # loop yields in its next read anyway); a full connection waits.
+        try:
+            inflight.acquire_nowait()
+        except trio.WouldBlock:
+            await inflight.acquire()
+        nursery.start_soon(self._call, req_id, method, params, send, inflight)
 
     async def _call(
         self,
         req_id: int,
         method: str,
         params: dict[str, Any],
-        send: trio.MemorySendChannel[dict[str, Any]],
+        send: _Frames,
         inflight: trio.Semaphore,
     ) -> None:
-        async with send:
+        try:
             try:
-                try:
-                    with self.node.foreground.request():
-                        result = await getattr(self.node, method)(**params)
-                    reply: dict[str, Any] = {"id": req_id, "result": result}
-                except Exception as exc:
-                    self.stats["errors"] += 1
-                    if not isinstance(exc, P2PSocialError):
-                        self.stats["internal_errors"] += 1
-                        log.exception("API method %s failed", method)
-                    reply = _error_from_exception(req_id, exc)
-                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                    await send.send(reply)
-            finally:
-                inflight.release()
+                with self.node.foreground.request():
+                    result = await getattr(self.node, method)(**params)
+                reply: dict[str, Any] = {"id": req_id, "result": result}
+            except Exception as exc:
+                self.stats["errors"] += 1
+                if not isinstance(exc, P2PSocialError):
+                    self.stats["internal_errors"] += 1
+                    log.exception("API method %s failed", method)
+                reply = _error_from_exception(req_id, exc)
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await send.send(reply)
+        finally:
+            inflight.release()
 
     async def _watch(
         self,
         req_id: int,
         params: dict[str, Any],
-        send: trio.MemorySendChannel[dict[str, Any]],
+        send: _Frames,
         scope: trio.CancelScope,
         watches: dict[int, trio.CancelScope],
     ) -> None:
         try:
-            async with send:
-                with scope:
-                    try:
-                        flt = WatchFilter.from_params(params)
-                    except P2PSocialError as exc:
-                        await send.send(_error_from_exception(req_id, exc))
-                        return
-                    async with self.node.subscribe(flt) as events:
-                        await send.send({"id": req_id, "result": {"subscription": req_id}})
-                        async for event in events:
-                            await send.send({"id": req_id, "event": event})
+            with scope:
+                try:
+                    flt = WatchFilter.from_params(params)
+                except P2PSocialError as exc:
+                    await send.send(_error_from_exception(req_id, exc))
+                    return
+                async with self.node.subscribe(flt) as events:
+                    await send.send({"id": req_id, "result": {"subscription": req_id}})
+                    async for event in events:
+                        await send.send({"id": req_id, "event": event})
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         finally:
             watches.pop(req_id, None)
-
-    async def _writer(
-        self, stream: trio.SocketStream, recv: trio.MemoryReceiveChannel[dict[str, Any]]
-    ) -> None:
-        async for msg in recv:
-            try:
-                await stream.send_all(encode_frame(msg))
-            except LocalUsageError:  # over the frame limit
-                await stream.send_all(
-                    encode_frame(
-                        error_reply(msg.get("id"), "internal", "reply exceeds the frame limit")
-                    )
-                )

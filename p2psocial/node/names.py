@@ -250,7 +250,9 @@ class Names:
                     found[keys[key]] = name
             if generation == self._generation:
                 if len(self._profiles) + len(found) > self._cache_size:
-                    self._profiles.clear()
+                    # A new map, not clear(): a page being annotated still
+                    # reads the names it found in the old one (annotate).
+                    self._profiles = {}
                 self._profiles.update(found)
         return {t: found[t] if t in found else self._profiles.get(t) for t in wanted}
 
@@ -261,37 +263,57 @@ class Names:
 
         Each item gets ``author_name`` (``{"petname", "profile"}``) and
         ``names``: the same pair for every identity the entry names (its
-        author, its mentions, and the target of a follow or block).
+        author, its mentions, and the target of a follow or block), in that
+        order.
         """
         await self._ensure_loaded()
-        # Every page the API serves comes through here: one pass to collect
-        # each item's identities (and the ones whose profile name is not
-        # cached), at most one store call for those, one pass to fill in.
+        # Every page the API serves comes through here: one pass to find the
+        # identities whose profile name is not cached, at most one store call
+        # for those, one pass to fill in. ``cached`` is the cache as it was
+        # before that call: one that empties the cache replaces it with a new
+        # map, so the names this page found cached are still here after it.
         cached = self._profiles
-        per_item: list[list[str]] = []
         missing: list[str] = []
         for item in items:
             author = item.get("author")
-            texts = [author] if type(author) is str else []
+            if type(author) is str and author not in cached:
+                missing.append(author)
             mentions = item.get("mentions")
             if mentions:
-                texts.extend(t for t in mentions if type(t) is str)
+                missing.extend(t for t in mentions if type(t) is str and t not in cached)
             if item.get("kind") in AUTHOR_TARGET_KINDS:
                 target = item.get("target")
-                if type(target) is str:
-                    texts.append(target)
-            per_item.append(texts)
-            missing.extend(t for t in texts if t not in cached)
+                if type(target) is str and target not in cached:
+                    missing.append(target)
         found = await self._profile_names(missing) if missing else {}
         by_text = self._by_text
-        for item, texts in zip(items, per_item, strict=True):
-            names = {
-                t: {"petname": by_text.get(t), "profile": found[t] if t in found else cached.get(t)}
-                for t in texts
-            }
-            item["names"] = names
+        for item in items:
             author = item.get("author")
-            item["author_name"] = names.get(author) if type(author) is str else None
+            if type(author) is str:
+                author_name = {
+                    "petname": by_text.get(author),
+                    "profile": found[author] if author in found else cached.get(author),
+                }
+                names = {author: author_name}
+            else:
+                author_name, names = None, {}
+            mentions = item.get("mentions")
+            if mentions:
+                for t in mentions:
+                    if type(t) is str and t not in names:
+                        names[t] = {
+                            "petname": by_text.get(t),
+                            "profile": found[t] if t in found else cached.get(t),
+                        }
+            if item.get("kind") in AUTHOR_TARGET_KINDS:
+                t = item.get("target")
+                if type(t) is str and t not in names:
+                    names[t] = {
+                        "petname": by_text.get(t),
+                        "profile": found[t] if t in found else cached.get(t),
+                    }
+            item["names"] = names
+            item["author_name"] = author_name
         return items
 
     async def annotate_page(self, result: dict[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,8 @@ from ..storage.notifications import READ_MARK_KEY, NotificationPage, parse_mark
 from ..storage.people import MAX_PEOPLE_QUERY, Person
 from .config import NodeConfig
 from .reads import visible
-from .views import check_limit, parse_identity, render_views
+from .render import render_views
+from .views import check_limit, parse_identity
 
 __all__ = ["MAX_PEOPLE_QUERY", "Notifier", "person_json"]
 

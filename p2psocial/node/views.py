@@ -5,7 +5,6 @@ and entries in the JSON-friendly shape the Node, the local API and the CLI share
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -26,9 +25,7 @@ __all__ = [
     "held_entry",
     "parse_entry_id",
     "parse_identity",
-    "render_views",
     "resolve_entry_id",
-    "view_json",
 ]
 
 #: The shortest id prefix accepted. 8 hex digits are 32 bits: with a million
@@ -168,31 +165,6 @@ class WatchFilter:
         # A reply always names the parent's author in its mentions (Node.post
         # does so), so this also catches replies to this identity's posts.
         return not self.mentions_me or me in (view.get("mentions") or [])
-
-
-def view_json(view: Any, *, fork_seq: int | None) -> dict[str, Any]:
-    """An EntryView as the API shows it.
-
-    Adds ``reply_to`` (the parent id), and ``author_forked`` and
-    ``author_fork_seq``: whether the author's feed is forked on this node, and
-    the seq it is frozen at (spec/client-api.md §5).
-
-    Args:
-        fork_seq: the author's fork seq (``Store.forked_feeds``), or None when
-            the feed is not forked. Required, so no view leaves it out by accident.
-    """
-    js: dict[str, Any] = view.to_json()
-    js["reply_to"] = js.get("reply_parent")
-    js["author_forked"] = fork_seq is not None
-    js["author_fork_seq"] = fork_seq
-    return js
-
-
-async def render_views(store: AsyncStore, views: Iterable[EntryView]) -> list[dict[str, Any]]:
-    """EntryViews as the API shows them, each saying whether its author's feed is forked."""
-    views = list(views)
-    forks = await store.forked_feeds({v.author for v in views}) if views else {}
-    return [view_json(v, fork_seq=forks.get(v.author)) for v in views]
 
 
 def check_limit(limit: int) -> int:

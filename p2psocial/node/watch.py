@@ -23,7 +23,8 @@ import trio
 from ..protocol.entries import Entry
 from ..storage import AsyncStore
 from .names import Names
-from .views import WatchFilter, parse_identity, render_views
+from .render import render_views
+from .views import WatchFilter, parse_identity
 
 __all__ = ["NOTIFICATION_KIND", "STORED_BUFFER", "WATCH_BUFFER", "Watchers", "wants_notifications"]
 

@@ -23,12 +23,13 @@ from ..protocol.entries import Entry
 from ..protocol.identity import SigningKey
 from . import feeds, local, names, people
 from . import notifications as notes
-from .model import EntryView, Outcome, Page
+from .model import EntryView, MapPage, Outcome, Page
 from .store import Store
 
 __all__ = ["INLINE_PAGE_MAX", "AsyncStore", "open_async_store", "open_store"]
 
 T = TypeVar("T")
+P = TypeVar("P", Page, MapPage)
 
 #: The largest page of an index-walk query (timeline, feed, mentions, tag)
 #: read on the trio thread itself rather than on the reader's worker thread.
@@ -90,8 +91,8 @@ class AsyncStore:
         )
 
     async def _page_query(
-        self, method: Callable[..., Page], *args: Any, limit: int, **kwargs: Any
-    ) -> Page:
+        self, method: Callable[..., P], *args: Any, limit: int, **kwargs: Any
+    ) -> P:
         """A page query: inline on the trio thread when small (see
         ``INLINE_PAGE_MAX``), else as :meth:`_query` does."""
         if self.reader is None or limit > INLINE_PAGE_MAX:
@@ -320,6 +321,12 @@ class AsyncStore:
     async def timeline(self, me: bytes, *, limit: int = 50, before: str | None = None) -> Page:
         """See :meth:`Store.timeline`."""
         return await self._page_query(Store.timeline, me, limit=limit, before=before)
+
+    async def timeline_maps(
+        self, me: bytes, *, limit: int = 50, before: str | None = None
+    ) -> MapPage:
+        """See :meth:`Store.timeline_maps`."""
+        return await self._page_query(Store.timeline_maps, me, limit=limit, before=before)
 
     async def feed(
         self,

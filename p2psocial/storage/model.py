@@ -10,7 +10,15 @@ from ..errors import LocalUsageError
 from ..protocol.entries import Entry
 from ..protocol.identity import identity_to_text
 
-__all__ = ["EntryView", "Outcome", "Page", "decode_cursor", "encode_cursor"]
+__all__ = [
+    "EntryView",
+    "MapPage",
+    "Outcome",
+    "Page",
+    "decode_cursor",
+    "encode_cursor",
+    "json_payload",
+]
 
 #: Kinds whose ``target`` names an author rather than an entry.
 AUTHOR_TARGET_KINDS = frozenset({"follow", "unfollow", "block", "unblock"})
@@ -63,6 +71,11 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def json_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    """A decoded payload with its bytes (at any depth) as hex: a new map."""
+    return {k: v if type(v) in _PLAIN else _jsonable(v) for k, v in payload.items()}
+
+
 @dataclass(slots=True)
 class EntryView:
     """One entry as queries show it.
@@ -107,7 +120,7 @@ class EntryView:
             target = identity_to_text(target) if kind in AUTHOR_TARGET_KINDS else target.hex()
         payload = self.payload
         if payload is not None:
-            payload = {k: v if type(v) in _PLAIN else _jsonable(v) for k, v in payload.items()}
+            payload = json_payload(payload)
         mentions = self.mentions
         reply_root = self.reply_root
         reply_parent = self.reply_parent
@@ -147,6 +160,19 @@ class Page:
     items: list[EntryView]
     next_cursor: str | None
     forks: dict[bytes, int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MapPage:
+    """A :class:`Page` whose items are already the local API's entry maps.
+
+    Each item is what ``p2psocial.node.render.view_json`` makes of the
+    entry's :class:`EntryView` (its author's fork state included), built
+    straight from the row: the API's pages skip the view objects.
+    """
+
+    items: list[dict[str, Any]]
+    next_cursor: str | None
 
 
 def encode_cursor(primary: int, id_: bytes) -> str:

@@ -26,9 +26,18 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..errors import LocalUsageError
+from ..protocol.identity import identity_to_text
 from .derived import SLOT_BITS as _SLOT_BITS
 from .derived import decode_stored_payload
-from .model import EntryView, Page, decode_cursor, encode_cursor
+from .model import (
+    AUTHOR_TARGET_KINDS,
+    EntryView,
+    MapPage,
+    Page,
+    decode_cursor,
+    encode_cursor,
+    json_payload,
+)
 from .schema import PSTATE
 
 __all__ = [
@@ -45,6 +54,7 @@ __all__ = [
     "tagged",
     "thread",
     "timeline",
+    "timeline_maps",
 ]
 
 _STATE_NAMES = {v: k for k, v in PSTATE.items()}
@@ -93,6 +103,80 @@ def _view(row: tuple[Any, ...]) -> EntryView:
     return v
 
 
+def _map(row: tuple[Any, ...]) -> dict[str, Any]:
+    """The API's map of one row of ``_VIEW_SQL``, counts still zero (see :class:`MapPage`).
+
+    The fields and their order are :func:`_view`'s then ``EntryView.to_json``'s,
+    then ``reply_to``, ``author_forked`` and ``author_fork_seq``; a test holds
+    the two paths to the same maps.
+    """
+    _eid, id_, author, seq, kind, ts, pstate, payload, target, root, fork_seq = row
+    state = _STATE_NAMES[pstate]
+    reply_root = reply_parent = None
+    if kind == "post" and root is not None:
+        reply_root, reply_parent = root.hex(), target.hex() if target else None
+    text = shown_target = emoji = value = None
+    mentions: list[str] = []
+    tags: list[str] = []
+    if payload is not None:
+        value = decode_stored_payload(payload)
+        if kind == "post":
+            text = value.get("text")
+            if value.get("mentions"):
+                mentions = [identity_to_text(m) for m in value["mentions"]]
+            if value.get("tags"):
+                tags = list(value["tags"])
+        elif type(value.get("target")) is bytes:
+            t = value["target"]
+            shown_target = identity_to_text(t) if kind in AUTHOR_TARGET_KINDS else t.hex()
+            if kind == "react":
+                emoji = value.get("emoji")
+        value = json_payload(value)
+    fork = None if fork_seq is None else int(fork_seq)
+    return {
+        "id": id_.hex(),
+        "author": identity_to_text(author),
+        "seq": seq,
+        "kind": kind,
+        "timestamp": ts,
+        "payload_state": state,
+        "deleted": state == "deleted",
+        "text": text,
+        "reply_root": reply_root,
+        "reply_parent": reply_parent,
+        "mentions": mentions,
+        "tags": tags,
+        "target": shown_target,
+        "emoji": emoji,
+        "payload": value,
+        "reactions": {},
+        "reposts": 0,
+        "replies": 0,
+        "depth": 0,
+        "reply_to": reply_parent,
+        "author_forked": fork is not None,
+        "author_fork_seq": fork,
+    }
+
+
+def _rows(conn: sqlite3.Connection, eids: list[int]) -> Iterable[tuple[Any, ...]]:
+    for i in range(0, len(eids), _IN_CHUNK):
+        chunk = eids[i : i + _IN_CHUNK]
+        yield from conn.execute(_VIEW_SQL % ",".join("?" * len(chunk)), chunk)
+
+
+def _counts(conn: sqlite3.Connection, ids: list[bytes]) -> Iterable[tuple[Any, ...]]:
+    """(target, kind, aux, count, distinct authors) of the replies, reposts and reactions of ``ids``."""
+    for i in range(0, len(ids), _IN_CHUNK):
+        id_chunk = ids[i : i + _IN_CHUNK]
+        q = (
+            "SELECT target, kind, aux, count(*), count(DISTINCT fid) FROM entries "
+            f"WHERE target IN ({','.join('?' * len(id_chunk))}) "
+            "AND kind IN ('post', 'react', 'repost') GROUP BY target, kind, aux"
+        )
+        yield from conn.execute(q, id_chunk)
+
+
 def _views(
     conn: sqlite3.Connection, eids: list[int], forks: dict[bytes, int] | None = None
 ) -> list[EntryView]:
@@ -103,31 +187,39 @@ def _views(
             authors, read in the same query (see :attr:`Page.forks`).
     """
     by_eid: dict[int, EntryView] = {}
-    for i in range(0, len(eids), _IN_CHUNK):
-        chunk = eids[i : i + _IN_CHUNK]
-        for r in conn.execute(_VIEW_SQL % ",".join("?" * len(chunk)), chunk):
-            by_eid[r[0]] = _view(r)
-            if forks is not None and r[-1] is not None:
-                forks[r[2]] = int(r[-1])
+    for r in _rows(conn, eids):
+        by_eid[r[0]] = _view(r)
+        if forks is not None and r[-1] is not None:
+            forks[r[2]] = int(r[-1])
     views = [by_eid[e] for e in eids if e in by_eid]
     by_id = {v.id: v for v in views}
-    ids = list(by_id)
-    for i in range(0, len(ids), _IN_CHUNK):
-        id_chunk = ids[i : i + _IN_CHUNK]
-        q = (
-            "SELECT target, kind, aux, count(*), count(DISTINCT fid) FROM entries "
-            f"WHERE target IN ({','.join('?' * len(id_chunk))}) "
-            "AND kind IN ('post', 'react', 'repost') GROUP BY target, kind, aux"
-        )
-        for target, kind, aux, n, n_authors in conn.execute(q, id_chunk):
-            v = by_id[target]
-            if kind == "post":
-                v.replies = n
-            elif kind == "repost":
-                v.reposts = n_authors
-            elif aux is not None:
-                v.reactions[aux] = n_authors
+    for target, kind, aux, n, n_authors in _counts(conn, list(by_id)):
+        v = by_id[target]
+        if kind == "post":
+            v.replies = n
+        elif kind == "repost":
+            v.reposts = n_authors
+        elif aux is not None:
+            v.reactions[aux] = n_authors
     return views
+
+
+def _maps(conn: sqlite3.Connection, eids: list[int]) -> list[dict[str, Any]]:
+    """:func:`_views` as the API's maps (:class:`MapPage`)."""
+    by_eid: dict[int, dict[str, Any]] = {}
+    by_id: dict[bytes, dict[str, Any]] = {}
+    for r in _rows(conn, eids):
+        by_eid[r[0]] = by_id[r[1]] = _map(r)
+    maps = [by_eid[e] for e in eids if e in by_eid]
+    for target, kind, aux, n, n_authors in _counts(conn, list(by_id)):
+        m = by_id[target]
+        if kind == "post":
+            m["replies"] = n
+        elif kind == "repost":
+            m["reposts"] = n_authors
+        elif aux is not None:
+            m["reactions"][aux] = n_authors
+    return maps
 
 
 def _page(conn: sqlite3.Connection, keyed: list[tuple[int, bytes, int]], limit: int) -> Page:
@@ -137,6 +229,14 @@ def _page(conn: sqlite3.Connection, keyed: list[tuple[int, bytes, int]], limit: 
     cursor = encode_cursor(keyed[-1][0], keyed[-1][1]) if more and keyed else None
     forks: dict[bytes, int] = {}
     return Page(_views(conn, [k[2] for k in keyed], forks), cursor, forks)
+
+
+def _map_page(conn: sqlite3.Connection, keyed: list[tuple[int, bytes, int]], limit: int) -> MapPage:
+    """:func:`_page` as a :class:`MapPage`."""
+    more = len(keyed) > limit
+    keyed = keyed[:limit]
+    cursor = encode_cursor(keyed[-1][0], keyed[-1][1]) if more and keyed else None
+    return MapPage(_maps(conn, [k[2] for k in keyed]), cursor)
 
 
 def get_entry(conn: sqlite3.Connection, id_: bytes) -> EntryView | None:
@@ -230,10 +330,34 @@ def timeline(
     audience: tuple[dict[int, int], int] | None = None,
 ) -> Page:
     limit = _limit(limit)
+    return _page(conn, _timeline_keys(conn, me, limit, before, audience), limit)
+
+
+def timeline_maps(
+    conn: sqlite3.Connection,
+    me: bytes,
+    *,
+    limit: int = 50,
+    before: str | None = None,
+    audience: tuple[dict[int, int], int] | None = None,
+) -> MapPage:
+    """:func:`timeline` as the API's maps (:class:`MapPage`)."""
+    limit = _limit(limit)
+    return _map_page(conn, _timeline_keys(conn, me, limit, before, audience), limit)
+
+
+def _timeline_keys(
+    conn: sqlite3.Connection,
+    me: bytes,
+    limit: int,
+    before: str | None,
+    audience: tuple[dict[int, int], int] | None,
+) -> list[tuple[int, bytes, int]]:
+    """(ts, id, eid) of the timeline's entries older than ``before``, newest first, up to limit + 1."""
     ts0, id0 = _bound(before)
     fids, total = audience if audience is not None else timeline_audience(conn, me)
     if not fids:
-        return Page([], None, {})
+        return []
     share = sum(fids.values()) / total
     want = limit + 1
     keyed: list[tuple[int, bytes, int]] = []
@@ -268,7 +392,7 @@ def timeline(
             keyed.append(row)
             if len(keyed) >= want:
                 break
-    return _page(conn, keyed, limit)
+    return keyed
 
 
 def feed(

@@ -49,7 +49,7 @@ from ..protocol.identity import SigningKey
 from . import derived, feeds, local, queries
 from .connection import close_connection, connect_reader, connect_writer, write_transaction
 from .ingest import IngestTxn, Item, PreparedBatch, check_payload
-from .model import EntryView, Outcome, Page
+from .model import EntryView, MapPage, Outcome, Page
 from .schema import PSTATE
 from .verify import Preverifier
 
@@ -509,6 +509,18 @@ class Store:
 
     def timeline(self, me: bytes, *, limit: int = 50, before: str | None = None) -> Page:
         """Posts and reposts of ``me`` and the authors ``me`` follows, newest first."""
+        return queries.timeline(
+            self._conn, me, limit=limit, before=before, audience=self._audience(me)
+        )
+
+    def timeline_maps(self, me: bytes, *, limit: int = 50, before: str | None = None) -> MapPage:
+        """:meth:`timeline` with its entries as the local API's maps (:class:`MapPage`)."""
+        return queries.timeline_maps(
+            self._conn, me, limit=limit, before=before, audience=self._audience(me)
+        )
+
+    def _audience(self, me: bytes) -> tuple[dict[int, int], int]:
+        """fid -> entries of the feeds in ``me``'s timeline, and all entries: cached."""
         # Who is in ``me``'s timeline changes only with follows and new feeds,
         # so that set is cached until a write touches either.
         # The generation is read before the query: a commit bumps it only
@@ -517,13 +529,12 @@ class Store:
         generation = self._social[0]
         cached = self._audiences.get(me)
         if cached is not None and cached[1] == generation:
-            audience = cached[0]
-        else:
-            if len(self._audiences) >= 64:
-                self._audiences.clear()
-            audience = queries.timeline_audience(self._conn, me)
-            self._audiences[me] = (audience, generation)
-        return queries.timeline(self._conn, me, limit=limit, before=before, audience=audience)
+            return cached[0]
+        if len(self._audiences) >= 64:
+            self._audiences.clear()
+        audience = queries.timeline_audience(self._conn, me)
+        self._audiences[me] = (audience, generation)
+        return audience
 
     def feed(
         self,

@@ -6,12 +6,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 
 import p2psocial
 from p2psocial import LocalUsageError, NodeConfig, SigningKey, open_node
+from p2psocial.node.names import Names
 from p2psocial.protocol.entries import decode_entry_untrusted
 from p2psocial.protocol.identity import identity_to_text
 from tests.node.test_guarded_actions import refused
@@ -186,3 +188,59 @@ async def test_entry_views_carry_petname_and_profile_names(tmp_path: Path) -> No
             assert followed["names"][mallory_text]["petname"] == "mal"
             listed = {i["name"]: i for i in (await node.petnames())["items"]}
             assert listed["mal"]["profile"] == "Mallory"
+
+
+class _ProfileStore:
+    """The two store calls Names makes, over fixed profile names."""
+
+    def __init__(self, profiles: dict[bytes, str]) -> None:
+        self.profiles = profiles
+        self.asked: list[list[bytes]] = []
+
+    async def load_petnames(self) -> list[tuple[str, bytes]]:
+        return []
+
+    async def profile_names(self, authors: Any) -> dict[bytes, tuple[str | None, str | None]]:
+        wanted = list(authors)
+        self.asked.append(wanted)
+        return {k: (self.profiles[k], None) for k in wanted if k in self.profiles}
+
+
+async def test_a_full_profile_cache_does_not_lose_the_names_of_a_page() -> None:
+    # The cache is emptied when a page's new authors would overflow it: the
+    # page's authors that were cached before must keep their names.
+    a, b, c = (key(i).public_key for i in (11, 12, 13))
+    store = _ProfileStore({a: "ann", b: "ben", c: "cy"})
+    names = Names(store, profile_cache=2)  # type: ignore[arg-type]
+    first = [{"author": identity_to_text(a), "kind": "post", "mentions": []}]
+    await names.annotate(first)
+    assert first[0]["author_name"] == {"petname": None, "profile": "ann"}
+    page = [{"author": identity_to_text(x), "kind": "post", "mentions": []} for x in (a, b, c)]
+    await names.annotate(page)
+    assert [i["author_name"]["profile"] for i in page] == ["ann", "ben", "cy"]
+    assert [i["names"] for i in page] == [
+        {identity_to_text(x): {"petname": None, "profile": n}}
+        for x, n in ((a, "ann"), (b, "ben"), (c, "cy"))
+    ]
+
+
+async def test_names_of_mentions_and_targets_in_order() -> None:
+    a, b, c = (key(i).public_key for i in (11, 12, 13))
+    ta, tb, tc = (identity_to_text(x) for x in (a, b, c))
+    names = Names(_ProfileStore({b: "ben"}))  # type: ignore[arg-type]
+    items: list[dict[str, Any]] = [
+        {"author": ta, "kind": "post", "mentions": [tc, tb, ta, tc]},
+        {"author": ta, "kind": "follow", "mentions": [], "target": tb},
+        {"author": ta, "kind": "react", "mentions": [], "target": "00" * 32},
+        {"author": None, "kind": "post", "mentions": None},
+    ]
+    await names.annotate(items)
+    none = {"petname": None, "profile": None}
+    ben = {"petname": None, "profile": "ben"}
+    assert [list(i["names"].items()) for i in items] == [
+        [(ta, none), (tc, none), (tb, ben)],
+        [(ta, none), (tb, ben)],
+        [(ta, none)],
+        [],
+    ]
+    assert [i["author_name"] for i in items] == [none, none, none, None]
