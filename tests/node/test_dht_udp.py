@@ -103,3 +103,39 @@ async def test_an_address_in_use_is_a_node_error() -> None:
             assert info.value.reason == "address_in_use"
         finally:
             a.close()
+
+
+async def test_a_burst_of_requests_is_answered_in_full_in_arrival_order() -> None:
+    """Requests are answered as they are read (spec/dht.md §9): 300 pings,
+    in bursts of 50 sent back to back (a burst fits in the sockets' receive
+    buffers), all get their answer, in the order they were sent."""
+    from p2psocial.node.dht import DHTConfig, DHTNode
+    from p2psocial.protocol.dht.wire import decode_datagram_untrusted, encode_request
+    from p2psocial.protocol.identity import SigningKey
+
+    node = DHTNode(
+        SigningKey.from_seed(b"\x05" * 32),
+        "127.0.0.1",
+        0,
+        config=DHTConfig(observe_addresses=False),
+    )
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            addr = await nursery.start(node.run)
+            client = await open_udp_socket("127.0.0.1", 0)
+            try:
+                ids = [bytes([i // 256, i % 256]) * 10 for i in range(300)]
+                got = []
+                for start in range(0, len(ids), 50):
+                    burst = ids[start : start + 50]
+                    for mid in burst:
+                        await client.sendto(encode_request(mid, "ping", [b"\x07" * 20]), addr)
+                    for _ in burst:
+                        data, src = await client.recvfrom()
+                        assert src == addr
+                        got.append(decode_datagram_untrusted(data).msg_id)
+                assert got == ids
+            finally:
+                client.close()
+            assert "queue_full" not in node.statistics()["dropped"]
+            nursery.cancel_scope.cancel()
