@@ -318,11 +318,13 @@ def growth(args: argparse.Namespace, sizes: list[int]) -> dict[str, Any]:
             "nodes_ratio": round(n / sizes[0], 2),
             "bootstrap_s": r["bootstrap_s"],
             "bootstrap_ratio": round(r["bootstrap_s"] / base["bootstrap_s"], 2),
+            "bootstrap_cpu_s": r["bootstrap_cpu_s"],
             "rss_kib_per_node": per_node(r),
         }
         kad, kad0 = r.get("reference_kademlia"), base.get("reference_kademlia")
         if kad and kad0:
             row["kademlia_bootstrap_s"] = kad["bootstrap_s"]
+            row["kademlia_bootstrap_cpu_s"] = kad["bootstrap_cpu_s"]
             row["kademlia_bootstrap_ratio"] = round(kad["bootstrap_s"] / kad0["bootstrap_s"], 2)
         rows[str(n)] = row
     return {"bench": "dht_growth", "sizes": runs, "growth": rows}
