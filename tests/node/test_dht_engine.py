@@ -104,3 +104,36 @@ async def test_a_contact_is_silent_past_its_timeout_until_heard_from(
             assert engine.is_silent(b_addr, trio.current_time())
             await trio.sleep(cfg.silent_ttl)
             assert not engine.is_silent(b_addr, trio.current_time())
+
+
+async def test_an_unproven_contact_silent_to_a_record_call_is_skipped_until_heard_from(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A record call to a contact not yet proven that goes unanswered makes
+    the contact known dead for lookups, as a timed-out call to a proven one
+    does (spec/dht.md 8): the gets after a wave of departures then go past
+    it instead of each waiting on it again. It stays in the table (a stock
+    node ignores record calls but is alive); anything heard from it ends that."""
+    from p2psocial.node.dht.common import DHTError
+    from p2psocial.protocol.dht import Contact
+
+    net = MemoryNetwork(9, delay=(0.001, 0.001))
+    cfg = DHTConfig(observe_addresses=False, eager_proofs=0)
+    with trio.fail_after(60):
+        async with _pair(net, cfg, (5, 6)) as (a, a_addr, b, b_addr, _nursery):
+            contacts = a._contacts
+            assert await a.ping(b_addr) == b.node_id
+            peer = Contact(b.node_id, b_addr[0], b_addr[1])
+            assert not contacts.is_proven(peer)
+            net.loss = 1.0
+            try:
+                await contacts.proving_call(peer, "get_record", [a.node_id, b"\x09" * 20, "head"])
+            except DHTError as exc:
+                assert exc.reason == "no_answer"
+            else:
+                raise AssertionError("the call was answered")
+            assert contacts.known_dead(peer, trio.current_time())
+            assert a.table.get(b.node_id) is not None
+            net.loss = 0.0
+            await b.ping(a_addr)
+            assert not contacts.known_dead(peer, trio.current_time())
