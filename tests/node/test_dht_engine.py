@@ -137,3 +137,48 @@ async def test_an_unproven_contact_silent_to_a_record_call_is_skipped_until_hear
             net.loss = 0.0
             await b.ping(a_addr)
             assert not contacts.known_dead(peer, trio.current_time())
+
+
+async def test_a_contact_a_finished_lookup_went_past_is_silent_for_the_next(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A lookup that ends while a contact it asked is still unanswered past
+    its patience marks that contact silent (spec/dht.md 8), even when the
+    call's own first attempt had not timed out yet: the lookup's end cancels
+    the call, and the next lookups would otherwise each wait on it again."""
+    net = MemoryNetwork(10, delay=(0.001, 0.04))
+    cfg = DHTConfig(observe_addresses=False)
+    a, b, c = (
+        DHTNode(
+            SigningKey.from_seed(bytes([i]) * 32),
+            "10.0.0.1",
+            0,
+            config=cfg,
+            socket_factory=net.socket_factory,
+        )
+        for i in (11, 12, 13)
+    )
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            b_scope = trio.CancelScope()
+
+            async def run_b(task_status: trio.TaskStatus[Addr]) -> None:
+                with b_scope:
+                    await b.run(task_status=task_status)
+
+            await nursery.start(a.run)
+            b_addr = await nursery.start(run_b)
+            c_addr = await nursery.start(c.run)
+            engine = a._engine
+            for _ in range(20):  # varied round trips: a timeout well above the patience
+                await a.ping(b_addr)
+                await a.ping(c_addr)
+            assert engine.rtt.rto(b_addr) > 1.5 * engine.rtt.patience(b_addr)
+            net.delay = (0.001, 0.001)
+            b_scope.cancel()  # b is gone without a word
+            started = trio.current_time()
+            await a._plain.find_node(b.node_id, 1)
+            assert trio.current_time() - started < engine.rtt.rto(b_addr)
+            assert engine.is_silent(b_addr, trio.current_time())
+            assert not engine.is_silent(c_addr, trio.current_time())
+            nursery.cancel_scope.cancel()

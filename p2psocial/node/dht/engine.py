@@ -304,7 +304,7 @@ class DatagramEngine:
                     with trio.move_on_at(sent + rto):
                         await pending.event.wait()
                     if not pending.event.is_set():
-                        self._mark_silent(addr, trio.current_time())
+                        self.mark_silent(addr, trio.current_time())
                 if not pending.event.is_set():
                     with trio.move_on_at(sent + timeout):
                         await pending.event.wait()
@@ -330,7 +330,10 @@ class DatagramEngine:
         self._stats["rpc_timeouts"] += 1
         raise DHTError(f"{method} to {addr[0]}:{addr[1]} timed out", reason="timeout")
 
-    def _mark_silent(self, addr: Addr, now: float) -> None:
+    def mark_silent(self, addr: Addr, now: float) -> None:
+        """Note that ``addr`` left a call unanswered past its patience (its
+        first attempt's timeout, or a lookup's patience with it): see
+        :meth:`is_silent`. Any datagram from it ends that."""
         self._silent[addr] = now + self._config.silent_ttl
         self._silent.move_to_end(addr)
         while len(self._silent) > self._config.rate_table_size:
