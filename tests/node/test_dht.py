@@ -155,7 +155,7 @@ async def test_testnet_of_50_nodes() -> None:
             # once, requests beyond its bounded queue when the machine is busy
             # (a bounded queue drops and counts by design; the puts and gets
             # above show that the network worked regardless).
-            assert set(st["dropped"]) <= {"unexpected_response", "queue_full"}
+            assert set(st["dropped"]) <= {"unexpected_response"}
             for x in nodes[1:]:
                 assert set(x.statistics()["dropped"]) <= {"unexpected_response"}, x.statistics()
 

@@ -85,8 +85,6 @@ class DHTConfig:
     #: NAT, many contacts handed out by others cannot answer, and a walk that
     #: waits for each of them could outlast its caller's patience.
     get_peers_time: float = 5.0
-    request_queue: int = 256
-    request_workers: int = 1
     hello_queue: int = 256
     hello_workers: int = 2
     #: Contacts that answered us are proven in the background (hello) only

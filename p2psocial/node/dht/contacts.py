@@ -154,10 +154,14 @@ class Contacts:
         if self.table.remove(contact.node_id):
             self._stats["contacts_evicted"] += 1
         if now is not None:
-            self._dead[contact.node_id] = now + self._config.dead_ttl
-            self._dead.move_to_end(contact.node_id)
-            while len(self._dead) > self._config.max_proven:
-                self._dead.popitem(last=False)
+            self._mark_dead(contact, now)
+
+    def _mark_dead(self, contact: Contact, now: float) -> None:
+        """Lookups skip ``contact`` until ``dead_ttl`` from ``now``, or until it is heard from."""
+        self._dead[contact.node_id] = now + self._config.dead_ttl
+        self._dead.move_to_end(contact.node_id)
+        while len(self._dead) > self._config.max_proven:
+            self._dead.popitem(last=False)
 
     def known_dead(self, contact: Contact, now: float) -> bool:
         """Whether a call to ``contact`` timed out within ``dead_ttl`` and it was not heard since."""
@@ -325,9 +329,13 @@ class Contacts:
         nonce = os.urandom(NONCE_SIZE)
         try:
             return await self._caller.call(c.addr, method, [*args, nonce]), nonce
-        except DHTError:
+        except DHTError as exc:
             # A stock node (it ignores our methods) or a dead one: the hello
             # worker tells them apart in the background, and evicts the dead.
+            # Meanwhile lookups go past it (neither answers a record call); a
+            # stock node's answer to the worker's ping ends that (saw()).
+            if exc.reason == "timeout":
+                self._mark_dead(c, trio.current_time())
             with contextlib.suppress(trio.WouldBlock):
                 self._hellos.put_nowait(c)
                 self._hellos_pending += 1
@@ -352,6 +360,9 @@ class Contacts:
             raise
         self._proven[c.node_id] = c.addr
         self._proven.move_to_end(c.node_id)
+        # It answered: no longer skipped as dead (a slow answer to a record
+        # call may have marked it so).
+        self._dead.pop(c.node_id, None)
         while len(self._proven) > self._config.max_proven:
             self._proven.popitem(last=False)
         self._stats["hello_proven"] += 1

@@ -6,9 +6,11 @@ The receive loop never raises on bad input. It decodes each datagram with
 responses to pending calls by message id *and* source address. The answer to
 our own find_value may be up to 8 KiB, every other datagram 1,280 bytes; an
 answer over its limit ends its call at once. Requests pass a per-address rate
-limit (a :class:`~p2psocial.protocol.ratelimit.RateTable`) and go to the
-request workers on a bounded :class:`~.workqueue.WorkQueue` (``put_nowait``),
-counted as dropped when it is full. A worker hands each to the :class:`Handler` it serves.
+limit (a :class:`~p2psocial.protocol.ratelimit.RateTable`) and are answered
+by the :class:`Handler` right there, in the order they arrive: handling is
+synchronous and a UDP send does not wait, so a request costs no task of its
+own; what waits for the loop waits in the socket's receive buffer, which the
+OS bounds (spec/dht.md §9).
 
 Outgoing calls retry under cancel scopes (``move_on_after``) with a growing
 timeout. The first attempt waits for the address's retransmission timeout
@@ -38,7 +40,6 @@ from ...protocol.errors import DecodeError, LocalUsageError, ProtocolError
 from ...protocol.ratelimit import RateTable
 from .common import Addr, DHTConfig, DHTError, log
 from .udp import DatagramSocket, SocketFactory
-from .workqueue import WorkQueue
 
 __all__ = ["Caller", "DatagramEngine", "Handler"]
 
@@ -124,9 +125,6 @@ class DatagramEngine:
         #: Addresses whose call went unanswered past its first attempt's
         #: timeout, until when (cleared by any datagram from them).
         self._silent: OrderedDict[Addr, float] = OrderedDict()
-        self._requests: WorkQueue[tuple[Request, Addr]] = WorkQueue(
-            self._handle_request, workers=config.request_workers, queue=config.request_queue
-        )
         self._handler: Handler | None = None
 
     @property
@@ -148,9 +146,7 @@ class DatagramEngine:
         return self._addr
 
     def close(self) -> None:
-        """Close the socket bound by :meth:`bind` (no-op when there is none),
-        and start no more request workers (the node's nursery is closed)."""
-        self._requests.stop()
+        """Close the socket bound by :meth:`bind` (no-op when there is none)."""
         if self._sock is not None:
             self._sock.close()
         self._sock = None
@@ -161,9 +157,9 @@ class DatagramEngine:
         in ``nursery`` (the node's), until it is cancelled (the socket stays
         open: :meth:`close` closes it).
 
-        The receive loop and the request workers run in the node's nursery
-        rather than one of their own: an idle nursery costs a few KiB, and a
-        process may run hundreds of nodes (bench/dht.py).
+        The receive loop runs in the node's nursery rather than one of its
+        own: an idle nursery costs a few KiB, and a process may run hundreds
+        of nodes (bench/dht.py).
 
         Raises:
             DHTError: ``not_running`` (no socket bound).
@@ -173,7 +169,6 @@ class DatagramEngine:
             raise DHTError("the DHT node is not running", reason="not_running")
         self._handler = handler
         nursery.start_soon(self._receive_loop, sock)
-        self._requests.start(nursery)
 
     # -- receiving ---------------------------------------------------------------
 
@@ -225,32 +220,27 @@ class DatagramEngine:
             if not self._rate.take(addr, trio.current_time()):
                 self.drop("rate_limited")
                 continue
-            try:
-                self._requests.put_nowait((msg, addr))
-            except trio.WouldBlock:
-                self.drop("queue_full")
+            reply = self._reply_to(msg, addr)
+            if reply is not None:
+                await self.send(reply, addr)
 
-    async def _handle_request(self, item: tuple[Request, Addr]) -> None:
-        req, addr = item
-        assert self._handler is not None  # set by start(), before any worker
+    def _reply_to(self, req: Request, addr: Addr) -> bytes | None:
+        """The handler's reply to ``req``; None when there is none to send."""
+        assert self._handler is not None  # set by start(), before the loop runs
         try:
-            reply = self._handler.handle(req, addr)
+            return self._handler.handle(req, addr)
         except ProtocolError as exc:
             self.drop(exc.reason)
-            return
         except LocalUsageError:
             # Our answer would not fit in a datagram (cannot happen with
             # the limits of spec/dht.md, but a bad reply must not kill us).
             self.drop("reply_too_large")
-            return
         except Exception:
             # A bug in handling one datagram ends that datagram only: it
             # is logged with its traceback and counted, and the DHT serves on.
             self._stats["internal_errors"] += 1
             log.exception("bug in handling a DHT %s request from %s", req.method, addr)
-            return
-        if reply is not None:
-            await self.send(reply, addr)
+        return None
 
     # -- sending -----------------------------------------------------------------
 
@@ -314,7 +304,7 @@ class DatagramEngine:
                     with trio.move_on_at(sent + rto):
                         await pending.event.wait()
                     if not pending.event.is_set():
-                        self._mark_silent(addr, trio.current_time())
+                        self.mark_silent(addr, trio.current_time())
                 if not pending.event.is_set():
                     with trio.move_on_at(sent + timeout):
                         await pending.event.wait()
@@ -340,7 +330,10 @@ class DatagramEngine:
         self._stats["rpc_timeouts"] += 1
         raise DHTError(f"{method} to {addr[0]}:{addr[1]} timed out", reason="timeout")
 
-    def _mark_silent(self, addr: Addr, now: float) -> None:
+    def mark_silent(self, addr: Addr, now: float) -> None:
+        """Note that ``addr`` left a call unanswered past its patience (its
+        first attempt's timeout, or a lookup's patience with it): see
+        :meth:`is_silent`. Any datagram from it ends that."""
         self._silent[addr] = now + self._config.silent_ttl
         self._silent.move_to_end(addr)
         while len(self._silent) > self._config.rate_table_size:

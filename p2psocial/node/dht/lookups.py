@@ -46,11 +46,13 @@ class LookupRunner:
         contacts: Contacts,
         rto: Callable[[Addr], float] | None = None,
         is_silent: Callable[[Addr, float], bool] | None = None,
+        mark_silent: Callable[[Addr, float], None] | None = None,
     ) -> None:
         self._config = config
         self._contacts = contacts
         self._rto = rto
         self._is_silent = is_silent
+        self._mark_silent = mark_silent
         self._stats: Counter[str] = Counter()
 
     def _patience(self, contact: Contact) -> float:
@@ -124,6 +126,9 @@ class LookupRunner:
         """
         wake = _Wake()
         contacts = self._contacts
+        cfg = self._config
+        #: Contacts asked and not yet answered, with when their patience ends.
+        asked: dict[bytes, tuple[Contact, float]] = {}
 
         async def query(contact: Contact) -> None:
             now = trio.current_time()
@@ -138,6 +143,8 @@ class LookupRunner:
                 lookup.on_failure(contact.node_id)
                 wake.event.set()
                 return
+            first = cfg.rpc_timeout if self._rto is None else self._rto(contact.addr)
+            asked[contact.node_id] = (contact, now + first)
             try:
                 nodes, has_value, value = await ask(contact)
             except (DHTError, ProtocolError) as exc:
@@ -148,12 +155,23 @@ class LookupRunner:
             else:
                 contacts.saw(contact, trio.current_time())
                 lookup.on_response(contact.node_id, nodes, value=value, has_value=has_value)
+            finally:
+                asked.pop(contact.node_id, None)
             wake.event.set()
 
         async with trio.open_nursery() as nursery:
             while True:
                 action = lookup.next(trio.current_time())
                 if isinstance(action, Finished):
+                    # Ending cancels the calls still out. One unanswered past
+                    # its patience is silent (spec/dht.md 8): the lookups
+                    # that follow give it no slot, though its call had not
+                    # reached its own timeout. A late answer ends that.
+                    now = trio.current_time()
+                    for contact, due in asked.values():
+                        if due <= now and self._mark_silent is not None:
+                            self._mark_silent(contact.addr, now)
+                            self._stats["lookup_left_silent"] += 1
                     nursery.cancel_scope.cancel()
                     self._stats["lookups"] += 1
                     self._stats["lookup_queries"] += lookup.queries

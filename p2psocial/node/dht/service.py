@@ -69,7 +69,11 @@ class DHTNode:
         self._engine = DatagramEngine(cfg, host, port, socket_factory or open_udp_socket)
         self._contacts = Contacts(self.node_id, cfg, self._engine)
         self._lookups = LookupRunner(
-            cfg, self._contacts, rto=self._engine.rtt.patience, is_silent=self._engine.is_silent
+            cfg,
+            self._contacts,
+            rto=self._engine.rtt.patience,
+            is_silent=self._engine.is_silent,
+            mark_silent=self._engine.mark_silent,
         )
         self._dial_back_responder = DialBackResponder(self._engine.send, self._stores, key)
         self._handler = RequestHandler(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -38,24 +39,49 @@ SocketFactory = Callable[[str, int], Awaitable[DatagramSocket]]
 
 
 class _UDPSocket:
-    """A trio UDP socket behind the :class:`DatagramSocket` interface."""
+    """A non-blocking UDP socket behind the :class:`DatagramSocket` interface.
 
-    def __init__(self, sock: trio.socket.SocketType) -> None:
+    Each operation is tried at once and waits for the socket only when the
+    kernel says it would block (``trio.lowlevel.wait_readable`` /
+    ``wait_writable``). trio's own socket methods add a scheduling point
+    around every call and resolve the address on every send: with hundreds
+    of nodes in one process (bench/dht.py) that was most of a datagram's
+    cost. A receive loop still yields after every ``_YIELD_EVERY``
+    datagrams read back to back, so a flood cannot starve other tasks.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
-        self._v6 = sock.family == trio.socket.AF_INET6
+        self._v6 = sock.family == socket.AF_INET6
+        self._burst = 0
 
     async def sendto(self, data: bytes, addr: Addr) -> None:
         host = addr[0]
         if self._v6 and ":" not in host:
             # A dual-stack socket reaches IPv4 peers at their mapped address.
             host = f"::ffff:{host}"
-        await self._sock.sendto(data, (host, addr[1]))
+        while True:
+            try:
+                self._sock.sendto(data, (host, addr[1]))
+                return
+            except BlockingIOError:
+                await trio.lowlevel.wait_writable(self._sock)
 
     async def recvfrom(self) -> tuple[bytes, Addr]:
         # One byte more than the largest datagram accepted (the answer to our
         # own find_value), so an oversized one is seen as such (and counted)
         # rather than silently truncated into a valid one.
-        data, addr = await self._sock.recvfrom(MAX_VALUE_REPLY + 1)
+        self._burst += 1
+        if self._burst >= _YIELD_EVERY:
+            self._burst = 0
+            await trio.lowlevel.checkpoint()
+        while True:
+            try:
+                data, addr = self._sock.recvfrom(MAX_VALUE_REPLY + 1)
+                break
+            except BlockingIOError:
+                self._burst = 0
+                await trio.lowlevel.wait_readable(self._sock)
         return data, (_unmapped(addr[0]), addr[1])
 
     def getsockname(self) -> Addr:
@@ -63,7 +89,13 @@ class _UDPSocket:
         return (name[0], name[1])
 
     def close(self) -> None:
+        # A task still waiting on the socket gets ClosedResourceError.
+        trio.lowlevel.notify_closing(self._sock)
         self._sock.close()
+
+
+#: Datagrams a receive loop may read without yielding to other tasks.
+_YIELD_EVERY = 16
 
 
 def _unmapped(host: str) -> str:
@@ -79,16 +111,30 @@ def _unmapped(host: str) -> str:
     return host
 
 
+def _is_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 async def open_udp_socket(host: str, port: int) -> DatagramSocket:
     """Bind a UDP socket on ``host``:``port`` (0 = ephemeral).
 
     Raises:
         NodeError: the address cannot be bound (``cannot_listen``).
     """
-    family = trio.socket.AF_INET6 if ":" in host else trio.socket.AF_INET
-    sock = trio.socket.socket(family, trio.socket.SOCK_DGRAM)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
-        await sock.bind((host, port))
+        sock.setblocking(False)
+        # A literal address binds at once (the DHT binds only IP literals);
+        # a name is resolved in a thread, as trio's socket would.
+        if not _is_literal(host):
+            infos = await trio.socket.getaddrinfo(host, port, family, socket.SOCK_DGRAM)
+            host = str(infos[0][4][0])
+        sock.bind((host, port))
     except OSError as exc:
         sock.close()
         shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
