@@ -24,6 +24,7 @@ from p2psocial.node.replication.heads import Heads
 from p2psocial.node.replication.store import ReplicationStore
 from p2psocial.node.replication.swarm import Dialler, SwarmDHT, SwarmDiscovery
 from p2psocial.protocol.entries import create_entry
+from p2psocial.protocol.errors import ProtocolError
 from p2psocial.protocol.identity import SigningKey
 
 ME = b"\x01" * 32
@@ -253,3 +254,52 @@ async def test_island_dials_back_off_while_they_bring_nothing(
         before = len(pool.dialled)
         await run_lookup(d)
         assert len(pool.dialled) == before + 2
+
+
+class SlowDHT(FakeDHT):
+    """Each walk takes a second (a NAT'd node's walks can take their full 10 s)."""
+
+    async def get_peers(self, author: bytes) -> list[tuple[bytes, str, int]]:
+        await trio.sleep(1)
+        return await super().get_peers(author)
+
+    async def get_head(self, author: bytes) -> bytes | None:
+        await trio.sleep(1)
+        return await super().get_head(author)
+
+
+async def test_the_head_record_is_read_beside_the_swarm_lookup_not_after_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The swarm loop runs its lookups one after another: a head-record walk
+    after each get_peers would double the time a round of many feeds takes."""
+    dht = SlowDHT(head_entry(5))
+    pool = FakePool([3, 3])
+    d = discovery(dht, pool, FakeHeads(3))
+    start = trio.current_time()
+    with trio.fail_after(60):
+        await run_lookup(d)
+    assert trio.current_time() - start < 1.5
+    assert pool.dialled == [h[2] for h in HOLDERS[2:4]]
+
+
+class FailingDHT(FakeDHT):
+    async def get_peers(self, author: bytes) -> list[tuple[bytes, str, int]]:
+        await trio.sleep(0.01)
+        raise ProtocolError("no answer", reason="timeout")
+
+    async def get_head(self, author: bytes) -> bytes | None:
+        await trio.sleep(1)
+        return await super().get_head(author)
+
+
+async def test_a_failed_swarm_lookup_beside_a_head_read_counts_as_a_dht_error() -> None:
+    """Two walks at once must not turn the network's failure into a "bug"."""
+    dht = FailingDHT(head_entry(5))
+    pool = FakePool([3, 3])
+    d = discovery(dht, pool, FakeHeads(3))
+    with trio.fail_after(5):
+        await run_lookup(d)
+    stats = d.statistics()
+    assert (stats["dht_errors"], stats["internal_errors"]) == (1, 0)
+    assert pool.dialled == []
