@@ -44,7 +44,8 @@ simulated is everything around them, in virtual time:
   holders while it has fewer than 2 linked; with 2 or more, for a followed
   feed, it reads the feed's head record and, when that is ahead of its own
   head and of every linked peer's clock, dials 2 more (an island of the
-  swarm, spec/sync.md §6). The record is the author's head at that moment
+  swarm, spec/sync.md §6; a clock above ours defers that for one lookup
+  only, and rounds that bring nothing back off, 30, 60, 120 s ...). The record is the author's head at that moment
   (a put takes milliseconds, the interval 30 s). ``islands`` off is the
   baseline without that check.
 - **the posts**: every feed starts with one entry that its followers hold
@@ -196,6 +197,9 @@ class GossipNode:
     #: as a relay: reservations held and links spliced now
     reservations: int = 0
     spliced: int = 0
+    #: island rounds (spec/sync.md §6): feed -> (our head then, rounds since it
+    #: moved, when the next may be)
+    islands: dict[bytes, tuple[int, int, float]] = field(default_factory=dict)
     choice: SenderChoice[LinkEnd] | None = None
     tick_at: float | None = None
 
@@ -588,12 +592,9 @@ class GossipSim:
         for feed in x.wants:
             ends = x.by_feed.get(feed, ())
             have, want = len(ends), 2
-            if have >= want and feed != x.key and m.islands:
-                record = self.by_key[feed].head[feed]  # the author's last head put
-                ours = x.head[feed]
-                if record > ours and not any(e.session.peer_head(feed) > ours for e in ends):
-                    self.stats["swarm_islands"] += 1
-                    want = have + 2
+            if have >= want and feed != x.key and m.islands and self._island_round(x, feed):
+                self.stats["swarm_islands"] += 1
+                want = have + 2
             while have < want and x.links < m.max_links:
                 holders = [y for y in self.swarm[feed] if self._can_take(x, y)]
                 if not holders:
@@ -601,6 +602,29 @@ class GossipSim:
                 self.stats["swarm_dials"] += 1
                 self._dial(x, holders[self.rng.randrange(len(holders))])
                 have += 1
+
+    def _island_round(self, x: GossipNode, feed: bytes) -> bool:
+        """Whether ``x``'s lookup of ``feed`` now makes an island round, by the
+        node's rules (replication/swarm.py ``_stranded``, spec/sync.md §6): the
+        head record is ahead of x's head; a linked peer's clock above it defers
+        the first round by one lookup; rounds while x's head stands still are
+        spaced swarm_interval, twice that, ... (at most an hour)."""
+        record = self.by_key[feed].head[feed]  # the author's last head put
+        ours = x.head[feed]
+        if record <= ours:
+            x.islands.pop(feed, None)
+            return False
+        prev = x.islands.get(feed)
+        if prev is None or prev[0] != ours:
+            x.islands[feed] = (ours, 0, self.now)
+            if any(e.session.peer_head(feed) > ours for e in x.by_feed.get(feed, ())):
+                return False
+        _, rounds, due = x.islands[feed]
+        if self.now < due:
+            return False
+        spacing = min(3600.0, self.model.swarm_interval * 2 ** min(rounds, 16))
+        x.islands[feed] = (ours, rounds + 1, self.now + spacing)
+        return True
 
     def authors(self) -> list[GossipNode]:
         """The sampled authors: honest online nodes with at least one honest online follower."""

@@ -24,6 +24,7 @@ from p2psocial.node.replication.heads import Heads
 from p2psocial.node.replication.store import ReplicationStore
 from p2psocial.node.replication.swarm import Dialler, SwarmDHT, SwarmDiscovery
 from p2psocial.protocol.entries import create_entry
+from p2psocial.protocol.errors import ProtocolError
 from p2psocial.protocol.identity import SigningKey
 
 ME = b"\x01" * 32
@@ -112,18 +113,37 @@ class FakePool:
         return list(self.links.values())
 
 
-async def lookup(dht: FakeDHT, pool: FakePool, ours: int) -> SwarmDiscovery:
-    d = SwarmDiscovery(
+class FakeHeads(dict[bytes, tuple[int, bytes]]):
+    """The wanted feeds with our heads, and which of them are forked."""
+
+    def __init__(self, ours: int, *, forked: bool = False) -> None:
+        super().__init__({AUTHOR.public_key: (ours, b"\x00" * 32)})
+        self.forked = forked
+
+    def is_forked(self, author: bytes) -> bool:
+        return self.forked and author == AUTHOR.public_key
+
+
+def discovery(dht: FakeDHT, pool: FakePool, heads: FakeHeads) -> SwarmDiscovery:
+    return SwarmDiscovery(
         cast(SwarmDHT, dht),
         cast(Dialler, pool),
-        cast(Heads, {AUTHOR.public_key: (ours, b"\x00" * 32)}),
+        cast(Heads, heads),
         cast(ReplicationStore, None),
         identity=ME,
     )
+
+
+async def run_lookup(d: SwarmDiscovery) -> None:
     async with trio.open_nursery() as nursery:
         d._nursery = nursery  # what run() sets; the lookup starts its announce there
         await d._swarm_lookup(AUTHOR.public_key)
         nursery.cancel_scope.cancel()
+
+
+async def lookup(dht: FakeDHT, pool: FakePool, ours: int) -> SwarmDiscovery:
+    d = discovery(dht, pool, FakeHeads(ours))
+    await run_lookup(d)
     return d
 
 
@@ -167,7 +187,7 @@ async def test_our_own_feed_never_asks_for_its_head_record() -> None:
     d = SwarmDiscovery(
         cast(SwarmDHT, dht),
         cast(Dialler, pool),
-        cast(Heads, {AUTHOR.public_key: (3, b"\x00" * 32)}),
+        cast(Heads, FakeHeads(3)),
         cast(ReplicationStore, None),
         identity=AUTHOR.public_key,
     )
@@ -177,3 +197,109 @@ async def test_our_own_feed_never_asks_for_its_head_record() -> None:
             await d._swarm_lookup(AUTHOR.public_key)
             nursery.cancel_scope.cancel()
     assert dht.head_gets == 0 and pool.dialled == []
+
+
+async def test_a_forked_feed_never_dials_for_an_island() -> None:
+    """A forked feed is frozen here: no holder can bring it past the fork, so
+    its head record being ahead is no reason to dial (it would be, every 30 s)."""
+    dht = FakeDHT(head_entry(9))
+    pool = FakePool([3, 3])
+    d = discovery(dht, pool, FakeHeads(3, forked=True))
+    with trio.fail_after(5):
+        await run_lookup(d)
+    assert pool.dialled == [] and d.statistics()["swarm_islands"] == 0
+
+
+async def test_a_clock_claimed_but_not_served_holds_off_the_check_for_one_lookup(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A linked peer whose clock says it holds the newer entry is given until the
+    next lookup to bring it; if our head has not moved by then, its claim no
+    longer counts (a hostile peer could otherwise keep us in the island for good)."""
+    dht = FakeDHT(head_entry(5))
+    pool = FakePool([3, 5])  # the second claims seq 5 and never sends it
+    heads = FakeHeads(3)
+    d = discovery(dht, pool, heads)
+    with trio.fail_after(120):
+        await run_lookup(d)
+        assert pool.dialled == []
+        await trio.sleep(30)
+        await run_lookup(d)
+    assert pool.dialled == [h[2] for h in HOLDERS[2:4]]
+    assert d.statistics()["swarm_islands"] == 1
+
+
+async def test_island_dials_back_off_while_they_bring_nothing(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A head record nobody can serve (its author went offline right after the
+    put, or signed a seq it never publishes) must not make every follower dial two
+    more holders at every lookup: the rounds are spaced 30, 60, 120 s ... apart
+    while our head stands still, and start afresh when it moves."""
+    dht = FakeDHT(head_entry(1_000_000_000))
+    pool = FakePool([3, 3])
+    heads = FakeHeads(3)
+    d = discovery(dht, pool, heads)
+    rounds: list[int] = []
+    with trio.fail_after(10_000):
+        for t in range(0, 240, 30):  # a lookup every 30 s: at 0, 30, ..., 210
+            before = len(pool.dialled)
+            await run_lookup(d)
+            if len(pool.dialled) > before:
+                rounds.append(t)
+            await trio.sleep(30 - (trio.current_time() % 30))
+        assert rounds == [0, 30, 90, 210]
+        # Our head moves (something came in): the next lookup dials at once again.
+        heads[AUTHOR.public_key] = (4, b"\x00" * 32)
+        before = len(pool.dialled)
+        await run_lookup(d)
+        assert len(pool.dialled) == before + 2
+
+
+class SlowDHT(FakeDHT):
+    """Each walk takes a second (a NAT'd node's walks can take their full 10 s)."""
+
+    async def get_peers(self, author: bytes) -> list[tuple[bytes, str, int]]:
+        await trio.sleep(1)
+        return await super().get_peers(author)
+
+    async def get_head(self, author: bytes) -> bytes | None:
+        await trio.sleep(1)
+        return await super().get_head(author)
+
+
+async def test_the_head_record_is_read_beside_the_swarm_lookup_not_after_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The swarm loop runs its lookups one after another: a head-record walk
+    after each get_peers would double the time a round of many feeds takes."""
+    dht = SlowDHT(head_entry(5))
+    pool = FakePool([3, 3])
+    d = discovery(dht, pool, FakeHeads(3))
+    start = trio.current_time()
+    with trio.fail_after(60):
+        await run_lookup(d)
+    assert trio.current_time() - start < 1.5
+    assert pool.dialled == [h[2] for h in HOLDERS[2:4]]
+
+
+class FailingDHT(FakeDHT):
+    async def get_peers(self, author: bytes) -> list[tuple[bytes, str, int]]:
+        await trio.sleep(0.01)
+        raise ProtocolError("no answer", reason="timeout")
+
+    async def get_head(self, author: bytes) -> bytes | None:
+        await trio.sleep(1)
+        return await super().get_head(author)
+
+
+async def test_a_failed_swarm_lookup_beside_a_head_read_counts_as_a_dht_error() -> None:
+    """Two walks at once must not turn the network's failure into a "bug"."""
+    dht = FailingDHT(head_entry(5))
+    pool = FakePool([3, 3])
+    d = discovery(dht, pool, FakeHeads(3))
+    with trio.fail_after(5):
+        await run_lookup(d)
+    stats = d.statistics()
+    assert (stats["dht_errors"], stats["internal_errors"]) == (1, 0)
+    assert pool.dialled == []

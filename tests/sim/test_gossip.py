@@ -111,3 +111,26 @@ def test_without_relays_every_link_is_direct() -> None:
     paths = figures["links_by_path"]
     assert paths["direct"] == figures["links"] > 0
     assert paths["reversed"] == paths["punched"] == paths["relayed"] == 0
+
+
+def test_island_rounds_back_off_as_the_node_does() -> None:
+    """The simulated swarm lookups follow the node's island rules (spec/sync.md
+    §6): while a node's head of a feed stands still below the head record,
+    its island rounds come 30, 60, 120 s ... apart, not at every lookup."""
+    sim = GossipSim(200, 5, GossipModel(max_links=1000))
+    x, feed = next(
+        (x, f)
+        for x in sim.nodes
+        if x.online
+        for f in x.wants[1:]
+        if len(x.by_feed.get(f, ())) >= 2 and sim.by_key[f].online
+    )
+    sim.by_key[feed].head[feed] = 99  # a head record nobody linked to x can serve
+    rounds = []
+    for t in range(0, 240, 30):
+        sim.now = float(t)
+        before = sim.stats["swarm_islands"]
+        sim._swarm_round(x)
+        if sim.stats["swarm_islands"] > before:
+            rounds.append(t)
+    assert rounds == [0, 30, 90, 210]

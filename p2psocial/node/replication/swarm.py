@@ -38,11 +38,15 @@ log = logging.getLogger("p2psocial.node.replication")
 #: Seconds between two puts of our head record: a burst of posts costs one
 #: put (two signature checks and a lookup) per interval, not one per post.
 HEAD_PUT_INTERVAL = 0.1
-#: Most swarm lookups (a feed's announce and get_peers) started per second.
+#: Most swarm lookups (a feed's announce and get_peers, and beside that its head
+#: record once 2 holders are linked, spec/sync.md §6) started per second.
 #: Each costs a few ms of the event loop that also serves the local API, so a
 #: node following thousands of feeds spreads its lookups out rather than
 #: running them in bursts (1,000 feeds cost ~20% of a core unspread).
 MAX_LOOKUPS_PER_S = 10.0
+#: The longest wait between two island rounds of one feed (spec/sync.md §6):
+#: rounds that bring nothing are spaced swarm_interval, twice that, ... up to this.
+MAX_ISLAND_SPACING = 3600.0
 
 
 class SwarmDHT(Protocol):
@@ -123,6 +127,10 @@ class SwarmDiscovery:
         self._announced: set[bytes] = set()
         self._announcing: set[bytes] = set()
         self._swarm_backoff: dict[bytes, float] = {}
+        #: Feeds whose head record was ahead of our head at their last lookup:
+        #: author -> (our seq then, island rounds since it last moved, when the
+        #: next round may be), spec/sync.md §6 "Islands".
+        self._islands: dict[bytes, tuple[int, int, float]] = {}
         self._nursery: trio.Nursery | None = None
         # Our newest head not yet put in the DHT, and whether a put runs: a
         # burst of posts puts only the latest head (one task, not one a post).
@@ -298,10 +306,13 @@ class SwarmDiscovery:
             self._nursery.start_soon(self._announce, author)
         with self._best_effort(f"the swarm lookup for {author.hex()[:12]}"):
             with trio.move_on_after(10):
-                found = await self.dht.get_peers(author)
-                linked = [lk for lk in self.pool.links.values() if lk.session.peer_wants(author)]
-                have, want = len(linked), 2
-                if have >= want and author != self.identity and await self._stranded(author):
+                # The head record is read beside get_peers, not after it: the
+                # loop runs lookups one by one, and a second walk in series
+                # would double a round's time.
+                check = author != self.identity and self._holders_linked(author) >= 2
+                found, record = await self._peers_and_head(author, check=check)
+                have, want = self._holders_linked(author), 2
+                if check and have >= want and self._stranded(author, record, now):
                     self._stats["swarm_islands"] += 1
                     want = have + 2
                 for node_id, host, port in found:
@@ -314,18 +325,74 @@ class SwarmDiscovery:
         # Failed or found no one: look again soon, with backoff.
         self._schedule_swarm_retry(author, now, linked=have > 0)
 
-    async def _stranded(self, author: bytes) -> bool:
-        """Whether the DHT's head of ``author`` is ahead of ours and of every
-        linked holder's clock (no link of ours can bring what it names)."""
+    def _holders_linked(self, author: bytes) -> int:
+        return sum(1 for lk in self.pool.links.values() if lk.session.peer_wants(author))
+
+    async def _peers_and_head(
+        self, author: bytes, *, check: bool
+    ) -> tuple[list[tuple[bytes, str, int]], bytes | None]:
+        """get_peers of ``author``, and with ``check`` its head record at the
+        same time. A failed get_peers raises as it would alone; a failed head
+        read counts as a DHT error and reads as no record."""
         assert self.dht is not None
-        raw = await self.dht.get_head(author)  # a valid, signed entry, or None
+        dht = self.dht
+        record: list[bytes | None] = [None]
+
+        async def read_head() -> None:
+            with self._best_effort(f"the head read for {author.hex()[:12]}"):
+                record[0] = await dht.get_head(author)
+
+        if not check or self.heads.is_forked(author):
+            return await dht.get_peers(author), None
+        failed: Exception | None = None
+        found: list[tuple[bytes, str, int]] = []
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read_head)
+            try:
+                found = await dht.get_peers(author)
+            except Exception as exc:  # raised below, not wrapped in the nursery's group
+                failed = exc
+                nursery.cancel_scope.cancel()
+        if failed is not None:
+            raise failed
+        return found, record[0]
+
+    def _stranded(self, author: bytes, raw: bytes | None, now: float) -> bool:
+        """Whether to dial two more holders of ``author``: its head record
+        ``raw`` (from the DHT) is ahead of ours, no linked peer can bring it, and an island round is
+        due (spec/sync.md §6, "Islands"). ``now`` is when the lookup began
+        (rounds are timed from lookup starts, which the swarm loop spaces).
+
+        A linked peer whose clock is above our head is given until the next
+        lookup to bring the entry; if our head has not moved by then, its claim
+        counts for nothing (a peer could claim a head it never serves). Rounds
+        while our head stands still are spaced ``swarm_interval``, twice that,
+        ... up to :data:`MAX_ISLAND_SPACING`, so a head that nobody can serve
+        (its author went offline after the put, or signed a seq it never
+        publishes) costs two dials now and then, not two at every lookup.
+        """
+        if self.heads.is_forked(author):
+            return False  # frozen here: no holder can bring it past the fork
+        # ``raw`` is the DHT's head record: a valid entry signed by ``author``
+        # (DHTNode.get_head validates every record it takes), or None.
         ours = self.heads.get(author)
-        if raw is None or ours is None:
+        if raw is None or ours is None or decode_entry_untrusted(raw).seq <= ours[0]:
+            self._islands.pop(author, None)
             return False
-        if decode_entry_untrusted(raw).seq <= ours[0]:
+        prev = self._islands.get(author)
+        if prev is None or prev[0] != ours[0]:
+            # Newly ahead, or our head moved since: a fresh start.
+            self._islands[author] = (ours[0], 0, now)
+            if len(self._islands) > len(self.heads):  # drop feeds no longer wanted
+                self._islands = {a: v for a, v in self._islands.items() if a in self.heads}
+            if any(lk.session.peer_head(author) > ours[0] for lk in self.pool.links.values()):
+                return False
+        _, rounds, due = self._islands[author]
+        if now < due:
             return False
-        links = self.pool.links.values()
-        return not any(lk.session.peer_head(author) > ours[0] for lk in links)
+        spacing = min(MAX_ISLAND_SPACING, self.swarm_interval * 2 ** min(rounds, 16))
+        self._islands[author] = (ours[0], rounds + 1, now + spacing)
+        return True
 
     async def _announce(self, author: bytes) -> None:
         """Announce that we hold a wanted feed (once; the DHT keeps it placed)."""
