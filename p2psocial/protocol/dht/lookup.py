@@ -45,6 +45,13 @@ as many as one routing table may hold, and drops the rest of that group
 unasked (``refused`` counts them). An honest answer comes from a table under
 the same limit; a block of adversaries that answer with each other cannot
 fill the candidates, so the lookup goes on through the others (spec/dht.md §8).
+
+``on_response`` says whether an answer was *informative*: it named a
+candidate the lookup had not heard of. The caller gives a table slot to a
+responder it does not know only after such an answer, so nodes that answer
+with the same clique of fellows (an eclipse spread over many address
+groups, which the group limit cannot see) earn one slot per lookup, not one
+per member asked (spec/dht.md §8).
 """
 
 from __future__ import annotations
