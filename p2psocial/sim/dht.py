@@ -235,6 +235,7 @@ class SimDHT:
             timeout=m.verdict + 1.0,
             slow_after=m.patience,
             await_slow=exact,
+            first_with_value=not exact,
             groups=self._groups if self.model.lookup_diversity else None,
         )
         depth = {c.node_id: 1 for c in seeds}

@@ -120,7 +120,11 @@ class LookupRunner:
         }
         paths = self._config.lookup_paths if paths is None else paths
         if paths > 1:
-            return DisjointLookup(self._contacts.node_id, target, seeds, paths=paths, **args)
+            # A get ends with the first path that found the value.
+            first = not args["await_slow"]
+            return DisjointLookup(
+                self._contacts.node_id, target, seeds, paths=paths, first_with_value=first, **args
+            )
         return Lookup(self._contacts.node_id, target, seeds, **args)
 
     async def iterate(self, lookup: Lookup | DisjointLookup, ask: Ask) -> Finished:

@@ -390,7 +390,11 @@ class DisjointLookup:
     lookup, as of a plain one); the lookup is finished when every
     path is, or when ``quorum`` answers with a value came in over all paths.
     The result is the ``k`` nearest that answered over all paths, and every
-    value seen. With ``paths`` = 1 it is a plain Lookup.
+    value seen. With ``first_with_value`` (a get), it is also finished as
+    soon as one path has finished with a value: the paths that met the
+    adversary end without one, and waiting for a slow path costs a get its
+    latency without adding a fresher value (the put reached that path's k
+    nearest). With ``paths`` = 1 it is a plain Lookup.
 
     It offers Lookup's interface (``next``, ``on_response``, ``on_failure``,
     ``finished``, ``in_flight``, ``queries``, ``refused``), so a driver runs
@@ -407,11 +411,13 @@ class DisjointLookup:
         k: int = 20,
         quorum: int | None = None,
         small_network: int = 20,
+        first_with_value: bool = False,
         **lookup_args: Any,
     ) -> None:
         if paths < 1:
             raise LocalUsageError("paths must be positive")
         self._small_network = small_network
+        self._first_with_value = first_with_value
         self.target = target
         self.k = k
         self.quorum = quorum
@@ -475,6 +481,10 @@ class DisjointLookup:
             if isinstance(act, Waiting):
                 running = True
                 until = min(until, act.until)
+            elif self._first_with_value and act.values:
+                # This path reached the closest nodes it could find and they
+                # held the value: a get needs no more (the others cost time).
+                return self._finish()
         if not running:
             return self._finish()
         return Waiting(until)

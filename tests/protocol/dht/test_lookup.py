@@ -501,3 +501,35 @@ def test_disjoint_paths_admit_at_most_group_limit_of_one_group_over_all_paths() 
     # Three of the block over all paths, not three per path.
     assert sum(c.host.startswith("203.0.") for c in act.closest) == 3
     assert lookup.refused == 12 - 3
+
+
+@pytest.mark.parametrize("first_with_value", [True, False])
+def test_a_get_over_paths_ends_with_the_first_path_that_found_the_value(
+    first_with_value: bool,
+) -> None:
+    seeds = [_c(i) for i in (1, 2, 3)]  # one per path
+    lookup = DisjointLookup(
+        ME, bytes(20), seeds, paths=3, k=1, alpha=1, first_with_value=first_with_value
+    )
+    asked = [lookup.next(0.0) for _ in range(3)]
+    assert all(isinstance(q, Query) for q in asked)
+    # Path 0's only node holds the value; the other two paths are slow.
+    lookup.on_response(_c(1).node_id, value=b"v", has_value=True)
+    act = lookup.next(0.0)
+    if first_with_value:
+        assert isinstance(act, Finished) and act.values == [(_c(1), b"v")]
+    else:
+        assert isinstance(act, Waiting)
+        lookup.on_response(_c(2).node_id)
+        lookup.on_response(_c(3).node_id)
+        assert isinstance(lookup.next(0.0), Finished)
+
+
+def test_a_path_that_ends_without_the_value_does_not_end_a_get() -> None:
+    lookup = DisjointLookup(ME, bytes(20), [_c(1), _c(2)], paths=2, k=1, first_with_value=True)
+    assert isinstance(lookup.next(0.0), Query) and isinstance(lookup.next(0.0), Query)
+    lookup.on_response(_c(1).node_id)  # path 0 ends empty-handed (an eclipse, say)
+    assert isinstance(lookup.next(0.0), Waiting)
+    lookup.on_response(_c(2).node_id, value=b"v", has_value=True)
+    act = lookup.next(0.0)
+    assert isinstance(act, Finished) and act.values == [(_c(2), b"v")]
