@@ -6,7 +6,9 @@ the caller's retries) and prints, per size N:
 
 - ``churn``: records put at the k closest, then 30 % of all nodes go offline
   at once; ``lookup_success_after_churn`` (gets from survivors finding the
-  record) and ``median_hops`` (of node lookups, against log2(N)/3);
+  record) and ``median_hops`` (of node lookups, against log2(N)/3), and the
+  same without the spread-eclipse defences (``churn_without_eclipse_defences``:
+  one path, every responder admitted), for their cost;
 - ``availability``: 24 simulated hours in which each node goes offline with
   p = 0.2, comes back with p = 0.4 and leaves for good with p = 0.03 every
   hour (a newcomer with an empty store joins for each that leaves), with
@@ -20,9 +22,10 @@ the caller's retries) and prints, per size N:
   admission limit (at most 10 candidates of one /16, spec/dht.md §8), and
   with it off (a network built and used without it);
 - ``spread``: the same eclipse nodes spread over the whole address space
-  (the group limit cannot tell them apart): record-get success with three
-  disjoint paths per lookup (joins, puts and gets; spec/dht.md §8), and with
-  one;
+  (the group limit cannot tell them apart): record-get success with the
+  real node's lookups (a responder joins a table only after an informative
+  answer, record gets and puts over three disjoint paths, joins over one;
+  spec/dht.md §8), with each of the two alone, and with neither;
 - ``gossip``: post propagation over gossip links (``p2psocial.sim.gossip``:
   real sync sessions per link end, real sender choice, messages passed as
   decoded objects with log-normal link delays). N nodes each follow 20
