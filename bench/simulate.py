@@ -6,7 +6,9 @@ the caller's retries) and prints, per size N:
 
 - ``churn``: records put at the k closest, then 30 % of all nodes go offline
   at once; ``lookup_success_after_churn`` (gets from survivors finding the
-  record) and ``median_hops`` (of node lookups, against log2(N)/3);
+  record) and ``median_hops`` (of node lookups, against log2(N)/3), and the
+  same without the spread-eclipse defences (``churn_without_eclipse_defences``:
+  one path, every responder admitted), for their cost;
 - ``availability``: 24 simulated hours in which each node goes offline with
   p = 0.2, comes back with p = 0.4 and leaves for good with p = 0.03 every
   hour (a newcomer with an empty store joins for each that leaves), with
@@ -20,9 +22,10 @@ the caller's retries) and prints, per size N:
   admission limit (at most 10 candidates of one /16, spec/dht.md §8), and
   with it off (a network built and used without it);
 - ``spread``: the same eclipse nodes spread over the whole address space
-  (the group limit cannot tell them apart): record-get success with three
-  disjoint paths per lookup (joins, puts and gets; spec/dht.md §8), and with
-  one;
+  (the group limit cannot tell them apart): record-get success with the
+  real node's lookups (a responder joins a table only after an informative
+  answer, record gets and puts over three disjoint paths, joins over one;
+  spec/dht.md §8), with each of the two alone, and with neither;
 - ``gossip``: post propagation over gossip links (``p2psocial.sim.gossip``:
   real sync sessions per link end, real sender choice, messages passed as
   decoded objects with log-normal link delays). N nodes each follow 20
@@ -77,6 +80,20 @@ from p2psocial.sim.scenarios import (
 DAY: dict[str, Any] = {"records": 50, "gets_per_hour": 25, "depart_per_hour": 0.03}
 
 
+#: the spread-eclipse runs: the defences of spec/dht.md §8 (tables admit a
+#: lookup's responder only after an informative answer; record lookups over
+#: three disjoint paths, joins over one), each alone, and neither
+SPREAD: dict[str, NetModel] = {
+    "spread_both": NetModel(),
+    "spread_informative": NetModel(paths=1, get_paths=1),
+    "spread_paths": NetModel(informative_only=False),
+    "spread_none": NetModel(paths=1, get_paths=1, informative_only=False),
+}
+#: the lookups without the spread-eclipse defences: one path, tables admit
+#: every responder
+PLAIN: dict[str, Any] = {"paths": 1, "get_paths": 1, "informative_only": False}
+
+
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -91,6 +108,8 @@ def _task(name: str, n: int, seed: int) -> tuple[str, Any, float, float]:
         out = availability(build(n, seed), republish=True, **DAY)
     elif name == "churn":
         out = {"churn": churn_lookups(build(n, seed))}
+    elif name == "churn_plain":
+        out = churn_lookups(build(n, seed, NetModel(**PLAIN)))
     elif name == "churn+availability_off":
         sim = build(n, seed)
         out = {
@@ -113,16 +132,21 @@ def _task(name: str, n: int, seed: int) -> tuple[str, Any, float, float]:
             islands=name != "gossip_noislands",
             relays=name != "gossip_norelays",
         )
-    elif name.startswith("spread"):  # spread_1, spread_3: disjoint paths
+    elif name.startswith("spread"):
         bad = n // 5
-        model = NetModel(paths=int(name[-1]), get_paths=int(name[-1]))
+        model = SPREAD[name]
         sim = build(
             n - bad, seed + 3, model, kinds={"eclipse": bad}, honest_bootstrap=True, block=None
         )
         out = eclipse_gets(sim)
     else:  # eclipse_on, eclipse_off
         bad = n // 5
-        model = NetModel(lookup_diversity=name == "eclipse_on")
+        # The group limit alone (the spread-eclipse defences would hide the
+        # baseline's attack): one path, every lookup responder admitted.
+        model = NetModel(
+            lookup_diversity=name == "eclipse_on",
+            **PLAIN,  # type: ignore[arg-type]
+        )
         sim = build(n - bad, seed + 2, model, kinds={"eclipse": bad}, honest_bootstrap=True)
         out = eclipse_gets(sim)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -141,12 +165,14 @@ def one_size(n: int, seed: int, scenarios: set[str], jobs: int) -> dict[str, Any
         names.append("availability_on")
     if scenarios & {"churn", "availability"}:
         names.append("churn+availability_off" if "availability" in scenarios else "churn")
+    if "churn" in scenarios:
+        names.append("churn_plain")
     if "sybils" in scenarios:
         names += ["sybils_on", "sybils_off"]
     if "eclipse" in scenarios:
         names += ["eclipse_on", "eclipse_off"]
     if "spread" in scenarios:
-        names += ["spread_3", "spread_1"]
+        names += list(SPREAD)
     if "gossip" in scenarios:
         names += ["gossip_on", "gossip_off", "gossip_invalid", "gossip_noislands"]
         names += ["gossip_norelays"]
@@ -165,6 +191,7 @@ def one_size(n: int, seed: int, scenarios: set[str], jobs: int) -> dict[str, Any
     both = done.get("churn+availability_off") or done.get("churn") or {}
     if "churn" in scenarios:
         out["churn"] = both["churn"]
+        out["churn_without_eclipse_defences"] = done["churn_plain"]
     if "availability" in scenarios:
         out["availability"] = {
             "republish": done["availability_on"],
@@ -172,8 +199,13 @@ def one_size(n: int, seed: int, scenarios: set[str], jobs: int) -> dict[str, Any
         }
     if "sybils_on" in done:
         out["sybils"] = {"diversity": done["sybils_on"], "no_diversity": done["sybils_off"]}
-    if "spread_1" in done:
-        out["eclipse_spread"] = {"paths_3": done["spread_3"], "paths_1": done["spread_1"]}
+    if "spread_none" in done:
+        out["eclipse_spread"] = {
+            "informative_and_paths_3": done["spread_both"],
+            "informative_only": done["spread_informative"],
+            "paths_3_only": done["spread_paths"],
+            "neither": done["spread_none"],
+        }
     if "eclipse_on" in done:
         out["eclipse"] = {
             "lookup_limit": done["eclipse_on"],

@@ -67,10 +67,15 @@ class NetModel:
     diversity: bool = True
     #: lookups' per-group admission limit (spec/dht.md §8)
     lookup_diversity: bool = True
-    #: disjoint paths per lookup (1: a plain lookup; spec/dht.md §8): node
-    #: lookups (joins, the walk before a put), and record gets
-    paths: int = 1
-    get_paths: int = 1
+    #: disjoint paths per lookup (1: a plain lookup; spec/dht.md §8): the
+    #: walks before a put (and find_node), record gets, and joins (None: as
+    #: ``paths``); the defaults are the real node's (record_paths 3, lookup_paths 1)
+    paths: int = 3
+    get_paths: int = 3
+    join_paths: int | None = 1
+    #: a lookup's responder is added to the asker's table only after an
+    #: informative answer (spec/dht.md §8); off is the measurement baseline
+    informative_only: bool = True
 
 
 @dataclass(slots=True, eq=False)
@@ -143,20 +148,20 @@ class SimDHT:
     def join(self, node: SimNode, via: SimNode) -> None:
         """Join as the real node does: learn ``via``, look up our own id, refresh far buckets."""
         self._saw(node, via.contact)
-        self.find_node(node, node.node_id)
+        self._join_walk(node, node.node_id)
         if len(node.table) < self.model.k and len(self.nodes) > 2 * self.model.k:
             # Joined through a node that knew few: once more through one of
             # those it found, as the real node retries its bootstrap.
             contacts = node.table.contacts()
             if contacts:
-                self.find_node(node, node.node_id)
+                self._join_walk(node, node.node_id)
         # One refresh lookup into each of the two farthest buckets (the real
         # join refreshes the buckets it has not filled; the far ones matter
         # most, and incoming queries fill the rest over time).
         for bit in range(2):
             target = bytearray(node.node_id)
             target[0] ^= 0x80 >> bit
-            self.find_node(node, bytes(target))
+            self._join_walk(node, bytes(target))
 
     def online_nodes(self, kind: str | None = None) -> list[SimNode]:
         """Nodes online now (of ``kind`` if given), in creation order."""
@@ -230,6 +235,7 @@ class SimDHT:
             timeout=m.verdict + 1.0,
             slow_after=m.patience,
             await_slow=exact,
+            first_with_value=not exact,
             groups=self._groups if self.model.lookup_diversity else None,
         )
         depth = {c.node_id: 1 for c in seeds}
@@ -272,7 +278,6 @@ class SimDHT:
                 asker.table.remove(nid)
                 continue
             peer = self.nodes[nid]
-            self._saw(asker, peer.contact)
             self._saw(peer, asker.contact)
             nodes = self._answer(peer, target, asker.node_id)
             for c in nodes:
@@ -280,10 +285,19 @@ class SimDHT:
             held = None
             if key is not None and peer.kind != "eclipse":
                 held = peer.records.get(key)
-            lookup.on_response(nid, nodes, value=held, has_value=held is not None)
+            informative = lookup.on_response(nid, nodes, value=held, has_value=held is not None)
+            if informative or not m.informative_only or asker.table.get(nid) is not None:
+                # A responder new to us earns a table slot only by naming a
+                # contact the lookup had not heard of (spec/dht.md §8).
+                self._saw(asker, peer.contact)
         hops = depth.get(action.closest[0].node_id, 0) if action.closest else 0
         values = [v for _, v in action.values]
         return LookupResult(action.closest, values, lookup.queries, hops, now)
+
+    def _join_walk(self, node: SimNode, target: bytes) -> LookupResult:
+        m = self.model
+        paths = m.paths if m.join_paths is None else m.join_paths
+        return self._lookup(node, target, k=m.k, exact=True, key=None, paths=paths)
 
     def find_node(self, asker: SimNode, target: bytes) -> LookupResult:
         """An exact walk to the k closest (the lookup before a store)."""

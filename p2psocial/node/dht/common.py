@@ -71,10 +71,18 @@ class DHTConfig:
     #: Lookups admit at most the table's per-/16 limit of candidates from one
     #: address group (spec/dht.md §8). Off only as a measurement baseline.
     lookup_diversity: bool = True
-    #: Disjoint paths per lookup (S/Kademlia; spec/dht.md §8). 1, a plain
-    #: lookup, by default: more paths cost as many times the queries and, in
-    #: bench/simulate.py, fall far short of the goal against a spread-out eclipse.
+    #: Disjoint paths of node lookups: joins, bucket refreshes, plain values
+    #: (S/Kademlia; spec/dht.md §8). 1, a plain lookup: they need no more.
     lookup_paths: int = 1
+    #: Disjoint paths of record and peer lookups (gets, and the walks before
+    #: put_record and announce; spec/dht.md §8): with informative admission,
+    #: what keeps records reachable past eclipse nodes spread over the space
+    #: (bench/simulate.py), at about this many times the queries.
+    record_paths: int = 3
+    #: A lookup's responder not yet in the table is added only if its answer
+    #: named a contact the lookup had not heard of (spec/dht.md §8). Off only
+    #: as a measurement baseline.
+    informative_admission: bool = True
     #: Attempts after which a lookup goes past a silent contact (SLOW).
     lookup_patience: int = 1
     #: A record or peers get walks until this many closest nodes answered

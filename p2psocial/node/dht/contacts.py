@@ -104,7 +104,7 @@ class Contacts:
         """Whether this node, or its public address, is graylisted now."""
         return self.scores.graylisted(node_id, host, now)
 
-    def saw(self, contact: Contact, now: float, *, prove: bool = True) -> None:
+    def saw(self, contact: Contact, now: float, *, prove: bool = True, admit: bool = True) -> None:
         """A contact was seen alive: tell the table, and act on its answer.
 
         Keys are proven once per contact, and only for contacts we use: a
@@ -113,11 +113,18 @@ class Contacts:
         contacts are proven, contacts that answered us (not those that merely
         sent us a request, ``prove=False``) are proven in the background, so
         that observe and dial-back rounds have proven contacts to ask.
+
+        With ``admit`` False (a lookup's answer that named nobody new,
+        spec/dht.md §8) a contact not in the table is not added; one in it is
+        refreshed as usual.
         """
         if self.scores.graylisted(contact.node_id, contact.host, now):
             self._stats["contacts_graylisted"] += 1
             return
         self._dead.pop(contact.node_id, None)
+        if not admit and self.table.get(contact.node_id) is None:
+            self._stats["contacts_not_admitted_uninformative"] += 1
+            return
         was_empty = not len(self.table)
         outcome = self.table.add(contact, now)
         if was_empty and outcome.result is AddResult.ADDED:

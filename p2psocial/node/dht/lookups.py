@@ -86,11 +86,19 @@ class LookupRunner:
         return sum(steps[: cfg.lookup_patience]), 2 * sum(steps) + 1.0
 
     def new(
-        self, target: bytes, seeds: list[Contact], quorum: int | None, k: int | None = None
+        self,
+        target: bytes,
+        seeds: list[Contact],
+        quorum: int | None,
+        k: int | None = None,
+        *,
+        paths: int | None = None,
     ) -> Lookup | DisjointLookup:
         """A lookup for ``target`` from ``seeds`` (and mark its bucket refreshed).
 
         Args:
+            paths: disjoint paths (default: the config's ``lookup_paths``, for
+                node lookups; record and peer lookups pass ``record_paths``).
             quorum: stop after this many contacts had the value (None: walk to
                 the k closest).
             k: how many closest nodes to find (default: the config's k). A
@@ -112,9 +120,12 @@ class LookupRunner:
             "groups": table.groups_of if self._config.lookup_diversity else None,
             "group_limit": table.table_group_limit,
         }
-        if self._config.lookup_paths > 1:
+        paths = self._config.lookup_paths if paths is None else paths
+        if paths > 1:
+            # A get ends with the first path that found the value.
+            first = not args["await_slow"]
             return DisjointLookup(
-                self._contacts.node_id, target, seeds, paths=self._config.lookup_paths, **args
+                self._contacts.node_id, target, seeds, paths=paths, first_with_value=first, **args
             )
         return Lookup(self._contacts.node_id, target, seeds, **args)
 
@@ -122,8 +133,12 @@ class LookupRunner:
         """Drive ``lookup`` to its end, asking up to α contacts at once with ``ask``.
 
         A contact whose ``ask`` raises DHTError or ProtocolError counts as
-        failed for this lookup (and is evicted if it timed out).
+        failed for this lookup (and is evicted if it timed out). A contact
+        that answers joins the routing table only if its answer was
+        informative (it named a contact the lookup had not heard of;
+        spec/dht.md §8); one already there is refreshed either way.
         """
+        admit_all = not self._config.informative_admission
         wake = _Wake()
         contacts = self._contacts
         cfg = self._config
@@ -153,8 +168,8 @@ class LookupRunner:
                 if exc.reason == "timeout":
                     contacts.failed(contact, trio.current_time())
             else:
-                contacts.saw(contact, trio.current_time())
-                lookup.on_response(contact.node_id, nodes, value=value, has_value=has_value)
+                new = lookup.on_response(contact.node_id, nodes, value=value, has_value=has_value)
+                contacts.saw(contact, trio.current_time(), admit=new or admit_all)
             finally:
                 asked.pop(contact.node_id, None)
             wake.event.set()

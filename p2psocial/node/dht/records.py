@@ -118,7 +118,8 @@ class RecordClient:
             found.append((seq, rec))
             return nodes, True, rec
 
-        lookup = self._lookups.new(key, contacts.record_seeds(key), None, k)
+        paths = self._config.record_paths
+        lookup = self._lookups.new(key, contacts.record_seeds(key), None, k, paths=paths)
         result = await self._lookups.iterate(lookup, ask)
         return result, found
 

@@ -93,7 +93,8 @@ class SwarmClient:
                 self._hint(nid, relay)
             return nodes, bool(got or relayed), None
 
-        lookup = self._lookups.new(key, contacts.record_seeds(key), None, k)
+        paths = self._config.record_paths
+        lookup = self._lookups.new(key, contacts.record_seeds(key), None, k, paths=paths)
         return await self._lookups.iterate(lookup, ask), tokens, peers
 
     async def announce(self, author: bytes, peer_port: int) -> int:

@@ -45,6 +45,13 @@ as many as one routing table may hold, and drops the rest of that group
 unasked (``refused`` counts them). An honest answer comes from a table under
 the same limit; a block of adversaries that answer with each other cannot
 fill the candidates, so the lookup goes on through the others (spec/dht.md §8).
+
+``on_response`` says whether an answer was *informative*: it named a
+candidate the lookup had not heard of. The caller gives a table slot to a
+responder it does not know only after such an answer, so nodes that answer
+with the same clique of fellows (an eclipse spread over many address
+groups, which the group limit cannot see) earn one slot per lookup, not one
+per member asked (spec/dht.md §8).
 """
 
 from __future__ import annotations
@@ -127,6 +134,11 @@ class Lookup:
             not-contacted ones are forgotten first).
         groups: maps a host to its address groups; None admits every candidate.
         group_limit: candidates admitted per wide group, at most.
+        small_network: while fewer candidates than this were heard of (a
+            network smaller than one bucket), every answer is informative
+            (see :meth:`on_response`).
+        group_counts: the per-group counts to admit against (default: the
+            lookup's own); the paths of a DisjointLookup share one.
     """
 
     def __init__(
@@ -145,6 +157,8 @@ class Lookup:
         max_candidates: int = 200,
         groups: Callable[[str], Groups] | None = None,
         group_limit: int = 10,
+        small_network: int = 20,
+        group_counts: Counter[str] | None = None,
     ) -> None:
         if k < 1 or alpha < 1 or (quorum is not None and quorum < 1):
             raise LocalUsageError("k, alpha and quorum must be positive")
@@ -161,8 +175,10 @@ class Lookup:
         self.max_candidates = max(max_candidates, k)
         self._groups = groups
         self._group_limit = group_limit
-        #: Candidates admitted so far per wide address group.
-        self._per_group: Counter[str] = Counter()
+        self.small_network = small_network
+        #: Candidates admitted so far per wide address group (shared by the
+        #: paths of one DisjointLookup).
+        self._per_group: Counter[str] = Counter() if group_counts is None else group_counts
         #: Candidates dropped unasked because their group was full.
         self.refused = 0
         # Candidates by (distance, id), nearest first, in four sorted lists
@@ -189,7 +205,9 @@ class Lookup:
 
     # -- candidates ------------------------------------------------------------
 
-    def _add_all(self, contacts: Iterable[Contact]) -> None:
+    def _add_all(self, contacts: Iterable[Contact]) -> bool:
+        """Admit the new ones among ``contacts``; whether any was admitted."""
+        added = False
         for c in contacts:
             if c.node_id == self.own_id or c.node_id in self._cands or len(c.node_id) != 20:
                 continue
@@ -204,6 +222,7 @@ class Lookup:
             self._cands[c.node_id] = _Candidate(c, key[0])
             for sorted_list in (self._order, self._live, self._open, self._fresh):
                 bisect.insort(sorted_list, key)
+            added = True
         while len(self._order) > self.max_candidates:
             # Forget the farthest candidate nobody is waiting on.
             for i in range(len(self._order) - 1, -1, -1):
@@ -216,6 +235,7 @@ class Lookup:
                     break
             else:  # pragma: no cover - needs more than max_candidates in flight
                 break
+        return added
 
     def _live_state(self, st: _State) -> bool:
         return st is not _State.FAILED and not (st is _State.SLOW and self._skip_slow)
@@ -317,19 +337,29 @@ class Lookup:
         *,
         value: Any = None,
         has_value: bool = False,
-    ) -> None:
+    ) -> bool:
         """``node_id`` answered, naming ``contacts`` closer to the target.
 
         Args:
             has_value: the answer carried ``value`` (value lookups).
+
+        Returns:
+            Whether the answer was *informative*: it named a candidate this
+            lookup had not heard of (and admitted), or the lookup has heard of
+            fewer than ``small_network`` candidates in all (in a network that
+            small, one answer names every node, and the table needs each).
+            A caller adds a responder it does not know yet to its routing
+            table only after an informative answer (spec/dht.md §8): a clique
+            that answers with the same members cannot earn a table slot for
+            each of them.
         """
         cand = self._cands.get(node_id)
         if cand is None or self._result is not None:
-            return
+            return False
         self._set(cand, _State.SUCCEEDED)
         if has_value:
             self._values.append((cand.contact, value))
-        self._add_all(contacts)
+        return self._add_all(contacts) or len(self._cands) < self.small_network
 
     def on_failure(self, node_id: bytes) -> None:
         """``node_id`` did not answer (or answered garbage)."""
@@ -355,10 +385,16 @@ class DisjointLookup:
     belongs to the first path that hears of it: another path that is told of
     it later drops it, so no node is asked by two paths and an adversary met
     on one path cannot steer the others. Each path runs as a :class:`Lookup`
-    (same arguments, its own ``alpha``); the lookup is finished when every
+    (same arguments, its own ``alpha``; one count per address group for all
+    paths, so a block holds at most ``group_limit`` candidates of the whole
+    lookup, as of a plain one); the lookup is finished when every
     path is, or when ``quorum`` answers with a value came in over all paths.
     The result is the ``k`` nearest that answered over all paths, and every
-    value seen. With ``paths`` = 1 it is a plain Lookup.
+    value seen. With ``first_with_value`` (a get), it is also finished as
+    soon as one path has finished with a value: the paths that met the
+    adversary end without one, and waiting for a slow path costs a get its
+    latency without adding a fresher value (the put reached that path's k
+    nearest). With ``paths`` = 1 it is a plain Lookup.
 
     It offers Lookup's interface (``next``, ``on_response``, ``on_failure``,
     ``finished``, ``in_flight``, ``queries``, ``refused``), so a driver runs
@@ -374,10 +410,14 @@ class DisjointLookup:
         paths: int = 3,
         k: int = 20,
         quorum: int | None = None,
+        small_network: int = 20,
+        first_with_value: bool = False,
         **lookup_args: Any,
     ) -> None:
         if paths < 1:
             raise LocalUsageError("paths must be positive")
+        self._small_network = small_network
+        self._first_with_value = first_with_value
         self.target = target
         self.k = k
         self.quorum = quorum
@@ -393,7 +433,13 @@ class DisjointLookup:
             if c.node_id not in self._owner:
                 self._owner[c.node_id] = len(self._owner) % paths
                 dealt[self._owner[c.node_id]].append(c)
-        self._paths = [Lookup(own_id, target, s, k=k, **lookup_args) for s in dealt]
+        # One group count for all paths: a block of addresses holds at most
+        # group_limit candidates of the whole lookup, as of one path.
+        shared: Counter[str] = Counter()
+        self._paths = [
+            Lookup(own_id, target, s, k=k, small_network=0, group_counts=shared, **lookup_args)
+            for s in dealt
+        ]
         self._next_path = 0
         self._result: Finished | None = None
 
@@ -435,6 +481,10 @@ class DisjointLookup:
             if isinstance(act, Waiting):
                 running = True
                 until = min(until, act.until)
+            elif self._first_with_value and act.values:
+                # This path reached the closest nodes it could find and they
+                # held the value: a get needs no more (the others cost time).
+                return self._finish()
         if not running:
             return self._finish()
         return Waiting(until)
@@ -449,13 +499,20 @@ class DisjointLookup:
         *,
         value: Any = None,
         has_value: bool = False,
-    ) -> None:
-        """``node_id`` answered: its path takes the contacts no other path holds."""
+    ) -> bool:
+        """``node_id`` answered: its path takes the contacts no other path holds.
+
+        Returns:
+            Whether the answer was informative (see :meth:`Lookup.on_response`):
+            it named a contact that no path had heard of, or the paths have
+            heard of fewer than ``small_network`` contacts in all.
+        """
         i = self._owner.get(node_id)
         if i is None or self._result is not None:
-            return
+            return False
         mine = [c for c in contacts if self._owner.setdefault(c.node_id, i) == i]
-        self._paths[i].on_response(node_id, mine, value=value, has_value=has_value)
+        new = self._paths[i].on_response(node_id, mine, value=value, has_value=has_value)
+        return new or len(self._owner) < self._small_network
 
     def on_failure(self, node_id: bytes) -> None:
         """``node_id`` did not answer."""

@@ -404,3 +404,132 @@ def test_one_path_is_a_plain_lookup() -> None:
     one = DisjointLookup(me, target, tables[me].closest(target), paths=1)
     got, _ = _drive(one, lambda c: (tables[c.node_id].closest(target), None), random.Random(1))
     assert [c.node_id for c in got.closest] == [c.node_id for c in plain.closest]
+
+
+# -- informative answers (spec/dht.md §8: who earns a table slot) ------------------
+
+
+def _c(i: int, host: str | None = None) -> Contact:
+    """A contact with id ``i`` repeated, alone in its /16 unless ``host`` is given."""
+    return Contact(bytes([i]) * 20, host or f"198.{i}.0.1", 4000)
+
+
+ME = bytes(20)
+
+
+@pytest.mark.parametrize(
+    ("named", "informative"),
+    [
+        ([], False),  # named nobody
+        ([_c(1), _c(2)], False),  # only seeds
+        ([_c(3, "203.0.0.3")], False),  # the responder itself, already a candidate
+        ([Contact(ME, "198.0.0.1", 3999)], False),  # only us
+        ([Contact(b"\x07" * 19, "198.7.0.1", 1)], False),  # a malformed id
+        ([_c(4, "203.0.0.4")], False),  # new, but its /16 (seed 3's) is at its limit
+        ([_c(1), _c(5)], True),  # a seed and a new one
+        ([_c(4, "203.0.0.4"), _c(6)], True),  # one refused, one admitted
+    ],
+)
+def test_an_answer_is_informative_iff_it_names_a_candidate_not_heard_of(
+    named: list[Contact], informative: bool
+) -> None:
+    seeds = [_c(1), _c(2), _c(3, "203.0.0.3")]
+    lookup = Lookup(
+        ME, bytes([9]) * 20, seeds, alpha=3, groups=_wide, group_limit=1, small_network=0
+    )
+    assert isinstance(lookup.next(0.0), Query)
+    assert lookup.on_response(_c(3).node_id, named) is informative
+
+
+def test_in_a_network_smaller_than_a_bucket_every_answer_is_informative() -> None:
+    # Six nodes: the first answer names all the others, and the table needs each.
+    for cls in (Lookup, DisjointLookup):
+        lookup = cls(ME, bytes([9]) * 20, [_c(1)], alpha=1, small_network=20)
+        assert isinstance(q := lookup.next(0.0), Query)
+        assert lookup.on_response(q.contact.node_id, [_c(i) for i in range(2, 6)]) is True
+        while isinstance(q := lookup.next(0.0), Query):
+            assert lookup.on_response(q.contact.node_id, [_c(i) for i in range(1, 6)]) is True
+
+
+def test_an_answer_after_the_end_or_from_a_stranger_is_not_informative() -> None:
+    lookup = Lookup(ME, bytes([9]) * 20, [_c(1)], k=1, small_network=0)
+    q = lookup.next(0.0)
+    assert isinstance(q, Query)
+    assert lookup.on_response(_c(8).node_id, [_c(9)]) is False  # never asked
+    assert lookup.on_response(_c(1).node_id, []) is False
+    assert isinstance(lookup.next(0.0), Finished)
+    assert lookup.on_response(_c(1).node_id, [_c(9)]) is False
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32), st.sampled_from([1, 3]))
+def test_informative_means_the_candidates_grew(seed: int, paths: int) -> None:
+    """Over any run, an answer is informative exactly when it names an id no
+    path had heard of (seeds included): a clique answering with the same
+    members is informative once, however many of them are asked."""
+    rng = random.Random(seed)
+    pool = [Contact(rng.randbytes(20), f"198.{i}.0.1", 4000) for i in range(60)]
+    clique = pool[:10]
+    seeds = rng.sample(pool, 8)
+    lookup = DisjointLookup(
+        ME, rng.randbytes(20), seeds, paths=paths, k=8, alpha=2, small_network=0
+    )
+    heard = {c.node_id for c in seeds}
+    clique_informative = 0
+    while isinstance(act := lookup.next(0.0), Query):
+        c = act.contact
+        named = clique if c in clique else rng.sample(pool, rng.randrange(6))
+        expect = any(x.node_id not in heard for x in named)
+        heard |= {x.node_id for x in named}
+        got = lookup.on_response(c.node_id, named)
+        assert got is expect
+        clique_informative += got and c in clique
+    assert isinstance(act, Finished)
+    assert clique_informative <= 1
+
+
+def test_disjoint_paths_admit_at_most_group_limit_of_one_group_over_all_paths() -> None:
+    rng = random.Random(4)
+    block = [Contact(rng.randbytes(20), f"203.0.{i}.1", 4000) for i in range(12)]
+    seeds = [Contact(rng.randbytes(20), f"198.{i}.0.1", 4000) for i in range(3)]
+    lookup = DisjointLookup(ME, rng.randbytes(20), seeds, paths=3, groups=_wide, group_limit=3)
+    while isinstance(act := lookup.next(0.0), Query):
+        # Each seed (one per path) names four of the block no other path holds.
+        i = seeds.index(act.contact) if act.contact in seeds else None
+        lookup.on_response(act.contact.node_id, [] if i is None else block[4 * i : 4 * i + 4])
+    assert isinstance(act, Finished)
+    # Three of the block over all paths, not three per path.
+    assert sum(c.host.startswith("203.0.") for c in act.closest) == 3
+    assert lookup.refused == 12 - 3
+
+
+@pytest.mark.parametrize("first_with_value", [True, False])
+def test_a_get_over_paths_ends_with_the_first_path_that_found_the_value(
+    first_with_value: bool,
+) -> None:
+    seeds = [_c(i) for i in (1, 2, 3)]  # one per path
+    lookup = DisjointLookup(
+        ME, bytes(20), seeds, paths=3, k=1, alpha=1, first_with_value=first_with_value
+    )
+    asked = [lookup.next(0.0) for _ in range(3)]
+    assert all(isinstance(q, Query) for q in asked)
+    # Path 0's only node holds the value; the other two paths are slow.
+    lookup.on_response(_c(1).node_id, value=b"v", has_value=True)
+    act = lookup.next(0.0)
+    if first_with_value:
+        assert isinstance(act, Finished) and act.values == [(_c(1), b"v")]
+    else:
+        assert isinstance(act, Waiting)
+        lookup.on_response(_c(2).node_id)
+        lookup.on_response(_c(3).node_id)
+        assert isinstance(lookup.next(0.0), Finished)
+
+
+def test_a_path_that_ends_without_the_value_does_not_end_a_get() -> None:
+    lookup = DisjointLookup(ME, bytes(20), [_c(1), _c(2)], paths=2, k=1, first_with_value=True)
+    assert isinstance(lookup.next(0.0), Query) and isinstance(lookup.next(0.0), Query)
+    lookup.on_response(_c(1).node_id)  # path 0 ends empty-handed (an eclipse, say)
+    assert isinstance(lookup.next(0.0), Waiting)
+    lookup.on_response(_c(2).node_id, value=b"v", has_value=True)
+    act = lookup.next(0.0)
+    assert isinstance(act, Finished) and act.values == [(_c(2), b"v")]
