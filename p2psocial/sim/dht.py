@@ -73,6 +73,9 @@ class NetModel:
     paths: int = 3
     get_paths: int = 3
     join_paths: int | None = 1
+    #: a get runs path 0 alone until a setback or this many times ``patience``
+    #: (DHTConfig.get_hedge; None: every path at once)
+    get_hedge: float | None = 4.0
     #: a lookup's responder is added to the asker's table only after an
     #: informative answer (spec/dht.md §8); off is the measurement baseline
     informative_only: bool = True
@@ -236,6 +239,7 @@ class SimDHT:
             slow_after=m.patience,
             await_slow=exact,
             first_with_value=not exact,
+            hedge_after=None if exact or m.get_hedge is None else m.get_hedge * m.patience,
             groups=self._groups if self.model.lookup_diversity else None,
         )
         depth = {c.node_id: 1 for c in seeds}

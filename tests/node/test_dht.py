@@ -559,3 +559,38 @@ async def test_a_peers_get_returns_what_it_found_when_contacts_stay_silent() -> 
             # Waiting for 8 silent contacts (1 s, then 1.2 s, ...) would take far longer.
             assert trio.current_time() - start < 2.0
             assert [(nid, port) for nid, _, port in found] == [(member.node_id, 4000)]
+
+
+async def test_a_get_runs_its_nearest_path_alone_until_a_setback() -> None:
+    """A record get over 3 paths asks path 0's contacts alone while they answer
+    (spec/dht.md §8, hedged gets): fewer queries than every path at once, the
+    same record. A dead nearest seed is a setback: path 0 goes past it or the
+    other paths start, and the record is still found."""
+    cfg = DHTConfig(rpc_timeout=0.3, rpc_attempts=3)
+    with trio.fail_after(60):
+        async with dht_testnet(40, cfg) as nodes:
+            author = SigningKey.generate()
+            head = entries(author, 1)[0]
+            assert await nodes[3].put_head(head) >= 15
+            getter = nodes[11]
+
+            async def get() -> dict[str, int]:
+                before = getter.statistics()
+                assert await getter.get_head(author.public_key) == head
+                after = getter.statistics()
+                counters = ("lookup_queries", "lookup_hedged", "lookup_left_silent")
+                return {k: after.get(k, 0) - before.get(k, 0) for k in counters}
+
+            hedged = await get()
+            assert hedged["lookup_hedged"] == 0
+            # The same get with every path at once (the config is shared; only
+            # the getter's lookups read it now). Its table has only grown.
+            cfg.get_hedge = None
+            every_path = await get()
+            assert hedged["lookup_queries"] < every_path["lookup_queries"]
+            cfg.get_hedge = DHTConfig().get_hedge
+            hk = head_key(author.public_key)
+            nearest = getter.table.closest(hk, 1)[0]
+            nodes.kill(next(x for x in nodes if x.node_id == nearest.node_id))
+            after_kill = await get()
+            assert after_kill["lookup_hedged"] or after_kill["lookup_left_silent"]

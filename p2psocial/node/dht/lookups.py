@@ -64,10 +64,14 @@ class LookupRunner:
         to the k closest still awaits it if it stays among them; a get goes
         past it.
         """
-        cfg = self._config
         if self._is_silent is not None and self._is_silent(contact.addr, trio.current_time()):
             self._stats["lookup_skipped_silent"] += 1
             return 0.0
+        return self._attempts(contact)
+
+    def _attempts(self, contact: Contact) -> float:
+        """The time ``contact``'s first ``lookup_patience`` attempts take."""
+        cfg = self._config
         first = cfg.rpc_timeout if self._rto is None else self._rto(contact.addr)
         return sum(first * cfg.rpc_backoff**i for i in range(cfg.lookup_patience))
 
@@ -122,8 +126,14 @@ class LookupRunner:
         }
         paths = self._config.lookup_paths if paths is None else paths
         if paths > 1:
-            # A get ends with the first path that found the value.
+            # A get ends with the first path that found the value, and runs
+            # the nearest path alone until it meets a setback (spec/dht.md §8).
             first = not args["await_slow"]
+            hedge = self._config.get_hedge
+            if first and hedge is not None and seeds:
+                t = int.from_bytes(target, "big")
+                nearest = min(seeds, key=lambda c: c.n ^ t)
+                args["hedge_after"] = hedge * self._attempts(nearest)
             return DisjointLookup(
                 self._contacts.node_id, target, seeds, paths=paths, first_with_value=first, **args
             )
@@ -191,6 +201,8 @@ class LookupRunner:
                     self._stats["lookups"] += 1
                     self._stats["lookup_queries"] += lookup.queries
                     self._stats["lookup_refused_by_group"] += lookup.refused
+                    if isinstance(lookup, DisjointLookup) and lookup.hedged:
+                        self._stats["lookup_hedged"] += 1
                     return action
                 if isinstance(action, Query):
                     nursery.start_soon(query, action.contact)

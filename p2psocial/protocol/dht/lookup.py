@@ -201,6 +201,8 @@ class Lookup:
         self._result: Finished | None = None
         #: Requests handed out so far (a measure of lookup cost).
         self.queries = 0
+        #: Requests that went slow or failed (a DisjointLookup's hedge trigger).
+        self.setbacks = 0
         self._add_all(seeds)
 
     # -- candidates ------------------------------------------------------------
@@ -261,6 +263,8 @@ class Lookup:
     def _set(self, cand: _Candidate, state: _State) -> None:
         if cand.state is _State.WAITING:
             self._in_flight -= 1
+            if state is not _State.SUCCEEDED:
+                self.setbacks += 1
         if state is _State.WAITING or state is _State.SLOW:
             self._pending[cand.contact.node_id] = cand
         else:
@@ -396,6 +400,14 @@ class DisjointLookup:
     latency without adding a fresher value (the put reached that path's k
     nearest). With ``paths`` = 1 it is a plain Lookup.
 
+    With ``hedge_after`` (seconds; a get), only path 0 runs at first, and
+    the others start (and from then on all run) as soon as path 0 has a
+    setback (a query of it went slow or failed), ends without a value, or
+    has run ``hedge_after`` seconds since the first ``next``: a get whose
+    nearest path answers promptly costs one path's queries, and one that
+    meets silence or an adversary falls back to every path. None starts
+    every path at once.
+
     It offers Lookup's interface (``next``, ``on_response``, ``on_failure``,
     ``finished``, ``in_flight``, ``queries``, ``refused``), so a driver runs
     either.
@@ -412,10 +424,17 @@ class DisjointLookup:
         quorum: int | None = None,
         small_network: int = 20,
         first_with_value: bool = False,
+        hedge_after: float | None = None,
         **lookup_args: Any,
     ) -> None:
         if paths < 1:
             raise LocalUsageError("paths must be positive")
+        if hedge_after is not None and hedge_after < 0:
+            raise LocalUsageError("hedge_after must not be negative")
+        self._hedge_after = hedge_after
+        #: Whether every path runs (always, without ``hedge_after``).
+        self.hedged = hedge_after is None or paths == 1
+        self._hedge_at = float("inf")
         self._small_network = small_network
         self._first_with_value = first_with_value
         self.target = target
@@ -469,6 +488,10 @@ class DisjointLookup:
             return self._result
         if self.quorum is not None and self._value_count() >= self.quorum:
             return self._finish()
+        if not self.hedged:
+            lead = self._lead(now)
+            if lead is not None:
+                return lead
         until = float("inf")
         running = False
         n = len(self._paths)
@@ -488,6 +511,23 @@ class DisjointLookup:
         if not running:
             return self._finish()
         return Waiting(until)
+
+    def _lead(self, now: float) -> Query | Waiting | Finished | None:
+        """Path 0's next action while it runs alone; None once every path runs."""
+        if self._hedge_after is not None and self._hedge_at == float("inf"):
+            self._hedge_at = now + self._hedge_after
+        lead = self._paths[0]
+        if not lead.setbacks and now < self._hedge_at:
+            act = lead.next(now)
+            if isinstance(act, Query):
+                return act
+            if isinstance(act, Waiting):
+                if not lead.setbacks:
+                    return Waiting(min(act.until, self._hedge_at))
+            elif self._first_with_value and act.values:
+                return self._finish()
+        self.hedged = True
+        return None
 
     def _value_count(self) -> int:
         return sum(len(p._values) for p in self._paths)

@@ -19,6 +19,7 @@ from p2psocial.protocol.dht import (
     Waiting,
     distance,
 )
+from p2psocial.protocol.errors import LocalUsageError
 
 
 def make_net(rng: random.Random, n: int) -> dict[bytes, RoutingTable]:
@@ -533,3 +534,122 @@ def test_a_path_that_ends_without_the_value_does_not_end_a_get() -> None:
     lookup.on_response(_c(2).node_id, value=b"v", has_value=True)
     act = lookup.next(0.0)
     assert isinstance(act, Finished) and act.values == [(_c(2), b"v")]
+
+
+# -- hedged gets (spec/dht.md §8: path 0 first, the others on a setback) -----------
+
+
+def _hedged(**kw: Any) -> DisjointLookup:
+    """Three paths, one seed each (_c(1) path 0, _c(2) path 1, _c(3) path 2)."""
+    args: dict[str, Any] = {"paths": 3, "k": 1, "alpha": 1, "first_with_value": True}
+    args["hedge_after"] = 1.0
+    args.update(kw)
+    return DisjointLookup(ME, bytes(20), [_c(i) for i in (1, 2, 3)], **args)
+
+
+def test_a_hedged_get_that_path_0_answers_asks_no_other_path() -> None:
+    lookup = _hedged()
+    act = lookup.next(0.0)
+    assert isinstance(act, Query) and act.contact == _c(1)
+    # Path 0 alone runs: the wait ends at the hedge time at the latest.
+    act = lookup.next(0.1)
+    assert isinstance(act, Waiting) and act.until == 1.0
+    lookup.on_response(_c(1).node_id, value=b"v", has_value=True)
+    act = lookup.next(0.2)
+    assert isinstance(act, Finished) and act.values == [(_c(1), b"v")]
+    assert lookup.queries == 1 and not lookup.hedged
+
+
+def _setback(lookup: DisjointLookup, how: str) -> float:
+    """Give path 0's query the setback ``how``; the time of the next call."""
+    if how == "failure":
+        lookup.on_failure(_c(1).node_id)
+        return 0.1
+    if how == "empty":  # path 0 ends without the value (an eclipse, say)
+        lookup.on_response(_c(1).node_id)
+        return 0.1
+    if how == "slow":  # unanswered past its patience (0.5 s here)
+        return 0.6
+    assert how == "hedge time"  # no setback, but path 0 ran its hedge time
+    return 1.0
+
+
+@pytest.mark.parametrize("how", ["failure", "empty", "slow", "hedge time"])
+def test_a_setback_of_path_0_starts_every_other_path(how: str) -> None:
+    lookup = _hedged(slow_after=0.5, timeout=5.0)
+    assert isinstance(lookup.next(0.0), Query)
+    now = _setback(lookup, how)
+    second, third = lookup.next(now), lookup.next(now)
+    assert isinstance(second, Query) and isinstance(third, Query)
+    assert {second.contact, third.contact} == {_c(2), _c(3)}
+    assert lookup.hedged and lookup.queries == 3
+    lookup.on_response(_c(3).node_id, value=b"v", has_value=True)
+    act = lookup.next(now)
+    assert isinstance(act, Finished) and act.values == [(_c(3), b"v")]
+
+
+def test_without_hedge_after_every_path_starts_at_once() -> None:
+    lookup = DisjointLookup(ME, bytes(20), [_c(i) for i in (1, 2, 3)], paths=3, k=1, alpha=1)
+    assert lookup.hedged
+    assert [a.contact for a in (lookup.next(0.0) for _ in range(3)) if isinstance(a, Query)] == [
+        _c(1),
+        _c(2),
+        _c(3),
+    ]
+
+
+def test_hedge_after_must_not_be_negative() -> None:
+    with pytest.raises(LocalUsageError):
+        _hedged(hedge_after=-1.0)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 2**32), st.booleans())
+def test_a_hedged_get_finds_what_an_unhedged_one_finds_asking_no_more(
+    seed: int, dead_nearest: bool
+) -> None:
+    rng = random.Random(seed)
+    tables = make_net(rng, 120)
+    me = next(iter(tables))
+    target = rng.randbytes(20)
+    near = sorted(tables, key=lambda i: distance(i, target))
+    holders = set(near[1:8])
+    # Optionally the nearest seed is dead: path 0 fails at once, and the
+    # hedge must bring the others in.
+    dead = {tables[me].closest(target)[0].node_id} if dead_nearest else set()
+
+    def drive(lookup: DisjointLookup) -> tuple[Finished, list[bytes]]:
+        asked: list[bytes] = []
+        in_flight: list[Contact] = []
+        drive_rng = random.Random(seed)
+        while True:
+            act = lookup.next(0.0)
+            if isinstance(act, Finished):
+                return act, asked
+            if isinstance(act, Query):
+                asked.append(act.contact.node_id)
+                in_flight.append(act.contact)
+                continue
+            c = in_flight.pop(drive_rng.randrange(len(in_flight)))
+            if c.node_id in dead:
+                lookup.on_failure(c.node_id)
+                continue
+            value = "v" if c.node_id in holders else None
+            nodes = tables[c.node_id].closest(target)
+            lookup.on_response(c.node_id, nodes, value=value, has_value=value is not None)
+
+    def get(hedge_after: float | None) -> DisjointLookup:
+        seeds = tables[me].closest(target)
+        return DisjointLookup(
+            me, target, seeds, paths=3, k=5, first_with_value=True, hedge_after=hedge_after
+        )
+
+    hedged, plain = get(10.0), get(None)
+    (res, asked), (res_plain, _) = drive(hedged), drive(plain)
+    assert len(asked) == len(set(asked)) == hedged.queries
+    assert res.values and {c.node_id for c, _ in res.values} <= holders
+    assert bool(res_plain.values)
+    assert hedged.hedged == dead_nearest
+    if not dead_nearest:
+        # Path 0 alone found it, with a third of the queries or so.
+        assert 2 * hedged.queries <= plain.queries
