@@ -329,7 +329,10 @@ def test_without_groups_every_candidate_is_admitted() -> None:
 
 
 def _drive(lookup: DisjointLookup, answer: Any, rng: random.Random) -> tuple[Finished, list[bytes]]:
-    """Answer a lookup's queries in random order; (result, every node asked)."""
+    """Answer a lookup's queries in random order; (result, every node asked).
+
+    ``answer`` gives (nodes, value), or None for a node that does not answer.
+    """
     asked: list[bytes] = []
     in_flight: list[Contact] = []
     while True:
@@ -341,7 +344,11 @@ def _drive(lookup: DisjointLookup, answer: Any, rng: random.Random) -> tuple[Fin
             in_flight.append(act.contact)
             continue
         c = in_flight.pop(rng.randrange(len(in_flight)))
-        nodes, value = answer(c)
+        reply = answer(c)
+        if reply is None:
+            lookup.on_failure(c.node_id)
+            continue
+        nodes, value = reply
         lookup.on_response(c.node_id, nodes, value=value, has_value=value is not None)
 
 
@@ -618,25 +625,10 @@ def test_a_hedged_get_finds_what_an_unhedged_one_finds_asking_no_more(
     # hedge must bring the others in.
     dead = {tables[me].closest(target)[0].node_id} if dead_nearest else set()
 
-    def drive(lookup: DisjointLookup) -> tuple[Finished, list[bytes]]:
-        asked: list[bytes] = []
-        in_flight: list[Contact] = []
-        drive_rng = random.Random(seed)
-        while True:
-            act = lookup.next(0.0)
-            if isinstance(act, Finished):
-                return act, asked
-            if isinstance(act, Query):
-                asked.append(act.contact.node_id)
-                in_flight.append(act.contact)
-                continue
-            c = in_flight.pop(drive_rng.randrange(len(in_flight)))
-            if c.node_id in dead:
-                lookup.on_failure(c.node_id)
-                continue
-            value = "v" if c.node_id in holders else None
-            nodes = tables[c.node_id].closest(target)
-            lookup.on_response(c.node_id, nodes, value=value, has_value=value is not None)
+    def answer(c: Contact) -> tuple[list[Contact], object] | None:
+        if c.node_id in dead:
+            return None
+        return tables[c.node_id].closest(target), ("v" if c.node_id in holders else None)
 
     def get(hedge_after: float | None) -> DisjointLookup:
         seeds = tables[me].closest(target)
@@ -645,7 +637,10 @@ def test_a_hedged_get_finds_what_an_unhedged_one_finds_asking_no_more(
         )
 
     hedged, plain = get(10.0), get(None)
-    (res, asked), (res_plain, _) = drive(hedged), drive(plain)
+    (res, asked), (res_plain, _) = (
+        _drive(hedged, answer, random.Random(seed)),
+        _drive(plain, answer, random.Random(seed)),
+    )
     assert len(asked) == len(set(asked)) == hedged.queries
     assert res.values and {c.node_id for c, _ in res.values} <= holders
     assert bool(res_plain.values)
