@@ -12,8 +12,13 @@
    returned the latest (seq 3) record. The same gets are then repeated
    (``get_warm_*``): the askers have proven their contacts' keys by then.
 4. 30 % of the nodes are killed without warning (their tasks are cancelled;
-   they send nothing more), and the same gets run again from survivors, 50
-   at once: ``churn_success_ratio``, ``churn_get_p50_ms``/``p99``.
+   they send nothing more), and the survivors are split in two halves that
+   have not yet met the loss. From one half, ``--churn-sequential`` gets
+   (default 50) run one at a time: ``churn_seq_get_p50_ms``/``p99``, a lone
+   lookup's latency past dead contacts. From the other half, the plan's gets
+   run 50 at once (``--churn-concurrency``): ``churn_success_ratio``,
+   ``churn_get_p50_ms``/``p99``, which in one process measure CPU queueing
+   of 50 lookups (both ends of every query run here) as much as waiting.
    ``reference_fixed_timeouts``: a second run of this script with every first
    attempt waiting the fixed 0.5 s, gets awaiting slow contacts and no
    dead-contact skipping (``--fixed-timeouts``), for comparison.
@@ -238,6 +243,22 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 scopes[i].cancel()
             await trio.lowlevel.checkpoint()
             survivors = [x for i, x in enumerate(nodes) if i not in victims]
+            rng.shuffle(survivors)
+            # Each half learns of the dead on its own: neither phase gains
+            # from what the other's lookups found out.
+            alone, together = survivors[::2], survivors[1::2]
+            seq_ok = 0
+            seq_ms: list[float] = []
+            for _, (key, chain) in plan[: args.churn_sequential]:
+                x = rng.choice(alone)
+                t = time.perf_counter()
+                got = await x.get_head(key.public_key)
+                seq_ms.append((time.perf_counter() - t) * 1000)
+                seq_ok += got == chain[-1]
+            if seq_ms:
+                log(
+                    f"churn, one at a time: ok {seq_ok}/{len(seq_ms)}, p50 {pct(seq_ms, 0.5):.1f} ms"
+                )
             churn_ok = 0
             churn_ms: list[float] = []
             limiter = trio.CapacityLimiter(args.churn_concurrency)
@@ -245,7 +266,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             async def churn_get(key: SigningKey, chain: list[bytes]) -> None:
                 nonlocal churn_ok
                 async with limiter:
-                    x = rng.choice(survivors)
+                    x = rng.choice(together)
                     t = time.perf_counter()
                     got = await x.get_head(key.public_key)
                     churn_ms.append((time.perf_counter() - t) * 1000)
@@ -272,6 +293,9 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             "churn_success_ratio": round(churn_ok / len(plan), 4),
             "churn_get_p50_ms": round(pct(churn_ms, 0.5), 1),
             "churn_get_p99_ms": round(pct(churn_ms, 0.99), 1),
+            "churn_seq_success_ratio": round(seq_ok / max(1, len(seq_ms)), 4),
+            "churn_seq_get_p50_ms": round(pct(seq_ms, 0.5), 1) if seq_ms else None,
+            "churn_seq_get_p99_ms": round(pct(seq_ms, 0.99), 1) if seq_ms else None,
             "rpc": {
                 k: sum(int(x.statistics().get(k, 0)) for x in nodes)
                 for k in (
@@ -338,6 +362,9 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--churn-concurrency", type=int, default=50)
     p.add_argument(
+        "--churn-sequential", type=int, default=50, help="gets run one at a time after the kill"
+    )
+    p.add_argument(
         "--fixed-timeouts",
         action="store_true",
         help="the reference: fixed 0.5 s first attempts, no dead-contact skipping",
@@ -376,6 +403,7 @@ def main() -> None:
                 *("--nodes", str(args.nodes), "--authors", str(args.authors)),
                 *("--gets", str(args.gets), "--seed", str(args.seed)),
                 *("--churn-concurrency", str(args.churn_concurrency)),
+                *("--churn-sequential", str(args.churn_sequential)),
                 *("--gc", args.gc),
             ],
             capture_output=True,
@@ -392,6 +420,8 @@ def main() -> None:
                 "churn_success_ratio",
                 "churn_get_p50_ms",
                 "churn_get_p99_ms",
+                "churn_seq_get_p50_ms",
+                "churn_seq_get_p99_ms",
                 "rpc",
             )
         }

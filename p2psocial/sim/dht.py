@@ -76,6 +76,8 @@ class NetModel:
     #: a get runs path 0 alone until a setback or this many times ``patience``
     #: (DHTConfig.get_hedge; None: every path at once)
     get_hedge: float | None = 4.0
+    #: setbacks of path 0 that start the other paths (DHTConfig.get_hedge_setbacks)
+    get_hedge_setbacks: int = 3
     #: a lookup's responder is added to the asker's table only after an
     #: informative answer (spec/dht.md §8); off is the measurement baseline
     informative_only: bool = True
@@ -240,6 +242,7 @@ class SimDHT:
             await_slow=exact,
             first_with_value=not exact,
             hedge_after=None if exact or m.get_hedge is None else m.get_hedge * m.patience,
+            hedge_setbacks=m.get_hedge_setbacks,
             groups=self._groups if self.model.lookup_diversity else None,
         )
         depth = {c.node_id: 1 for c in seeds}

@@ -79,11 +79,16 @@ class DHTConfig:
     #: what keeps records reachable past eclipse nodes spread over the space
     #: (bench/simulate.py), at about this many times the queries.
     record_paths: int = 3
-    #: A record or peers get over several paths runs path 0 alone until one
-    #: of its queries goes slow or fails, it ends without the value, or this
-    #: many times the nearest seed's patience passed; then every path runs
-    #: (spec/dht.md §8). None starts every path at once.
+    #: A record or peers get over several paths runs path 0 alone until
+    #: ``get_hedge_setbacks`` of its queries went slow or failed, it ends
+    #: without the value, or this many times the nearest seed's patience
+    #: passed; then every path runs (spec/dht.md §8). None starts every path
+    #: at once.
     get_hedge: float | None = 4.0
+    #: Setbacks of path 0 that start a get's other paths (see get_hedge):
+    #: under churn one dead contact is common and path 0 routes around it;
+    #: three mean the path is in trouble (bench/dht.py churn).
+    get_hedge_setbacks: int = 3
     #: A lookup's responder not yet in the table is added only if its answer
     #: named a contact the lookup had not heard of (spec/dht.md §8). Off only
     #: as a measurement baseline.

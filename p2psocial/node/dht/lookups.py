@@ -134,6 +134,7 @@ class LookupRunner:
                 t = int.from_bytes(target, "big")
                 nearest = min(seeds, key=lambda c: c.n ^ t)
                 args["hedge_after"] = hedge * self._attempts(nearest)
+                args["hedge_setbacks"] = self._config.get_hedge_setbacks
             return DisjointLookup(
                 self._contacts.node_id, target, seeds, paths=paths, first_with_value=first, **args
             )

@@ -401,9 +401,10 @@ class DisjointLookup:
     nearest). With ``paths`` = 1 it is a plain Lookup.
 
     With ``hedge_after`` (seconds; a get), only path 0 runs at first, and
-    the others start (and from then on all run) as soon as path 0 has a
-    setback (a query of it went slow or failed), ends without a value, or
-    has run ``hedge_after`` seconds since the first ``next``: a get whose
+    the others start (and from then on all run) as soon as path 0 has had
+    ``hedge_setbacks`` setbacks (queries of it that went slow or failed),
+    ends without a value, or has run ``hedge_after`` seconds since the
+    first ``next``: a get whose
     nearest path answers promptly costs one path's queries, and one that
     meets silence or an adversary falls back to every path. None starts
     every path at once.
@@ -425,13 +426,17 @@ class DisjointLookup:
         small_network: int = 20,
         first_with_value: bool = False,
         hedge_after: float | None = None,
+        hedge_setbacks: int = 1,
         **lookup_args: Any,
     ) -> None:
         if paths < 1:
             raise LocalUsageError("paths must be positive")
         if hedge_after is not None and hedge_after < 0:
             raise LocalUsageError("hedge_after must not be negative")
+        if hedge_setbacks < 1:
+            raise LocalUsageError("hedge_setbacks must be positive")
         self._hedge_after = hedge_after
+        self._hedge_setbacks = hedge_setbacks
         #: Whether every path runs (always, without ``hedge_after``).
         self.hedged = hedge_after is None or paths == 1
         self._hedge_at = float("inf")
@@ -517,12 +522,12 @@ class DisjointLookup:
         if self._hedge_after is not None and self._hedge_at == float("inf"):
             self._hedge_at = now + self._hedge_after
         lead = self._paths[0]
-        if not lead.setbacks and now < self._hedge_at:
+        if lead.setbacks < self._hedge_setbacks and now < self._hedge_at:
             act = lead.next(now)
             if isinstance(act, Query):
                 return act
             if isinstance(act, Waiting):
-                if not lead.setbacks:
+                if lead.setbacks < self._hedge_setbacks:
                     return Waiting(min(act.until, self._hedge_at))
             elif self._first_with_value and act.values:
                 return self._finish()

@@ -595,6 +595,37 @@ def test_a_setback_of_path_0_starts_every_other_path(how: str) -> None:
     assert isinstance(act, Finished) and act.values == [(_c(3), b"v")]
 
 
+@pytest.mark.parametrize("setbacks", [1, 2, 3])
+def test_path_0_runs_alone_until_hedge_setbacks_of_its_queries_failed(setbacks: int) -> None:
+    # Twelve seeds dealt over three paths: path 0 holds 1, 4, 7 and 10.
+    lookup = DisjointLookup(
+        ME,
+        bytes(20),
+        [_c(i) for i in range(1, 13)],
+        paths=3,
+        k=4,
+        alpha=1,
+        first_with_value=True,
+        hedge_after=10.0,
+        hedge_setbacks=setbacks,
+    )
+    for n in range(setbacks):
+        assert not lookup.hedged
+        act = lookup.next(0.0)
+        assert isinstance(act, Query) and act.contact == _c(1 + 3 * n)
+        lookup.on_failure(act.contact.node_id)
+    # The last setback brings in the other paths, each at its nearest seed.
+    acts = [lookup.next(0.0) for _ in range(3)]
+    assert all(isinstance(a, Query) for a in acts)
+    assert {a.contact for a in acts if isinstance(a, Query)} == {_c(1 + 3 * setbacks), _c(2), _c(3)}
+    assert lookup.hedged and lookup.queries == setbacks + 3
+
+
+def test_hedge_setbacks_must_be_positive() -> None:
+    with pytest.raises(LocalUsageError):
+        _hedged(hedge_setbacks=0)
+
+
 def test_without_hedge_after_every_path_starts_at_once() -> None:
     lookup = DisjointLookup(ME, bytes(20), [_c(i) for i in (1, 2, 3)], paths=3, k=1, alpha=1)
     assert lookup.hedged
