@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import trio
+import trio.testing
 
 from p2psocial.node.replication import LinkClosed, TCPFramedStream, handshake
-from p2psocial.node.replication.transport import open_secure_link
+from p2psocial.node.replication.transport import NoiseFramedStream, open_secure_link
 from p2psocial.protocol.identity import SigningKey
 
 from .test_replication_helpers import TNode, open_testnet
@@ -166,3 +168,68 @@ async def test_garbage_after_the_handshake_is_counted(tmp_path: Path) -> None:
 
             await net.wait_for(dropped, poll=0.05)
             await sock.aclose()
+
+
+async def _linked_pair() -> tuple[object, object, trio.SocketListener]:
+    """Two ends of one encrypted link over real TCP on 127.0.0.1."""
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    client = await trio.open_tcp_stream("127.0.0.1", port)
+    server = await listeners[0].accept()
+    ends: dict[str, object] = {}
+
+    async def open_end(name: str, stream: trio.SocketStream, initiator: bool) -> None:
+        ends[name], _ = await open_secure_link(
+            stream, SigningKey.generate(), 1, initiator=initiator
+        )
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(open_end, "a", client, True)
+        nursery.start_soon(open_end, "b", server, False)
+    return ends["a"], ends["b"], listeners[0]
+
+
+async def test_a_send_cancelled_before_it_writes_leaves_the_link_usable() -> None:
+    """A send cancelled after taking the send lock but before its bytes left
+    encrypted nothing: the next frame still decrypts at the peer (a cancelled
+    keepalive used to burn a nonce, so the bye after it failed authentication)."""
+    with trio.fail_after(10):
+        a, b, listener = await _linked_pair()
+        assert isinstance(a, NoiseFramedStream) and isinstance(b, NoiseFramedStream)
+        async with a.stream, b.stream, listener:
+            # Another send holds the lock; ours waits for it, is handed the
+            # lock, and is cancelled before it runs again: it resumes holding
+            # the lock and meets the cancellation at its write.
+            await a._send_lock.acquire()
+            cs = trio.CancelScope()
+
+            async def send_cancelled() -> None:
+                with cs:
+                    await a.send_frame(b"never sent")
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(send_cancelled)
+                await trio.testing.wait_all_tasks_blocked()
+                a._send_lock.release()
+                cs.cancel()
+            assert cs.cancelled_caught
+            await a.send_frame(b"after the cancelled one")
+            assert await b.receive_frame() == b"after the cancelled one"
+            assert a.frames_out == 3  # the hello, its auth and this one
+
+
+async def test_a_write_cancelled_part_way_closes_the_sending_side() -> None:
+    """The peer reads nothing, a frame's write blocks part way and is
+    cancelled: the bytes that left are a torn message, so the next send
+    raises LinkClosed instead of writing frames the peer cannot read."""
+    with trio.fail_after(10):
+        a, b, listener = await _linked_pair()
+        assert isinstance(a, NoiseFramedStream) and isinstance(b, NoiseFramedStream)
+        async with a.stream, b.stream, listener:
+            with trio.move_on_after(0.5) as cs:
+                for _ in range(2000):  # a few MiB fill the socket buffers first
+                    await a.send_frame(bytes(60_000))
+            assert cs.cancelled_caught
+            with pytest.raises(LinkClosed) as err:
+                await a.send_frame(b"after the torn one")
+            assert err.value.reason == "broken"

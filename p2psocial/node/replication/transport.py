@@ -93,16 +93,26 @@ class _CountedStream:
         self.stream = stream
         self._ready: list[bytes] = []
         self._send_lock = trio.Lock()
+        # A write that was cancelled or failed part way may have sent some of
+        # its bytes: the peer's framing (and cipher) is out of step, so no
+        # later write may follow it.
+        self._send_broken = False
         self.bytes_in = 0
         self.bytes_out = 0
         self.frames_in = 0
         self.frames_out = 0
 
     async def _write(self, data: bytes) -> None:
+        if self._send_broken:
+            raise LinkClosed("broken")
         try:
             await self.stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self._send_broken = True
             raise LinkClosed("broken") from exc
+        except BaseException:
+            self._send_broken = True
+            raise
         self.bytes_out += len(data)
 
     async def _read(self) -> bytes:
@@ -140,6 +150,9 @@ class TCPFramedStream(_CountedStream):
     async def send_frame(self, body: bytes) -> None:
         data = encode_frame(body, self.limits)
         async with self._send_lock:
+            # A cancellation that came while the lock was handed to us ends
+            # the send here, before any byte of it is written.
+            await trio.lowlevel.checkpoint_if_cancelled()
             await self._write(data)
         self.frames_out += 1
 
@@ -197,6 +210,12 @@ class NoiseFramedStream(_CountedStream):
     async def send_frame(self, body: bytes) -> None:
         async with self._send_lock:
             # Encrypt under the lock: nonces must reach the wire in order.
+            # And only once no cancellation is pending: one that came while
+            # the lock was handed to us would otherwise end the write after
+            # the encryption used a nonce, and the peer, still expecting
+            # that nonce, would fail every later frame's authentication.
+            # From here to the first byte written there is no checkpoint.
+            await trio.lowlevel.checkpoint_if_cancelled()
             await self._write(self.link.send_frame(body))
         self.frames_out += 1
 
