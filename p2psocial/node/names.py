@@ -43,6 +43,8 @@ MAX_PETNAMES = 10_000
 PROFILE_CACHE = 4096
 #: Kinds whose ``target`` is an identity.
 AUTHOR_TARGET_KINDS = frozenset({"follow", "unfollow", "block", "unblock"})
+#: Not in the profile cache (None there means: no usable profile name held).
+_UNKNOWN: Any = object()
 
 
 def _looked_up_key(text: str) -> bytes | None:
@@ -267,53 +269,43 @@ class Names:
         order.
         """
         await self._ensure_loaded()
-        # Every page the API serves comes through here: one pass to find the
-        # identities whose profile name is not cached, at most one store call
-        # for those, one pass to fill in. ``cached`` is the cache as it was
-        # before that call: one that empties the cache replaces it with a new
-        # map, so the names this page found cached are still here after it.
+        # Every page the API serves comes through here, and its authors'
+        # names are nearly always cached: one pass fills every pair in from
+        # the cache and notes the identities it lacks; only then, at most one
+        # store call for those, whose pairs are filled in after. ``cached`` is
+        # the cache as it was before that call: one that empties the cache
+        # replaces it with a new map, and the pairs filled in already stand.
         cached = self._profiles
+        by_text = self._by_text
         missing: list[str] = []
         for item in items:
+            names: dict[str, dict[str, str | None]] = {}
             author = item.get("author")
-            if type(author) is str and author not in cached:
-                missing.append(author)
-            mentions = item.get("mentions")
-            if mentions:
-                missing.extend(t for t in mentions if type(t) is str and t not in cached)
-            if item.get("kind") in AUTHOR_TARGET_KINDS:
-                target = item.get("target")
-                if type(target) is str and target not in cached:
-                    missing.append(target)
-        found = await self._profile_names(missing) if missing else {}
-        by_text = self._by_text
-        for item in items:
-            author = item.get("author")
+            author_name = None
             if type(author) is str:
-                author_name = {
-                    "petname": by_text.get(author),
-                    "profile": found[author] if author in found else cached.get(author),
-                }
-                names = {author: author_name}
-            else:
-                author_name, names = None, {}
-            mentions = item.get("mentions")
-            if mentions:
-                for t in mentions:
-                    if type(t) is str and t not in names:
-                        names[t] = {
-                            "petname": by_text.get(t),
-                            "profile": found[t] if t in found else cached.get(t),
-                        }
+                profile = cached.get(author, _UNKNOWN)
+                if profile is _UNKNOWN:
+                    missing.append(author)
+                    profile = None
+                author_name = names[author] = {"petname": by_text.get(author), "profile": profile}
+            named = item.get("mentions") or ()
             if item.get("kind") in AUTHOR_TARGET_KINDS:
-                t = item.get("target")
+                named = [*named, item.get("target")]
+            for t in named:
                 if type(t) is str and t not in names:
-                    names[t] = {
-                        "petname": by_text.get(t),
-                        "profile": found[t] if t in found else cached.get(t),
-                    }
+                    profile = cached.get(t, _UNKNOWN)
+                    if profile is _UNKNOWN:
+                        missing.append(t)
+                        profile = None
+                    names[t] = {"petname": by_text.get(t), "profile": profile}
             item["names"] = names
             item["author_name"] = author_name
+        if missing:
+            found = await self._profile_names(missing)
+            for item in items:
+                for t, pair in item["names"].items():
+                    if t in found:
+                        pair["profile"] = found[t]
         return items
 
     async def annotate_page(self, result: dict[str, Any]) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from .render import render_views, view_json
 from .replication import Replicator
 from .views import check_limit, held_entry, parse_identity, resolve_entry_id
 
-__all__ = ["PEEK_TIMEOUT", "Reader", "visible"]
+__all__ = ["PEEK_TIMEOUT", "Reader", "shown", "visible"]
 
 #: Seconds a feed read waits for swarm peers when this node does not replicate the feed.
 PEEK_TIMEOUT = 5
@@ -43,6 +43,17 @@ def visible(policy: Policy, view: dict[str, Any]) -> bool:
             except re.error:
                 continue
     return True
+
+
+def shown(policy: Policy, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The views of ``items`` that the owner's display rules show, in order.
+
+    With no mutes and no hide patterns (the usual case) that is ``items``
+    itself, with no pass over the page.
+    """
+    if not policy.muted and not policy.hide_patterns:
+        return items
+    return [v for v in items if visible(policy, v)]
 
 
 def _fork_why(seq: int, fork_seq: int) -> list[str]:
@@ -88,7 +99,7 @@ class Reader:
         else:
             items = await render_views(self.store, page.items)
         if filter_visible:
-            items = [v for v in items if visible(self.config.policy, v)]
+            items = shown(self.config.policy, items)
         return {"items": items, "next": page.next_cursor}
 
     async def _fork_seq(self, author: bytes) -> int | None:
@@ -104,9 +115,7 @@ class Reader:
         page = await self.store.timeline_maps(
             self.identity, limit=check_limit(limit), before=before
         )
-        policy = self.config.policy
-        items = [v for v in page.items if visible(policy, v)]
-        return {"items": items, "next": page.next_cursor}
+        return {"items": shown(self.config.policy, page.items), "next": page.next_cursor}
 
     async def feed(
         self,

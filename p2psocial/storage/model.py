@@ -18,6 +18,7 @@ __all__ = [
     "decode_cursor",
     "encode_cursor",
     "json_payload",
+    "json_payload_in_place",
 ]
 
 #: Kinds whose ``target`` names an author rather than an entry.
@@ -74,6 +75,18 @@ def _jsonable(value: Any) -> Any:
 def json_payload(payload: dict[str, Any]) -> dict[str, Any]:
     """A decoded payload with its bytes (at any depth) as hex: a new map."""
     return {k: v if type(v) in _PLAIN else _jsonable(v) for k, v in payload.items()}
+
+
+def json_payload_in_place(payload: dict[str, Any]) -> dict[str, Any]:
+    """:func:`json_payload` for a payload no one else holds: changes and returns it.
+
+    For a freshly decoded payload, which needs no copy; its fields that are
+    plain values (a post's text, mostly) are left as they are.
+    """
+    for k, v in payload.items():
+        if type(v) not in _PLAIN:
+            payload[k] = _jsonable(v)
+    return payload
 
 
 @dataclass(slots=True)

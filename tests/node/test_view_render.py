@@ -107,3 +107,22 @@ def test_the_stores_maps_are_view_json_of_its_views(store: Store) -> None:
         if page.next_cursor is None:
             break
         before = page.next_cursor
+
+
+def test_each_map_owns_its_lists_and_payload(store: Store) -> None:
+    me = _varied_store(store)
+    first = store.timeline_maps(me, limit=50).items
+    assert len(first) > 3
+    # A caller changing one page's maps changes nothing another page shows.
+    for m in first:
+        m["mentions"].append("x")
+        m["tags"].append("x")
+        m["reactions"]["x"] = 1
+        if m["payload"] is not None:
+            m["payload"]["x"] = 1
+    again = store.timeline_maps(me, limit=50).items
+    assert [m["id"] for m in again] == [m["id"] for m in first]
+    for m in again:
+        assert "x" not in m["mentions"] and "x" not in m["tags"] and "x" not in m["reactions"]
+        assert m["payload"] is None or "x" not in m["payload"]
+    assert len({id(m["reactions"]) for m in again}) == len(again)

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from p2psocial.protocol.identity import identity_to_text
-from p2psocial.storage.model import EntryView
+from p2psocial.storage.model import EntryView, json_payload, json_payload_in_place
 
 A = bytes(range(32))
 B = bytes(range(1, 33))
@@ -126,3 +126,20 @@ def test_to_json_copies_the_view_lists() -> None:
     js["tags"].append("b")
     js["reactions"]["-"] = 1
     assert view.tags == ["a"] and view.reactions == {"+": 1}
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"text": "hi"},
+        {"text": "re", "reply": {"root": E1, "parent": E2}, "mentions": [A, B], "tags": ["t"]},
+        {"target": E1, "emoji": "+"},
+        {"target": A, "reason": "spam", "n": 3, "ok": True, "none": None},
+    ],
+)
+def test_json_payload_in_place_is_json_payload_without_a_copy(payload: dict[str, Any]) -> None:
+    want = json_payload(payload)
+    got = json_payload_in_place(payload)
+    assert got is payload
+    assert got == want
+    assert list(got) == list(want)
